@@ -1,0 +1,211 @@
+"""Configuration: one pydantic model, validated in one place.
+
+``load_config(path)`` returns a :class:`Config` or raises :class:`ConfigError`
+naming the file and the dotted key path of every problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from provisioner.errors import ConfigError
+from provisioner.secrets import SecretRef
+
+
+def _to_secret(value: Any) -> SecretRef:
+    if isinstance(value, SecretRef):
+        return value
+    return SecretRef(value)
+
+
+Secret = Annotated[
+    SecretRef,
+    BeforeValidator(_to_secret),
+    PlainSerializer(lambda s: s.ref, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^(env|file):.+"}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class GeneralConfig(_Model):
+    service_identity: str = "provisioner"
+    """Actor recorded in the audit trail for scheduled runs."""
+    mappings: str = "mappings"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StateConfig(_Model):
+    url: str = "sqlite:///provisioner-state.db"
+    """SQLAlchemy URL of the state and audit store."""
+    password: Secret | None = None
+
+
+class NamingConfig(_Model):
+    template: str = "{username}"
+    prefix: str = ""
+    max_bytes: int = Field(63, ge=8, le=63)
+
+
+class LifecycleConfig(_Model):
+    terminated_statuses: list[str] = ["terminated", "inactive", "leaver", "retired"]
+    vanish_after_runs: int = Field(1, ge=1)
+
+
+class _SourceBase(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    preset: Literal["openldap", "ad"] = "openldap"
+    attributes: dict[str, str] = {}
+    """Canonical attribute name -> directory attribute, overriding the preset."""
+    stable_id_attribute: str | None = None
+    username_attribute: str | None = None
+
+
+class LdapSourceConfig(_SourceBase):
+    type: Literal["ldap"]
+    url: str = Field(pattern=r"^ldaps?://")
+    bind_dn: str | None = None
+    bind_password: Secret | None = None
+    start_tls: bool = False
+    ca_file: str | None = None
+    user_base: str
+    user_filter: str = "(objectClass=inetOrgPerson)"
+    group_base: str | None = None
+    group_filter: str = "(objectClass=groupOfNames)"
+    page_size: int = Field(500, ge=1, le=100_000)
+    range_step: int | None = Field(None, ge=1)
+    timeout: float = Field(10.0, gt=0)
+
+
+class LdifSourceConfig(_SourceBase):
+    type: Literal["ldif"]
+    path: str
+    user_filter_class: str = "inetOrgPerson"
+    group_filter_class: str = "groupOfNames"
+
+
+class EntraSourceConfig(_SourceBase):
+    type: Literal["entra"]
+    tenant_id: str
+    client_id: str
+    client_secret: Secret | None = None
+    certificate_key_file: str | None = None
+    certificate_thumbprint: str | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com"
+    user_filter: str | None = None
+    page_size: int = Field(999, ge=1, le=999)
+    max_retries: int = Field(5, ge=0)
+    full_resync_hours: float = Field(24.0, gt=0)
+
+
+SourceConfig = Annotated[LdapSourceConfig | LdifSourceConfig | EntraSourceConfig, Field(discriminator="type")]
+
+
+class PostgresTargetConfig(_Model):
+    type: Literal["postgresql"]
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    dsn: str | None = None
+    """libpq connection string without the password (``host=... user=... dbname=...``)."""
+    password: Secret | None = None
+    embedded: bool = False
+    """Start an embedded PostgreSQL (pgserver) in ``data_dir`` instead of ``dsn``."""
+    data_dir: str = ".provisioner/pgdata"
+    protected_roles: list[str] = []
+    drift: Literal["report", "revoke"] = "report"
+    """What to do with memberships granted by hand to managed roles."""
+    connect_timeout: int = Field(10, ge=1)
+
+
+TargetConfig = Annotated[PostgresTargetConfig, Field(discriminator="type")]
+
+
+class Config(_Model):
+    provisioner: GeneralConfig = GeneralConfig()
+    state: StateConfig = StateConfig()
+    naming: NamingConfig = NamingConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    sources: list[SourceConfig] = Field(min_length=1)
+    targets: list[TargetConfig] = Field(min_length=1)
+
+    path: Path | None = Field(None, exclude=True)
+    digest: str = Field("", exclude=True)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve_path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def mappings_dir(self) -> Path:
+        return self.resolve_path(self.provisioner.mappings)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("ldap", "ldif", "entra", "postgresql") and out.endswith("]"):
+            continue  # discriminator tag pydantic inserts
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    try:
+        cfg = Config.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        lines = [f"{path}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"invalid configuration ({len(lines)} problem(s)):\n" + "\n".join(lines)) from None
+    _check_unique(cfg, path)
+    return cfg
+
+
+def _check_unique(cfg: Config, path: Path) -> None:
+    problems = []
+    for kind, items in (("sources", cfg.sources), ("targets", cfg.targets)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                problems.append(f"{path}: {kind}[{i}].name: duplicate name {item.name!r}")
+            seen.add(item.name)
+    for i, t in enumerate(cfg.targets):
+        if not t.embedded and not t.dsn:
+            problems.append(f"{path}: targets[{i}]: set dsn, or embedded = true")
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems))
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read configuration: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    cfg = parse_config(data, p.resolve())
+    return cfg.model_copy(update={"digest": "sha256:" + hashlib.sha256(raw).hexdigest()})

@@ -1,0 +1,99 @@
+"""The role catalog: what each business role is, who owns it, how sensitive it is.
+
+Catalog files live in ``mappings/roles/*.toml`` as ``[role.NAME]`` tables.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+
+class Sensitivity(IntEnum):
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, text: str) -> Sensitivity:
+        return cls[text.upper()]
+
+
+ROLE_KEYS = {"description", "owner", "sensitivity"}
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRole:
+    name: str
+    description: str
+    owner: str
+    sensitivity: Sensitivity
+    file: str
+    extra: Mapping[str, Any]
+    """Keys later features read (privileges, inherits ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    roles: Mapping[str, CatalogRole]
+
+    def sensitivity(self, role: str) -> Sensitivity:
+        entry = self.roles.get(role)
+        return entry.sensitivity if entry else Sensitivity.LOW
+
+
+def build_catalog(
+    files: Iterable[tuple[str, str]], extra_keys: Iterable[str] = ()
+) -> tuple[Catalog, list[str]]:
+    allowed = ROLE_KEYS | set(extra_keys)
+    roles: dict[str, CatalogRole] = {}
+    problems: list[str] = []
+    for filename, text in files:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"{filename}: not valid TOML: {exc}")
+            continue
+        if set(data) - {"role"}:
+            problems.append(
+                f"{filename}: unknown top-level key(s) {sorted(set(data) - {'role'})}; expected [role.NAME]"
+            )
+        for name, body in (data.get("role") or {}).items():
+            role, probs = _parse_role(name, body, filename, allowed)
+            problems += probs
+            if role is None:
+                continue
+            if name in roles:
+                problems.append(f"{filename}: role {name!r} already defined in {roles[name].file}")
+                continue
+            roles[name] = role
+    return Catalog(roles), problems
+
+
+def _parse_role(
+    name: str, body: Any, filename: str, allowed: set[str]
+) -> tuple[CatalogRole | None, list[str]]:
+    where = f"{filename}: [role.{name}]"
+    if not isinstance(body, dict):
+        return None, [f"{where}: must be a table"]
+    problems = []
+    unknown = set(body) - allowed
+    if unknown:
+        problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    for key in ("description", "owner"):
+        if not isinstance(body.get(key), str) or not body[key].strip():
+            problems.append(f"{where}: '{key}' is required")
+    level = body.get("sensitivity", "low")
+    try:
+        sens = Sensitivity.parse(str(level))
+    except KeyError:
+        problems.append(f"{where}: sensitivity {level!r} is not one of low, medium, high, critical")
+        sens = Sensitivity.LOW
+    if problems:
+        return None, problems
+    extra = {k: v for k, v in body.items() if k not in ROLE_KEYS}
+    return CatalogRole(name, body["description"].strip(), body["owner"].strip(), sens, filename, extra), []

@@ -1,0 +1,338 @@
+"""Desired state vs actual state -> changes and notices.  Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from provisioner.core.model import (
+    ActualRole,
+    ActualState,
+    DesiredState,
+    DesiredUser,
+    Lifecycle,
+    Marker,
+    Reason,
+    RoleKind,
+)
+from provisioner.core.plan import (
+    Change,
+    ChangeKind,
+    Notice,
+    NoticeLevel,
+    execution_order,
+    make_change,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DiffPolicy:
+    protected: frozenset[str] = frozenset()
+    drift: Literal["report", "revoke"] = "report"
+
+
+@dataclass(slots=True)
+class _Out:
+    changes: list[Change] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    def note(self, level: NoticeLevel, code: str, message: str, role: str | None = None) -> None:
+        self.notices.append(Notice(level, code, message, role))
+
+
+def is_protected(role: ActualRole, actual: ActualState, policy: DiffPolicy) -> bool:
+    """Superusers, built-in and replication roles, roles that bypass RLS, the
+    session's own role and the configured list are never changed."""
+    return (
+        role.superuser
+        or role.system
+        or role.replication
+        or role.bypassrls
+        or role.name == actual.session_role
+        or role.name in policy.protected
+    )
+
+
+def diff(
+    desired: DesiredState, actual: ActualState, policy: DiffPolicy, now: datetime
+) -> tuple[tuple[Change, ...], tuple[Notice, ...]]:
+    out = _Out()
+    for problem in desired.problems:
+        out.note(NoticeLevel.ERROR, "identity", problem)
+    refused = _plan_groups(desired, actual, policy, out)
+    renamed = _plan_renames(desired, actual, policy, out)
+    for name in sorted(desired.users):
+        if name not in desired.held:
+            _plan_user(desired.users[name], actual, policy, refused, renamed, now, out)
+    _plan_vanished(desired, actual, policy, renamed, now, out)
+    return execution_order(out.changes), tuple(out.notices)
+
+
+def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: _Out) -> set[str]:
+    refused: set[str] = set()
+    for group in sorted(desired.groups):
+        role = actual.roles.get(group)
+        if role is None:
+            rules = sorted({r.rule for u in desired.users.values() for r in u.memberships.get(group, ())})
+            reason = Reason(
+                rules[0] if rules else "rules", f"group role needed by rule(s) {', '.join(rules)}"
+            )
+            marker = Marker(RoleKind.GROUP)
+            out.changes.append(
+                make_change(
+                    ChangeKind.CREATE_ROLE,
+                    group,
+                    [reason],
+                    role_kind="group",
+                    login=False,
+                    valid_until=None,
+                    marker=marker.to_json(),
+                    after={"exists": True},
+                )
+            )
+        elif is_protected(role, actual, policy):
+            refused.add(group)
+            out.note(NoticeLevel.ERROR, "protected", f"rules grant protected role {group!r}; refused", group)
+        elif role.marker is not None and role.marker.kind is RoleKind.USER:
+            refused.add(group)
+            out.note(
+                NoticeLevel.ERROR, "refused", f"rules grant {group!r}, a managed login role; refused", group
+            )
+    return refused
+
+
+def _plan_renames(
+    desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: _Out
+) -> dict[str, str]:
+    """Map new name -> old name for identities whose username changed."""
+    by_id = {
+        (r.marker.source, r.marker.stable_id): r
+        for r in actual.roles.values()
+        if r.marker is not None and r.marker.kind is RoleKind.USER and r.marker.stable_id
+    }
+    renamed: dict[str, str] = {}
+    for name, user in sorted(desired.users.items()):
+        old = by_id.get((user.source, user.stable_id))
+        if old is None or old.name == name or name in actual.roles or name in desired.held:
+            continue
+        if old.name in desired.users or is_protected(old, actual, policy):
+            continue
+        renamed[name] = old.name
+        reason = Reason("lifecycle:rename", f"username of {user.stable_id} is now {user.username!r}")
+        out.changes.append(
+            make_change(
+                ChangeKind.RENAME_ROLE,
+                name,
+                [reason],
+                old_name=old.name,
+                before={"name": old.name},
+                after={"name": name},
+            )
+        )
+    return renamed
+
+
+def _current(name: str, actual: ActualState, renamed: dict[str, str]) -> ActualRole | None:
+    return actual.roles.get(renamed.get(name, name))
+
+
+def _plan_user(
+    user: DesiredUser,
+    actual: ActualState,
+    policy: DiffPolicy,
+    refused: set[str],
+    renamed: dict[str, str],
+    now: datetime,
+    out: _Out,
+) -> None:
+    role = _current(user.name, actual, renamed)
+    if role is None:
+        _plan_joiner(user, refused, out)
+        return
+    if is_protected(role, actual, policy):
+        out.note(
+            NoticeLevel.ERROR,
+            "protected",
+            f"identity {user.username!r} maps to protected role {role.name!r}; not touched",
+            role.name,
+        )
+        return
+    if role.marker is None:
+        out.note(
+            NoticeLevel.WARNING,
+            "unmanaged",
+            f"role {role.name!r} exists but is not managed by provisioner; not touched",
+            role.name,
+        )
+        return
+    if role.marker.kind is not RoleKind.USER or role.marker.stable_id != user.stable_id:
+        out.note(
+            NoticeLevel.ERROR,
+            "conflict",
+            f"role {role.name!r} is managed for another identity ({role.marker.stable_id}); "
+            f"{user.username!r} ({user.stable_id}) not provisioned",
+            role.name,
+        )
+        return
+    if user.lifecycle is Lifecycle.ACTIVE:
+        _plan_login(user.name, role, True, user.valid_until, [user.lifecycle_reason], now, out)
+        _plan_memberships(user, role, actual, policy, refused, out)
+        _note_scheduled(user, out)
+    else:
+        _plan_disable(user.name, role, [user.lifecycle_reason], now, out)
+
+
+def _plan_joiner(user: DesiredUser, refused: set[str], out: _Out) -> None:
+    if user.lifecycle is Lifecycle.FUTURE_HIRE:
+        out.note(
+            NoticeLevel.INFO,
+            "scheduled_joiner",
+            f"{user.name}: {user.lifecycle_reason.text}; nothing granted yet",
+            user.name,
+        )
+        return
+    if user.lifecycle is Lifecycle.LEAVER:
+        return
+    marker = Marker(RoleKind.USER, user.stable_id, user.source)
+    reason = Reason("lifecycle:joiner", f"new identity {user.username!r} ({user.stable_id}) in {user.source}")
+    out.changes.append(
+        make_change(
+            ChangeKind.CREATE_ROLE,
+            user.name,
+            [reason],
+            role_kind="user",
+            login=True,
+            valid_until=_iso(user.valid_until),
+            marker=marker.to_json(),
+            after={"exists": True, "login": True},
+        )
+    )
+    for group in sorted(user.memberships):
+        if group not in refused:
+            out.changes.append(
+                _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group])
+            )
+    _note_scheduled(user, out)
+
+
+def _note_scheduled(user: DesiredUser, out: _Out) -> None:
+    if user.valid_until is not None:
+        out.note(
+            NoticeLevel.INFO,
+            "scheduled_disable",
+            f"{user.name}: access ends {user.valid_until.isoformat()} (leave_date); enforced as VALID UNTIL",
+            user.name,
+        )
+
+
+def _plan_login(
+    name: str,
+    role: ActualRole,
+    login: bool,
+    valid_until: datetime | None,
+    reasons: list[Reason],
+    now: datetime,
+    out: _Out,
+) -> None:
+    params: dict[str, object] = {}
+    if role.login != login:
+        params["login"] = login
+    if role.valid_until != valid_until:
+        params["valid_until"] = _iso(valid_until)
+    if not params:
+        return
+    if not role.login and login:
+        reasons = [Reason("lifecycle:rehire", "identity is active again; login re-enabled"), *reasons]
+    out.changes.append(
+        make_change(
+            ChangeKind.ALTER_ROLE,
+            name,
+            reasons,
+            before={"login": role.login, "valid_until": _iso(role.valid_until)},
+            after={"login": login, "valid_until": _iso(valid_until)},
+            **params,
+        )
+    )
+
+
+def _plan_disable(name: str, role: ActualRole, reasons: list[Reason], now: datetime, out: _Out) -> None:
+    expired = role.valid_until is not None and role.valid_until <= now
+    if role.login or not expired:
+        out.changes.append(
+            make_change(
+                ChangeKind.ALTER_ROLE,
+                name,
+                reasons,
+                login=False,
+                valid_until=now.isoformat(),
+                before={"login": role.login, "valid_until": _iso(role.valid_until)},
+                after={"login": False, "valid_until": now.isoformat()},
+            )
+        )
+    for group in sorted(role.member_of):
+        out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, name, group, reasons))
+
+
+def _plan_memberships(
+    user: DesiredUser, role: ActualRole, actual: ActualState, policy: DiffPolicy, refused: set[str], out: _Out
+) -> None:
+    wanted = {g for g in user.memberships if g not in refused}
+    for group in sorted(wanted - role.member_of):
+        out.changes.append(
+            _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group])
+        )
+    for group in sorted(role.member_of - wanted):
+        if group in user.memberships:
+            continue  # refused group the user already has: leave as is, already reported
+        group_role = actual.roles.get(group)
+        if group_role is not None and group_role.marker is not None:
+            reason = Reason("lifecycle:mover", f"no rule grants {group!r} to {user.username!r} any more")
+            out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason]))
+        elif policy.drift == "revoke":
+            reason = Reason("drift", f"{group!r} was granted outside the rules (drift = revoke)")
+            out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason]))
+        else:
+            out.note(
+                NoticeLevel.WARNING,
+                "drift",
+                f"{user.name} is a member of {group!r} but no rule grants it (drift = report)",
+                user.name,
+            )
+
+
+def _plan_vanished(
+    desired: DesiredState,
+    actual: ActualState,
+    policy: DiffPolicy,
+    renamed: dict[str, str],
+    now: datetime,
+    out: _Out,
+) -> None:
+    moved = set(renamed.values())
+    for name in sorted(actual.roles):
+        role = actual.roles[name]
+        m = role.marker
+        if m is None or m.kind is not RoleKind.USER or m.source not in desired.sources:
+            continue
+        if (
+            name in desired.users
+            or name in moved
+            or name in desired.held
+            or is_protected(role, actual, policy)
+        ):
+            continue
+        reason = Reason("lifecycle:leaver", f"identity {m.stable_id} is no longer in source {m.source}")
+        _plan_disable(name, role, [reason], now, out)
+
+
+def _membership(kind: ChangeKind, role: str, group: str, reasons: Iterable[Reason]) -> Change:
+    granted = kind is ChangeKind.GRANT_MEMBERSHIP
+    return make_change(
+        kind, role, reasons, group=group, before={"member": not granted}, after={"member": granted}
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

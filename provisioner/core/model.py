@@ -1,0 +1,191 @@
+"""Frozen values shared by every stage of the pipeline.
+
+Nothing here performs I/O.  Sources produce :class:`Identity` values, the rules
+turn them into a :class:`DesiredState`, target inspectors produce an
+:class:`ActualState`, and the diff compares the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+# --------------------------------------------------------------------------- identities
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """One person (or service account) as a source sees it.
+
+    ``stable_id`` never changes for a person (entryUUID, objectGUID, Entra object
+    id); ``username`` may.  ``attributes`` use canonical lower-case names
+    (``department``, ``title``, ``employee_type``, ``status``, ``hire_date``,
+    ``leave_date``, ``manager`` ...) and are always multi-valued.  ``groups``
+    holds every group the identity is in, nested membership resolved, each
+    group by its lower-cased name and by its lower-cased DN / object id.
+    """
+
+    stable_id: str
+    username: str
+    source: str
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    groups: frozenset[str] = frozenset()
+    enabled: bool = True
+    dn: str = ""
+
+    def first(self, name: str) -> str | None:
+        values = self.attributes.get(name, ())
+        return values[0] if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSnapshot:
+    """Everything one source returned in one complete read."""
+
+    source: str
+    identities: tuple[Identity, ...]
+    group_count: int = 0
+    complete: bool = True
+    read_at: datetime | None = None
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a change is planned: a rule and the attribute values that matched,
+    a lifecycle event, drift, or an operator's request."""
+
+    rule: str
+    text: str
+    attributes: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "text": self.text, "attributes": dict(self.attributes)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Reason:
+        attrs = data.get("attributes") or {}
+        return cls(str(data["rule"]), str(data["text"]), tuple((str(k), str(v)) for k, v in attrs.items()))
+
+    def describe(self) -> str:
+        return f"{self.rule}: {self.text}" if self.text else self.rule
+
+
+class Lifecycle(StrEnum):
+    ACTIVE = "active"
+    FUTURE_HIRE = "future_hire"
+    LEAVER = "leaver"
+
+
+# --------------------------------------------------------------------------- desired state
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredUser:
+    """A login role that should exist for one identity."""
+
+    name: str
+    stable_id: str
+    username: str
+    source: str
+    lifecycle: Lifecycle
+    lifecycle_reason: Reason
+    valid_until: datetime | None
+    memberships: Mapping[str, tuple[Reason, ...]]
+
+    @property
+    def login(self) -> bool:
+        return self.lifecycle is Lifecycle.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    users: Mapping[str, DesiredUser]
+    groups: frozenset[str]
+    sources: frozenset[str]
+    problems: tuple[str, ...] = ()
+    held: frozenset[str] = frozenset()
+    """Role names nobody may touch this run (e.g. name collisions)."""
+
+
+# --------------------------------------------------------------------------- actual state
+
+
+class RoleKind(StrEnum):
+    USER = "user"
+    GROUP = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """The proof that provisioner owns a role (stored as the role comment)."""
+
+    kind: RoleKind
+    stable_id: str | None = None
+    source: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "id": self.stable_id, "source": self.source}
+
+
+@dataclass(frozen=True, slots=True)
+class ActualRole:
+    name: str
+    login: bool
+    superuser: bool = False
+    replication: bool = False
+    bypassrls: bool = False
+    createrole: bool = False
+    createdb: bool = False
+    valid_until: datetime | None = None
+    marker: Marker | None = None
+    member_of: frozenset[str] = frozenset()
+    system: bool = False
+    """Built-in role (pg_*, the bootstrap superuser)."""
+
+    @property
+    def managed(self) -> bool:
+        return self.marker is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "login": self.login,
+            "superuser": self.superuser,
+            "replication": self.replication,
+            "bypassrls": self.bypassrls,
+            "createrole": self.createrole,
+            "createdb": self.createdb,
+            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "marker": self.marker.to_json() if self.marker else None,
+            "member_of": sorted(self.member_of),
+            "system": self.system,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ActualState:
+    """What a target's catalog says, read in one consistent snapshot."""
+
+    target: str
+    roles: Mapping[str, ActualRole]
+    session_role: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Adapter-specific facts later stages may need (server version ...)."""
+
+    def fingerprint(self) -> str:
+        """A digest of everything the diff may depend on; a saved plan is only
+        applicable while the target still has this fingerprint."""
+        payload = {
+            "target": self.target,
+            "roles": [self.roles[n].to_json() for n in sorted(self.roles)],
+        }
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(blob).hexdigest()

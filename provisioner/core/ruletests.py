@@ -1,0 +1,102 @@
+"""Rule test cases: identity attributes in, expected roles out.
+
+Cases live in ``mappings/tests/*.toml`` as ``[[case]]`` tables::
+
+    [[case]]
+    name = "equity trader executes trades"
+    attributes = { department = "Trading", title = "Equity Trader" }
+    groups = ["desk-equities"]
+    expect = ["trade_executor", "trade_reader"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from provisioner.core.model import Identity
+from provisioner.core.rules import RuleSet
+
+CASE_KEYS = {"name", "attributes", "groups", "expect", "today", "enabled"}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCase:
+    name: str
+    identity: Identity
+    expect: frozenset[str]
+    today: date | None
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    case: RuleCase
+    actual: frozenset[str]
+
+    @property
+    def passed(self) -> bool:
+        return self.actual == self.case.expect
+
+    def explain(self) -> str:
+        missing = sorted(self.case.expect - self.actual)
+        extra = sorted(self.actual - self.case.expect)
+        return f"{self.case.where}: case {self.case.name!r}: missing {missing}, unexpected {extra}"
+
+
+def parse_cases(files: Iterable[tuple[str, str]]) -> tuple[list[RuleCase], list[str]]:
+    cases: list[RuleCase] = []
+    problems: list[str] = []
+    for filename, text in files:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"{filename}: not valid TOML: {exc}")
+            continue
+        lines = [i for i, ln in enumerate(text.splitlines(), 1) if ln.strip().startswith("[[case]]")]
+        for i, raw in enumerate(data.get("case", [])):
+            where = f"{filename}:{lines[i] if i < len(lines) else 1}"
+            case, probs = _parse_case(raw, where)
+            problems += probs
+            if case:
+                cases.append(case)
+    return cases, problems
+
+
+def _parse_case(raw: dict[str, Any], where: str) -> tuple[RuleCase | None, list[str]]:
+    problems = []
+    if set(raw) - CASE_KEYS:
+        problems.append(f"{where}: unknown key(s) {sorted(set(raw) - CASE_KEYS)}")
+    name = raw.get("name")
+    attrs = raw.get("attributes", {})
+    groups = raw.get("groups", [])
+    expect = raw.get("expect")
+    if not isinstance(name, str):
+        problems.append(f"{where}: 'name' is required")
+    if not isinstance(attrs, dict):
+        problems.append(f"{where}: 'attributes' must be a table")
+    if not isinstance(groups, list):
+        problems.append(f"{where}: 'groups' must be a list")
+    if not isinstance(expect, list):
+        problems.append(f"{where}: 'expect' must be a list of role names (may be empty)")
+    today = raw.get("today")
+    if today is not None and not isinstance(today, date):
+        problems.append(f"{where}: 'today' must be a TOML date like 2026-11-26")
+    if problems or raw.get("enabled", True) is False:
+        return None, problems
+    values = {k.lower(): tuple(v) if isinstance(v, list) else (str(v),) for k, v in attrs.items()}
+    ident = Identity(
+        stable_id=f"case:{name}",
+        username=str(values.get("username", (str(name),))[0]),
+        source="rule-test",
+        attributes=values,
+        groups=frozenset(str(g).lower() for g in groups),
+    )
+    return RuleCase(str(name), ident, frozenset(map(str, expect or [])), today, where), []
+
+
+def run_cases(rules: RuleSet, cases: Iterable[RuleCase], today: date) -> list[CaseResult]:
+    return [CaseResult(c, frozenset(rules.roles_for(c.identity, c.today or today))) for c in cases]

@@ -1,0 +1,73 @@
+"""After apply: does the re-read catalog show every applied change?
+
+PostgreSQL 16 can report success for a REVOKE that changed nothing (the
+membership was granted by another grantor), so success is only what the
+catalog shows afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from provisioner.core import marker as markers
+from provisioner.core.model import ActualState, Marker, RoleKind
+from provisioner.core.plan import Change, ChangeKind
+
+
+def verify(changes: Iterable[Change], after: ActualState) -> list[str]:
+    problems = []
+    for change in changes:
+        problem = _check(change, after)
+        if problem:
+            problems.append(f"{change.describe()}: {problem}")
+    return problems
+
+
+def _check(change: Change, after: ActualState) -> str | None:
+    role = after.roles.get(change.role)
+    kind = change.kind
+    if kind is ChangeKind.DROP_ROLE:
+        return "role still exists" if role is not None else None
+    if kind is ChangeKind.TERMINATE_SESSIONS:
+        return None
+    if role is None:
+        return "role does not exist after apply"
+    if kind is ChangeKind.GRANT_MEMBERSHIP:
+        return None if change.param("group") in role.member_of else "membership missing after apply"
+    if kind is ChangeKind.REVOKE_MEMBERSHIP:
+        return (
+            "membership still present (granted by another grantor?)"
+            if change.param("group") in role.member_of
+            else None
+        )
+    if kind in (ChangeKind.ALTER_ROLE, ChangeKind.CREATE_ROLE):
+        login = change.param("login")
+        if login is not None and role.login != login:
+            return f"login is {role.login}, expected {login}"
+        if ("valid_until", change.param("valid_until")) in change.params or kind is ChangeKind.CREATE_ROLE:
+            expected = change.param("valid_until")
+            want = datetime.fromisoformat(expected) if expected else None
+            if role.valid_until != want:
+                return f"valid until {role.valid_until}, expected {want}"
+    if kind in (ChangeKind.CREATE_ROLE, ChangeKind.SET_MARKER):
+        return _check_marker(change.param("marker"), role.marker)
+    if kind is ChangeKind.RENAME_ROLE and change.param("old_name") in after.roles:
+        return "old name still exists"
+    return None
+
+
+def _check_marker(expected: object, actual: Marker | None) -> str | None:
+    if expected is None:
+        return None if actual is None else "marker still present"
+    if not isinstance(expected, dict):
+        return "unreadable expected marker"
+    want = markers.parse(markers.PREFIX + __import__("json").dumps(expected))
+    if want is None or actual is None:
+        return "marker missing after apply"
+    if (want.kind, want.stable_id, want.source) != (actual.kind, actual.stable_id, actual.source):
+        return f"marker is {actual}, expected {want}"
+    return None
+
+
+__all__ = ["RoleKind", "verify"]
