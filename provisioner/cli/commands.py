@@ -1,0 +1,178 @@
+"""plan, apply, explain, validate, rules test."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from provisioner.cli import cli
+from provisioner.cli.common import config_option, load, open_store, read_plan, recorded_run, write_plan
+from provisioner.cli.render import render_explanation, render_plan
+from provisioner.core.audit import EventKind
+from provisioner.core.explain import explain
+from provisioner.core.lifecycle import LifecyclePolicy
+from provisioner.core.plan import Plan
+from provisioner.core.ruletests import run_cases
+from provisioner.core.safety import check_plan
+from provisioner.errors import ConfigError, ProvisionerError, SafetyViolation
+from provisioner.mappings import load_mappings
+from provisioner.pipeline import apply_run, plan_run, policies
+from provisioner.runtime import RunContext, Targets, read_sources
+
+
+def _summary(plan: Plan) -> dict[str, object]:
+    return {"identities": plan.identities_seen, "changes": len(plan.changes), "by_kind": plan.counts()}
+
+
+def _emit(plan: Plan, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(render_plan(plan))
+
+
+@cli.command()
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False), help="Save the plan as JSON for a later apply."
+)
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when changes are planned."
+)
+@click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
+def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, actor: str | None) -> None:
+    """Show what a reconciliation would change, and why (a dry run)."""
+    cfg = load(config_path)
+    store = open_store(cfg)
+    ctx = RunContext.manual(cfg, store, actor=actor)
+    with recorded_run(ctx, "plan") as summary, Targets(cfg) as targets:
+        outcome = plan_run(cfg, ctx, targets)
+        result = outcome.plan
+        summary.update(_summary(result))
+        ctx.audit([ctx.event(EventKind.RUN_PLANNED, after=_summary(result))])
+        violations = check_plan(result, outcome.actual, policies(cfg))
+    _emit(result, fmt)
+    if out:
+        write_plan(result, out)
+        click.echo(
+            f"Plan saved to {out}; apply it with: provisioner apply -c {config_path} --plan {out}", err=True
+        )
+    if violations:
+        raise SafetyViolation(violations)
+    if detailed_exitcode and result.has_changes:
+        sys.exit(2)
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), help="A saved plan: the approval."
+)
+@click.option("--reason", default="", help="Why (ticket, change request); recorded in the audit trail.")
+@click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def apply(config_path: str, plan_path: str | None, reason: str, actor: str | None, fmt: str) -> None:
+    """Apply a saved plan (refused if the target changed since), or plan and apply now."""
+    cfg = load(config_path)
+    saved = read_plan(plan_path) if plan_path else None
+    store = open_store(cfg)
+    ctx = RunContext.manual(cfg, store, reason=reason, actor=actor)
+    with recorded_run(ctx, "apply") as summary, Targets(cfg) as targets:
+        result = apply_run(cfg, ctx, targets, saved)
+        summary.update(_summary(result))
+        summary["saved_plan"] = bool(saved)
+    _emit(result, fmt)
+    if fmt == "text":
+        click.echo(f"\nApply complete: {len(result.changes)} change(s) applied and verified.")
+
+
+@cli.command(name="explain")
+@config_option
+@click.argument("user")
+def explain_cmd(config_path: str, user: str) -> None:
+    """Every role USER gets or loses, the rule and attribute values behind each."""
+    cfg = load(config_path)
+    mappings = load_mappings(cfg.mappings_dir)
+    ctx = RunContext.manual(cfg, None)
+    snaps = read_sources(cfg, ctx)
+    needle = user.casefold()
+    found = [
+        i
+        for s in snaps
+        for i in s.identities
+        if needle in (i.username.casefold(), i.stable_id.casefold(), i.dn.casefold())
+    ]
+    if not found:
+        raise ProvisionerError(
+            f"no identity with username, id or DN {user!r} in {', '.join(s.source for s in snaps)}"
+        )
+    lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
+    for ident in found:
+        click.echo(render_explanation(explain(ident, mappings.rules, lifecycle, ctx.now)))
+    with Targets(cfg) as targets:
+        from provisioner.pipeline import compute_desired, make_plan
+
+        desired = compute_desired(cfg, mappings, snaps, ctx.now)
+        result = make_plan(cfg, desired, targets.inspect_all(), ctx, 0)
+    names = {u.name for u in desired.users.values() if u.stable_id in {i.stable_id for i in found}}
+    click.echo("\nPlanned changes for this identity:")
+    any_change = False
+    for tp in result.targets:
+        for c in tp.changes:
+            if c.role in names:
+                any_change = True
+                why = "; ".join(r.describe() for r in c.reasons)
+                click.echo(f"  [{tp.target}] {c.describe()}  <- {why}")
+    if not any_change:
+        click.echo("  none (the targets already match)")
+
+
+@cli.command()
+@config_option
+def validate(config_path: str) -> None:
+    """Check the configuration and every mapping file; report every problem at once."""
+    cfg = load(config_path)
+    m = load_mappings(cfg.mappings_dir)
+    click.echo(
+        f"OK: {config_path}: {len(cfg.sources)} source(s), {len(cfg.targets)} target(s); "
+        f"{m.root}: {len(m.rules.rules)} rule(s), {len(m.catalog.roles)} catalog role(s), {len(m.cases)} rule test(s)"
+    )
+
+
+@cli.group()
+def rules() -> None:
+    """Work with mapping rules."""
+
+
+@rules.command(name="test")
+@click.option("-c", "--config", "config_path", envvar="PROVISIONER_CONFIG", type=click.Path(dir_okay=False))
+@click.option(
+    "--mappings",
+    "mappings_dir",
+    type=click.Path(file_okay=False),
+    help="Mapping directory (default: from config, else ./mappings).",
+)
+def rules_test(config_path: str | None, mappings_dir: str | None) -> None:
+    """Run the rule test cases in mappings/tests/."""
+    from pathlib import Path
+
+    if mappings_dir:
+        root = Path(mappings_dir)
+    elif config_path:
+        root = load(config_path).mappings_dir
+    else:
+        root = Path("mappings")
+    m = load_mappings(root)
+    if not m.cases:
+        raise ConfigError(f"{root / 'tests'}: no rule test cases found")
+    results = run_cases(m.rules, m.cases, datetime.now(UTC).date())
+    failed = [r for r in results if not r.passed]
+    for r in failed:
+        click.echo(f"FAIL {r.explain()}")
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,87 @@
+"""Shared CLI plumbing: config loading, the state store, run bookkeeping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from provisioner.config import Config, load_config
+from provisioner.core.audit import EventKind
+from provisioner.core.plan import Plan
+from provisioner.errors import PlanError, ProvisionerError, SafetyViolation, StalePlan
+from provisioner.logs import configure, log
+from provisioner.runtime import RunContext
+from provisioner.store.state import StateStore
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    envvar="PROVISIONER_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Configuration file (or $PROVISIONER_CONFIG).",
+)
+
+
+def load(config_path: str) -> Config:
+    cfg = load_config(config_path)
+    configure(cfg.provisioner.log_format, cfg.provisioner.log_level)
+    return cfg
+
+
+def open_store(cfg: Config) -> StateStore:
+    url = cfg.state.url
+    if cfg.state.password is not None and "@" in url and ":@" in url:
+        url = url.replace(":@", ":" + cfg.state.password.resolve() + "@", 1)
+    return StateStore(url, base_dir=cfg.base_dir)
+
+
+@contextmanager
+def recorded_run(ctx: RunContext, mode: str) -> Iterator[dict[str, Any]]:
+    """Record the run in the run history and the audit trail, whatever happens."""
+    store = ctx.store
+    assert store is not None
+    store.start_run(ctx.trigger, ctx.actor, mode, run_id=ctx.run_id)
+    summary: dict[str, Any] = {}
+    try:
+        yield summary
+    except ProvisionerError as exc:
+        kind = (
+            EventKind.PLAN_REFUSED
+            if isinstance(exc, (StalePlan, SafetyViolation, PlanError))
+            else EventKind.RUN_FAILED
+        )
+        ctx.audit([ctx.event(kind, reason=str(exc), after={"error": type(exc).__name__})])
+        store.finish_run(
+            ctx.run_id, "refused" if kind is EventKind.PLAN_REFUSED else "failed", summary, str(exc)
+        )
+        log.error("run_failed", run_id=ctx.run_id, error=type(exc).__name__, message=str(exc))
+        raise
+    except Exception as exc:
+        ctx.audit([ctx.event(EventKind.RUN_FAILED, reason=repr(exc))])
+        store.finish_run(ctx.run_id, "failed", summary, repr(exc))
+        raise
+    outcome = summary.pop("_outcome", "ok")
+    ctx.audit([ctx.event(EventKind.RUN_FINISHED, reason=outcome, after=summary)])
+    store.finish_run(ctx.run_id, outcome, summary)
+    log.info("run_summary", run_id=ctx.run_id, mode=mode, outcome=outcome, **summary)
+
+
+def read_plan(path: str) -> Plan:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return Plan.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PlanError(f"{path}: not a usable saved plan: {exc}") from exc
+
+
+def write_plan(plan: Plan, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(plan.to_json(), fh, indent=2, sort_keys=True)
+        fh.write("\n")

@@ -1,0 +1,56 @@
+"""Read the mapping directory: rules, role catalog and rule test cases.
+
+Layout::
+
+    mappings/rules/*.toml   identity rules ([[rule]])
+    mappings/roles/*.toml   role catalog ([role.NAME])
+    mappings/tests/*.toml   rule test cases ([[case]])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioner.core.catalog import Catalog, build_catalog
+from provisioner.core.rules import RuleSet, build_ruleset
+from provisioner.core.ruletests import RuleCase, parse_cases
+from provisioner.errors import RuleError
+
+CATALOG_EXTRA_KEYS: set[str] = set()
+"""Catalog keys that later features understand (registered by those features)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mappings:
+    root: Path
+    rules: RuleSet
+    catalog: Catalog
+    cases: tuple[RuleCase, ...]
+
+
+def _read(folder: Path) -> list[tuple[str, str]]:
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            out.append((str(path), path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RuleError([f"{path}: cannot read: {exc}"]) from exc
+    return out
+
+
+def load_mappings(root: Path) -> Mappings:
+    """Parse every mapping file; raise :class:`RuleError` listing every problem."""
+    if not root.is_dir():
+        raise RuleError([f"{root}: mapping directory does not exist"])
+    rules, problems = build_ruleset(_read(root / "rules"))
+    catalog, cat_problems = build_catalog(_read(root / "roles"), CATALOG_EXTRA_KEYS)
+    cases, case_problems = parse_cases(_read(root / "tests"))
+    problems += cat_problems + case_problems
+    if not rules.rules and not problems:
+        problems.append(f"{root / 'rules'}: no rules found (expected *.toml files with [[rule]] tables)")
+    if problems:
+        raise RuleError(problems)
+    return Mappings(root, rules, catalog, tuple(cases))

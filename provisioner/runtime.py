@@ -1,0 +1,156 @@
+"""The imperative shell around the pure core: run context, sources, targets,
+execution, verification and the audit records of a run."""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from provisioner.config import Config
+from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.model import ActualState, SourceSnapshot
+from provisioner.core.plan import Change, Plan, TargetPlan
+from provisioner.core.verify import verify
+from provisioner.errors import PlanError, SourceUnhealthy, StalePlan, VerificationFailed
+from provisioner.logs import log
+from provisioner.sources.factory import build_source
+from provisioner.store.state import StateStore
+from provisioner.targets.base import Target
+from provisioner.targets.factory import build_target
+
+
+@dataclass(slots=True)
+class RunContext:
+    now: datetime
+    actor: str
+    trigger: str
+    reason: str = ""
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    store: StateStore | None = None
+
+    @classmethod
+    def manual(
+        cls, cfg: Config, store: StateStore | None, reason: str = "", actor: str | None = None
+    ) -> RunContext:
+        who = getpass.getuser()
+        return cls(datetime.now(UTC), f"{who} ({actor})" if actor else who, "manual", reason, store=store)
+
+    def audit(self, events: list[AuditEvent]) -> None:
+        if self.store is not None:
+            self.store.append(events)
+
+    def event(self, kind: EventKind, **kw: Any) -> AuditEvent:
+        return AuditEvent(self.run_id, datetime.now(UTC), self.actor, self.trigger, kind, **kw)
+
+
+def read_sources(cfg: Config, ctx: RunContext) -> tuple[SourceSnapshot, ...]:
+    """Read every source completely; an empty source stops the run."""
+    snaps = []
+    for scfg in cfg.sources:
+        source = build_source(scfg)
+        try:
+            snap = source.read()
+        finally:
+            source.close()
+        if not snap.identities:
+            raise SourceUnhealthy(
+                f"source {scfg.name!r} returned no identities; refusing to plan "
+                "(an empty directory never revokes anything)"
+            )
+        log.info("source_read", source=scfg.name, identities=len(snap.identities), groups=snap.group_count)
+        snaps.append(snap)
+    return tuple(snaps)
+
+
+class Targets(AbstractContextManager["Targets"]):
+    """Every configured target, opened lazily and closed together."""
+
+    def __init__(self, cfg: Config, only: set[str] | None = None) -> None:
+        self._cfg = [t for t in cfg.targets if only is None or t.name in only]
+        self._open: dict[str, Target] = {}
+
+    def get(self, name: str) -> Target:
+        if name not in self._open:
+            tcfg = next(t for t in self._cfg if t.name == name)
+            self._open[name] = build_target(tcfg)
+        return self._open[name]
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self._cfg]
+
+    def inspect_all(self) -> dict[str, ActualState]:
+        return {name: self.get(name).inspect() for name in self.names}
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for target in self._open.values():
+            target.close()
+        self._open.clear()
+
+
+def refuse_stale(saved: Plan, actual: Mapping[str, ActualState], cfg: Config) -> None:
+    if saved.config_digest != cfg.digest:
+        raise PlanError(
+            "Saved plan was made with a different configuration file "
+            f"({saved.config_digest[:19]}..., now {cfg.digest[:19]}...); make a new plan"
+        )
+    for tp in saved.targets:
+        state = actual.get(tp.target)
+        if state is None:
+            raise PlanError(f"Saved plan names target {tp.target!r}, which is not configured")
+        if state.fingerprint() != tp.fingerprint:
+            raise StalePlan(
+                f"Saved plan is stale: target {tp.target!r} changed since the plan was made "
+                f"({tp.fingerprint[:19]}... -> {state.fingerprint()[:19]}...). Run plan again and review it."
+            )
+
+
+def execute(plan: Plan, targets: Targets, ctx: RunContext) -> None:
+    for tp in plan.targets:
+        if tp.changes:
+            _execute_target(tp, targets.get(tp.target), ctx)
+
+
+def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> None:
+    applied: list[Change] = []
+    try:
+        result = target.apply(tp.changes, on_change=applied.append)
+    finally:
+        ctx.audit([_applied_event(ctx, tp.target, c) for c in applied])
+        for change in applied:
+            log.info(
+                "change_applied",
+                target=tp.target,
+                change=change.describe(),
+                reasons=[r.describe() for r in change.reasons],
+                run_id=ctx.run_id,
+            )
+    problems = verify(tp.changes, target.inspect())
+    if problems:
+        raise VerificationFailed(
+            f"target {tp.target!r}: after apply the catalog disagrees:\n" + "\n".join(problems)
+        )
+    log.info("target_applied", target=tp.target, changes=len(result.applied), statements=result.statements)
+
+
+def _applied_event(ctx: RunContext, target: str, change: Change) -> AuditEvent:
+    reason = "; ".join(r.describe() for r in change.reasons)
+    if ctx.reason:
+        reason = f"{reason} | operator: {ctx.reason}" if reason else f"operator: {ctx.reason}"
+    return ctx.event(
+        EventKind.CHANGE_APPLIED,
+        target=target,
+        role=change.role,
+        change=change.to_json(),
+        reason=reason,
+        before=dict(change.before),
+        after=dict(change.after),
+    )
