@@ -1,0 +1,283 @@
+"""Turning changes into SQL, and executing them in batches.
+
+Every identifier is composed with :class:`psycopg.sql.Identifier` and every
+value with :class:`psycopg.sql.Literal`; no SQL text is ever built by string
+formatting.
+
+Statements are sent many per round trip: a batch of up to ``batch_size``
+statements is joined with ``;`` and executed as one simple query, wrapped in
+``SAVEPOINT``/``RELEASE``.  When a batch fails, the batch is rolled back to its
+savepoint and replayed one statement at a time to find the change that failed;
+the caller then rolls the whole transaction back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from provisioner.core import marker as marker_codec
+from provisioner.core.model import Marker, RoleKind
+from provisioner.core.plan import Change, ChangeKind
+from provisioner.errors import ApplyFailed
+
+DEFAULT_BATCH_SIZE = 500
+
+Grantors = Mapping[tuple[str, str], tuple[str, ...]]
+"""(member, group) -> every grantor of that membership (PostgreSQL 16+)."""
+
+_SAVEPOINT = sql.SQL("SAVEPOINT provisioner_batch")
+_RELEASE = sql.SQL("RELEASE SAVEPOINT provisioner_batch")
+_ROLLBACK_TO = sql.SQL("ROLLBACK TO SAVEPOINT provisioner_batch")
+
+
+class ChangeFailed(ApplyFailed):
+    """An :class:`ApplyFailed` that names the change (``None`` when the
+    connection was lost and the failing change cannot be known)."""
+
+    def __init__(self, message: str, change: Change | None) -> None:
+        super().__init__(message)
+        self.change = change
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One change and the statements that carry it out."""
+
+    change: Change
+    statements: tuple[sql.Composed, ...]
+
+
+# --------------------------------------------------------------------------- composing
+
+
+def _ident(name: Any) -> sql.Identifier:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a role name must be a non-empty string, got {name!r}")
+    return sql.Identifier(name)
+
+
+def _required(change: Change, key: str) -> Any:
+    value = change.param(key)
+    if value is None:
+        raise ValueError(f"parameter {key!r} is missing")
+    return value
+
+
+def marker_comment(value: Any) -> str | None:
+    """The COMMENT text for a marker given as JSON ``{kind, id, source}``."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"marker must be an object, got {type(value).__name__}")
+    sid, src = value.get("id"), value.get("source")
+    marker = Marker(
+        RoleKind(value["kind"]),
+        str(sid) if sid is not None else None,
+        str(src) if src is not None else None,
+    )
+    return marker_codec.encode(marker)
+
+
+def _comment(role: sql.Identifier, text: str | None) -> sql.Composed:
+    return sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(text))
+
+
+def _create(change: Change) -> tuple[sql.Composed, ...]:
+    role = _ident(change.role)
+    parts: list[sql.Composable] = [
+        sql.SQL("CREATE ROLE {} WITH").format(role),
+        sql.SQL("LOGIN" if change.param("login") else "NOLOGIN"),
+    ]
+    until = change.param("valid_until")
+    if until is not None:
+        parts.append(sql.SQL("VALID UNTIL {}").format(sql.Literal(str(until))))
+    out: list[sql.Composed] = [sql.SQL(" ").join(parts)]
+    text = marker_comment(change.param("marker"))
+    if text is not None:
+        out.append(_comment(role, text))
+    return tuple(out)
+
+
+def _alter(change: Change) -> tuple[sql.Composed, ...]:
+    params = dict(change.params)
+    parts: list[sql.Composable] = []
+    if params.get("login") is not None:
+        parts.append(sql.SQL("LOGIN" if params["login"] else "NOLOGIN"))
+    if "valid_until" in params:
+        until = params["valid_until"]
+        parts.append(sql.SQL("VALID UNTIL {}").format(sql.Literal(str(until) if until else "infinity")))
+    if not parts:
+        return ()
+    head = sql.SQL("ALTER ROLE {} WITH").format(_ident(change.role))
+    return (sql.SQL(" ").join([head, *parts]),)
+
+
+def _grant(change: Change) -> tuple[sql.Composed, ...]:
+    group = _ident(_required(change, "group"))
+    return (sql.SQL("GRANT {} TO {}").format(group, _ident(change.role)),)
+
+
+def _revoke(change: Change, grantors: Grantors | None) -> tuple[sql.Composed, ...]:
+    group_name = _required(change, "group")
+    group, role = _ident(group_name), _ident(change.role)
+    seen = (grantors or {}).get((change.role, group_name), ())
+    if not seen:  # PostgreSQL <= 15, or nothing to revoke (the server warns)
+        return (sql.SQL("REVOKE {} FROM {}").format(group, role),)
+    return tuple(
+        sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(group, role, _ident(grantor))
+        for grantor in seen
+    )
+
+
+def _set_marker(change: Change) -> tuple[sql.Composed, ...]:
+    return (_comment(_ident(change.role), marker_comment(change.param("marker"))),)
+
+
+def _rename(change: Change) -> tuple[sql.Composed, ...]:
+    old = _ident(_required(change, "old_name"))
+    return (sql.SQL("ALTER ROLE {} RENAME TO {}").format(old, _ident(change.role)),)
+
+
+def _terminate(change: Change) -> tuple[sql.Composed, ...]:
+    query = sql.SQL(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+        " WHERE usename = {} AND pid <> pg_catalog.pg_backend_pid()"
+    ).format(sql.Literal(change.role))
+    return (query,)
+
+
+def _drop(change: Change) -> tuple[sql.Composed, ...]:
+    role = _ident(change.role)
+    heir = change.param("reassign_to")
+    new_owner: sql.Composable = sql.SQL("CURRENT_USER") if heir is None else _ident(heir)
+    return (
+        sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, new_owner),
+        sql.SQL("DROP OWNED BY {}").format(role),
+        sql.SQL("DROP ROLE {}").format(role),
+    )
+
+
+_COMPOSERS: dict[ChangeKind, Callable[[Change], tuple[sql.Composed, ...]]] = {
+    ChangeKind.CREATE_ROLE: _create,
+    ChangeKind.ALTER_ROLE: _alter,
+    ChangeKind.GRANT_MEMBERSHIP: _grant,
+    ChangeKind.SET_MARKER: _set_marker,
+    ChangeKind.RENAME_ROLE: _rename,
+    ChangeKind.TERMINATE_SESSIONS: _terminate,
+    ChangeKind.DROP_ROLE: _drop,
+}
+
+
+def compose(change: Change, grantors: Grantors | None = None) -> Step:
+    """The statements for ``change``; :class:`ChangeFailed` if it cannot be
+    expressed (unknown kind, malformed parameters)."""
+    try:
+        if change.kind is ChangeKind.REVOKE_MEMBERSHIP:
+            return Step(change, _revoke(change, grantors))
+        composer = _COMPOSERS.get(change.kind)
+        if composer is None:
+            raise ValueError(f"change kind {change.kind.value!r} is not supported by this target")
+        return Step(change, composer(change))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ChangeFailed(f"change {change.describe()} cannot be applied: {exc}", change) from exc
+
+
+def revoke_pairs(changes: Sequence[Change]) -> list[tuple[str, str]]:
+    pairs = {(c.role, str(c.param("group"))) for c in changes if c.kind is ChangeKind.REVOKE_MEMBERSHIP}
+    return sorted(pairs)
+
+
+# --------------------------------------------------------------------------- executing
+
+
+def batches(steps: Sequence[Step], size: int) -> Iterator[Sequence[Step]]:
+    """Consecutive runs of steps with at most ``size`` statements each (a step
+    is never split; a step larger than ``size`` forms its own batch)."""
+    start, count = 0, 0
+    for i, step in enumerate(steps):
+        n = len(step.statements)
+        if count and count + n > size:
+            yield steps[start:i]
+            start, count = i, 0
+        count += n
+    if start < len(steps):
+        yield steps[start:]
+
+
+def pg_message(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return str(primary or exc).strip()
+
+
+class BatchRunner:
+    """Executes steps inside the caller's open transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any], batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.conn = conn
+        self.batch_size = max(1, batch_size)
+        self.statements = 0
+        self.round_trips = 0
+
+    def run(self, steps: Sequence[Step]) -> None:
+        for batch in batches(steps, self.batch_size):
+            self._run_batch(batch)
+
+    def _execute(self, query: sql.Composed | sql.SQL) -> None:
+        self.round_trips += 1
+        self.conn.execute(query)
+
+    def _run_batch(self, batch: Sequence[Step]) -> None:
+        body = [s for step in batch for s in step.statements]
+        if not body:
+            return
+        try:
+            self._execute(sql.SQL("; ").join([_SAVEPOINT, *body, _RELEASE]))
+        except psycopg.Error as exc:
+            self._raise_for(batch, exc)
+        self.statements += len(body)
+
+    def _raise_for(self, batch: Sequence[Step], exc: psycopg.Error) -> None:
+        if self.conn.broken or self.conn.closed:
+            raise lost_connection(batch, exc) from exc
+        try:
+            self._execute(_ROLLBACK_TO)
+            culprit, error = self._replay(batch)
+        except psycopg.Error as replay_exc:
+            if self.conn.broken or self.conn.closed:
+                raise lost_connection(batch, replay_exc) from replay_exc
+            raise
+        if culprit is None:  # the batch failed but every statement alone succeeded
+            first, last = batch[0].change.describe(), batch[-1].change.describe()
+            raise ChangeFailed(
+                f"a batch of {len(batch)} changes ({first} ... {last}) failed: {pg_message(exc)}",
+                None,
+            ) from exc
+        raise ChangeFailed(
+            f"change {culprit.describe()} failed: {pg_message(error)}", culprit
+        ) from error
+
+    def _replay(self, batch: Sequence[Step]) -> tuple[Change | None, BaseException]:
+        for step in batch:
+            for statement in step.statements:
+                try:
+                    self._execute(statement)
+                except psycopg.Error as exc:
+                    if self.conn.broken or self.conn.closed:
+                        raise
+                    return step.change, exc
+        return None, RuntimeError("no statement failed on replay")
+
+
+def lost_connection(batch: Sequence[Step], exc: BaseException) -> ChangeFailed:
+    first = batch[0].change.describe() if batch else "(none)"
+    return ChangeFailed(
+        f"connection lost while applying a batch of {len(batch)} changes starting with "
+        f"change {first}; the server rolled the transaction back: {pg_message(exc)}",
+        batch[0].change if len(batch) == 1 else None,
+    )

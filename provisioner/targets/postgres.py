@@ -1,0 +1,233 @@
+"""The PostgreSQL target (psycopg 3).
+
+``inspect()`` reads the role catalog in a constant number of queries inside one
+REPEATABLE READ, READ ONLY transaction.  ``apply()`` executes every change in
+one transaction, serialised against other appliers of the same target by a
+transaction-scoped advisory lock, many statements per round trip (see
+:mod:`provisioner.targets.pg_apply`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import IsolationLevel
+from psycopg.conninfo import conninfo_to_dict
+
+from provisioner.config import PostgresTargetConfig
+from provisioner.core.model import ActualState
+from provisioner.core.plan import Change
+from provisioner.errors import TargetUnavailable
+from provisioner.targets import pg_inspect
+from provisioner.targets.base import ApplyResult
+from provisioner.targets.pg_apply import (
+    DEFAULT_BATCH_SIZE,
+    BatchRunner,
+    ChangeFailed,
+    Grantors,
+    Step,
+    compose,
+    pg_message,
+    revoke_pairs,
+)
+
+APPLICATION_NAME = "provisioner"
+FIRST_VERSION_WITH_GRANTOR_ROWS = 160000
+"""From PostgreSQL 16 a membership is recorded once per grantor."""
+
+
+def advisory_lock_key(target_name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_xact_lock``."""
+    digest = hashlib.sha256(f"provisioner:{target_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def describe_endpoint(dsn: str) -> str:
+    """``host=... port=...`` of a connection string (never the password)."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "host=? port=?"
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "(default)"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    return f"host={host} port={port}"
+
+
+def embedded_dsn(data_dir: str) -> str:
+    """Start (or reuse) a pgserver instance in ``data_dir`` and return its URI."""
+    try:
+        from pgserver.postgres_server import get_server
+    except ImportError as exc:
+        raise TargetUnavailable("embedded = true needs the 'pgserver' package") from exc
+    path = Path(data_dir).expanduser()
+    path = path if path.is_absolute() else Path.cwd() / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = get_server(path)
+    except Exception as exc:
+        raise TargetUnavailable(f"cannot start the embedded PostgreSQL in {path}: {exc}") from exc
+    return str(server.get_uri())
+
+
+class PostgresTarget:
+    """One PostgreSQL cluster, reached through one connection."""
+
+    def __init__(self, config: PostgresTargetConfig, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.config = config
+        self.name = config.name
+        self.batch_size = batch_size
+        self.statements_executed = 0
+        """Statements sent to the server by inspect() and apply(), ever."""
+        self.round_trips = 0
+        self._conn: psycopg.Connection[Any] | None = None
+        self._dsn: str | None = None
+
+    # ----------------------------------------------------------------- connection
+
+    def _resolve_dsn(self) -> str:
+        if self._dsn is None:
+            if self.config.embedded:
+                self._dsn = embedded_dsn(self.config.data_dir)
+            else:
+                self._dsn = self.config.dsn or ""
+        return self._dsn
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        dsn = self._resolve_dsn()
+        kwargs: dict[str, Any] = {
+            "connect_timeout": self.config.connect_timeout,
+            "application_name": APPLICATION_NAME,
+            "autocommit": True,
+        }
+        if self.config.password is not None:
+            kwargs["password"] = self.config.password.resolve()
+        try:
+            return psycopg.connect(dsn, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise TargetUnavailable(
+                f"target {self.name}: cannot connect to PostgreSQL at {describe_endpoint(dsn)}: "
+                f"{pg_message(exc)}"
+            ) from exc
+
+    def connection(self) -> psycopg.Connection[Any]:
+        """The open connection, reconnecting if it was closed or broken."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._discard()
+            self._conn = self._connect()
+        return self._conn
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self._discard()
+
+    def backend_pid(self) -> int:
+        """The server process id of this target's session (for diagnostics)."""
+        return int(self.connection().info.backend_pid)
+
+    # ----------------------------------------------------------------- inspect
+
+    def _query(self, conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[Any]:
+        self.statements_executed += 1
+        self.round_trips += 1
+        return conn.execute(query, params).fetchall()
+
+    def inspect(self) -> ActualState:
+        conn = self.connection()
+        try:
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            with conn.transaction():
+                ((session_role, version),) = self._query(conn, pg_inspect.SESSION_QUERY)
+                role_rows = self._query(conn, pg_inspect.ROLES_QUERY)
+                member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_QUERY)
+        except psycopg.OperationalError as exc:
+            self._discard()
+            raise TargetUnavailable(f"target {self.name}: inspect failed: {pg_message(exc)}") from exc
+        finally:
+            self._reset_characteristics()
+        return ActualState(
+            target=self.name,
+            roles=pg_inspect.build_roles(role_rows, member_rows),
+            session_role=str(session_role),
+            extra={"server_version": str(version), "server_version_num": conn.info.server_version},
+        )
+
+    def _reset_characteristics(self) -> None:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            self._conn.isolation_level = None
+            self._conn.read_only = None
+
+    # ----------------------------------------------------------------- apply
+
+    def apply(
+        self, changes: Sequence[Change], on_change: Callable[[Change], None] | None = None
+    ) -> ApplyResult:
+        if not changes:
+            return ApplyResult((), 0)
+        for change in changes:  # refuse unknown kinds before touching anything
+            compose(change, None)
+        conn = self.connection()
+        runner = BatchRunner(conn, self.batch_size)
+        try:
+            with conn.transaction():
+                self._lock(conn, runner)
+                steps = self._steps(conn, runner, changes)
+                runner.run(steps)
+        except ChangeFailed:
+            self._after_failure(runner)
+            raise
+        except psycopg.Error as exc:
+            self._after_failure(runner)
+            raise ChangeFailed(f"target {self.name}: apply failed: {pg_message(exc)}", None) from exc
+        self._count(runner)
+        if on_change is not None:
+            for change in changes:
+                on_change(change)
+        return ApplyResult(tuple(changes), runner.statements)
+
+    def _lock(self, conn: psycopg.Connection[Any], runner: BatchRunner) -> None:
+        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (advisory_lock_key(self.name),))
+        runner.statements += 1
+        runner.round_trips += 1
+
+    def _steps(
+        self, conn: psycopg.Connection[Any], runner: BatchRunner, changes: Sequence[Change]
+    ) -> list[Step]:
+        grantors = self._grantors(conn, runner, changes)
+        return [compose(change, grantors) for change in changes]
+
+    def _grantors(
+        self, conn: psycopg.Connection[Any], runner: BatchRunner, changes: Sequence[Change]
+    ) -> Grantors | None:
+        """On PostgreSQL 16+, every grantor of each membership to revoke, so
+        that each recorded grant is revoked (a plain REVOKE only removes the
+        one granted by the current user)."""
+        pairs = revoke_pairs(changes)
+        if not pairs or conn.info.server_version < FIRST_VERSION_WITH_GRANTOR_ROWS:
+            return None
+        members, groups = [m for m, _ in pairs], [g for _, g in pairs]
+        rows = conn.execute(pg_inspect.GRANTORS_QUERY, (members, groups)).fetchall()
+        runner.statements += 1
+        runner.round_trips += 1
+        out: dict[tuple[str, str], tuple[str, ...]] = {}
+        for member, group, grantor in rows:
+            out[(member, group)] = (*out.get((member, group), ()), grantor)
+        return out
+
+    def _after_failure(self, runner: BatchRunner) -> None:
+        self._count(runner)
+        if self._conn is not None and (self._conn.broken or self._conn.closed):
+            self._discard()
+
+    def _count(self, runner: BatchRunner) -> None:
+        self.statements_executed += runner.statements
+        self.round_trips += runner.round_trips
