@@ -52,6 +52,7 @@ class SourceSnapshot:
     group_count: int = 0
     complete: bool = True
     read_at: datetime | None = None
+    warnings: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- reasons

@@ -1,0 +1,207 @@
+"""Group membership (nested, cycle-safe) and snapshot assembly shared by the
+LDAP and LDIF sources."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from provisioner.core.model import Identity, SourceSnapshot
+from provisioner.sources.attributes import AttributeMap, RawAttributes, decode_text, map_entry
+
+MEMBER_ATTRIBUTES = ("member", "uniquemember")
+_DN_SPECIAL = frozenset(',+"\\<>;=')
+
+
+# --------------------------------------------------------------------------- DNs
+
+
+def _rdn_parts(dn: str) -> list[list[tuple[str, str]]]:
+    """Split a DN into RDNs of (attribute, unescaped value) pairs."""
+    rdns: list[list[tuple[str, str]]] = [[]]
+    attr: str | None = None
+    buf = bytearray()
+    i = 0
+    while i < len(dn):
+        ch = dn[i]
+        if ch == "\\" and i + 1 < len(dn):
+            pair = dn[i + 1 : i + 3]
+            if len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
+                buf.append(int(pair, 16))
+                i += 3
+                continue
+            buf.extend(dn[i + 1].encode())
+            i += 2
+            continue
+        if ch == "=" and attr is None:
+            attr, buf = buf.decode("utf-8", "replace").strip(), bytearray()
+        elif ch in ",;+" and attr is not None:
+            rdns[-1].append((attr, buf.decode("utf-8", "replace").strip()))
+            attr, buf = None, bytearray()
+            if ch != "+":
+                rdns.append([])
+        else:
+            buf.extend(ch.encode())
+        i += 1
+    if attr is not None:
+        rdns[-1].append((attr, buf.decode("utf-8", "replace").strip()))
+    return [r for r in rdns if r]
+
+
+def _escape(value: str) -> str:
+    out = "".join("\\" + c if c in _DN_SPECIAL else c for c in value)
+    if out.startswith(("#", " ")):
+        out = "\\" + out
+    return out[:-1] + "\\ " if out.endswith(" ") and not out.endswith("\\ ") else out
+
+
+def norm_dn(dn: str) -> str:
+    """Lower-cased DN with canonical spacing and escaping, for comparisons."""
+    rdns = _rdn_parts(dn)
+    if not rdns:
+        return dn.strip().lower()
+    return ",".join(
+        "+".join(f"{a.lower()}={_escape(v.lower())}" for a, v in sorted(rdn)) for rdn in rdns
+    )
+
+
+def _member_dn(value: str) -> str:
+    """Strip the optional ``#'0101'B`` uid suffix of nameAndOptionalUID values."""
+    if value.endswith("'B") and "#'" in value:
+        return value[: value.rindex("#'")]
+    return value
+
+
+# --------------------------------------------------------------------------- groups
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    dn: str
+    names: tuple[str, ...]
+    members: tuple[str, ...]
+
+
+def group_record(dn: str, raw: RawAttributes) -> GroupRecord:
+    """Build a group from raw attributes: names from ``cn``, members from
+    ``member`` and ``uniqueMember``."""
+    names = tuple(decode_text(v) for v in raw.get("cn", ()))
+    members = tuple(
+        _member_dn(decode_text(v)) for attr in MEMBER_ATTRIBUTES for v in raw.get(attr, ())
+    )
+    return GroupRecord(dn, names, members)
+
+
+class GroupGraph:
+    """Transitive group membership; iterative, so neither depth nor cycles matter."""
+
+    def __init__(self, groups: Iterable[GroupRecord]) -> None:
+        self._labels: dict[str, frozenset[str]] = {}
+        self._parents: dict[str, list[str]] = {}
+        self._closure: dict[str, frozenset[str]] = {}
+        for group in groups:
+            key = norm_dn(group.dn)
+            labels = {key, *(n.lower() for n in group.names if n)}
+            self._labels[key] = self._labels.get(key, frozenset()) | labels
+            for member in group.members:
+                self._parents.setdefault(norm_dn(member), []).append(key)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def _ancestors(self, group: str) -> frozenset[str]:
+        cached = self._closure.get(group)
+        if cached is not None:
+            return cached
+        seen = {group}
+        queue = deque([group])
+        while queue:
+            for parent in self._parents.get(queue.popleft(), ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+        labels = frozenset().union(*(self._labels[g] for g in seen))
+        self._closure[group] = labels
+        return labels
+
+    def groups_of(self, member_dn: str) -> frozenset[str]:
+        """Names and DNs (lower-cased) of every group ``member_dn`` is in, transitively."""
+        direct = self._parents.get(norm_dn(member_dn), ())
+        return frozenset().union(*(self._ancestors(g) for g in direct))
+
+
+# --------------------------------------------------------------------------- snapshot
+
+
+def build_snapshot(
+    source: str,
+    users: Iterable[tuple[str, RawAttributes]],
+    groups: Sequence[GroupRecord],
+    amap: AttributeMap,
+    warnings: Sequence[str] = (),
+) -> SourceSnapshot:
+    """Map user entries to identities with resolved groups; entries without a
+    username or stable id are skipped and counted in ``warnings``."""
+    graph = GroupGraph(groups)
+    identities: list[Identity] = []
+    notes = list(warnings)
+    skipped: list[str] = []
+    seen_ids: set[str] = set()
+    for dn, raw in users:
+        identity = _identity(source, dn, raw, amap, graph, notes)
+        if identity is None:
+            skipped.append(dn)
+        elif identity.stable_id in seen_ids:
+            notes.append(f"{dn}: duplicate stable id {identity.stable_id}; entry skipped")
+        else:
+            seen_ids.add(identity.stable_id)
+            identities.append(identity)
+    if skipped:
+        notes.append(
+            f"{len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} skipped without "
+            f"{amap.username} or {amap.stable_id} (first: {skipped[0]})"
+        )
+    return SourceSnapshot(
+        source=source,
+        identities=tuple(identities),
+        group_count=len(graph),
+        complete=True,
+        read_at=datetime.now(UTC),
+        warnings=tuple(notes),
+    )
+
+
+def _identity(
+    source: str,
+    dn: str,
+    raw: RawAttributes,
+    amap: AttributeMap,
+    graph: GroupGraph,
+    notes: list[str],
+) -> Identity | None:
+    entry = map_entry(dn, raw, amap)
+    notes.extend(entry.problems)
+    attrs = entry.attributes
+    stable_id = attrs.get("stable_id", ())
+    username = attrs.get("username", ())
+    if not stable_id or not username:
+        return None
+    return Identity(
+        stable_id=stable_id[0],
+        username=username[0],
+        source=source,
+        attributes=attrs,
+        groups=graph.groups_of(dn),
+        enabled=entry.enabled,
+        dn=dn,
+    )
+
+
+def lower_keys(raw: Mapping[str, Sequence[bytes]]) -> dict[str, list[bytes]]:
+    """Merge attribute names case-insensitively (``entryUUID`` == ``entryuuid``)."""
+    out: dict[str, list[bytes]] = {}
+    for name, values in raw.items():
+        out.setdefault(name.lower(), []).extend(values)
+    return out
