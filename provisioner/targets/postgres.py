@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from provisioner.config import PostgresTargetConfig
 from provisioner.core.model import ActualState
-from provisioner.core.plan import Change
+from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import TargetUnavailable
 from provisioner.targets import pg_inspect
 from provisioner.targets.base import ApplyResult
@@ -173,15 +173,13 @@ class PostgresTarget:
     ) -> ApplyResult:
         if not changes:
             return ApplyResult((), 0)
-        for change in changes:  # refuse unknown kinds before touching anything
-            compose(change, None)
+        steps = [compose(change) for change in changes]  # refuses bad changes up front
         conn = self.connection()
         runner = BatchRunner(conn, self.batch_size)
         try:
             with conn.transaction():
                 self._lock(conn, runner)
-                steps = self._steps(conn, runner, changes)
-                runner.run(steps)
+                runner.run(self._with_grantors(conn, runner, steps))
         except ChangeFailed:
             self._after_failure(runner)
             raise
@@ -199,11 +197,17 @@ class PostgresTarget:
         runner.statements += 1
         runner.round_trips += 1
 
-    def _steps(
-        self, conn: psycopg.Connection[Any], runner: BatchRunner, changes: Sequence[Change]
+    def _with_grantors(
+        self, conn: psycopg.Connection[Any], runner: BatchRunner, steps: list[Step]
     ) -> list[Step]:
-        grantors = self._grantors(conn, runner, changes)
-        return [compose(change, grantors) for change in changes]
+        """``steps`` with each REVOKE re-composed for every grantor seen."""
+        grantors = self._grantors(conn, runner, [step.change for step in steps])
+        if not grantors:
+            return steps
+        return [
+            compose(step.change, grantors) if step.change.kind is ChangeKind.REVOKE_MEMBERSHIP else step
+            for step in steps
+        ]
 
     def _grantors(
         self, conn: psycopg.Connection[Any], runner: BatchRunner, changes: Sequence[Change]
