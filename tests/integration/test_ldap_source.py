@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import ldap3
 import pytest
 
-from provisioner.config import LdapSourceConfig
+from provisioner.config import LdapSourceConfig, LdifSourceConfig
+from provisioner.core.model import SourceSnapshot
 from provisioner.errors import ConfigError, SourceIncomplete, SourceUnavailable
 from provisioner.secrets import SecretRef
 from provisioner.sources.factory import build_source
 from provisioner.sources.ldap import LdapSource
+from provisioner.sources.ldif import LdifSource
 from tests.support.fixtures import LdapOu
-from tests.support.slapd import READER_DN, READER_PASSWORD, SUFFIX, Record, Slapd, free_port
+from tests.support.slapd import (
+    READER_DN,
+    READER_PASSWORD,
+    SUFFIX,
+    Record,
+    Slapd,
+    base_records,
+    free_port,
+)
 
 BULK_USERS = 5000
 
@@ -285,3 +296,28 @@ def test_factory_builds_ldap_source(ldap_ou: LdapOu) -> None:
     source = build_source(ldap_ou.config())
     assert source.name == "test-ldap"
     assert [i.username for i in source.read().identities] == ["viafactory"]
+
+
+def test_sample_directory_reads_the_same_from_slapd_and_ldif(
+    slapd_factory: Callable[..., Slapd],
+) -> None:
+    """examples/directory.ldif is valid for slapd (incl. hr.schema) and both
+    sources map it identically (stable ids, attributes, nested groups)."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "directory.ldif"
+    server = slapd_factory(suffix="dc=northwind,dc=example")
+    server.slapadd(example, with_base=False)
+    server.start()
+    server.add(base_records(server.suffix)[1:2])  # the read-only bind user
+    from_ldap = LdapSource(server.source_config()).read()
+    ldif_cfg = LdifSourceConfig(type="ldif", name="test-ldap", path=str(example))
+    from_ldif = LdifSource(ldif_cfg).read()
+
+    def view(snap: SourceSnapshot) -> dict[str, tuple[object, ...]]:
+        return {
+            i.stable_id: (i.username, i.dn, dict(i.attributes), i.groups, i.enabled)
+            for i in snap.identities
+        }
+
+    assert len(from_ldap.identities) >= 20
+    assert view(from_ldap) == view(from_ldif)
+    assert from_ldap.group_count == from_ldif.group_count

@@ -95,7 +95,7 @@ def base_records(suffix: str = SUFFIX) -> list[Record]:
     return [
         (suffix, {"objectClass": ["dcObject", "organization"], "dc": dc, "o": dc}),
         (
-            READER_DN,
+            f"cn=reader,{suffix}",
             {
                 "objectClass": ["organizationalRole", "simpleSecurityObject"],
                 "cn": "reader",
@@ -120,8 +120,12 @@ class Slapd:
         limits: Sequence[str] = (),
         tls: bool = False,
         workdir: Path | None = None,
+        suffix: str = SUFFIX,
     ) -> None:
         require_binaries()
+        self.suffix = suffix
+        self.admin_dn = f"cn=admin,{suffix}"
+        self.reader_dn = f"cn=reader,{suffix}"
         self._own_dir = workdir is None
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="slapd-"))
         self.sizelimit = sizelimit
@@ -172,8 +176,8 @@ class Slapd:
         lines += [
             "database mdb",
             "maxsize 4294967296",
-            f'suffix "{SUFFIX}"',
-            f'rootdn "{ADMIN_DN}"',
+            f'suffix "{self.suffix}"',
+            f'rootdn "{self.admin_dn}"',
             f"rootpw {ADMIN_PASSWORD}",
             f"directory {self.dir}/db",
             "index objectClass eq",
@@ -186,15 +190,21 @@ class Slapd:
 
     # ---- offline bulk load
 
-    def slapadd(self, records: Iterable[Record]) -> float:
-        """Load entries offline (server must be stopped); returns seconds taken."""
+    def slapadd(self, records: Iterable[Record] | Path, *, with_base: bool = True) -> float:
+        """Load entries (or an LDIF file) offline, server stopped; the first call
+        also adds the base DIT unless ``with_base=False``.  Returns seconds taken."""
         if self.proc is not None:
             raise RuntimeError("slapadd needs the server stopped")
-        if not self._loaded_base:
-            records = [*base_records(), *records]
-            self._loaded_base = True
-        ldif = self.dir / "bulk.ldif"
-        ldif.write_text(format_ldif(records), encoding="utf-8")
+        if isinstance(records, Path):
+            ldif = records
+            if with_base and not self._loaded_base:
+                self.slapadd([])
+        else:
+            if with_base and not self._loaded_base:
+                records = [*base_records(self.suffix), *records]
+            ldif = self.dir / "bulk.ldif"
+            ldif.write_text(format_ldif(records), encoding="utf-8")
+        self._loaded_base = True
         started = time.perf_counter()
         result = subprocess.run(
             [str(SLAPADD), "-q", "-f", str(self._conf), "-l", str(ldif)],
@@ -273,7 +283,7 @@ class Slapd:
 
     def admin(self) -> ldap3.Connection:
         server = ldap3.Server(self.url, get_info=ldap3.NONE)
-        return ldap3.Connection(server, ADMIN_DN, ADMIN_PASSWORD, auto_bind=True, raise_exceptions=True)
+        return ldap3.Connection(server, self.admin_dn, ADMIN_PASSWORD, auto_bind=True, raise_exceptions=True)
 
     def add(self, records: Iterable[Record]) -> int:
         """Add entries over the network (slower than slapadd); returns the count."""
@@ -299,10 +309,10 @@ class Slapd:
             "type": "ldap",
             "name": "test-ldap",
             "url": self.url,
-            "bind_dn": READER_DN,
+            "bind_dn": self.reader_dn,
             "bind_password": SecretRef(f"file:{self.reader_password_file}"),
-            "user_base": f"ou=people,{SUFFIX}",
-            "group_base": f"ou=groups,{SUFFIX}",
+            "user_base": f"ou=people,{self.suffix}",
+            "group_base": f"ou=groups,{self.suffix}",
             "timeout": 5.0,
             **overrides,
         }
