@@ -302,14 +302,13 @@ def test_connection_killed_mid_apply_leaves_target_unchanged(
         except BaseException as exc:
             errors.append(exc)
 
-    with pg.admin_connect(pg_dsn) as locker:
-        with locker.transaction():
-            run(locker, "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", table)
-            worker = threading.Thread(target=apply)
-            worker.start()
-            blocked = _wait_for_blocked_backend(pg_admin, locker.info.backend_pid)
-            pg_admin.execute("SELECT pg_terminate_backend(%s)", (blocked,))
-            worker.join(30)
+    with pg.admin_connect(pg_dsn) as locker, locker.transaction():
+        run(locker, "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", table)
+        worker = threading.Thread(target=apply)
+        worker.start()
+        blocked = _wait_for_blocked_backend(pg_admin, locker.info.backend_pid)
+        pg_admin.execute("SELECT pg_terminate_backend(%s)", (blocked,))
+        worker.join(30)
     assert not worker.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], ApplyFailed), errors
     assert "connection lost" in str(errors[0])
@@ -390,7 +389,7 @@ def test_unreachable_server_raises_target_unavailable_without_the_password(
 
 
 def test_embedded_pgserver_starts_and_inspects(tmp_path: Path) -> None:
-    from pgserver import get_server
+    from pgserver.postgres_server import get_server
 
     tmp_path.chmod(0o755)
     data_dir = tmp_path / "pgdata"

@@ -44,7 +44,7 @@ def start_pgserver(prefix: str = "provisioner-pg-") -> str:
     """Start a throw-away embedded PostgreSQL (pgserver) and return its URI.
 
     The data directory is deleted when the process exits."""
-    from pgserver import get_server
+    from pgserver.postgres_server import get_server
 
     parent = Path(tempfile.mkdtemp(prefix=prefix))
     parent.chmod(0o755)  # pgserver runs postgres as another user when we are root
