@@ -172,7 +172,27 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+_PATH_KEYS = ("path", "ca_file", "certificate_key_file", "data_dir", "mappings")
+
+
+def _absolutize(data: Any, base: Path) -> Any:
+    """Make relative file paths and ``file:`` secret references relative to the config file."""
+    if isinstance(data, list):
+        return [_absolutize(v, base) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _PATH_KEYS and isinstance(value, str) and value and not Path(value).is_absolute():
+            value = str((base / value).resolve())
+        elif isinstance(value, str) and value.startswith("file:") and not Path(value[5:]).is_absolute():
+            value = "file:" + str((base / value[5:]).resolve())
+        out[key] = _absolutize(value, base)
+    return out
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
+    data = _absolutize(data, path.parent)
     try:
         cfg = Config.model_validate({**data, "path": path})
     except ValidationError as exc:

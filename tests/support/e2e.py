@@ -1,0 +1,149 @@
+"""Build a complete provisioner setup (config, mappings, least-privilege login) for a test."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from provisioner.config import Config, LdapSourceConfig, load_config
+from provisioner.core.plan import Plan
+from provisioner.pipeline import apply_run, plan_run
+from provisioner.runtime import RunContext, Targets
+from provisioner.store.state import StateStore
+from tests.support import pg
+
+RULES = """
+[[rule]]
+id = "desk-traders"
+description = "traders execute"
+grant = ["{p}trade_executor", "{p}trade_reader"]
+when.all = [ {{ attr = "department", equals = "Trading" }}, {{ attr = "title", regex = "trader" }} ]
+
+[[rule]]
+id = "operations"
+description = "operations settle"
+grant = ["{p}ops_settlement", "{p}trade_reader"]
+when = {{ attr = "department", equals = "Operations" }}
+
+[[rule]]
+id = "approvers"
+description = "members of the approvers group (nested) approve"
+grant = ["{p}trade_approver"]
+when = {{ group = "approvers" }}
+
+[[rule]]
+id = "quoted"
+description = "a role name with quotes and a semicolon"
+grant = ['{p}odd "desk"; DROP ROLE postgres; --']
+when = {{ attr = "title", equals = "Odd Desk" }}
+"""
+
+
+def _toml_value(value: Any) -> str:
+    return json.dumps(value)
+
+
+def source_toml(cfg: LdapSourceConfig) -> str:
+    data = cfg.model_dump(exclude_none=True)
+    data["bind_password"] = cfg.bind_password.ref if cfg.bind_password else None
+    lines = ["[[sources]]"]
+    for key, value in data.items():
+        if value is None or key == "attributes":
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Setup:
+    path: Path
+    prefix: str
+    login: str
+    dsn: str
+
+    def config(self) -> Config:
+        return load_config(self.path)
+
+    def ctx(self, cfg: Config, store: StateStore | None = None, now: datetime | None = None) -> RunContext:
+        return RunContext(now or datetime.now(UTC), "pytest", "manual", store=store)
+
+    def plan(self, now: datetime | None = None) -> Plan:
+        cfg = self.config()
+        with Targets(cfg) as targets:
+            return plan_run(cfg, self.ctx(cfg, now=now), targets).plan
+
+    def apply(self, now: datetime | None = None, saved: Plan | None = None) -> Plan:
+        cfg = self.config()
+        store = StateStore(cfg.state.url, base_dir=cfg.base_dir)
+        try:
+            with Targets(cfg) as targets:
+                return apply_run(cfg, self.ctx(cfg, store, now), targets, saved)
+        finally:
+            store.close()
+
+
+def make_setup(
+    tmp_path: Path,
+    source: LdapSourceConfig,
+    prefix: str,
+    *,
+    drift: str = "report",
+    protected: list[str] | None = None,
+    rules: str = RULES,
+) -> Setup:
+    """A least-privilege login (CREATEROLE, not superuser) and a config using it."""
+    login = f"{prefix}svc"
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(login)))
+    dsn = " ".join(p for p in pg.admin_dsn().split() if not p.startswith("user=")) + f" user={login}"
+    (tmp_path / "mappings" / "rules").mkdir(parents=True)
+    (tmp_path / "mappings" / "rules" / "r.toml").write_text(rules.format(p=prefix))
+    body = f"""
+[provisioner]
+mappings = "mappings"
+log_format = "json"
+log_level = "warning"
+
+[naming]
+prefix = "{prefix}"
+
+[state]
+url = "sqlite:///{tmp_path / "state.db"}"
+
+{source_toml(source)}
+
+[[targets]]
+name = "pg"
+type = "postgresql"
+dsn = {json.dumps(dsn)}
+drift = "{drift}"
+protected_roles = {json.dumps(protected or [])}
+"""
+    path = tmp_path / "config.toml"
+    path.write_text(body)
+    return Setup(path, prefix, login, dsn)
+
+
+def memberships(prefix: str) -> dict[str, set[str]]:
+    """role -> groups it belongs to, for roles carrying ``prefix``."""
+    with pg.admin_connect() as conn:
+        rows = conn.execute(
+            "SELECT m.rolname, g.rolname FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member "
+            "JOIN pg_roles g ON g.oid = am.roleid WHERE m.rolname LIKE %s",
+            (prefix + "%",),
+        ).fetchall()
+    out: dict[str, set[str]] = {}
+    for member, group in rows:
+        out.setdefault(member, set()).add(group)
+    return out
+
+
+def role_options(name: str) -> tuple[bool, datetime | None] | None:
+    with pg.admin_connect() as conn:
+        row = conn.execute("SELECT rolcanlogin, rolvaliduntil FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+    return (bool(row[0]), row[1]) if row else None
