@@ -3,9 +3,11 @@ LDAP and LDIF sources."""
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, datetime
 
 from provisioner.core.model import Identity, SourceSnapshot
@@ -13,6 +15,8 @@ from provisioner.sources.attributes import AttributeMap, RawAttributes, decode_t
 
 MEMBER_ATTRIBUTES = ("member", "uniquemember")
 _DN_SPECIAL = frozenset(',+"\\<>;=')
+_SLOW_DN = re.compile(r'[\\"+;<>#]')
+"""Characters that need the full DN parser; most DNs take the fast path."""
 
 
 # --------------------------------------------------------------------------- DNs
@@ -57,8 +61,13 @@ def _escape(value: str) -> str:
     return out[:-1] + "\\ " if out.endswith(" ") and not out.endswith("\\ ") else out
 
 
+@lru_cache(maxsize=1 << 16)
 def norm_dn(dn: str) -> str:
     """Lower-cased DN with canonical spacing and escaping, for comparisons."""
+    if not _SLOW_DN.search(dn):
+        parts = [rdn.partition("=") for rdn in dn.lower().split(",")]
+        if all(sep and "=" not in v for _, sep, v in parts):
+            return ",".join(f"{a.strip()}={v.strip()}" for a, _, v in parts)
     rdns = _rdn_parts(dn)
     if not rdns:
         return dn.strip().lower()
@@ -201,7 +210,10 @@ def _identity(
 
 def lower_keys(raw: Mapping[str, Sequence[bytes]]) -> dict[str, list[bytes]]:
     """Merge attribute names case-insensitively (``entryUUID`` == ``entryuuid``)."""
-    out: dict[str, list[bytes]] = {}
+    out = {name.lower(): list(values) for name, values in raw.items()}
+    if len(out) == len(raw):
+        return out
+    out = {}
     for name, values in raw.items():
         out.setdefault(name.lower(), []).extend(values)
     return out
