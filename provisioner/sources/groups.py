@@ -7,8 +7,8 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from provisioner.core.model import Identity, SourceSnapshot
 from provisioner.sources.attributes import AttributeMap, RawAttributes, decode_text, map_entry

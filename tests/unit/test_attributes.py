@@ -219,3 +219,57 @@ def test_struct_helper_sanity() -> None:
     # objectGUID as AD stores it: first three fields little-endian
     raw = struct.pack("<IHH", 0x01020304, 0x0506, 0x0708) + bytes(range(9, 17))
     assert decode_guid(raw).startswith("01020304-0506-0708-090a")
+
+
+# --------------------------------------------------------------------------- AD ranged members
+
+
+class _RangedConn:
+    """Serves ``member;range=`` steps of 3 values like AD does with 1,500."""
+
+    def __init__(self, members: list[bytes], fail_at: int | None = None) -> None:
+        self.members = members
+        self.fail_at = fail_at
+        self.result: dict[str, object] = {}
+        self.response: list[dict[str, object]] = []
+
+    def search(self, dn: str, _filter: str, _scope: str, attributes: list[str]) -> None:
+        lo = int(attributes[0].split("=")[1].split("-")[0])
+        if lo == self.fail_at:
+            self.result, self.response = {"result": 11, "description": "adminLimitExceeded"}, []
+            return
+        chunk = self.members[lo : lo + 3]
+        hi = "*" if lo + 3 >= len(self.members) else str(lo + 2)
+        self.result = {"result": 0}
+        self.response = [{"raw_attributes": {f"member;range={lo}-{hi}": chunk}}]
+
+
+def test_ad_ranged_member_attribute_is_completed() -> None:
+    from provisioner.sources.ldap import LdapSource
+
+    members = [f"CN=u{i},DC=corp".encode() for i in range(10)]
+    source = LdapSource(_cfg(preset="ad"))
+    raw = {"cn": [b"big"], "member;range=0-2": members[:3]}
+    done = source._complete_ranges(_RangedConn(members), "CN=big,DC=corp", raw)  # type: ignore[arg-type]
+    assert done["member"] == members
+    assert not any(";range=" in k for k in done)
+
+
+def test_ad_ranged_member_failure_is_incomplete() -> None:
+    from provisioner.errors import SourceIncomplete
+    from provisioner.sources.ldap import LdapSource
+
+    members = [f"CN=u{i},DC=corp".encode() for i in range(10)]
+    raw = {"member;range=0-2": members[:3]}
+    with pytest.raises(SourceIncomplete, match="adminLimitExceeded"):
+        LdapSource(_cfg(preset="ad"))._complete_ranges(_RangedConn(members, fail_at=6), "CN=big", raw)  # type: ignore[arg-type]
+
+
+def test_factory_refuses_entra_for_now() -> None:
+    from provisioner.config import EntraSourceConfig
+    from provisioner.errors import ConfigError
+    from provisioner.sources.factory import build_source
+
+    cfg = EntraSourceConfig(type="entra", name="e", tenant_id="t", client_id="c")
+    with pytest.raises(ConfigError, match="entra source not available yet"):
+        build_source(cfg)
