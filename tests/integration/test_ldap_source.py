@@ -183,10 +183,18 @@ def test_wrong_ca_is_unavailable(slapd: Slapd, ldap_ou: LdapOu, mode: str) -> No
 
 
 def test_hostname_mismatch_is_unavailable(slapd: Slapd, ldap_ou: LdapOu) -> None:
-    url = slapd.ldaps_url.replace("127.0.0.1", "127.0.0.2")  # not in the certificate
+    url = slapd.ldaps_url.replace("127.0.0.1", "localhost")  # cert names only the IP
     cfg = ldap_ou.config(url=url, ca_file=str(slapd.ca_file))
-    with pytest.raises(SourceUnavailable):
+    with pytest.raises(SourceUnavailable, match="doesn't match"):
         LdapSource(cfg).read()
+
+
+def test_missing_slapd_binary_fails_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.support.slapd as harness
+
+    monkeypatch.setattr(harness, "SLAPD", Path("/nonexistent/slapd"))
+    with pytest.raises(harness.SlapdMissing, match="scripts/install-deps"):
+        harness.Slapd()
 
 
 def test_missing_ca_file_is_config_error(slapd: Slapd, ldap_ou: LdapOu) -> None:
