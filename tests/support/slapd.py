@@ -10,7 +10,9 @@ on ``ldaps://``; StartTLS works on the plain port.
 from __future__ import annotations
 
 import base64
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -49,6 +51,15 @@ def require_binaries() -> None:
     for binary in (SLAPD, SLAPADD):
         if not binary.exists():
             raise SlapdMissing(f"{binary} not found: {INSTALL_HINT}")
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM slapd when the test process dies, so none is orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -229,6 +240,7 @@ class Slapd:
             [str(SLAPD), "-f", str(self._conf), "-h", urls, "-d", "0"],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         self._wait_ready(timeout)
