@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from provisioner.core.lifecycle import LeaverPolicy, break_glass_notices, disable_changes, vanished_is_leaver
 from provisioner.core.model import (
     ActualRole,
     ActualState,
@@ -31,6 +32,11 @@ from provisioner.core.plan import (
 class DiffPolicy:
     protected: frozenset[str] = frozenset()
     drift: Literal["report", "revoke"] = "report"
+    drift_overrides: Mapping[str, Literal["report", "revoke"]] = field(default_factory=dict)
+    """Per role name: overrides ``drift``."""
+    break_glass: frozenset[str] = frozenset()
+    """Emergency accounts: never changed (like ``protected``), reported when used."""
+    leavers: LeaverPolicy = field(default_factory=LeaverPolicy)
 
 
 @dataclass(slots=True)
@@ -52,6 +58,7 @@ def is_protected(role: ActualRole, actual: ActualState, policy: DiffPolicy) -> b
         or role.bypassrls
         or role.name == actual.session_role
         or role.name in policy.protected
+        or role.name in policy.break_glass
     )
 
 
@@ -67,6 +74,7 @@ def diff(
         if name not in desired.held:
             _plan_user(desired.users[name], actual, policy, refused, renamed, now, out)
     _plan_vanished(desired, actual, policy, renamed, now, out)
+    out.notices += break_glass_notices(desired, actual, policy.break_glass)
     return execution_order(out.changes), tuple(out.notices)
 
 
@@ -181,7 +189,7 @@ def _plan_user(
         _plan_memberships(user, role, actual, policy, refused, out)
         _note_scheduled(user, out)
     else:
-        _plan_disable(user.name, role, [user.lifecycle_reason], now, out)
+        _plan_disable(user.name, role, [user.lifecycle_reason], now, out, actual, policy)
 
 
 def _plan_joiner(user: DesiredUser, refused: set[str], out: _Out) -> None:
@@ -257,22 +265,19 @@ def _plan_login(
     )
 
 
-def _plan_disable(name: str, role: ActualRole, reasons: list[Reason], now: datetime, out: _Out) -> None:
-    expired = role.valid_until is not None and role.valid_until <= now
-    if role.login or not expired:
-        out.changes.append(
-            make_change(
-                ChangeKind.ALTER_ROLE,
-                name,
-                reasons,
-                login=False,
-                valid_until=now.isoformat(),
-                before={"login": role.login, "valid_until": _iso(role.valid_until)},
-                after={"login": False, "valid_until": now.isoformat()},
-            )
-        )
-    for group in sorted(role.member_of):
-        out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, name, group, reasons))
+def _plan_disable(
+    name: str,
+    role: ActualRole,
+    reasons: list[Reason],
+    now: datetime,
+    out: _Out,
+    actual: ActualState,
+    policy: DiffPolicy,
+) -> None:
+    sessions = int((actual.extra.get("sessions") or {}).get(name, 0))
+    changes, notices = disable_changes(name, role, reasons, now, policy.leavers, sessions, actual.roles)
+    out.changes += changes
+    out.notices += notices
 
 
 def _plan_memberships(
@@ -290,7 +295,7 @@ def _plan_memberships(
         if group_role is not None and group_role.marker is not None:
             reason = Reason("lifecycle:mover", f"no rule grants {group!r} to {user.username!r} any more")
             out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason]))
-        elif policy.drift == "revoke":
+        elif policy.drift_overrides.get(user.name, policy.drift) == "revoke":
             reason = Reason("drift", f"{group!r} was granted outside the rules (drift = revoke)")
             out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason]))
         else:
@@ -323,8 +328,18 @@ def _plan_vanished(
             or is_protected(role, actual, policy)
         ):
             continue
+        gone, runs = vanished_is_leaver(m, policy.leavers)
+        if not gone:
+            out.note(
+                NoticeLevel.WARNING,
+                "vanishing",
+                f"{name}: identity {m.stable_id} missing from source {m.source} in {runs} consecutive "
+                f"read(s); disabled after {policy.leavers.vanish_after_runs}",
+                name,
+            )
+            continue
         reason = Reason("lifecycle:leaver", f"identity {m.stable_id} is no longer in source {m.source}")
-        _plan_disable(name, role, [reason], now, out)
+        _plan_disable(name, role, [reason], now, out, actual, policy)
 
 
 def _membership(kind: ChangeKind, role: str, group: str, reasons: Iterable[Reason]) -> Change:

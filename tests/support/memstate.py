@@ -42,6 +42,15 @@ def apply_changes(state: ActualState, changes: tuple[Change, ...]) -> ActualStat
             for name, r in list(roles.items()):
                 if c.param("old_name") in r.member_of:
                     roles[name] = replace(r, member_of=(r.member_of - {c.param("old_name")}) | {c.role})
+        elif c.kind is ChangeKind.TERMINATE_SESSIONS:
+            sessions = dict(state.extra.get("sessions") or {})
+            sessions.pop(c.role, None)
+            state = replace(state, extra={**state.extra, "sessions": sessions})
+        elif c.kind is ChangeKind.DROP_ROLE:
+            del roles[c.role]
+            for name, r in list(roles.items()):
+                if c.role in r.member_of:
+                    roles[name] = replace(r, member_of=r.member_of - {c.role})
         else:
             raise AssertionError(f"unexpected change kind {c.kind}")
     return replace(state, roles=roles)
