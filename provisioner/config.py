@@ -7,6 +7,7 @@ naming the file and the dotted key path of every problem.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 
 from provisioner.errors import ConfigError
@@ -110,9 +112,40 @@ class EntraSourceConfig(_SourceBase):
     authority_host: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com"
     user_filter: str | None = None
+    """OData ``$filter`` for users (full reads only: Graph's users/delta has no $filter)."""
     page_size: int = Field(999, ge=1, le=999)
     max_retries: int = Field(5, ge=0)
     full_resync_hours: float = Field(24.0, gt=0)
+    username_from: Literal["upn_local", "upn", "mailNickname", "onPremisesSamAccountName"] = "upn_local"
+    extension_attributes: dict[str, str] = {}
+    """``extensionAttributeN`` -> canonical attribute name (onPremisesExtensionAttributes)."""
+    delta: bool = True
+    """Incremental reads with delta queries (needs the state store); false = full read every run."""
+    max_retry_after: float = Field(120.0, ge=0)
+    backoff_base: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    timeout: float = Field(30.0, gt=0)
+    ca_file: str | None = None
+    """Extra CA bundle for the authority and Graph endpoints (private proxies, tests)."""
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> EntraSourceConfig:
+        has_cert = bool(self.certificate_key_file or self.certificate_thumbprint)
+        if self.client_secret is None and not has_cert:
+            raise ValueError("set client_secret, or certificate_key_file and certificate_thumbprint")
+        if self.client_secret is not None and has_cert:
+            raise ValueError("set either client_secret or a certificate, not both")
+        if has_cert and not (self.certificate_key_file and self.certificate_thumbprint):
+            raise ValueError("a certificate needs both certificate_key_file and certificate_thumbprint")
+        if self.delta and self.user_filter:
+            raise ValueError(
+                "user_filter cannot be combined with delta = true (Graph's users/delta supports no "
+                "$filter); set delta = false to read with a filter"
+            )
+        for key in self.extension_attributes:
+            if not re.fullmatch(r"extensionAttribute([1-9]|1[0-5])", key):
+                raise ValueError(f"extension_attributes: {key!r} is not extensionAttribute1..15")
+        return self
 
 
 SourceConfig = Annotated[LdapSourceConfig | LdifSourceConfig | EntraSourceConfig, Field(discriminator="type")]

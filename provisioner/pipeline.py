@@ -16,6 +16,7 @@ from datetime import datetime
 from provisioner.config import Config
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
+from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LifecyclePolicy
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.naming import NamingPolicy
@@ -67,7 +68,7 @@ def make_plan(
 
 def plan_run(cfg: Config, ctx: RunContext, targets: Targets) -> PlanOutcome:
     mappings = load_mappings(cfg.mappings_dir)
-    snapshots = read_sources(cfg, ctx)
+    snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules))
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
     actual = targets.inspect_all()
     plan = make_plan(cfg, desired, actual, ctx, sum(len(s.identities) for s in snapshots))

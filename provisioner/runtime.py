@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from provisioner.config import Config
+from provisioner.config import Config, EntraSourceConfig
 from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, SourceSnapshot
 from provisioner.core.plan import Change, Plan, TargetPlan
 from provisioner.core.verify import verify
@@ -49,11 +50,18 @@ class RunContext:
         return AuditEvent(self.run_id, datetime.now(UTC), self.actor, self.trigger, kind, **kw)
 
 
-def read_sources(cfg: Config, ctx: RunContext) -> tuple[SourceSnapshot, ...]:
-    """Read every source completely; an empty source stops the run."""
+def read_sources(
+    cfg: Config, ctx: RunContext, referenced_groups: frozenset[str] | None = None
+) -> tuple[SourceSnapshot, ...]:
+    """Read every source completely; an empty source stops the run.
+
+    ``referenced_groups``: group names the rules test (Entra resolves membership for
+    these only); read from the mappings when not given and a source needs them."""
+    if referenced_groups is None:
+        referenced_groups = _rule_groups(cfg)
     snaps = []
     for scfg in cfg.sources:
-        source = build_source(scfg)
+        source = build_source(scfg, store=ctx.store, referenced_groups=referenced_groups)
         try:
             snap = source.read()
         finally:
@@ -66,6 +74,14 @@ def read_sources(cfg: Config, ctx: RunContext) -> tuple[SourceSnapshot, ...]:
         log.info("source_read", source=scfg.name, identities=len(snap.identities), groups=snap.group_count)
         snaps.append(snap)
     return tuple(snaps)
+
+
+def _rule_groups(cfg: Config) -> frozenset[str]:
+    if not any(isinstance(s, EntraSourceConfig) for s in cfg.sources):
+        return frozenset()
+    from provisioner.mappings import load_mappings
+
+    return referenced_groups(load_mappings(cfg.mappings_dir).rules)
 
 
 class Targets(AbstractContextManager["Targets"]):

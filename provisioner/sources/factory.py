@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Protocol
 
 from provisioner.config import EntraSourceConfig, LdapSourceConfig, LdifSourceConfig
 from provisioner.errors import ConfigError
 from provisioner.sources.base import Source
 
 
+class KeyValueStore(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+
 def build_source(
-    cfg: LdapSourceConfig | LdifSourceConfig | EntraSourceConfig, base_dir: Path | None = None
+    cfg: LdapSourceConfig | LdifSourceConfig | EntraSourceConfig,
+    base_dir: Path | None = None,
+    *,
+    store: KeyValueStore | None = None,
+    referenced_groups: Iterable[str] = (),
 ) -> Source:
-    """Return the adapter for ``cfg``; ``base_dir`` resolves a relative LDIF path."""
+    """Return the adapter for ``cfg``; ``base_dir`` resolves a relative LDIF path.
+
+    ``store`` (the state store) lets incremental sources (Entra delta queries)
+    continue from their last read; ``referenced_groups`` are the group names the
+    rules test, for sources that resolve membership only for those."""
     if isinstance(cfg, LdapSourceConfig):
         from provisioner.sources.ldap import LdapSource
 
@@ -22,5 +38,7 @@ def build_source(
 
         return LdifSource(cfg, base_dir)
     if isinstance(cfg, EntraSourceConfig):
-        raise ConfigError("entra source not available yet")
+        from provisioner.sources.entra import EntraSource
+
+        return EntraSource(cfg, store, referenced_groups)
     raise ConfigError(f"unknown source type {getattr(cfg, 'type', cfg)!r}")

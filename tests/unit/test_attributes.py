@@ -265,11 +265,12 @@ def test_ad_ranged_member_failure_is_incomplete() -> None:
         LdapSource(_cfg(preset="ad"))._complete_ranges(_RangedConn(members, fail_at=6), "CN=big", raw)  # type: ignore[arg-type]
 
 
-def test_factory_refuses_entra_for_now() -> None:
+def test_factory_builds_entra_source_without_network() -> None:
     from provisioner.config import EntraSourceConfig
-    from provisioner.errors import ConfigError
+    from provisioner.sources.entra import EntraSource
     from provisioner.sources.factory import build_source
 
-    cfg = EntraSourceConfig(type="entra", name="e", tenant_id="t", client_id="c")
-    with pytest.raises(ConfigError, match="entra source not available yet"):
-        build_source(cfg)
+    cfg = EntraSourceConfig(type="entra", name="e", tenant_id="t", client_id="c", client_secret="env:NOPE")
+    source = build_source(cfg, referenced_groups={"Approvers"})
+    assert isinstance(source, EntraSource) and source.referenced == {"approvers"}
+    source.close()
