@@ -100,3 +100,10 @@ class SafetyViolation(PermanentError):
     def __init__(self, violations: list[str]) -> None:
         self.violations = list(violations)
         super().__init__("\n".join(self.violations))
+
+
+class BreakerTripped(SafetyViolation):
+    """The mass-revocation breaker refused the plan (and no other safety check did).
+    Override once with ``apply --allow-mass-revocation --reason TEXT``."""
+
+    exit_code = 4
