@@ -155,11 +155,17 @@ def _rename(change: Change) -> tuple[sql.Composed, ...]:
 
 
 def _terminate(change: Change) -> tuple[sql.Composed, ...]:
+    # Runs after the NOLOGIN of the same transaction and once more after COMMIT
+    # (pg_terminate_backend is not transactional; see PostgresTarget.apply).
+    # Waits up to 5 s for each backend to exit.  Without pg_signal_backend it
+    # terminates nothing instead of aborting the disable; verify then reports
+    # the sessions still open.
     query = _stmt(
-        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+        "SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity"
         " WHERE usename = ",
         sql.Literal(change.role),
-        " AND pid <> pg_catalog.pg_backend_pid()",
+        " AND pid <> pg_catalog.pg_backend_pid()"
+        " AND pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'USAGE')",
     )
     return (query,)
 

@@ -17,6 +17,16 @@ BOOTSTRAP_SUPERUSER_OID = 10
 
 SESSION_QUERY = "SELECT current_user::text, current_setting('server_version')"
 
+# Open sessions per login role (leavers' sessions are terminated, break-glass
+# use is reported); other sessions of the provisioner itself are not counted.
+SESSIONS_QUERY = """
+SELECT usename::text, count(*)::int
+  FROM pg_catalog.pg_stat_activity
+ WHERE usename IS NOT NULL AND backend_type = 'client backend'
+   AND pid <> pg_catalog.pg_backend_pid()
+ GROUP BY 1
+"""
+
 # valid_until: infinity (and anything past year 9999, which Python cannot
 # represent) reads as NULL = "never expires"; -infinity and BC dates are
 # clamped to the smallest representable instant (= "always expired").

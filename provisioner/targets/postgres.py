@@ -23,7 +23,7 @@ from provisioner.config import PostgresTargetConfig
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import TargetUnavailable
-from provisioner.targets import pg_inspect
+from provisioner.targets import pg_drop, pg_inspect
 from provisioner.targets.base import ApplyResult
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
@@ -97,7 +97,7 @@ class PostgresTarget:
                 self._dsn = self.config.dsn or ""
         return self._dsn
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self, dbname: str | None = None) -> psycopg.Connection[Any]:
         dsn = self._resolve_dsn()
         kwargs: dict[str, Any] = {
             "connect_timeout": self.config.connect_timeout,
@@ -106,6 +106,8 @@ class PostgresTarget:
         }
         if self.config.password is not None:
             kwargs["password"] = self.config.password.resolve()
+        if dbname is not None:
+            kwargs["dbname"] = dbname
         try:
             return psycopg.connect(dsn, **kwargs)
         except psycopg.OperationalError as exc:
@@ -149,6 +151,7 @@ class PostgresTarget:
                 ((session_role, version),) = self._query(conn, pg_inspect.SESSION_QUERY)
                 role_rows = self._query(conn, pg_inspect.ROLES_QUERY)
                 member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_QUERY)
+                session_rows = self._query(conn, pg_inspect.SESSIONS_QUERY)
         except psycopg.OperationalError as exc:
             self._discard()
             raise TargetUnavailable(f"target {self.name}: inspect failed: {pg_message(exc)}") from exc
@@ -158,7 +161,11 @@ class PostgresTarget:
             target=self.name,
             roles=pg_inspect.build_roles(role_rows, member_rows),
             session_role=str(session_role),
-            extra={"server_version": str(version), "server_version_num": conn.info.server_version},
+            extra={
+                "server_version": str(version),
+                "server_version_num": conn.info.server_version,
+                "sessions": {str(name): int(n) for name, n in session_rows},
+            },
         )
 
     def _reset_characteristics(self) -> None:
@@ -173,6 +180,9 @@ class PostgresTarget:
     ) -> ApplyResult:
         if not changes:
             return ApplyResult((), 0)
+        drops = [c for c in changes if c.kind is ChangeKind.DROP_ROLE]
+        if drops:
+            return self._apply_with_drops(changes, drops, on_change)
         steps = [compose(change) for change in changes]  # refuses bad changes up front
         conn = self.connection()
         runner = BatchRunner(conn, self.batch_size)
@@ -190,7 +200,43 @@ class PostgresTarget:
         if on_change is not None:
             for change in changes:
                 on_change(change)
+        self._terminate_again(changes)
         return ApplyResult(tuple(changes), runner.statements)
+
+    def _terminate_again(self, changes: Sequence[Change]) -> None:
+        """pg_terminate_backend acts at once, before COMMIT makes the NOLOGIN
+        visible: a session reconnecting in between is ended here, after COMMIT
+        (best effort; verify reports any session still open)."""
+        steps = [compose(c) for c in changes if c.kind is ChangeKind.TERMINATE_SESSIONS]
+        try:
+            for step in steps:
+                for statement in step.statements:
+                    self.connection().execute(statement)
+        except (psycopg.Error, TargetUnavailable):
+            self._discard()
+
+    def _apply_with_drops(
+        self, changes: Sequence[Change], drops: list[Change], on_change: Callable[[Change], None] | None
+    ) -> ApplyResult:
+        """Other changes first (one transaction), then each drop (see :mod:`pg_drop`)."""
+        rest = [c for c in changes if c.kind is not ChangeKind.DROP_ROLE]
+        result = self.apply(rest, on_change) if rest else ApplyResult((), 0)
+        statements = result.statements
+        for change in drops:
+            try:
+                n = pg_drop.drop_role(self.connection(), self._connect, change, self.config.databases, self._lock_only)
+            except ChangeFailed:
+                if self._conn is not None and (self._conn.broken or self._conn.closed):
+                    self._discard()
+                raise
+            self.statements_executed += n
+            statements += n
+            if on_change is not None:
+                on_change(change)
+        return ApplyResult(tuple(changes), statements)
+
+    def _lock_only(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (advisory_lock_key(self.name),))
 
     def _lock(self, conn: psycopg.Connection[Any], runner: BatchRunner) -> None:
         conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (advisory_lock_key(self.name),))
