@@ -9,7 +9,7 @@ counted; disabling a login, terminating its sessions or revoking a membership is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from provisioner.core.model import ActualState, RoleKind
@@ -54,8 +54,13 @@ def affected_roles(tp: TargetPlan) -> set[str]:
     return {c.role for c in tp.changes if takes_access(c)}
 
 
-def managed_identities(state: ActualState) -> int:
-    return sum(1 for r in state.roles.values() if r.marker is not None and r.marker.kind is RoleKind.USER)
+def managed_identities(state: ActualState, sources: Collection[str] = ()) -> int:
+    """Managed login roles on the target (of ``sources`` when given: the ones this run reads)."""
+    return sum(
+        1
+        for r in state.roles.values()
+        if r.marker is not None and r.marker.kind is RoleKind.USER and (not sources or r.marker.source in sources)
+    )
 
 
 def check_breaker(plan: Plan, actual: Mapping[str, ActualState], policy: BreakerPolicy) -> list[BreakerTrip]:
@@ -66,7 +71,7 @@ def check_breaker(plan: Plan, actual: Mapping[str, ActualState], policy: Breaker
         affected = len(affected_roles(tp))
         if state is None or not affected:
             continue
-        managed = managed_identities(state)
+        managed = managed_identities(state, plan.sources)
         limit = min(float(policy.max_count), policy.max_share * managed)
         if affected > limit:
             trips.append(BreakerTrip(tp.target, affected, managed, limit))
