@@ -95,6 +95,20 @@ class _SourceBase(_Model):
     username_attribute: str | None = None
 
 
+LDAP_FILTER_DEFAULTS: dict[str, dict[str, str]] = {
+    "openldap": {
+        "user_filter": "(objectClass=inetOrgPerson)",
+        "group_filter": "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))",
+    },
+    "ad": {
+        "user_filter": "(&(objectCategory=person)(objectClass=user))",
+        "group_filter": "(objectClass=group)",
+    },
+}
+"""Per-preset defaults of ``user_filter`` / ``group_filter`` when the config omits them."""
+_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
 class LdapSourceConfig(_SourceBase):
     type: Literal["ldap"]
     url: str = Field(pattern=r"^ldaps?://")
@@ -104,11 +118,32 @@ class LdapSourceConfig(_SourceBase):
     ca_file: str | None = None
     user_base: str
     user_filter: str = "(objectClass=inetOrgPerson)"
+    """Default depends on the preset (see LDAP_FILTER_DEFAULTS)."""
     group_base: str | None = None
-    group_filter: str = "(objectClass=groupOfNames)"
+    group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
     page_size: int = Field(500, ge=1, le=100_000)
     range_step: int | None = Field(None, ge=1)
+    """Values per ``member;range=`` request (AD); None = as many as the server returns."""
     timeout: float = Field(10.0, gt=0)
+    incremental: bool = True
+    """Read only what changed since the last run (needs the state store); false = full read every run."""
+    full_read_every: float = Field(86400.0, ge=0)
+    """Seconds (or "24h", "30m") between scheduled full reads when incremental; 0 = every run."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            defaults = LDAP_FILTER_DEFAULTS.get(str(data.get("preset", "openldap")), {})
+            data = {**defaults, **data}
+            every = data.get("full_read_every")
+            if isinstance(every, str) and every.strip()[-1:].lower() in _SECONDS:
+                text = every.strip().lower()
+                try:
+                    data["full_read_every"] = float(text[:-1]) * _SECONDS[text[-1]]
+                except ValueError:
+                    pass  # left for the float validator to report
+        return data
 
 
 class LdifSourceConfig(_SourceBase):

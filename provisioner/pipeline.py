@@ -20,6 +20,7 @@ from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LifecyclePolicy
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.naming import NamingPolicy
+from provisioner.core.needs import source_needs
 from provisioner.core.plan import Plan, TargetPlan
 from provisioner.core.safety import check_plan
 from provisioner.errors import SafetyViolation
@@ -68,7 +69,8 @@ def make_plan(
 
 def plan_run(cfg: Config, ctx: RunContext, targets: Targets) -> PlanOutcome:
     mappings = load_mappings(cfg.mappings_dir)
-    snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules))
+    needs = source_needs(mappings.rules, cfg.naming.template)
+    snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
     actual = targets.inspect_all()
     plan = make_plan(cfg, desired, actual, ctx, sum(len(s.identities) for s in snapshots))

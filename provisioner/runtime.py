@@ -16,6 +16,7 @@ from provisioner.config import Config, EntraSourceConfig
 from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, SourceSnapshot
+from provisioner.core.needs import ALL, SourceNeeds
 from provisioner.core.plan import Change, Plan, TargetPlan
 from provisioner.core.verify import verify
 from provisioner.errors import PlanError, SourceUnhealthy, StalePlan, VerificationFailed
@@ -51,17 +52,21 @@ class RunContext:
 
 
 def read_sources(
-    cfg: Config, ctx: RunContext, referenced_groups: frozenset[str] | None = None
+    cfg: Config,
+    ctx: RunContext,
+    referenced_groups: frozenset[str] | None = None,
+    needs: SourceNeeds = ALL,
 ) -> tuple[SourceSnapshot, ...]:
     """Read every source completely; an empty source stops the run.
 
     ``referenced_groups``: group names the rules test (Entra resolves membership for
-    these only); read from the mappings when not given and a source needs them."""
+    these only); read from the mappings when not given and a source needs them.
+    ``needs``: the canonical attributes the plan depends on (default: every one)."""
     if referenced_groups is None:
         referenced_groups = _rule_groups(cfg)
     snaps = []
     for scfg in cfg.sources:
-        source = build_source(scfg, store=ctx.store, referenced_groups=referenced_groups)
+        source = build_source(scfg, store=ctx.store, referenced_groups=referenced_groups, needs=needs)
         try:
             snap = source.read()
         finally:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from provisioner.config import _SourceBase
+from provisioner.core.needs import SourceNeeds
 
 RawAttributes = Mapping[str, Sequence[bytes]]
 """Attribute name (lower-cased) -> raw values, as read from LDAP or LDIF."""
@@ -82,6 +83,20 @@ class AttributeMap:
 
     preset: str
     fields: Mapping[str, str]
+    plan: tuple[tuple[str, str, str], ...] = ()
+    """(canonical, lower-cased attribute, attribute) for every field, computed once."""
+
+    def __post_init__(self) -> None:
+        if not self.plan:
+            plan = tuple((c, a.lower(), a) for c, a in self.fields.items())
+            object.__setattr__(self, "plan", plan)
+
+    def restrict(self, needs: SourceNeeds) -> AttributeMap:
+        """Only the fields ``needs`` asks for (stable id and username always)."""
+        if needs.attributes is None:
+            return self
+        keep = needs.attributes | {"stable_id", "username"}
+        return AttributeMap(self.preset, {c: a for c, a in self.fields.items() if c in keep})
 
     @property
     def stable_id(self) -> str:
@@ -193,12 +208,23 @@ def _decode(canonical: str, attr: str, values: Sequence[bytes]) -> tuple[str, ..
     return texts
 
 
+_SPECIAL = frozenset({"objectguid", "useraccountcontrol", "accountexpires"})
+
+
 def map_entry(dn: str, raw: RawAttributes, amap: AttributeMap) -> MappedEntry:
     """Decode every mapped attribute of one entry (``raw`` keys lower-cased)."""
     entry = MappedEntry(dn=dn, attributes={})
-    for canonical, attr in amap.fields.items():
-        values = raw.get(attr.lower())
+    for canonical, key, attr in amap.plan:
+        values = raw.get(key)
         if not values:
+            continue
+        if key not in _SPECIAL and canonical not in DATE_NAMES:
+            try:
+                texts = tuple(t for t in (v.decode("utf-8").strip() for v in values) if t)
+            except UnicodeDecodeError:
+                texts = tuple(t for t in (decode_text(v) for v in values) if t)
+            if texts:
+                entry.attributes[canonical] = texts
             continue
         try:
             decoded = _decode(canonical, attr, values)

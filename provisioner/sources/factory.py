@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from provisioner.config import EntraSourceConfig, LdapSourceConfig, LdifSourceConfig
+from provisioner.core.needs import ALL, SourceNeeds
 from provisioner.errors import ConfigError
 from provisioner.sources.base import Source
 
@@ -23,16 +24,18 @@ def build_source(
     *,
     store: KeyValueStore | None = None,
     referenced_groups: Iterable[str] = (),
+    needs: SourceNeeds = ALL,
 ) -> Source:
     """Return the adapter for ``cfg``; ``base_dir`` resolves a relative LDIF path.
 
     ``store`` (the state store) lets incremental sources (Entra delta queries)
     continue from their last read; ``referenced_groups`` are the group names the
-    rules test, for sources that resolve membership only for those."""
+    rules test, for sources that resolve membership only for those; ``needs``
+    the canonical attributes the run depends on (LDAP asks for those only)."""
     if isinstance(cfg, LdapSourceConfig):
         from provisioner.sources.ldap import LdapSource
 
-        return LdapSource(cfg)
+        return LdapSource(cfg, store=store, needs=needs)
     if isinstance(cfg, LdifSourceConfig):
         from provisioner.sources.ldif import LdifSource
 

@@ -12,7 +12,7 @@ import math
 import re
 import ssl
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import ldap3
 import structlog
@@ -20,9 +20,10 @@ from ldap3.core.exceptions import LDAPException, LDAPSSLConfigurationError
 
 from provisioner.config import LdapSourceConfig
 from provisioner.core.model import SourceSnapshot
+from provisioner.core.needs import ALL, SourceNeeds
 from provisioner.errors import ConfigError, SourceIncomplete, SourceUnavailable
 from provisioner.sources.attributes import AttributeMap, attribute_map, requested_attributes
-from provisioner.sources.groups import GroupRecord, build_snapshot, group_record, lower_keys
+from provisioner.sources.groups import GroupRecord, build_snapshot, group_record
 
 log = structlog.get_logger(__name__)
 
@@ -33,13 +34,23 @@ _RANGE = re.compile(r"^(?P<attr>[^;]+);range=(?P<lo>\d+)-(?P<hi>\d+|\*)$", re.IG
 Entry = tuple[str, dict[str, list[bytes]]]
 
 
+class KeyValueStore(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+
 class LdapSource:
     """Reads every user under ``user_base`` and every group under ``group_base``."""
 
-    def __init__(self, config: LdapSourceConfig) -> None:
+    def __init__(
+        self, config: LdapSourceConfig, store: KeyValueStore | None = None, needs: SourceNeeds = ALL
+    ) -> None:
         self.config = config
         self.name = config.name
-        self.amap: AttributeMap = attribute_map(config)
+        self.needs = needs
+        self.store = store
+        self.amap: AttributeMap = attribute_map(config).restrict(needs)
         self._conn: ldap3.Connection | None = None
         self._referrals = 0
 
@@ -105,8 +116,12 @@ class LdapSource:
                 receive_timeout=max(1, math.ceil(cfg.timeout)),
                 read_only=True,
                 auto_referrals=False,
+                auto_range=False,
+                return_empty_attributes=False,
+                check_names=False,
                 raise_exceptions=False,
             )
+            _decode_entries_raw(conn)
             self._conn = conn
             conn.open()
             if cfg.start_tls:
@@ -146,7 +161,7 @@ class LdapSource:
             self._check(conn.result, base)
             for item in conn.response or ():
                 if item.get("type") == "searchResEntry":
-                    yield item["dn"], lower_keys(item["raw_attributes"])
+                    yield item["dn"], item["raw_attributes"]
                 else:
                     self._referrals += 1
             cookie = _cookie(conn.result)
@@ -193,6 +208,36 @@ class LdapSource:
                 values.extend(more)
             raw.setdefault(attr.lower(), []).extend(values)
         return raw
+
+
+def _decode_entries_raw(conn: ldap3.Connection) -> None:
+    """Decode search result entries straight from the BER tree ldap3 has parsed:
+    DN as text, attribute names lower-cased, values as bytes, nothing else.
+
+    ldap3 would also build a second, schema-formatted copy of every value and a
+    case-insensitive dict per entry; for a full directory read that costs more
+    than the network.  Only this connection's strategy is changed.
+    """
+    strategy = conn.strategy
+    generic = strategy.decode_response_fast
+
+    def decode(message: dict[str, Any]) -> dict[str, Any]:
+        if message["protocolOp"] != 4:  # not a searchResEntry
+            return generic(message)  # type: ignore[no-any-return]
+        payload = message["payload"]
+        raw: dict[str, list[bytes]] = {}
+        for attribute in payload[1][3]:
+            name_node, values_node = attribute[3]
+            name = bytes(name_node[3]).decode("utf-8", "replace").lower()
+            values = [bytes(v[3]) for v in values_node[3]]
+            if name in raw:
+                raw[name].extend(values)
+            else:
+                raw[name] = values
+        dn = bytes(payload[0][3]).decode("utf-8", "replace")
+        return {"type": "searchResEntry", "dn": dn, "raw_attributes": raw, "attributes": {}}
+
+    strategy.decode_response_fast = decode
 
 
 def _ranged_values(response: list[dict[str, Any]], attr: str) -> tuple[list[bytes], str] | None:
