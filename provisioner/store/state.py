@@ -6,20 +6,16 @@ by contract: this module never updates or deletes audit rows.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     DateTime,
-    Integer,
     MetaData,
     String,
     Table,
@@ -32,8 +28,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from provisioner.core.audit import GENESIS, AuditEvent, chain_hash
+from provisioner.core.audit import AuditEvent
 from provisioner.errors import TemporaryError
+from provisioner.store.audit import AuditLog, AuditRow, audit, install_schema
+
+__all__ = ["AuditRow", "StateStore", "StoreUnavailable", "audit"]
 
 metadata = MetaData()
 
@@ -51,21 +50,6 @@ runs = Table(
     Column("error", Text),
 )
 
-audit = Table(
-    "provisioner_audit",
-    metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
-    Column("run_id", String(36), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("actor", String(200), nullable=False),
-    Column("target", String(200), index=True),
-    Column("role", String(200), index=True),
-    Column("content", Text, nullable=False),
-    Column("prev_hash", String(80), nullable=False),
-    Column("hash", String(80), nullable=False, unique=True),
-)
-
 kv = Table(
     "provisioner_state",
     metadata,
@@ -77,14 +61,6 @@ kv = Table(
 
 class StoreUnavailable(TemporaryError):
     """The state store cannot be reached or written."""
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRow:
-    seq: int
-    content: dict[str, Any]
-    prev_hash: str
-    hash: str
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -107,10 +83,13 @@ class StateStore:
         try:
             self.engine: Engine = create_engine(parsed, future=True)
             metadata.create_all(self.engine)
+            install_schema(self.engine)
         except SQLAlchemyError as exc:
             raise StoreUnavailable(
                 f"state store {parsed.render_as_string(hide_password=True)}: {exc}"
             ) from exc
+
+        self.audit = AuditLog(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -148,58 +127,13 @@ class StateStore:
 
     # ---------------------------------------------------------------- audit
     def append(self, events: Sequence[AuditEvent]) -> list[AuditRow]:
-        """Chain and insert ``events`` atomically after the current head."""
-        if not events:
-            return []
-        try:
-            with self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("LOCK TABLE provisioner_audit IN EXCLUSIVE MODE")
-                head = conn.execute(
-                    select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-                ).first()
-                seq, prev = (head[0], head[1]) if head else (0, GENESIS)
-                rows = []
-                for event in events:
-                    seq += 1
-                    content = event.content()
-                    digest = chain_hash(seq, prev, content)
-                    rows.append(AuditRow(seq, content, prev, digest))
-                    prev = digest
-                conn.execute(insert(audit), [self._row(r) for r in rows])
-            return rows
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(f"cannot append to the audit trail: {exc}") from exc
-
-    @staticmethod
-    def _row(r: AuditRow) -> dict[str, Any]:
-        c = r.content
-        return {
-            "seq": r.seq,
-            "run_id": c["run_id"],
-            "at": datetime.fromisoformat(c["at"]),
-            "kind": c["kind"],
-            "actor": c["actor"],
-            "target": c["target"],
-            "role": c["role"],
-            "content": json.dumps(c, sort_keys=True, ensure_ascii=False, default=str),
-            "prev_hash": r.prev_hash,
-            "hash": r.hash,
-        }
+        """Chain and insert ``events`` atomically after the current head (see store/audit.py)."""
+        return self.audit.append(events)
 
     def iter_audit(self, run_id: str | None = None, batch: int = 5000) -> Iterator[AuditRow]:
-        last = 0
-        while True:
-            q = select(audit).where(audit.c.seq > last).order_by(audit.c.seq).limit(batch)
-            if run_id:
-                q = q.where(audit.c.run_id == run_id)
-            with self.engine.connect() as conn:
-                rows = list(conn.execute(q).mappings())
-            if not rows:
-                return
-            for r in rows:
-                yield AuditRow(int(r["seq"]), json.loads(r["content"]), r["prev_hash"], r["hash"])
-            last = int(rows[-1]["seq"])
+        from provisioner.store.audit import AuditFilter
+
+        return self.audit.iter_rows(AuditFilter(run_id=run_id) if run_id else None, batch)
 
     # ---------------------------------------------------------------- key/value
     def get(self, key: str, default: Any = None) -> Any:

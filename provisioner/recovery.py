@@ -1,0 +1,144 @@
+"""Crash consistency of the audit trail: apply intents, completions, recovery.
+
+Before a target's transaction the run appends an ``apply_intent`` record that
+lists every change it is about to make; after the transaction (committed or
+rolled back) it appends the ``change_applied`` records and an
+``apply_completed`` record in one audit transaction.  A process that dies
+between the target's commit and that append leaves an intent without a
+completion.  The next apply finds it (``recover_interrupted``), re-reads the
+target's catalog, and records each listed change the catalog shows as
+``change_recovered``, then closes the intent with a completion marked
+``recovered``.  See docs/audit.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from provisioner.config import Config
+from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.plan import Change, Plan
+from provisioner.core.verify import verify
+from provisioner.logs import log
+
+if TYPE_CHECKING:
+    from provisioner.runtime import RunContext, Targets
+
+WATERMARK = "audit:intent_watermark"
+
+
+def planned_event(ctx: RunContext, plan: Plan, *, saved: bool = False) -> AuditEvent:
+    """RUN_PLANNED: the plan's summary and every notice (drift, refused requests ...)."""
+    notices = [{**n.to_json(), "target": tp.target} for tp in plan.targets for n in tp.notices]
+    return ctx.event(
+        EventKind.RUN_PLANNED,
+        reason=ctx.reason,
+        after={
+            "saved_plan": saved,
+            "identities": plan.identities_seen,
+            "changes": len(plan.changes),
+            "by_kind": plan.counts(),
+            "fingerprints": {tp.target: tp.fingerprint for tp in plan.targets},
+            "notices": notices,
+        },
+    )
+
+
+def intent_event(ctx: RunContext, target: str, changes: Sequence[Change]) -> AuditEvent:
+    return ctx.event(
+        EventKind.APPLY_INTENT,
+        target=target,
+        reason=ctx.reason,
+        after={"changes": [c.to_json() for c in changes]},
+    )
+
+
+def completion_event(
+    ctx: RunContext, target: str, intended: int, committed: int, error: BaseException | None
+) -> AuditEvent:
+    after: dict[str, Any] = {"intended": intended, "committed": committed}
+    if error is not None:
+        after["error"] = type(error).__name__
+    return ctx.event(EventKind.APPLY_COMPLETED, target=target, after=after)
+
+
+def recover_interrupted(cfg: Config, ctx: RunContext, targets: Targets) -> int:
+    """Close every interrupted apply intent; return how many were closed."""
+    store = ctx.store
+    if store is None:
+        return 0
+    watermark = int(store.get(WATERMARK, 0) or 0)
+    pending = store.audit.unresolved_intents(watermark)
+    grace = timedelta(seconds=cfg.audit.recover_after)
+    closed, keep_from = 0, None
+    for row in pending:
+        content = row.content
+        at = datetime.fromisoformat(str(content["at"]))
+        if content["run_id"] == ctx.run_id or ctx.now - at < grace:
+            keep_from = row.seq if keep_from is None else keep_from
+            continue  # may still be running
+        _recover(ctx, targets, row.seq, content)
+        closed += 1
+    head, _ = store.audit.head()
+    store.put(WATERMARK, (keep_from - 1) if keep_from is not None else head)
+    return closed
+
+
+def _recover(ctx: RunContext, targets: Targets, seq: int, intent: dict[str, Any]) -> None:
+    target = str(intent["target"])
+    changes = [Change.from_json(c) for c in (intent.get("after") or {}).get("changes", [])]
+    events: list[AuditEvent] = []
+    status = "recovered"
+    if target not in targets.names:
+        status = "target no longer configured; not checked"
+        committed: list[Change] = []
+    else:
+        state = targets.get(target).inspect()
+        committed = [c for c in changes if not verify((c,), state)]
+    for change in committed:
+        events.append(
+            ctx.event(
+                EventKind.CHANGE_RECOVERED,
+                target=target,
+                role=change.role,
+                change=change.to_json(),
+                reason="; ".join(r.describe() for r in change.reasons),
+                before=dict(change.before),
+                after={**dict(change.after), "recovered": True},
+            )
+        )
+        events[-1] = _with_origin(events[-1], intent, seq)
+    events.append(
+        ctx.event(
+            EventKind.APPLY_COMPLETED,
+            target=target,
+            reason=f"recovered intent seq {seq} of interrupted run {intent['run_id']}",
+            after={
+                "recovered": True,
+                "status": status,
+                "intent_seq": seq,
+                "intent_run_id": intent["run_id"],
+                "intended": len(changes),
+                "committed": len(committed),
+            },
+        )
+    )
+    # the completion carries the interrupted run's id, so it resolves that run's intent
+    last = events[-1]
+    events[-1] = replace(last, run_id=str(intent["run_id"]), after={**last.after, "recovered_by_run": ctx.run_id})
+    ctx.audit(events)
+    log.warning(
+        "apply_intent_recovered",
+        target=target,
+        intent_seq=seq,
+        interrupted_run=intent["run_id"],
+        intended=len(changes),
+        committed=len(committed),
+    )
+
+
+def _with_origin(event: AuditEvent, intent: dict[str, Any], seq: int) -> AuditEvent:
+    return replace(event, after={**event.after, "intent_seq": seq, "interrupted_run": intent["run_id"]})
