@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.core.catalog import Catalog, build_catalog
+from provisioner.core.privileges import EMPTY, EXTRA_KEYS, PrivilegeCatalog, build_privilege_catalog
 from provisioner.core.rules import RuleSet, build_ruleset
 from provisioner.core.ruletests import RuleCase, parse_cases
 from provisioner.errors import RuleError
 
-CATALOG_EXTRA_KEYS: set[str] = set()
+CATALOG_EXTRA_KEYS: set[str] = set(EXTRA_KEYS)
 """Catalog keys that later features understand (registered by those features)."""
 
 
@@ -27,6 +28,8 @@ class Mappings:
     rules: RuleSet
     catalog: Catalog
     cases: tuple[RuleCase, ...]
+    privileges: PrivilegeCatalog = EMPTY
+    """The catalog's privilege model (grants, inherits, extras)."""
 
 
 def _read(folder: Path) -> list[tuple[str, str]]:
@@ -48,9 +51,10 @@ def load_mappings(root: Path) -> Mappings:
     rules, problems = build_ruleset(_read(root / "rules"))
     catalog, cat_problems = build_catalog(_read(root / "roles"), CATALOG_EXTRA_KEYS)
     cases, case_problems = parse_cases(_read(root / "tests"))
-    problems += cat_problems + case_problems
+    privileges, priv_problems = build_privilege_catalog(catalog)
+    problems += cat_problems + priv_problems + case_problems
     if not rules.rules and not problems:
         problems.append(f"{root / 'rules'}: no rules found (expected *.toml files with [[rule]] tables)")
     if problems:
         raise RuleError(problems)
-    return Mappings(root, rules, catalog, tuple(cases))
+    return Mappings(root, rules, catalog, tuple(cases), privileges)

@@ -21,7 +21,9 @@ from provisioner.core.lifecycle import LifecyclePolicy
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
-from provisioner.core.plan import Plan, TargetPlan
+from provisioner.core.plan import Plan, TargetPlan, execution_order
+from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
+from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.safety import check_plan
 from provisioner.errors import SafetyViolation
 from provisioner.mappings import Mappings, load_mappings
@@ -50,12 +52,20 @@ def compute_desired(
 
 
 def make_plan(
-    cfg: Config, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext, seen: int
+    cfg: Config,
+    desired: DesiredState,
+    actual: Mapping[str, ActualState],
+    ctx: RunContext,
+    seen: int,
+    privileges: PrivilegeCatalog = EMPTY,
 ) -> Plan:
     pols = policies(cfg)
+    owners = {t.name: tuple(t.default_privileges_for) for t in cfg.targets}
     target_plans = []
     for name, state in actual.items():
         changes, notices = diff(desired, state, pols[name], ctx.now)
+        more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
+        changes, notices = execution_order((*changes, *more)), (*notices, *more_notices)
         target_plans.append(TargetPlan(name, state.fingerprint(), changes, notices))
     return Plan(
         created_at=ctx.now,
@@ -73,7 +83,7 @@ def plan_run(cfg: Config, ctx: RunContext, targets: Targets) -> PlanOutcome:
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
     actual = targets.inspect_all()
-    plan = make_plan(cfg, desired, actual, ctx, sum(len(s.identities) for s in snapshots))
+    plan = make_plan(cfg, desired, actual, ctx, sum(len(s.identities) for s in snapshots), mappings.privileges)
     return PlanOutcome(plan, mappings, snapshots, desired, actual)
 
 

@@ -15,6 +15,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from provisioner.core.grants import PrivilegeSnapshot
+
 # --------------------------------------------------------------------------- identities
 
 
@@ -180,13 +182,17 @@ class ActualState:
     session_role: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Adapter-specific facts later stages may need (server version ...)."""
+    privileges: PrivilegeSnapshot | None = None
+    """Privileges of managed roles and the object inventory (None: not read)."""
 
     def fingerprint(self) -> str:
         """A digest of everything the diff may depend on; a saved plan is only
         applicable while the target still has this fingerprint."""
-        payload = {
+        payload: dict[str, Any] = {
             "target": self.target,
             "roles": [self.roles[n].to_json() for n in sorted(self.roles)],
         }
+        if self.privileges is not None:
+            payload["privileges"] = self.privileges.payload()
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()

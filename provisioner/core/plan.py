@@ -96,6 +96,10 @@ class Change:
             return f"terminate sessions of {self.role}"
         if k is ChangeKind.DROP_ROLE:
             return f"drop role {self.role}"
+        if k is ChangeKind.GRANT_PRIVILEGE:
+            return f"grant {p.get('privileges')} on {p.get('object')} to {self.role}"
+        if k is ChangeKind.REVOKE_PRIVILEGE:
+            return f"revoke {p.get('privileges')} on {p.get('object')} from {self.role}"
         extra = " ".join(f"{key}={value}" for key, value in self.params)
         return f"{k.value.replace('_', ' ')} {self.role} {extra}".strip()
 

@@ -31,6 +31,10 @@ def _check(change: Change, after: ActualState) -> str | None:
         return "role still exists" if role is not None else None
     if kind is ChangeKind.TERMINATE_SESSIONS:
         return None
+    if kind in (ChangeKind.GRANT_PRIVILEGE, ChangeKind.REVOKE_PRIVILEGE):
+        from provisioner.core.privdiff import verify_privilege
+
+        return verify_privilege(change, after)
     if role is None:
         return "role does not exist after apply"
     if kind is ChangeKind.GRANT_MEMBERSHIP:

@@ -25,6 +25,7 @@ from provisioner.core import marker as marker_codec
 from provisioner.core.model import Marker, RoleKind
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
+from provisioner.targets.pg_privileges import privilege_statements
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -189,6 +190,8 @@ _COMPOSERS: dict[ChangeKind, Callable[[Change], tuple[sql.Composed, ...]]] = {
     ChangeKind.RENAME_ROLE: _rename,
     ChangeKind.TERMINATE_SESSIONS: _terminate,
     ChangeKind.DROP_ROLE: _drop,
+    ChangeKind.GRANT_PRIVILEGE: privilege_statements,
+    ChangeKind.REVOKE_PRIVILEGE: privilege_statements,
 }
 
 

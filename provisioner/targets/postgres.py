@@ -23,7 +23,7 @@ from provisioner.config import PostgresTargetConfig
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import TargetUnavailable
-from provisioner.targets import pg_drop, pg_inspect
+from provisioner.targets import pg_drop, pg_inspect, pg_privileges
 from provisioner.targets.base import ApplyResult
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
@@ -85,6 +85,8 @@ class PostgresTarget:
         """Statements sent to the server by inspect() and apply(), ever."""
         self.round_trips = 0
         self._conn: psycopg.Connection[Any] | None = None
+        self._others: dict[str, psycopg.Connection[Any]] = {}
+        """Connections to the other configured databases (privileges)."""
         self._dsn: str | None = None
 
     # ----------------------------------------------------------------- connection
@@ -130,6 +132,29 @@ class PostgresTarget:
 
     def close(self) -> None:
         self._discard()
+        for other in self._others.values():
+            other.close()
+        self._others.clear()
+
+    def database_connection(self, dbname: str) -> psycopg.Connection[Any]:
+        """An open connection to another database of this cluster (privileges)."""
+        conn = self._others.get(dbname)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._others[dbname] = self._connect(dbname)
+        return conn
+
+    def _query_in(self, dbname: str) -> pg_privileges.Query:
+        """Queries on another database, in one REPEATABLE READ, READ ONLY
+        transaction opened by the first one and ended by :meth:`_end_others`."""
+        conn = self.database_connection(dbname)
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self._query(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return lambda q, p: self._query(conn, q, p)
+
+    def _end_others(self) -> None:
+        for conn in self._others.values():
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
 
     def backend_pid(self) -> int:
         """The server process id of this target's session (for diagnostics)."""
@@ -140,7 +165,8 @@ class PostgresTarget:
     def _query(self, conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[Any]:
         self.statements_executed += 1
         self.round_trips += 1
-        return conn.execute(query, params).fetchall()
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description is not None else []
 
     def inspect(self) -> ActualState:
         conn = self.connection()
@@ -152,14 +178,26 @@ class PostgresTarget:
                 role_rows = self._query(conn, pg_inspect.ROLES_QUERY)
                 member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_QUERY)
                 session_rows = self._query(conn, pg_inspect.SESSIONS_QUERY)
+                roles = pg_inspect.build_roles(role_rows, member_rows)
+                privileges = None
+                if self.config.manage_privileges:
+                    privileges = pg_privileges.read_privileges(
+                        roles,
+                        str(conn.info.dbname),
+                        self.config.databases,
+                        lambda q, p: self._query(conn, q, p),
+                        self._query_in,
+                    )
         except psycopg.OperationalError as exc:
             self._discard()
             raise TargetUnavailable(f"target {self.name}: inspect failed: {pg_message(exc)}") from exc
         finally:
             self._reset_characteristics()
+            self._end_others()
         return ActualState(
             target=self.name,
-            roles=pg_inspect.build_roles(role_rows, member_rows),
+            roles=roles,
+            privileges=privileges,
             session_role=str(session_role),
             extra={
                 "server_version": str(version),
@@ -185,6 +223,9 @@ class PostgresTarget:
             return self._apply_with_drops(changes, drops, on_change)
         steps = [compose(change) for change in changes]  # refuses bad changes up front
         conn = self.connection()
+        here = str(conn.info.dbname)
+        elsewhere = [s for s in steps if pg_privileges.database_of(s.change, here)]
+        steps = [s for s in steps if not pg_privileges.database_of(s.change, here)]
         runner = BatchRunner(conn, self.batch_size)
         try:
             with conn.transaction():
@@ -198,10 +239,40 @@ class PostgresTarget:
             raise ChangeFailed(f"target {self.name}: apply failed: {pg_message(exc)}", None) from exc
         self._count(runner)
         if on_change is not None:
-            for change in changes:
-                on_change(change)
+            for step in steps:
+                on_change(step.change)
         self._terminate_again(changes)
-        return ApplyResult(tuple(changes), runner.statements)
+        statements = runner.statements + self._apply_elsewhere(elsewhere, here, on_change)
+        return ApplyResult(tuple(changes), statements)
+
+    def _apply_elsewhere(self, steps: Sequence[Step], here: str, on_change: Callable[[Change], None] | None) -> int:
+        """Privilege changes of the other databases, one transaction each, after
+        the connected database committed (new roles must exist first).  A failure
+        leaves earlier databases committed; the next plan shows what is left."""
+        by_db: dict[str, list[Step]] = {}
+        for step in steps:
+            by_db.setdefault(pg_privileges.database_of(step.change, here) or here, []).append(step)
+        total = 0
+        for db in sorted(by_db):
+            runner = BatchRunner(self.database_connection(db), self.batch_size)
+            try:
+                with runner.conn.transaction():
+                    self._lock(runner.conn, runner)
+                    runner.run(by_db[db])
+            except (psycopg.Error, ChangeFailed) as exc:
+                self._count(runner)
+                change = exc.change if isinstance(exc, ChangeFailed) else None
+                raise ChangeFailed(
+                    f"target {self.name}: database {db}: {pg_message(exc)} (earlier databases are committed; "
+                    "the next plan shows what is left)",
+                    change,
+                ) from exc
+            self._count(runner)
+            total += runner.statements
+            if on_change is not None:
+                for step in by_db[db]:
+                    on_change(step.change)
+        return total
 
     def _terminate_again(self, changes: Sequence[Change]) -> None:
         """pg_terminate_backend acts at once, before COMMIT makes the NOLOGIN

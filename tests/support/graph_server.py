@@ -47,6 +47,8 @@ class Fault:
     remaining: int
     retry_after: float | None = None
     code: str = ""
+    message: str = "Injected fault: please retry later."
+    skip: int = 0
 
 
 @dataclass
@@ -83,7 +85,7 @@ class GraphServer:
         self.groups: dict[str, dict[str, Any]] = {}
         self.group_tombs: dict[str, int] = {}
         self.tokens: dict[str, float] = {}
-        self.delta_tokens: dict[str, tuple[int, int, str]] = {}
+        self.delta_tokens: dict[str, tuple[int, int, str, int]] = {}
         self.epoch = 0
         self.expired_status = 400
         self.cursors: dict[str, Cursor] = {}
@@ -193,10 +195,21 @@ class GraphServer:
             self._member_change(gid, member, added=False, v=self._bump())
 
     # ------------------------------------------------------------------ faults
-    def fail_next(self, count: int, status: int = 429, *, path: str = "/v1.0/", retry_after: float | None = None) -> None:
-        code = {429: "TooManyRequests", 503: "serviceNotAvailable"}.get(status, "generalException")
+    def fail_next(
+        self,
+        count: int,
+        status: int = 429,
+        *,
+        path: str = "/v1.0/",
+        retry_after: float | None = None,
+        skip: int = 0,
+        code: str = "",
+        message: str = "",
+    ) -> None:
+        """The next ``count`` Graph requests under ``path`` (after letting ``skip`` pass) fail."""
+        code = code or {429: "TooManyRequests", 503: "serviceNotAvailable"}.get(status, "generalException")
         with self.lock:
-            self.faults.append(Fault(path, status, count, retry_after, code))
+            self.faults.append(Fault(path, status, count, retry_after, code, message or Fault.message, skip))
 
     def expire_delta_tokens(self, status: int = 400) -> None:
         """Every delta token issued so far is rejected (400 syncStateNotFound, or 410 resyncRequired)."""
@@ -329,9 +342,12 @@ def _handler(srv: GraphServer) -> type[BaseHTTPRequestHandler]:
             with srv.lock:
                 for fault in srv.faults:
                     if fault.remaining > 0 and path.startswith(fault.path):
+                        if fault.skip > 0:
+                            fault.skip -= 1
+                            return
                         fault.remaining -= 1
                         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
-                        raise GraphError(fault.status, fault.code, "Injected fault: please retry later.", headers)
+                        raise GraphError(fault.status, fault.code, fault.message, headers)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
@@ -482,13 +498,14 @@ def _users(srv: GraphServer, query: dict[str, str], headers: dict[str, str]) -> 
 def _delta(srv: GraphServer, kind: str, path: str, query: dict[str, str]) -> dict[str, Any]:
     since: int | None = None
     select_raw = query.get("$select", "")
+    top = _top(query, 100)
     if "$deltatoken" in query:
         state = srv.delta_tokens.get(query["$deltatoken"])
         if state is None or state[0] != srv.epoch:
             if srv.expired_status == 410:
                 raise GraphError(410, "resyncRequired", "Resync required. Replace any local items with the server's version (including deletes).")
             raise GraphError(400, "syncStateNotFound", "The sync state generation is not found. The delta token is expired and data must be synchronized again.")
-        _, since, select_raw = state
+        _, since, select_raw, top = state
     version = srv.version
     items: list[dict[str, Any]] = []
     if kind == "users":
@@ -518,9 +535,9 @@ def _delta(srv: GraphServer, kind: str, path: str, query: dict[str, str]) -> dic
         if since is not None:
             items += [{"id": gid, "@removed": {"reason": "deleted"}} for gid, v in sorted(srv.group_tombs.items()) if v > since]
     token = secrets.token_urlsafe(24)
-    srv.delta_tokens[token] = (srv.epoch, version, select_raw)
+    srv.delta_tokens[token] = (srv.epoch, version, select_raw, top)
     end = {"@odata.deltaLink": f"{srv.url}{path}?$deltatoken={token}"}
-    return _page(srv, path, items, _top(query, 100), end=end)
+    return _page(srv, path, items, top, end=end)
 
 
 def thumbprint(cert_der: bytes) -> str:

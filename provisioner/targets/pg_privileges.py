@@ -1,0 +1,263 @@
+"""Privileges on PostgreSQL: reading them, and the SQL that changes them.
+
+Reading: for each configured database, six catalog queries (the database,
+schemas, relations, columns, routines and default privileges, each with
+``aclexplode`` filtered to the managed group roles) in one REPEATABLE READ,
+READ ONLY transaction -- whatever the number of objects.  The same queries
+return the object inventory wildcard grants expand against.
+
+Writing: ``GRANT``/``REVOKE`` on databases, schemas, tables, columns,
+sequences and routines, and ``ALTER DEFAULT PRIVILEGES FOR ROLE ... IN SCHEMA``.
+Identifiers are :class:`psycopg.sql.Identifier`; privilege and object-type
+keywords come from fixed lists, never from data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from psycopg import sql
+
+from provisioner.core.grants import (
+    COLUMN,
+    DATABASE,
+    DEFAULT,
+    FUNCTION,
+    SCHEMA,
+    SEQUENCE,
+    TABLE,
+    Grant,
+    Inventory,
+    Obj,
+    PrivilegeSnapshot,
+)
+from provisioner.core.model import ActualRole, RoleKind
+from provisioner.core.plan import Change, ChangeKind
+
+_USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
+
+
+def _managed_acl(column: str) -> str:
+    """A lateral join yielding (rolname, privilege_type) of the managed roles
+    in ``column`` (a constant of this module), or one row of NULLs."""
+    return (
+        "LEFT JOIN LATERAL (SELECT r.rolname::text AS rolname, a.privilege_type"
+        f" FROM pg_catalog.aclexplode({column}) a"
+        " JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+        " WHERE r.rolname = ANY(%(managed)s)) g ON true"
+    )
+
+
+DATABASE_QUERY = f"""
+SELECT d.datname::text, pg_catalog.pg_get_userbyid(d.datdba)::text, g.rolname, g.privilege_type
+  FROM pg_catalog.pg_database d
+  {_managed_acl("d.datacl")}
+ WHERE d.datname = current_database()
+"""
+
+SCHEMAS_QUERY = f"""
+SELECT n.nspname::text, pg_catalog.pg_get_userbyid(n.nspowner)::text, g.rolname, g.privilege_type
+  FROM pg_catalog.pg_namespace n
+  {_managed_acl("n.nspacl")}
+ WHERE {_USER_SCHEMAS}
+"""
+
+# relkind: r table, p partitioned, v view, m materialized view, f foreign table, S sequence
+RELATIONS_QUERY = f"""
+SELECT n.nspname::text, c.relname::text, c.relkind = 'S', g.rolname, g.privilege_type
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  {_managed_acl("c.relacl")}
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {_USER_SCHEMAS}
+"""
+
+COLUMNS_QUERY = f"""
+SELECT n.nspname::text, c.relname::text, att.attname::text, g.rolname, g.privilege_type
+  FROM pg_catalog.pg_attribute att
+  JOIN pg_catalog.pg_class c ON c.oid = att.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  {_managed_acl("att.attacl")}
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND att.attnum > 0 AND NOT att.attisdropped
+   AND {_USER_SCHEMAS}
+ ORDER BY att.attrelid, att.attnum
+"""
+
+ROUTINES_QUERY = f"""
+SELECT n.nspname::text, p.proname::text, pg_catalog.oidvectortypes(p.proargtypes), g.rolname,
+       g.privilege_type
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+  {_managed_acl("p.proacl")}
+ WHERE p.prokind IN ('f', 'p') AND {_USER_SCHEMAS}
+"""
+
+DEFAULTS_QUERY = """
+SELECT coalesce(n.nspname, '')::text, pg_catalog.pg_get_userbyid(d.defaclrole)::text, d.defaclobjtype::text,
+       r.rolname::text, a.privilege_type
+  FROM pg_catalog.pg_default_acl d
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
+  CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) a
+  JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+ WHERE d.defaclobjtype IN ('r', 'S', 'f') AND r.rolname = ANY(%(managed)s)
+"""
+
+QUERIES = (DATABASE_QUERY, SCHEMAS_QUERY, RELATIONS_QUERY, COLUMNS_QUERY, ROUTINES_QUERY, DEFAULTS_QUERY)
+_DEFAULT_TYPES = {"r": "tables", "S": "sequences", "f": "functions"}
+
+Query = Callable[[str, Mapping[str, Any]], list[Any]]
+
+
+def read_privileges(
+    roles: Mapping[str, ActualRole],
+    home: str,
+    databases: Sequence[str],
+    query_home: Query,
+    query_in: Callable[[str], Query],
+) -> PrivilegeSnapshot:
+    """Grants of the managed group roles and the inventory of every database in
+    ``databases`` (empty: ``home``, the connected one).  ``query_home`` runs in
+    the caller's snapshot; ``query_in(db)`` gives a query function of another
+    database (its own REPEATABLE READ transaction)."""
+    managed = sorted(n for n, r in roles.items() if r.marker is not None and r.marker.kind is RoleKind.GROUP)
+    names = list(databases) or [home]
+    inventories: dict[str, Inventory] = {}
+    grants: set[Grant] = set()
+    for db in names:
+        inventories[db], found = read_database(query_home if db == home else query_in(db), managed)
+        grants |= found
+    return PrivilegeSnapshot(names[0], inventories, frozenset(grants))
+
+
+def read_database(query: Query, managed: Sequence[str]) -> tuple[Inventory, set[Grant]]:
+    """The inventory and managed roles' grants of the connected database,
+    in ``len(QUERIES)`` queries run through ``query`` (inside the caller's
+    transaction)."""
+    params = {"managed": list(managed)}
+    rows = [query(q, params) for q in QUERIES]
+    db_rows, schema_rows, rel_rows, col_rows, proc_rows, default_rows = rows
+    grants: set[Grant] = set()
+    database, owner = (db_rows[0][0], db_rows[0][1]) if db_rows else ("", "")
+    for _, _, role, priv in db_rows:
+        if role:
+            grants.add(Grant(role, Obj(database, DATABASE), priv))
+    schemas: dict[str, str] = {}
+    for schema, schema_owner, role, priv in schema_rows:
+        schemas[schema] = schema_owner
+        if role:
+            grants.add(Grant(role, Obj(database, SCHEMA, schema), priv))
+    tables: dict[str, set[str]] = {}
+    sequences: dict[str, set[str]] = {}
+    for schema, name, is_seq, role, priv in rel_rows:
+        kind = SEQUENCE if is_seq else TABLE
+        (sequences if is_seq else tables).setdefault(schema, set()).add(name)
+        if role:
+            grants.add(Grant(role, Obj(database, kind, schema, name), priv))
+    columns: dict[tuple[str, str], list[str]] = {}
+    for schema, table, col, role, priv in col_rows:
+        names = columns.setdefault((schema, table), [])
+        if col not in names:
+            names.append(col)
+        if role:
+            grants.add(Grant(role, Obj(database, COLUMN, schema, table, col), priv))
+    functions: dict[str, set[str]] = {}
+    for schema, name, args, role, priv in proc_rows:
+        signature = f"{name}({args})"
+        functions.setdefault(schema, set()).add(signature)
+        if role:
+            grants.add(Grant(role, Obj(database, FUNCTION, schema, signature), priv))
+    for schema, creator, objtype, role, priv in default_rows:
+        obj = Obj(database, DEFAULT, schema, _DEFAULT_TYPES[objtype], owner=creator)
+        grants.add(Grant(role, obj, priv))
+    inventory = Inventory(
+        database=database,
+        owner=owner,
+        schemas=schemas,
+        tables=_sorted(tables),
+        sequences=_sorted(sequences),
+        functions=_sorted(functions),
+        columns={k: tuple(v) for k, v in columns.items()},
+    )
+    return inventory, grants
+
+
+def _sorted(data: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    return {k: tuple(sorted(v)) for k, v in data.items()}
+
+
+# --------------------------------------------------------------------------- composing
+
+_PRIVILEGES = frozenset(
+    {"CONNECT", "TEMPORARY", "CREATE", "USAGE", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE",
+     "REFERENCES", "TRIGGER", "EXECUTE", "MAINTAIN"}
+)
+_ON = {DATABASE: "DATABASE", SCHEMA: "SCHEMA", TABLE: "TABLE", SEQUENCE: "SEQUENCE", FUNCTION: "ROUTINE"}
+_DEFAULT_ON = {"tables": "TABLES", "sequences": "SEQUENCES", "functions": "ROUTINES"}
+_TYPE_LIST = re.compile(r"^[A-Za-z0-9_ ,.\[\]()]*$")
+"""Argument types of a routine as ``oidvectortypes`` prints them; anything
+else (a quoted type name) is refused rather than put into SQL text."""
+
+
+def _privs(change: Change) -> list[str]:
+    privs = [p.strip().upper() for p in str(change.param("privileges") or "").split(",") if p.strip()]
+    if not privs or not set(privs) <= _PRIVILEGES:
+        raise ValueError(f"unknown privilege(s) in {change.param('privileges')!r}")
+    return privs
+
+
+def _qualified(obj: Obj) -> sql.Composable:
+    if not obj.schema or not obj.name:
+        raise ValueError(f"{obj.kind} needs a schema and a name")
+    if obj.kind != FUNCTION:
+        return sql.Composed([sql.Identifier(obj.schema), sql.SQL("."), sql.Identifier(obj.name)])
+    name, sep, args = obj.name.partition("(")
+    if not sep or not args.endswith(")") or not _TYPE_LIST.match(args[:-1]):
+        raise ValueError(f"routine signature {obj.name!r} cannot be used safely; grant it by hand")
+    return sql.Composed(
+        [sql.Identifier(obj.schema), sql.SQL("."), sql.Identifier(name), sql.SQL("(" + args[:-1] + ")")]
+    )
+
+
+def privilege_statements(change: Change) -> tuple[sql.Composed, ...]:
+    """The statement for a GRANT_PRIVILEGE or REVOKE_PRIVILEGE change."""
+    grant = change.kind is ChangeKind.GRANT_PRIVILEGE
+    obj = Obj.from_params(dict(change.params))
+    role = sql.Identifier(change.role)
+    privs = _privs(change)
+    verb, prep = ("GRANT ", " TO ") if grant else ("REVOKE ", " FROM ")
+    plist: sql.Composable
+    target: sql.Composable
+    if obj.kind == COLUMN:
+        col = sql.Identifier(obj.column)
+        plist = sql.SQL(", ").join(sql.Composed([sql.SQL(p + " ("), col, sql.SQL(")")]) for p in privs)
+        table = _qualified(Obj(obj.database, TABLE, obj.schema, obj.name))
+        target = sql.Composed([sql.SQL(" ON TABLE "), table])
+    elif obj.kind == DEFAULT:
+        on = _DEFAULT_ON.get(obj.name)
+        if on is None or not obj.owner:
+            raise ValueError(f"default privileges need an owner and tables/sequences/functions, got {obj}")
+        head: list[sql.Composable] = [sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE "), sql.Identifier(obj.owner)]
+        if obj.schema:
+            head += [sql.SQL(" IN SCHEMA "), sql.Identifier(obj.schema)]
+        body = [sql.SQL(" " + verb + ", ".join(privs) + " ON " + on + prep), role]
+        return (sql.Composed([*head, *body]),)
+    elif obj.kind in (DATABASE, SCHEMA):
+        ident = sql.Identifier(obj.database if obj.kind == DATABASE else obj.schema)
+        plist = sql.SQL(", ".join(privs))
+        target = sql.Composed([sql.SQL(" ON " + _ON[obj.kind] + " "), ident])
+    elif obj.kind in _ON:
+        plist = sql.SQL(", ".join(privs))
+        target = sql.Composed([sql.SQL(" ON " + _ON[obj.kind] + " "), _qualified(obj)])
+    else:
+        raise ValueError(f"unknown object type {obj.kind!r}")
+    return (sql.Composed([sql.SQL(verb), plist, target, sql.SQL(prep), role]),)
+
+
+def database_of(change: Change, home: str) -> str | None:
+    """The database a privilege change must run in when it is not ``home``
+    (the connected database); None for everything else."""
+    db = change.param("database")
+    if change.kind in (ChangeKind.GRANT_PRIVILEGE, ChangeKind.REVOKE_PRIVILEGE) and db and db != home:
+        return str(db)
+    return None
