@@ -27,7 +27,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from provisioner.cli import commands  # noqa: F401
+    from provisioner.cli import commands, sources  # noqa: F401
 
 
 _register()
