@@ -59,7 +59,7 @@ def test_joiner_mover_leaver_over_simulated_days(
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(heir)))
     ldap_ou.add_user("ann", **person("Trading", "Equity Trader"))
     bob = ldap_ou.add_user("bob", **person("Operations", hrHireDate="20310103"))
-    cat = ldap_ou.add_user("cat", **person("Trading", hrLeaveDate="20310105"))
+    ldap_ou.add_user("cat", **person("Trading", hrLeaveDate="20310105"))
     ldap_ou.add_user("dan", **person("Trading"))
     lifecycle = f'\n[lifecycle]\nretention_days = 30\nreassign_owned_to = "{heir}"\n'
     s = setup(tmp_path, ldap_ou, p, extra=RELAXED + lifecycle)
