@@ -1,0 +1,251 @@
+"""Campaign lifecycle: start (freeze a snapshot), import decisions, apply
+revocations through the normal plan/safety/execute path, remind reviewers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from provisioner.alerts.dispatch import dispatch_alerts
+from provisioner.config import Config
+from provisioner.core.alerts import Alert, Severity
+from provisioner.core.audit import EventKind
+from provisioner.core.groupref import referenced_groups
+from provisioner.core.model import ActualState, DesiredState, Identity, SourceSnapshot
+from provisioner.core.plan import Plan, TargetPlan, execution_order
+from provisioner.core.review import (
+    Person,
+    ReviewerMode,
+    build_items,
+    campaign_for,
+    coverage,
+    revocations,
+    validate_rows,
+)
+from provisioner.logs import log
+from provisioner.mappings import Mappings, load_mappings
+from provisioner.review.store import ReviewStore
+from provisioner.review.worksheets import WorksheetError, read_csv
+from provisioner.runtime import RunContext, Targets, execute, read_sources
+from provisioner.segregation import conflicts
+from provisioner.store.audit import AuditFilter
+from provisioner.store.state import StateStore
+
+GRANT_KINDS = ("change_applied", "change_recovered")
+
+
+def _people(snaps: Sequence[SourceSnapshot], desired: DesiredState) -> dict[str, Person]:
+    idents: list[Identity] = [i for s in snaps for i in s.identities]
+    lookup: dict[str, str] = {}
+    for i in idents:
+        for k in (i.dn, i.stable_id, i.username):
+            if k:
+                lookup.setdefault(k.casefold(), i.username)
+    by_id = {i.stable_id: i for i in idents}
+    out: dict[str, Person] = {}
+    for name, user in desired.users.items():
+        ident = by_id.get(user.stable_id)
+        raw = ident.first("manager") if ident else None
+        manager = lookup.get(raw.casefold()) if raw else None
+        out[name] = Person(user.username, user.stable_id, manager)
+    return out
+
+
+def granted_at(store: StateStore) -> dict[tuple[str, str, str], str]:
+    """(target, login role, group) -> when the audit trail last records the grant."""
+    out: dict[tuple[str, str, str], str] = {}
+    for row in store.audit.iter_rows(AuditFilter(kinds=GRANT_KINDS)):
+        change = row.content.get("change") or {}
+        if isinstance(change, dict) and change.get("kind") == "grant_membership":
+            group = (change.get("params") or {}).get("group")
+            key = (str(row.content.get("target")), str(row.content.get("role")), str(group))
+            out[key] = str(row.content.get("at"))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    mappings: Mappings
+    snapshots: tuple[SourceSnapshot, ...]
+    desired: DesiredState
+    actual: Mapping[str, ActualState]
+
+
+def read_inputs(cfg: Config, ctx: RunContext, targets: Targets) -> Inputs:
+    from provisioner.pipeline import compute_desired
+
+    mappings = load_mappings(cfg.mappings_dir)
+    snaps = read_sources(cfg, ctx, referenced_groups(mappings.rules))
+    desired = compute_desired(cfg, mappings, snaps, ctx.now)
+    return Inputs(mappings, snaps, desired, targets.inspect_all())
+
+
+def start_campaign(
+    cfg: Config, store: StateStore, campaign: str, ctx: RunContext, mode: ReviewerMode | None = None
+) -> dict[str, Any]:
+    """Freeze who has what on every target; returns a summary."""
+    rs = ReviewStore(store)
+    mode = mode or cfg.review.reviewer
+    with Targets(cfg) as targets:
+        inp = read_inputs(cfg, ctx, targets)
+    flags: dict[tuple[str, str, str], list[str]] = {}
+    for c in conflicts(inp.mappings, inp.desired, inp.actual, ctx):
+        for h in c.holdings:
+            if h.path:
+                flags.setdefault((c.target, c.user, h.path[0]), []).append(c.policy.id)
+    key = rs.create(campaign, ctx.actor, mode, {})
+    items = build_items(
+        campaign, inp.actual, inp.desired, _people(inp.snapshots, inp.desired), inp.mappings.catalog,
+        flags, granted_at(store), mode, key,
+    )
+    seq, head = store.audit.head()
+    meta = {
+        "targets": sorted(inp.actual),
+        "items": len(items),
+        "fingerprints": {t: s.fingerprint() for t, s in sorted(inp.actual.items())},
+        "audit_head": {"seq": seq, "hash": head},
+        "snapshot_at": ctx.now.isoformat(),
+    }
+    rs.add_items(campaign, items, meta)
+    summary = {"campaign": campaign, "reviewer_mode": mode, **meta,
+               "reviewers": {r["reviewer"]: r["items"] for r in coverage(rs.states(campaign))}}
+    ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign} started", after=summary)])
+    log.info("review_started", campaign=campaign, items=len(items))
+    return summary
+
+
+def import_worksheet(
+    store: StateStore, path: Path, ctx: RunContext, reviewer: str | None = None, campaign: str | None = None
+) -> dict[str, Any]:
+    """Validate every row, then store all decisions of the file, or none."""
+    rows, digest = read_csv(path)
+    if not rows:
+        raise WorksheetError(f"{path}: no rows; nothing imported")
+    rs = ReviewStore(store)
+    campaign = campaign or rows[0][1].get("campaign", "")
+    states = {s.item.item_id: s.item for s in rs.states(campaign)} if rs.exists(campaign) else None
+    if states is None:
+        raise WorksheetError(f"{path}: line {rows[0][0]}: unknown campaign {campaign!r}; nothing imported")
+    decisions, problems = validate_rows(rows, states, rs.key(campaign), campaign, reviewer)
+    if problems:
+        raise WorksheetError(
+            f"{path}: rejected, nothing imported ({len(problems)} problem(s)):\n" + "\n".join(problems)
+        )
+    who = reviewer or rows[0][1].get("reviewer", "")
+    count = rs.record_decisions(campaign, decisions, str(path), digest, who)
+    result = {"campaign": campaign, "file": str(path), "sha256": digest, "reviewer": who, "decisions": count,
+              "revoke": sum(d.decision == "revoke" for d in decisions)}
+    ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign}: decisions of {who} imported",
+                         after=result)])
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    plan: Plan
+    flagged: Mapping[str, str]
+    gone: tuple[str, ...]
+    seqs: Mapping[str, int] = field(default_factory=dict)
+
+
+def apply_campaign(cfg: Config, store: StateStore, campaign: str, ctx: RunContext, dry_run: bool) -> ApplyResult:
+    """Revoke what reviewers decided to revoke: plan, the same safety checks, then
+    the normal execute path (each change in the audit trail).  ``dry_run`` only plans."""
+    from provisioner.pipeline import safety
+
+    rs = ReviewStore(store)
+    rs.campaign(campaign)
+    states = rs.states(campaign)
+    with Targets(cfg) as targets:
+        inp = read_inputs(cfg, ctx, targets)
+        rev = revocations(states, inp.desired, inp.actual)
+        plan = Plan(
+            created_at=ctx.now,
+            config_digest=cfg.digest,
+            targets=tuple(
+                TargetPlan(t, inp.actual[t].fingerprint(), execution_order(rev.changes[t]))
+                for t in sorted(rev.changes)
+            ),
+            sources=tuple(sorted(inp.desired.sources)),
+            meta={"run_id": ctx.run_id, "actor": ctx.actor, "trigger": ctx.trigger, "campaign": campaign},
+        )
+        safety(cfg, plan, inp.actual, ctx)
+        if dry_run:
+            return ApplyResult(plan, rev.flagged, rev.gone)
+        execute(plan, targets, ctx)
+    seqs = _applied_seqs(store, ctx.run_id)
+    by_item = {s.item.item_id: s.item for s in states}
+    outcomes: list[tuple[str, str, str, int | None]] = []
+    revoked: dict[str, int] = {}
+    for iid, item in by_item.items():
+        seq = seqs.get((item.target, item.role, item.access))
+        if seq is not None:
+            revoked[iid] = seq
+            outcomes.append((iid, "revoked", f"audit seq {seq}", seq))
+    outcomes += [(iid, "needs rule change or exception", why, None) for iid, why in rev.flagged.items()]
+    outcomes += [(iid, "already gone", "membership no longer present", None) for iid in rev.gone]
+    rs.record_outcomes(campaign, outcomes)
+    if rev.flagged:
+        ctx.audit([
+            ctx.event(EventKind.REVIEW, target=by_item[iid].target, role=by_item[iid].role,
+                      reason=f"access review {campaign}: revoke of {by_item[iid].access} not applied: {why}",
+                      after={"item_id": iid, "access": by_item[iid].access})
+            for iid, why in sorted(rev.flagged.items())
+        ])
+    return ApplyResult(plan, rev.flagged, rev.gone, revoked)
+
+
+def _applied_seqs(store: StateStore, run_id: str) -> dict[tuple[str, str, str], int]:
+    out: dict[tuple[str, str, str], int] = {}
+    for row in store.audit.iter_rows(AuditFilter(run_id=run_id, kinds=GRANT_KINDS)):
+        change = row.content.get("change") or {}
+        if isinstance(change, dict) and change.get("kind") == "revoke_membership":
+            group = str((change.get("params") or {}).get("group"))
+            out[(str(row.content.get("target")), str(row.content.get("role")), group)] = row.seq
+    return out
+
+
+# --------------------------------------------------------------------------- daemon hooks
+
+
+def open_scheduled_campaign(cfg: Config, store: StateStore, now: datetime | None = None) -> str | None:
+    """Open this period's campaign (``2026-Q4`` by default) unless it exists; idempotent.
+    Returns the id of the campaign opened, or None."""
+    if cfg.review.schedule == "off":
+        return None
+    now = now or datetime.now(UTC)
+    campaign = campaign_for(now, cfg.review.schedule)
+    if ReviewStore(store).exists(campaign):
+        return None
+    ctx = RunContext(now, cfg.provisioner.service_identity, "schedule", store=store)
+    start_campaign(cfg, store, campaign, ctx)
+    return campaign
+
+
+def reminders(store: StateStore) -> list[Alert]:
+    """One alert per reviewer with open items, per campaign."""
+    rs = ReviewStore(store)
+    out = []
+    for campaign in rs.list_campaigns():
+        for row in coverage(rs.states(campaign)):
+            if row["open"]:
+                out.append(Alert(
+                    Severity.INFO,
+                    f"review:{campaign}:{row['reviewer']}",
+                    f"Access review {campaign}: {row['open']} item(s) waiting for {row['reviewer']}",
+                    f"{row['reviewer']} has decided {row['decided']} of {row['items']} item(s) of access review "
+                    f"{campaign}; {row['open']} still open. Export the worksheet with: provisioner review export "
+                    f"--campaign {campaign} --out DIR",
+                    {"campaign": campaign, "reviewer": str(row["reviewer"]), "open": str(row["open"])},
+                ))
+    return out
+
+
+def remind_reviewers(cfg: Config, store: StateStore, now: datetime | None = None) -> list[Alert]:
+    """Send the reminders through the alert channels (deduplicated); returns them."""
+    alerts = reminders(store)
+    dispatch_alerts(alerts, cfg.alerts, store, now=now)
+    return alerts
