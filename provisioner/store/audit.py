@@ -64,8 +64,8 @@ checkpoints = Table(
 _PG_GUARD = """
 CREATE OR REPLACE FUNCTION provisioner_audit_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  RAISE EXCEPTION 'provisioner audit tables are insert-only: % on % refused', TG_OP, TG_TABLE_NAME
-    USING ERRCODE = 'insufficient_privilege';
+  RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+    MESSAGE = 'provisioner audit tables are insert-only: ' || TG_OP || ' on ' || TG_TABLE_NAME || ' refused';
 END $$
 """
 
@@ -202,7 +202,8 @@ class AuditLog:
     @staticmethod
     def _lock_head(conn: Connection) -> tuple[int, str]:
         if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("LOCK TABLE provisioner_audit IN EXCLUSIVE MODE")
+            # an advisory lock needs no privilege beyond INSERT/SELECT (LOCK TABLE would need UPDATE)
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('provisioner_audit'))")
         head = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
         return (int(head[0]), str(head[1])) if head else (0, GENESIS)
 

@@ -1,0 +1,197 @@
+"""Alerts delivered to a real HTTP webhook and a real SMTP server (STARTTLS) on loopback:
+sensitive grants, the rapid-change window across runs, failure streaks, dedup, rate limits,
+and a channel that is down."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from provisioner.alerts import dispatch_alerts, run_alerts
+from provisioner.core.alerts import Alert, Severity
+from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.store.state import StateStore
+from tests.audit.servers import Mailbox, closed_port, smtp_server, webhook_server
+from tests.audit.support import alert_config, grant
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def channels_toml(hook_url_env: str, box: Mailbox | None, extra: str = "") -> str:
+    email = ""
+    if box is not None:
+        email = f"""
+[alerts.email]
+host = "127.0.0.1"
+port = {box.port}
+from = "provisioner@example.test"
+to = ["security@example.test", "iam@example.test"]
+username = "alerts"
+password = "env:TEST_SMTP_PASSWORD"
+ca_file = "{box.ca_file}"
+"""
+    return f"""
+[alerts]
+rapid_change_count = 3
+rapid_change_window = "1h"
+timeout = 3
+{extra}
+
+[[alerts.webhooks]]
+name = "sec"
+url = "env:{hook_url_env}"
+{email}
+"""
+
+
+@pytest.fixture
+def smtp_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret-pw")
+
+
+def test_sensitive_grant_reaches_webhook_and_smtp_over_starttls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_env: None
+) -> None:
+    with webhook_server() as hook, smtp_server(tmp_path) as box:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        cfg = alert_config(tmp_path / "cfg", channels_toml("TEST_HOOK", box))
+        store = StateStore(cfg.state.url)
+        try:
+            store.append([
+                grant("run-1", NOW, "jdoe", "trade_approver"),
+                grant("run-1", NOW, "jdoe", "trade_reader"),  # medium: no alert
+                grant("run-1", NOW, "asmith", "trade_executor", "revoke_membership"),
+            ])
+            with capture_logs() as logs:
+                alerts = run_alerts(cfg, store, "run-1", now=NOW)
+        finally:
+            store.close()
+    assert sorted(a.title for a in alerts) == [
+        "Sensitive role trade_approver granted: jdoe",
+        "Sensitive role trade_executor revoked: asmith",
+    ]
+    assert [a.severity for a in sorted(alerts, key=lambda a: a.title)] == [Severity.CRITICAL, Severity.WARNING]
+    texts = sorted(b["text"] for b in hook.bodies)
+    assert len(texts) == 2 and texts[0].startswith("[CRITICAL] Sensitive role trade_approver granted: jdoe")
+    assert all(b["alert"]["facts"]["run_id"] == "run-1" for b in hook.bodies)
+    assert sorted(m["Subject"] for m in box.messages) == [
+        "[provisioner critical] Sensitive role trade_approver granted: jdoe",
+        "[provisioner warning] Sensitive role trade_executor revoked: asmith",
+    ]
+    assert box.tls_sessions == 2 and box.logins == ["alerts", "alerts"]
+    assert box.messages[0]["To"] == "security@example.test, iam@example.test"
+    assert [e["event"] for e in logs].count("alert") == 2
+    assert [e["event"] for e in logs].count("alert_sent") == 4
+    assert not any("s3cret" in repr(e) for e in logs)
+
+
+def test_rapid_change_window_counts_across_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with webhook_server() as hook:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        cfg = alert_config(tmp_path, channels_toml("TEST_HOOK", None, 'min_sensitivity = "critical"'))
+        store = StateStore(cfg.state.url)
+        try:
+            # outside the 1h window, and a non-sensitive one inside: not counted
+            store.append([grant("old", NOW - timedelta(minutes=61), f"u{i}", "trade_approver") for i in range(5)])
+            store.append([grant("low", NOW - timedelta(minutes=5), "u9", "trade_executor")])
+            store.append([grant("r1", NOW - timedelta(minutes=40), "a", "trade_approver")])
+            store.append([grant("r2", NOW, "b", "trade_approver"), grant("r2", NOW, "c", "trade_approver")])
+            first = run_alerts(cfg, store, "r2", now=NOW)  # 3 in the window: not more than 3
+            store.append([grant("r3", NOW + timedelta(minutes=1), "d", "trade_approver")])
+            second = run_alerts(cfg, store, "r3", now=NOW + timedelta(minutes=1))  # 4 > 3
+            store.append([grant("r4", NOW + timedelta(minutes=2), "e", "trade_approver")])
+            third = run_alerts(cfg, store, "r4", now=NOW + timedelta(minutes=2))  # dedup: not sent again
+        finally:
+            store.close()
+    assert "rapid_change" not in {a.key for a in first}
+    rapid = [a for a in second if a.key == "rapid_change"]
+    assert len(rapid) == 1 and rapid[0].facts["changes"] == "4"
+    assert "rapid_change" in {a.key for a in third}
+    sent = [b["alert"]["key"] for b in hook.bodies]
+    assert sent.count("rapid_change") == 1
+    assert len([k for k in sent if k.startswith("sensitive:")]) == 4  # b, c, d, e
+
+
+def test_failure_streak_alert_after_three_failed_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with webhook_server() as hook:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        cfg = alert_config(tmp_path, channels_toml("TEST_HOOK", None))
+        store = StateStore(cfg.state.url)
+        found = []
+        try:
+            for i in range(4):
+                rid = store.start_run("schedule", "svc", "apply")
+                store.append([AuditEvent(rid, NOW, "svc", "schedule", EventKind.RUN_FAILED,
+                                         reason="source 'hr' returned no identities",
+                                         after={"error": "SourceUnhealthy"})])
+                store.finish_run(rid, "failed", {}, "boom")
+                found.append([a.key for a in run_alerts(cfg, store, rid, now=NOW + timedelta(minutes=i))])
+        finally:
+            store.close()
+    assert found[:2] == [[], []]
+    assert found[2] == ["source_unhealthy"] and found[3] == ["source_unhealthy"]
+    assert [b["alert"]["key"] for b in hook.bodies] == ["source_unhealthy"]  # the 4th is deduplicated
+    assert hook.bodies[0]["text"].startswith("[CRITICAL] provisioner: source unhealthy 3 runs in a row")
+
+
+def test_a_down_channel_is_logged_and_others_still_deliver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_env: None
+) -> None:
+    monkeypatch.setenv("TEST_HOOK", f"http://127.0.0.1:{closed_port()}/hook")
+    with smtp_server(tmp_path) as box:
+        cfg = alert_config(tmp_path / "cfg", channels_toml("TEST_HOOK", box))
+        store = StateStore(cfg.state.url)
+        alert = Alert(Severity.CRITICAL, "breaker:pg", "Circuit breaker tripped on pg", "stopped", {"target": "pg"})
+        try:
+            with capture_logs() as logs:
+                counts = dispatch_alerts([alert], cfg.alerts, store, now=NOW)
+        finally:
+            store.close()
+    assert counts == {"sent": 1, "suppressed": 0, "rate_limited": 0, "failed": 1}
+    failed = [e for e in logs if e["event"] == "alert_channel_failed"]
+    assert len(failed) == 1 and failed[0]["channel"] == "webhook:sec"
+    assert "Connection refused" in failed[0]["error"]
+    assert [m["Subject"] for m in box.messages] == ["[provisioner critical] Circuit breaker tripped on pg"]
+
+
+def test_smtp_without_starttls_is_refused_not_sent_in_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server offering no STARTTLS (here: a plain HTTP port) fails the channel, never the caller."""
+    with webhook_server() as hook:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        port = int(hook.url.split(":")[2].split("/")[0])
+        cfg = alert_config(tmp_path, channels_toml("TEST_HOOK", None, f"""
+[alerts.email]
+host = "127.0.0.1"
+port = {port}
+from = "p@example.test"
+to = ["s@example.test"]
+"""))
+        with capture_logs() as logs:
+            counts = dispatch_alerts([Alert(Severity.WARNING, "k", "t", "b")], cfg.alerts, None, now=NOW)
+    assert counts["failed"] == 1 and counts["sent"] == 1
+    assert [e["channel"] for e in logs if e["event"] == "alert_channel_failed"] == ["email"]
+
+
+def test_dedup_and_rate_limit_per_channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with webhook_server() as hook:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        cfg = alert_config(tmp_path, channels_toml("TEST_HOOK", None, "max_per_hour = 2\ndedup_window = \"30m\""))
+        store = StateStore(cfg.state.url)
+        a = [Alert(Severity.WARNING, f"k{i}", f"t{i}", "b") for i in range(3)]
+        try:
+            with capture_logs() as logs:
+                c1 = dispatch_alerts([a[0], a[0]], cfg.alerts, store, now=NOW)
+                c2 = dispatch_alerts([a[1], a[2]], cfg.alerts, store, now=NOW + timedelta(minutes=1))
+                c3 = dispatch_alerts([a[0]], cfg.alerts, store, now=NOW + timedelta(minutes=31))
+                c4 = dispatch_alerts([a[2]], cfg.alerts, store, now=NOW + timedelta(minutes=62))
+        finally:
+            store.close()
+    assert c1 == {"sent": 1, "suppressed": 1, "rate_limited": 0, "failed": 0}
+    assert c2 == {"sent": 1, "suppressed": 0, "rate_limited": 1, "failed": 0}
+    assert c3 == {"sent": 0, "suppressed": 0, "rate_limited": 1, "failed": 0}  # dedup over, hour not
+    assert c4 == {"sent": 1, "suppressed": 0, "rate_limited": 0, "failed": 0}
+    assert [b["alert"]["key"] for b in hook.bodies] == ["k0", "k1", "k2"]
+    assert [e["event"] for e in logs].count("alert_rate_limited") == 2
