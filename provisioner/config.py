@@ -231,6 +231,69 @@ class PostgresTargetConfig(_Model):
 TargetConfig = Annotated[PostgresTargetConfig, Field(discriminator="type")]
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> Any:
+    """``"15m"``, ``"30s"``, ``"2h"``, ``"1d"`` or a number of seconds -> seconds."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit else text
+        try:
+            return float(number) * (unit or 1)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a duration such as '30s', '15m', '2h'") from None
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+
+
+class AuditConfig(_Model):
+    signing_key: Secret | None = None
+    """PEM PKCS#8 Ed25519 private key that signs a checkpoint at the end of every run."""
+    recover_after: Duration = 600.0
+    """An apply intent without its completion record older than this is an interrupted run."""
+
+
+class WebhookChannelConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    url: Secret
+    """Incoming-webhook URL (Slack, Teams ...); a secret, since the URL is the credential."""
+
+
+class EmailChannelConfig(_Model):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    from_: str = Field(alias="from", min_length=3)
+    to: list[str] = Field(min_length=1)
+    username: str | None = None
+    password: Secret | None = None
+    ca_file: str | None = None
+    """CA bundle for the server's STARTTLS certificate (default: the system's)."""
+
+
+class AlertsConfig(_Model):
+    min_sensitivity: Literal["low", "medium", "high", "critical"] = "high"
+    rapid_change_count: int = Field(5, ge=1)
+    rapid_change_window: Duration = 3600.0
+    failure_streak: int = Field(3, ge=1)
+    dedup_window: Duration = 3600.0
+    max_per_hour: int = Field(30, ge=1)
+    """Per channel; alerts over it are logged and dropped."""
+    timeout: float = Field(5.0, gt=0, le=60)
+    webhooks: list[WebhookChannelConfig] = []
+    email: EmailChannelConfig | None = None
+
+
+class ReviewConfig(_Model):
+    reviewer: Literal["manager", "owner"] = "manager"
+    """Who reviews an item: the identity's manager (falling back to the role owner) or the role owner."""
+    schedule: Literal["quarterly", "monthly", "yearly", "off"] = "quarterly"
+    """How often the daemon's review_reminder job opens a campaign (2026-Q4, 2026-11, 2026)."""
+
+
 class Config(_Model):
     provisioner: GeneralConfig = GeneralConfig()
     state: StateConfig = StateConfig()
@@ -239,6 +302,8 @@ class Config(_Model):
     safety: SafetyConfig = SafetyConfig()
     sources: list[SourceConfig] = Field(min_length=1)
     targets: list[TargetConfig] = Field(min_length=1)
+    audit: AuditConfig = AuditConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     path: Path | None = Field(None, exclude=True)
     digest: str = Field("", exclude=True)

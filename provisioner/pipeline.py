@@ -27,6 +27,7 @@ from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.safety import check_plan
 from provisioner.errors import SafetyViolation
 from provisioner.mappings import Mappings, load_mappings
+from provisioner.recovery import planned_event, recover_interrupted
 from provisioner.runtime import RunContext, Targets, execute, read_sources, refuse_stale
 
 
@@ -84,6 +85,7 @@ def plan_run(cfg: Config, ctx: RunContext, targets: Targets) -> PlanOutcome:
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
     actual = targets.inspect_all()
     plan = make_plan(cfg, desired, actual, ctx, sum(len(s.identities) for s in snapshots), mappings.privileges)
+    ctx.audit([planned_event(ctx, plan)])
     return PlanOutcome(plan, mappings, snapshots, desired, actual)
 
 
@@ -94,11 +96,13 @@ def safety(cfg: Config, plan: Plan, actual: Mapping[str, ActualState]) -> None:
 
 
 def apply_run(cfg: Config, ctx: RunContext, targets: Targets, saved: Plan | None = None) -> Plan:
+    recover_interrupted(cfg, ctx, targets)
     if saved is None:
         outcome = plan_run(cfg, ctx, targets)
         plan, actual = outcome.plan, outcome.actual
     else:
         actual = targets.inspect_all()
+        ctx.audit([planned_event(ctx, saved, saved=True)])
         refuse_stale(saved, actual, cfg)
         plan = saved
     safety(cfg, plan, actual)

@@ -21,6 +21,7 @@ from provisioner.core.plan import Change, Plan, TargetPlan
 from provisioner.core.verify import verify
 from provisioner.errors import PlanError, SourceUnhealthy, StalePlan, VerificationFailed
 from provisioner.logs import log
+from provisioner.recovery import completion_event, intent_event
 from provisioner.sources.factory import build_source
 from provisioner.store.state import StateStore
 from provisioner.targets.base import Target
@@ -142,10 +143,18 @@ def execute(plan: Plan, targets: Targets, ctx: RunContext) -> None:
 
 def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> None:
     applied: list[Change] = []
+    ctx.audit([intent_event(ctx, tp.target, tp.changes)])
+    error: BaseException | None = None
     try:
         result = target.apply(tp.changes, on_change=applied.append)
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
-        ctx.audit([_applied_event(ctx, tp.target, c) for c in applied])
+        ctx.audit(
+            [_applied_event(ctx, tp.target, c) for c in applied]
+            + [completion_event(ctx, tp.target, len(tp.changes), len(applied), error)]
+        )
         for change in applied:
             log.info(
                 "change_applied",

@@ -11,7 +11,6 @@ import click
 from provisioner.cli import cli
 from provisioner.cli.common import config_option, load, open_store, read_plan, recorded_run, write_plan
 from provisioner.cli.render import render_explanation, render_plan
-from provisioner.core.audit import EventKind
 from provisioner.core.explain import explain
 from provisioner.core.lifecycle import LifecyclePolicy
 from provisioner.core.plan import Plan
@@ -49,11 +48,10 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
     cfg = load(config_path)
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, actor=actor)
-    with recorded_run(ctx, "plan") as summary, Targets(cfg) as targets:
+    with recorded_run(ctx, "plan", cfg) as summary, Targets(cfg) as targets:
         outcome = plan_run(cfg, ctx, targets)
         result = outcome.plan
         summary.update(_summary(result))
-        ctx.audit([ctx.event(EventKind.RUN_PLANNED, after=_summary(result))])
         violations = check_plan(result, outcome.actual, policies(cfg))
     _emit(result, fmt)
     if out:
@@ -81,7 +79,7 @@ def apply(config_path: str, plan_path: str | None, reason: str, actor: str | Non
     saved = read_plan(plan_path) if plan_path else None
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, reason=reason, actor=actor)
-    with recorded_run(ctx, "apply") as summary, Targets(cfg) as targets:
+    with recorded_run(ctx, "apply", cfg) as summary, Targets(cfg) as targets:
         result = apply_run(cfg, ctx, targets, saved)
         summary.update(_summary(result))
         summary["saved_plan"] = bool(saved)

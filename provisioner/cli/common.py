@@ -8,13 +8,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from provisioner.alerts import run_alerts
 from provisioner.config import Config, load_config
 from provisioner.core.audit import EventKind
 from provisioner.core.plan import Plan
 from provisioner.errors import PlanError, ProvisionerError, SafetyViolation, StalePlan
 from provisioner.logs import configure, log
 from provisioner.runtime import RunContext
+from provisioner.store.signing import load_signing_key, sign_head
 from provisioner.store.state import StateStore
 
 config_option = click.option(
@@ -42,10 +45,15 @@ def open_store(cfg: Config) -> StateStore:
 
 
 @contextmanager
-def recorded_run(ctx: RunContext, mode: str) -> Iterator[dict[str, Any]]:
-    """Record the run in the run history and the audit trail, whatever happens."""
+def recorded_run(ctx: RunContext, mode: str, cfg: Config | None = None) -> Iterator[dict[str, Any]]:
+    """Record the run in the run history and the audit trail, whatever happens.
+
+    With ``cfg``, every run also ends with a signed audit checkpoint (``[audit]
+    signing_key``) and the alerts its records call for (``[alerts]``).
+    """
     store = ctx.store
     assert store is not None
+    key = load_signing_key(cfg.audit.signing_key) if cfg and cfg.audit.signing_key else None
     store.start_run(ctx.trigger, ctx.actor, mode, run_id=ctx.run_id)
     summary: dict[str, Any] = {}
     try:
@@ -61,15 +69,32 @@ def recorded_run(ctx: RunContext, mode: str) -> Iterator[dict[str, Any]]:
             ctx.run_id, "refused" if kind is EventKind.PLAN_REFUSED else "failed", summary, str(exc)
         )
         log.error("run_failed", run_id=ctx.run_id, error=type(exc).__name__, message=str(exc))
+        close_run(ctx, cfg, key)
         raise
     except Exception as exc:
-        ctx.audit([ctx.event(EventKind.RUN_FAILED, reason=repr(exc))])
+        ctx.audit([ctx.event(EventKind.RUN_FAILED, reason=repr(exc), after={"error": type(exc).__name__})])
         store.finish_run(ctx.run_id, "failed", summary, repr(exc))
+        close_run(ctx, cfg, key)
         raise
     outcome = summary.pop("_outcome", "ok")
     ctx.audit([ctx.event(EventKind.RUN_FINISHED, reason=outcome, after=summary)])
     store.finish_run(ctx.run_id, outcome, summary)
+    close_run(ctx, cfg, key)
     log.info("run_summary", run_id=ctx.run_id, mode=mode, outcome=outcome, **summary)
+
+
+def close_run(ctx: RunContext, cfg: Config | None, key: Ed25519PrivateKey | None) -> None:
+    """Sign a checkpoint of the chain's head, then send the run's alerts; never raises."""
+    store = ctx.store
+    if store is None or cfg is None:
+        return
+    if key is not None:
+        try:
+            stored = sign_head(store.audit, key)
+            log.info("audit_checkpoint", run_id=ctx.run_id, **stored.checkpoint.payload())
+        except Exception as exc:  # the run's outcome stands; the next run signs again
+            log.error("audit_checkpoint_failed", run_id=ctx.run_id, error=type(exc).__name__, message=str(exc))
+    run_alerts(cfg, store, ctx.run_id)
 
 
 def read_plan(path: str) -> Plan:
