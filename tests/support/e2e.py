@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg import sql
 
-from provisioner.config import Config, LdapSourceConfig, load_config
+from provisioner.config import Config, LdapSourceConfig, LdifSourceConfig, load_config
 from provisioner.core.plan import Plan
 from provisioner.pipeline import apply_run, plan_run
 from provisioner.runtime import RunContext, Targets
@@ -44,13 +44,24 @@ when = {{ attr = "title", equals = "Odd Desk" }}
 """
 
 
+RELAXED_SAFETY = """
+[safety]
+# Small test directories: the breaker and the health gate have their own tests
+# (tests/lifecycle); elsewhere they would trip on every leaver.
+max_revocation_share = 1.0
+max_identity_drop = 1.0
+"""
+"""Extra TOML appended to the config; pass ``extra=""`` (or your own) for the defaults."""
+
+
 def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def source_toml(cfg: LdapSourceConfig) -> str:
+def source_toml(cfg: LdapSourceConfig | LdifSourceConfig) -> str:
     data = cfg.model_dump(exclude_none=True)
-    data["bind_password"] = cfg.bind_password.ref if cfg.bind_password else None
+    secret = getattr(cfg, "bind_password", None)
+    data["bind_password"] = secret.ref if secret else None
     lines = ["[[sources]]"]
     for key, value in data.items():
         if value is None or key == "attributes":
@@ -89,12 +100,13 @@ class Setup:
 
 def make_setup(
     tmp_path: Path,
-    source: LdapSourceConfig,
+    source: LdapSourceConfig | LdifSourceConfig,
     prefix: str,
     *,
     drift: str = "report",
     protected: list[str] | None = None,
     rules: str = RULES,
+    extra: str = RELAXED_SAFETY,
 ) -> Setup:
     """A least-privilege login (CREATEROLE, not superuser) and a config using it."""
     login = f"{prefix}svc"
@@ -123,6 +135,8 @@ type = "postgresql"
 dsn = {json.dumps(dsn)}
 drift = "{drift}"
 protected_roles = {json.dumps(protected or [])}
+
+{extra}
 """
     path = tmp_path / "config.toml"
     path.write_text(body)
