@@ -146,21 +146,30 @@ def build_items(
     mode: ReviewerMode,
     key: bytes,
 ) -> tuple[ReviewItem, ...]:
-    """One signed item per membership of every login role on every target.
+    """One signed item per membership of every login role on every target: every
+    membership of the login roles provisioner manages for these sources, and the
+    memberships of hand-made login roles in roles the rules or the catalog know.
 
     ``people``: login role name -> person; ``sod_flags`` and ``granted_at`` are
     keyed by (target, login role, access)."""
     items: list[ReviewItem] = []
+    known = frozenset(desired.groups) | frozenset(catalog.roles)
     for target in sorted(actual):
         state = actual[target]
         for name in sorted(state.roles):
             role = state.roles[name]
-            is_user = role.marker is not None and role.marker.kind is RoleKind.USER
-            if role.system or name == state.session_role or not (is_user or role.login):
+            if role.system or name == state.session_role:
+                continue
+            marker = role.marker
+            if marker is not None and marker.kind is RoleKind.USER and marker.source in desired.sources:
+                accesses = role.member_of  # an identity provisioner manages: everything it holds
+            elif marker is None and role.login:
+                accesses = role.member_of & known  # a hand-made login: the business roles it holds
+            else:
                 continue
             wanted = desired.users.get(name)
             person = people.get(name)
-            for access in sorted(role.member_of):
+            for access in sorted(accesses):
                 reasons: tuple[Reason, ...] = wanted.memberships.get(access, ()) if wanted else ()
                 k = (target, name, access)
                 entry = catalog.roles.get(access)
