@@ -240,7 +240,11 @@ def validate_rows(
             detail = ", ".join(f"{k} {item.signed_values()[k]!r} -> {row.get(k)!r}" for k in changed)
             problems.append(f"{where}: item {iid}: tampered row: column(s) changed from the export ({detail})")
             continue
-        if not hmac.compare_digest((row.get("signature") or "").strip(), item.signature):
+        expected = sign(item.signed_values(), key)
+        if not hmac.compare_digest(item.signature, expected):
+            problems.append(f"{where}: item {iid}: the stored item does not match its signature (state store edited)")
+            continue
+        if not hmac.compare_digest((row.get("signature") or "").strip(), expected):
             problems.append(f"{where}: item {iid}: tampered row: signature does not match")
             continue
         if item.reviewer != who:
