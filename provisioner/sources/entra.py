@@ -232,6 +232,24 @@ class EntraSource:
         else:
             full_at = str(state["full_at"])
         users, groups, users_link, groups_link = result
+        unchanged = self.info.mode == "delta" and not (
+            self.info.users_changed or self.info.users_removed or self.info.groups_changed
+        )
+        if not unchanged:  # an unchanged round keeps the previous links, which stay valid
+            self._save(store, users, groups, users_link, groups_link, full_at)
+        members, missing, count = closure(groups, self.referenced)
+        notes = [f"group {name!r} referenced by the rules does not exist in Entra ID" for name in missing]
+        return users, members, count, notes
+
+    def _save(
+        self,
+        store: KeyValueStore,
+        users: dict[str, Record],
+        groups: dict[str, Record],
+        users_link: str,
+        groups_link: str,
+        full_at: str,
+    ) -> None:
         store.put(
             state_key(self.name),
             {
@@ -244,9 +262,6 @@ class EntraSource:
                 "groups": {gid: {"n": g["n"], "m": sorted(g["m"])} for gid, g in groups.items()},
             },
         )
-        members, missing, count = closure(groups, self.referenced)
-        notes = [f"group {name!r} referenced by the rules does not exist in Entra ID" for name in missing]
-        return users, members, count, notes
 
     def _delta_round(
         self, state: Mapping[str, Any] | None
