@@ -129,6 +129,8 @@ class LdapSourceConfig(_SourceBase):
     """Read only what changed since the last run (needs the state store); false = full read every run."""
     full_read_every: float = Field(86400.0, ge=0)
     """Seconds (or "24h", "30m") between scheduled full reads when incremental; 0 = every run."""
+    nested_groups: Literal["client", "in_chain"] = "client"
+    """client: resolve nesting from the groups read; in_chain: AD's in-chain matching rule per rule group."""
 
     @model_validator(mode="before")
     @classmethod

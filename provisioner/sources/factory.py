@@ -35,7 +35,7 @@ def build_source(
     if isinstance(cfg, LdapSourceConfig):
         from provisioner.sources.ldap import LdapSource
 
-        return LdapSource(cfg, store=store, needs=needs)
+        return LdapSource(cfg, store=store, needs=needs, referenced_groups=referenced_groups)
     if isinstance(cfg, LdifSourceConfig):
         from provisioner.sources.ldif import LdifSource
 

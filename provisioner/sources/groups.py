@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Protocol
 
 from provisioner.core.model import Identity, SourceSnapshot
 from provisioner.sources.attributes import AttributeMap, RawAttributes, decode_text, map_entry
@@ -144,6 +145,35 @@ class GroupGraph:
 # --------------------------------------------------------------------------- snapshot
 
 
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """One user entry after mapping, before group resolution; ``stable_id`` or
+    ``username`` empty = the entry is skipped (counted in the warnings).  The
+    incremental reader keeps these between runs."""
+
+    dn: str
+    stable_id: str
+    username: str
+    enabled: bool
+    attributes: Mapping[str, tuple[str, ...]]
+    problems: tuple[str, ...] = ()
+
+
+def user_record(dn: str, raw: RawAttributes, amap: AttributeMap) -> UserRecord:
+    entry = map_entry(dn, raw, amap)
+    attrs = entry.attributes
+    sid, name = attrs.get("stable_id", ()), attrs.get("username", ())
+    return UserRecord(
+        dn, sid[0] if sid else "", name[0] if name else "", entry.enabled, attrs, tuple(entry.problems)
+    )
+
+
+class Membership(Protocol):
+    def __len__(self) -> int: ...
+
+    def groups_of(self, member_dn: str) -> frozenset[str]: ...
+
+
 def build_snapshot(
     source: str,
     users: Iterable[tuple[str, RawAttributes]],
@@ -153,20 +183,41 @@ def build_snapshot(
 ) -> SourceSnapshot:
     """Map user entries to identities with resolved groups; entries without a
     username or stable id are skipped and counted in ``warnings``."""
-    graph = GroupGraph(groups)
+    records = [user_record(dn, raw, amap) for dn, raw in users]
+    return assemble(source, records, GroupGraph(groups), amap, warnings)
+
+
+def assemble(
+    source: str,
+    records: Iterable[UserRecord],
+    membership: Membership,
+    amap: AttributeMap,
+    warnings: Sequence[str] = (),
+) -> SourceSnapshot:
+    """Identities from mapped user records (in order) and group membership."""
     identities: list[Identity] = []
     notes = list(warnings)
     skipped: list[str] = []
     seen_ids: set[str] = set()
-    for dn, raw in users:
-        identity = _identity(source, dn, raw, amap, graph, notes)
-        if identity is None:
-            skipped.append(dn)
-        elif identity.stable_id in seen_ids:
-            notes.append(f"{dn}: duplicate stable id {identity.stable_id}; entry skipped")
+    for rec in records:
+        notes.extend(rec.problems)
+        if not rec.stable_id or not rec.username:
+            skipped.append(rec.dn)
+        elif rec.stable_id in seen_ids:
+            notes.append(f"{rec.dn}: duplicate stable id {rec.stable_id}; entry skipped")
         else:
-            seen_ids.add(identity.stable_id)
-            identities.append(identity)
+            seen_ids.add(rec.stable_id)
+            identities.append(
+                Identity(
+                    stable_id=rec.stable_id,
+                    username=rec.username,
+                    source=source,
+                    attributes=rec.attributes,
+                    groups=membership.groups_of(rec.dn),
+                    enabled=rec.enabled,
+                    dn=rec.dn,
+                )
+            )
     if skipped:
         notes.append(
             f"{len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} skipped without "
@@ -175,36 +226,10 @@ def build_snapshot(
     return SourceSnapshot(
         source=source,
         identities=tuple(identities),
-        group_count=len(graph),
+        group_count=len(membership),
         complete=True,
         read_at=datetime.now(UTC),
         warnings=tuple(notes),
-    )
-
-
-def _identity(
-    source: str,
-    dn: str,
-    raw: RawAttributes,
-    amap: AttributeMap,
-    graph: GroupGraph,
-    notes: list[str],
-) -> Identity | None:
-    entry = map_entry(dn, raw, amap)
-    notes.extend(entry.problems)
-    attrs = entry.attributes
-    stable_id = attrs.get("stable_id", ())
-    username = attrs.get("username", ())
-    if not stable_id or not username:
-        return None
-    return Identity(
-        stable_id=stable_id[0],
-        username=username[0],
-        source=source,
-        attributes=attrs,
-        groups=graph.groups_of(dn),
-        enabled=entry.enabled,
-        dn=dn,
     )
 
 

@@ -1,76 +1,86 @@
 """LDAP / Active Directory source (ldap3, simple bind, paged search).
 
 A read is all-or-nothing: any non-success search result (size, time or admin
-limit, a failed page) raises :class:`SourceIncomplete`; a connection or bind
-problem raises :class:`SourceUnavailable`.
+limit, a failed page, a member range that cannot be read to its end) raises
+:class:`SourceIncomplete`; a connection or bind problem raises
+:class:`SourceUnavailable`.  With a state store and ``incremental = true`` later
+runs read only what changed (:mod:`provisioner.sources.incremental`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import re
 import ssl
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import ldap3
 import structlog
 from ldap3.core.exceptions import LDAPException, LDAPSSLConfigurationError
+from ldap3.utils.conv import escape_filter_chars
 
 from provisioner.config import LdapSourceConfig
 from provisioner.core.model import SourceSnapshot
 from provisioner.core.needs import ALL, SourceNeeds
 from provisioner.errors import ConfigError, SourceIncomplete, SourceUnavailable
 from provisioner.sources.attributes import AttributeMap, attribute_map, requested_attributes
-from provisioner.sources.groups import GroupRecord, build_snapshot, group_record
+from provisioner.sources.groups import GroupGraph, GroupRecord, Membership, build_snapshot, group_record, norm_dn
+from provisioner.sources.ldap_wire import (
+    Entry,
+    KeyValueStore,
+    complete_ranges,
+    cookie_of,
+    decode_entries_raw,
+    search_failure,
+)
 
 log = structlog.get_logger(__name__)
 
-PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
-GROUP_ATTRIBUTES = ["cn", "member", "uniqueMember"]
-_RANGE = re.compile(r"^(?P<attr>[^;]+);range=(?P<lo>\d+)-(?P<hi>\d+|\*)$", re.IGNORECASE)
-
-Entry = tuple[str, dict[str, list[bytes]]]
-
-
-class KeyValueStore(Protocol):
-    def get(self, key: str, default: Any = None) -> Any: ...
-
-    def put(self, key: str, value: Any) -> None: ...
+IN_CHAIN = "1.2.840.113556.1.4.1941"
+"""LDAP_MATCHING_RULE_IN_CHAIN: transitive membership evaluated by the AD server."""
 
 
 class LdapSource:
     """Reads every user under ``user_base`` and every group under ``group_base``."""
 
     def __init__(
-        self, config: LdapSourceConfig, store: KeyValueStore | None = None, needs: SourceNeeds = ALL
+        self,
+        config: LdapSourceConfig,
+        store: KeyValueStore | None = None,
+        needs: SourceNeeds = ALL,
+        referenced_groups: Iterable[str] = (),
     ) -> None:
         self.config = config
         self.name = config.name
         self.needs = needs
         self.store = store
+        self.referenced_groups = frozenset(g.lower() for g in referenced_groups)
         self.amap: AttributeMap = attribute_map(config).restrict(needs)
         self._conn: ldap3.Connection | None = None
-        self._referrals = 0
+        self.referrals = 0
+        self.last_stats: dict[str, Any] = {}
+        """Incremental reads: mode (full / incremental), why, how much changed."""
 
     # ---- Source protocol
 
     def read(self) -> SourceSnapshot:
         cfg = self.config
-        self._referrals = 0
+        self.referrals = 0
         conn = self._connect()
         try:
-            users = list(self._search(conn, cfg.user_base, cfg.user_filter, self._user_attrs()))
-            groups = self._read_groups(conn)
+            if self.store is not None and cfg.incremental:
+                from provisioner.sources.incremental import IncrementalReader
+
+                reader = IncrementalReader(self, self.store)
+                snapshot: SourceSnapshot = reader.read(conn)
+                self.last_stats = reader.stats
+            else:
+                snapshot = self._full_read(conn)
         except (LDAPException, OSError) as exc:
             raise SourceUnavailable(f"{cfg.url}: LDAP read failed: {exc}") from exc
         finally:
             self.close()
-        warnings = []
-        if self._referrals:
-            warnings.append(f"{self._referrals} search referral(s) not followed")
-        snapshot = build_snapshot(self.name, users, groups, self.amap, warnings)
         log.info(
             "ldap source read",
             source=self.name,
@@ -79,6 +89,21 @@ class LdapSource:
             warnings=len(snapshot.warnings),
         )
         return snapshot
+
+    def _full_read(self, conn: ldap3.Connection) -> SourceSnapshot:
+        cfg = self.config
+        users = list(self.search(conn, cfg.user_base, cfg.user_filter, self.user_attrs()))
+        groups = self.read_groups(conn)
+        membership = self.membership(conn, groups)
+        if isinstance(membership, GroupGraph):
+            return build_snapshot(self.name, users, groups, self.amap, self.warnings())
+        from provisioner.sources.groups import assemble, user_record
+
+        records = [user_record(dn, raw, self.amap) for dn, raw in users]
+        return assemble(self.name, records, membership, self.amap, self.warnings())
+
+    def warnings(self) -> list[str]:
+        return [f"{self.referrals} search referral(s) not followed"] if self.referrals else []
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -121,7 +146,7 @@ class LdapSource:
                 check_names=False,
                 raise_exceptions=False,
             )
-            _decode_entries_raw(conn)
+            decode_entries_raw(conn)
             self._conn = conn
             conn.open()
             if cfg.start_tls:
@@ -141,10 +166,15 @@ class LdapSource:
 
     # ---- searching
 
-    def _user_attrs(self) -> list[str]:
+    def user_attrs(self) -> list[str]:
         return requested_attributes(self.amap)
 
-    def _search(
+    def group_attrs(self) -> list[str]:
+        step = self.config.range_step
+        member = f"member;range=0-{step - 1}" if step else "member"
+        return ["cn", member, "uniqueMember"]
+
+    def search(
         self, conn: ldap3.Connection, base: str, search_filter: str, attrs: list[str]
     ) -> Iterator[Entry]:
         """Every entry of a subtree search, page by page (manual cookie loop)."""
@@ -154,103 +184,87 @@ class LdapSource:
                 base,
                 search_filter,
                 search_scope=ldap3.SUBTREE,
-                attributes=attrs,
+                attributes=attrs or ldap3.NO_ATTRIBUTES,
                 paged_size=self.config.page_size,
                 paged_cookie=cookie,
             )
-            self._check(conn.result, base)
+            self.check(conn.result, base)
             for item in conn.response or ():
                 if item.get("type") == "searchResEntry":
                     yield item["dn"], item["raw_attributes"]
                 else:
-                    self._referrals += 1
-            cookie = _cookie(conn.result)
+                    self.referrals += 1
+            cookie = cookie_of(conn.result)
             if not cookie:
                 return
 
-    def _check(self, result: dict[str, Any] | None, base: str) -> None:
-        if not result or result.get("result") != 0:
-            what = (result or {}).get("description", "no result")
-            message = (result or {}).get("message", "")
+    def check(self, result: dict[str, Any] | None, base: str) -> None:
+        problem = search_failure(result)
+        if problem:
             raise SourceIncomplete(
-                f"{self.config.url}: search under {base} did not complete: {what}"
-                + (f" ({message})" if message else "")
-                + "; nothing read from this source is used"
+                f"{self.config.url}: search under {base} did not complete: {problem}"
+                "; nothing read from this source is used"
             )
 
-    def _read_groups(self, conn: ldap3.Connection) -> list[GroupRecord]:
+    def read_groups(
+        self,
+        conn: ldap3.Connection,
+        extra_filter: str = "",
+        extra_attrs: list[str] | None = None,
+        seen: Callable[[dict[str, list[bytes]]], None] | None = None,
+    ) -> list[GroupRecord]:
+        """Every group (``extra_filter`` narrows it); ``seen`` gets each raw entry."""
         cfg = self.config
         if not cfg.group_base:
             return []
+        flt = f"(&{cfg.group_filter}{extra_filter})" if extra_filter else cfg.group_filter
         records = []
-        for dn, raw in self._search(conn, cfg.group_base, cfg.group_filter, GROUP_ATTRIBUTES):
+        for dn, raw in self.search(conn, cfg.group_base, flt, self.group_attrs() + (extra_attrs or [])):
+            if seen is not None:
+                seen(raw)
             records.append(group_record(dn, self._complete_ranges(conn, dn, raw)))
         return records
 
     def _complete_ranges(
         self, conn: ldap3.Connection, dn: str, raw: dict[str, list[bytes]]
     ) -> dict[str, list[bytes]]:
-        """Fetch the rest of AD ranged attributes (``member;range=0-1499``)."""
-        for key in [k for k in raw if ";range=" in k]:
-            values = raw.pop(key)
-            m = _RANGE.match(key)
-            if m is None:
-                raise SourceIncomplete(f"{dn}: unexpected ranged attribute {key}")
-            attr, hi = m["attr"], m["hi"]
-            while hi != "*":
-                step = f"{attr};range={int(hi) + 1}-*"
-                conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[step])
-                self._check(conn.result, dn)
-                got = _ranged_values(conn.response or [], attr)
-                if got is None:
-                    raise SourceIncomplete(f"{dn}: member range {step} could not be read")
-                more, hi = got
-                values.extend(more)
-            raw.setdefault(attr.lower(), []).extend(values)
-        return raw
+        return complete_ranges(self, conn, dn, raw, self.config.range_step)
+
+    def fetch_range(self, conn: ldap3.Connection, dn: str, spec: str) -> list[dict[str, Any]]:
+        """One ``member;range=lo-hi`` base search (a seam for tests that cut it short)."""
+        conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[spec])
+        self.check(conn.result, dn)
+        return list(conn.response or [])
+
+    # ---- nested groups
+
+    def membership(self, conn: ldap3.Connection, groups: list[GroupRecord]) -> Membership:
+        """Client-side nested resolution over every group read, or (``nested_groups =
+        "in_chain"``, AD) one server-side in-chain search per group the rules name."""
+        if self.config.nested_groups != "in_chain":
+            return GroupGraph(groups)
+        return InChain(self, conn, groups)
 
 
-def _decode_entries_raw(conn: ldap3.Connection) -> None:
-    """Decode search result entries straight from the BER tree ldap3 has parsed:
-    DN as text, attribute names lower-cased, values as bytes, nothing else.
+class InChain:
+    """Transitive membership from ``(memberOf:1.2.840.113556.1.4.1941:=<group DN>)``
+    for the groups the rules reference (by name or DN)."""
 
-    ldap3 would also build a second, schema-formatted copy of every value and a
-    case-insensitive dict per entry; for a full directory read that costs more
-    than the network.  Only this connection's strategy is changed.
-    """
-    strategy = conn.strategy
-    generic = strategy.decode_response_fast
+    def __init__(self, source: LdapSource, conn: ldap3.Connection, groups: list[GroupRecord]) -> None:
+        self._count = len(groups)
+        self._by_member: dict[str, set[str]] = {}
+        wanted = source.referenced_groups
+        cfg = source.config
+        for group in groups:
+            labels = {norm_dn(group.dn), *(n.lower() for n in group.names if n)}
+            if wanted and not labels & wanted:
+                continue
+            flt = f"(&{cfg.user_filter}(memberOf:{IN_CHAIN}:={escape_filter_chars(group.dn)}))"
+            for dn, _ in source.search(conn, cfg.user_base, flt, []):
+                self._by_member.setdefault(norm_dn(dn), set()).update(labels)
 
-    def decode(message: dict[str, Any]) -> dict[str, Any]:
-        if message["protocolOp"] != 4:  # not a searchResEntry
-            return generic(message)  # type: ignore[no-any-return]
-        payload = message["payload"]
-        raw: dict[str, list[bytes]] = {}
-        for attribute in payload[1][3]:
-            name_node, values_node = attribute[3]
-            name = bytes(name_node[3]).decode("utf-8", "replace").lower()
-            values = [bytes(v[3]) for v in values_node[3]]
-            if name in raw:
-                raw[name].extend(values)
-            else:
-                raw[name] = values
-        dn = bytes(payload[0][3]).decode("utf-8", "replace")
-        return {"type": "searchResEntry", "dn": dn, "raw_attributes": raw, "attributes": {}}
+    def __len__(self) -> int:
+        return self._count
 
-    strategy.decode_response_fast = decode
-
-
-def _ranged_values(response: list[dict[str, Any]], attr: str) -> tuple[list[bytes], str] | None:
-    for item in response:
-        for key, values in (item.get("raw_attributes") or {}).items():
-            m = _RANGE.match(key)
-            if m and m["attr"].lower() == attr.lower():
-                return list(values), m["hi"]
-    return None
-
-
-def _cookie(result: dict[str, Any] | None) -> bytes | None:
-    controls = (result or {}).get("controls") or {}
-    value = controls.get(PAGED_RESULTS_OID, {}).get("value") or {}
-    cookie = value.get("cookie")
-    return cookie if isinstance(cookie, bytes) and cookie else None
+    def groups_of(self, member_dn: str) -> frozenset[str]:
+        return frozenset(self._by_member.get(norm_dn(member_dn), ()))
