@@ -22,7 +22,8 @@ SESSION_QUERY = "SELECT current_user::text, current_setting('server_version')"
 SESSIONS_QUERY = """
 SELECT usename::text, count(*)::int
   FROM pg_catalog.pg_stat_activity
- WHERE usename IS NOT NULL AND backend_type = 'client backend'
+ WHERE usename IS NOT NULL
+   AND coalesce(backend_type, 'client backend') = 'client backend'  -- NULL: another user's session
    AND pid <> pg_catalog.pg_backend_pid()
  GROUP BY 1
 """

@@ -23,7 +23,12 @@ from provisioner.core.rules import build_ruleset
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RULES, _ = build_ruleset(
-    [("r.toml", '[[rule]]\nid = "t"\ndescription = "t"\ngrant = ["desk"]\nwhen = { attr = "department", equals = "T" }\n')]
+    [
+        (
+            "r.toml",
+            '[[rule]]\nid = "t"\ndescription = "t"\ngrant = ["desk"]\nwhen = { attr = "department", equals = "T" }\n',
+        )
+    ]
 )
 
 
@@ -31,8 +36,12 @@ def ident(uid: str, **attrs: str) -> Identity:
     return Identity(f"id-{uid}", uid, "src", {"department": ("T",), **{k: (v,) for k, v in attrs.items()}})
 
 
-def managed(name: str, *, login: bool = True, until: datetime | None = None, groups: tuple[str, ...] = ("desk",)) -> ActualRole:
-    return ActualRole(name, login, valid_until=until, marker=Marker(RoleKind.USER, f"id-{name}", "src"), member_of=frozenset(groups))
+def managed(
+    name: str, *, login: bool = True, until: datetime | None = None, groups: tuple[str, ...] = ("desk",)
+) -> ActualRole:
+    return ActualRole(
+        name, login, valid_until=until, marker=Marker(RoleKind.USER, f"id-{name}", "src"), member_of=frozenset(groups)
+    )
 
 
 def state(*roles: ActualRole, sessions: dict[str, int] | None = None) -> ActualState:
