@@ -97,7 +97,7 @@ def test_validation_is_all_or_nothing_and_names_lines() -> None:
 
     bad = rows_for(its, **{its[0].item_id: {"decision": "revoke", "comment": ""}})
     assert "needs a comment" in validate_rows(bad, by, KEY, "2026-Q4")[1][0]
-    twice = good + [(9, good[0][1])]
+    twice = [*good, (9, good[0][1])]
     assert "appears twice (first at line 2)" in validate_rows(twice, by, KEY, "2026-Q4")[1][0]
     assert "assigned to 'carol', not to 'cco'" in validate_rows(good, by, KEY, "2026-Q4", reviewer="cco")[1][0]
 
