@@ -296,6 +296,13 @@ class ReviewConfig(_Model):
     """How often the daemon's review_reminder job opens a campaign (2026-Q4, 2026-11, 2026)."""
 
 
+class ReviewConfig(_Model):
+    reviewer: Literal["manager", "owner"] = "manager"
+    """Who reviews an item: the identity's manager (falling back to the role owner) or the role owner."""
+    schedule: Literal["quarterly", "monthly", "yearly", "off"] = "quarterly"
+    """How often the daemon's review_reminder job opens a campaign (2026-Q4, 2026-11, 2026)."""
+
+
 class Config(_Model):
     provisioner: GeneralConfig = GeneralConfig()
     state: StateConfig = StateConfig()
@@ -306,6 +313,7 @@ class Config(_Model):
     targets: list[TargetConfig] = Field(min_length=1)
     audit: AuditConfig = AuditConfig()
     alerts: AlertsConfig = AlertsConfig()
+    review: ReviewConfig = ReviewConfig()
 
     path: Path | None = Field(None, exclude=True)
     digest: str = Field("", exclude=True)

@@ -5,6 +5,8 @@ Layout::
     mappings/rules/*.toml   identity rules ([[rule]])
     mappings/roles/*.toml   role catalog ([role.NAME])
     mappings/tests/*.toml   rule test cases ([[case]])
+    mappings/sod/*.toml         segregation-of-duties policies ([[policy]])
+    mappings/exceptions/*.toml  SoD exceptions ([[exception]])
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from provisioner.core.catalog import Catalog, build_catalog
 from provisioner.core.privileges import EMPTY, EXTRA_KEYS, PrivilegeCatalog, build_privilege_catalog
 from provisioner.core.rules import RuleSet, build_ruleset
 from provisioner.core.ruletests import RuleCase, parse_cases
+from provisioner.core.sod import Policy, SodException, build_exceptions, build_policies
 from provisioner.errors import RuleError
 
 CATALOG_EXTRA_KEYS: set[str] = set(EXTRA_KEYS)
@@ -30,6 +33,10 @@ class Mappings:
     cases: tuple[RuleCase, ...]
     privileges: PrivilegeCatalog = EMPTY
     """The catalog's privilege model (grants, inherits, extras)."""
+    sod: tuple[Policy, ...] = ()
+    """Segregation-of-duties policies (mappings/sod/*.toml)."""
+    exceptions: tuple[SodException, ...] = ()
+    """SoD exceptions (mappings/exceptions/*.toml)."""
 
 
 def _read(folder: Path) -> list[tuple[str, str]]:
@@ -53,8 +60,11 @@ def load_mappings(root: Path) -> Mappings:
     cases, case_problems = parse_cases(_read(root / "tests"))
     privileges, priv_problems = build_privilege_catalog(catalog)
     problems += cat_problems + priv_problems + case_problems
+    sod, sod_problems = build_policies(_read(root / "sod"))
+    exceptions, exc_problems = build_exceptions(_read(root / "exceptions"), sod)
+    problems += sod_problems + exc_problems
     if not rules.rules and not problems:
         problems.append(f"{root / 'rules'}: no rules found (expected *.toml files with [[rule]] tables)")
     if problems:
         raise RuleError(problems)
-    return Mappings(root, rules, catalog, tuple(cases), privileges)
+    return Mappings(root, rules, catalog, tuple(cases), privileges, sod, exceptions)

@@ -29,6 +29,7 @@ from provisioner.errors import SafetyViolation
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.recovery import planned_event, recover_interrupted
 from provisioner.runtime import RunContext, Targets, execute, read_sources, refuse_stale
+from provisioner.segregation import enforce as enforce_sod
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ def plan_run(cfg: Config, ctx: RunContext, targets: Targets) -> PlanOutcome:
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
     actual = targets.inspect_all()
     plan = make_plan(cfg, desired, actual, ctx, sum(len(s.identities) for s in snapshots), mappings.privileges)
+    plan, _violations = enforce_sod(cfg, mappings, plan, desired, actual, ctx)  # withheld grants, audited
     ctx.audit([planned_event(ctx, plan)])
     return PlanOutcome(plan, mappings, snapshots, desired, actual)
 
