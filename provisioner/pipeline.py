@@ -10,14 +10,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from provisioner import health
 from provisioner.config import Config
+from provisioner.core.audit import EventKind
+from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.groupref import referenced_groups
-from provisioner.core.lifecycle import LifecyclePolicy
+from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
@@ -25,7 +28,8 @@ from provisioner.core.plan import Plan, TargetPlan, execution_order
 from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.safety import check_plan
-from provisioner.errors import SafetyViolation
+from provisioner.errors import BreakerTripped, PlanError, SafetyViolation
+from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.recovery import planned_event, recover_interrupted
 from provisioner.runtime import RunContext, Targets, execute, read_sources, refuse_stale
@@ -39,10 +43,34 @@ class PlanOutcome:
     snapshots: tuple[SourceSnapshot, ...]
     desired: DesiredState
     actual: Mapping[str, ActualState]
+    missing: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Per source, managed stable ids missing from this read -> consecutive reads missing."""
 
 
-def policies(cfg: Config) -> dict[str, DiffPolicy]:
-    return {t.name: DiffPolicy(frozenset(t.protected_roles), t.drift) for t in cfg.targets}
+Missing = Mapping[str, Mapping[str, int]]
+
+
+def policies(
+    cfg: Config, missing: Missing | None = None, drop_failures: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, DiffPolicy]:
+    lc = cfg.lifecycle
+    retention = timedelta(days=lc.retention_days) if lc.drop_after_retention else None
+    flat = flatten_missing(missing or {})
+
+    def leavers(target: str) -> LeaverPolicy:
+        failures = (drop_failures or {}).get(target, {})
+        return LeaverPolicy(lc.vanish_after_runs, flat, retention, lc.reassign_owned_to, failures)
+
+    return {
+        t.name: DiffPolicy(
+            frozenset(t.protected_roles),
+            t.drift,
+            dict(t.drift_overrides),
+            frozenset([*lc.break_glass, *t.break_glass]),
+            leavers(t.name),
+        )
+        for t in cfg.targets
+    }
 
 
 def compute_desired(
@@ -60,8 +88,9 @@ def make_plan(
     ctx: RunContext,
     seen: int,
     privileges: PrivilegeCatalog = EMPTY,
+    missing: Missing | None = None,
 ) -> Plan:
-    pols = policies(cfg)
+    pols = policies(cfg, missing, health.drop_failures(ctx, actual))
     owners = {t.name: tuple(t.default_privileges_for) for t in cfg.targets}
     target_plans = []
     for name, state in actual.items():
@@ -83,18 +112,48 @@ def plan_run(cfg: Config, ctx: RunContext, targets: Targets) -> PlanOutcome:
     mappings = load_mappings(cfg.mappings_dir)
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
+    health.gate(cfg, ctx, snapshots)
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
     actual = targets.inspect_all()
-    plan = make_plan(cfg, desired, actual, ctx, sum(len(s.identities) for s in snapshots), mappings.privileges)
+    missing = health.missing_runs(ctx, snapshots, actual)
+    seen = sum(len(s.identities) for s in snapshots)
+    plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing)
     plan, _violations = enforce_sod(cfg, mappings, plan, desired, actual, ctx)  # withheld grants, audited
     ctx.audit([planned_event(ctx, plan)])
-    return PlanOutcome(plan, mappings, snapshots, desired, actual)
+    return PlanOutcome(plan, mappings, snapshots, desired, actual, missing)
 
 
-def safety(cfg: Config, plan: Plan, actual: Mapping[str, ActualState]) -> None:
-    violations = check_plan(plan, actual, policies(cfg))
+def safety_findings(
+    cfg: Config, plan: Plan, actual: Mapping[str, ActualState]
+) -> tuple[list[str], list[BreakerTrip]]:
+    """Every safety-check violation and every breaker trip of ``plan``."""
+    breaker = BreakerPolicy(cfg.safety.max_revocation_share, cfg.safety.max_revocations)
+    return check_plan(plan, actual, policies(cfg)), check_breaker(plan, actual, breaker)
+
+
+def refusal(violations: list[str], trips: list[BreakerTrip]) -> SafetyViolation | None:
+    """Exit 3 when any safety check failed (breaker trips listed too), 4 for the breaker alone."""
     if violations:
-        raise SafetyViolation(violations)
+        return SafetyViolation(violations + [t.message() for t in trips])
+    return BreakerTripped([t.message() for t in trips]) if trips else None
+
+
+def safety(cfg: Config, plan: Plan, actual: Mapping[str, ActualState], ctx: RunContext | None = None) -> None:
+    violations, trips = safety_findings(cfg, plan, actual)
+    if trips and ctx is not None:
+        if ctx.allow_mass_revocation and not ctx.reason.strip():
+            raise PlanError("--allow-mass-revocation needs --reason TEXT (recorded in the audit trail)")
+        override = ctx.allow_mass_revocation and not violations
+        kind = EventKind.OVERRIDE if override else EventKind.BREAKER_TRIPPED
+        why = ctx.reason if override else ""
+        ctx.audit([ctx.event(kind, target=t.target, reason=why or t.message(), after=t.to_json()) for t in trips])
+        for t in trips:
+            log.warning("breaker_overridden" if override else "breaker_tripped", run_id=ctx.run_id, **t.to_json())
+        if override:
+            trips = []
+    error = refusal(violations, trips)
+    if error is not None:
+        raise error
 
 
 def apply_run(cfg: Config, ctx: RunContext, targets: Targets, saved: Plan | None = None) -> Plan:
@@ -107,6 +166,8 @@ def apply_run(cfg: Config, ctx: RunContext, targets: Targets, saved: Plan | None
         ctx.audit([planned_event(ctx, saved, saved=True)])
         refuse_stale(saved, actual, cfg)
         plan = saved
-    safety(cfg, plan, actual)
+    safety(cfg, plan, actual, ctx)
     execute(plan, targets, ctx)
+    if saved is None:
+        health.record_success(ctx, outcome.snapshots, outcome.missing, ctx.now)
     return plan

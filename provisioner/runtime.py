@@ -17,11 +17,12 @@ from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, SourceSnapshot
 from provisioner.core.needs import ALL, SourceNeeds
-from provisioner.core.plan import Change, Plan, TargetPlan
+from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan
 from provisioner.core.verify import verify
-from provisioner.errors import PlanError, SourceUnhealthy, StalePlan, VerificationFailed
+from provisioner.errors import ApplyFailed, PlanError, SourceUnhealthy, StalePlan, VerificationFailed
 from provisioner.logs import log
 from provisioner.recovery import completion_event, intent_event
+from provisioner.retention import execute_drops
 from provisioner.sources.factory import build_source
 from provisioner.store.state import StateStore
 from provisioner.targets.base import Target
@@ -36,6 +37,8 @@ class RunContext:
     reason: str = ""
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     store: StateStore | None = None
+    allow_mass_revocation: bool = False
+    """Operator override of the breaker and health gate for this one run (needs ``reason``)."""
 
     @classmethod
     def manual(
@@ -136,24 +139,32 @@ def refuse_stale(saved: Plan, actual: Mapping[str, ActualState], cfg: Config) ->
 
 
 def execute(plan: Plan, targets: Targets, ctx: RunContext) -> None:
+    failed_drops: list[str] = []
     for tp in plan.targets:
         if tp.changes:
-            _execute_target(tp, targets.get(tp.target), ctx)
+            failed_drops += _execute_target(tp, targets.get(tp.target), ctx)
+    if failed_drops:
+        raise ApplyFailed(
+            "every other change was applied; these roles stay disabled:\n" + "\n".join(failed_drops)
+        )
 
 
-def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> None:
+def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> list[str]:
+    """Apply and verify one target's changes; retention drops run afterwards, each on its own."""
     applied: list[Change] = []
-    ctx.audit([intent_event(ctx, tp.target, tp.changes)])
+    drops = [c for c in tp.changes if c.kind is ChangeKind.DROP_ROLE]
+    main = tuple(c for c in tp.changes if c.kind is not ChangeKind.DROP_ROLE)
+    ctx.audit([intent_event(ctx, tp.target, main)])
     error: BaseException | None = None
     try:
-        result = target.apply(tp.changes, on_change=applied.append)
+        result = target.apply(main, on_change=applied.append)
     except BaseException as exc:
         error = exc
         raise
     finally:
         ctx.audit(
             [_applied_event(ctx, tp.target, c) for c in applied]
-            + [completion_event(ctx, tp.target, len(tp.changes), len(applied), error)]
+            + [completion_event(ctx, tp.target, len(main), len(applied), error)]
         )
         for change in applied:
             log.info(
@@ -163,12 +174,13 @@ def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> None:
                 reasons=[r.describe() for r in change.reasons],
                 run_id=ctx.run_id,
             )
-    problems = verify(tp.changes, target.inspect())
+    problems = verify(main, target.inspect())
     if problems:
         raise VerificationFailed(
             f"target {tp.target!r}: after apply the catalog disagrees:\n" + "\n".join(problems)
         )
     log.info("target_applied", target=tp.target, changes=len(result.applied), statements=result.statements)
+    return execute_drops(tp.target, drops, target, ctx) if drops else []
 
 
 def _applied_event(ctx: RunContext, target: str, change: Change) -> AuditEvent:

@@ -15,10 +15,9 @@ from provisioner.core.explain import explain
 from provisioner.core.lifecycle import LifecyclePolicy
 from provisioner.core.plan import Plan
 from provisioner.core.ruletests import run_cases
-from provisioner.core.safety import check_plan
-from provisioner.errors import ConfigError, ProvisionerError, SafetyViolation
+from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.mappings import load_mappings
-from provisioner.pipeline import apply_run, plan_run, policies
+from provisioner.pipeline import apply_run, plan_run, refusal, safety_findings
 from provisioner.runtime import RunContext, Targets, read_sources
 
 
@@ -52,15 +51,16 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
         outcome = plan_run(cfg, ctx, targets)
         result = outcome.plan
         summary.update(_summary(result))
-        violations = check_plan(result, outcome.actual, policies(cfg))
+        violations, trips = safety_findings(cfg, result, outcome.actual)
     _emit(result, fmt)
     if out:
         write_plan(result, out)
         click.echo(
             f"Plan saved to {out}; apply it with: provisioner apply -c {config_path} --plan {out}", err=True
         )
-    if violations:
-        raise SafetyViolation(violations)
+    refused = refusal(violations, trips)
+    if refused is not None:
+        raise refused
     if detailed_exitcode and result.has_changes:
         sys.exit(2)
 
@@ -73,12 +73,22 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
 @click.option("--reason", default="", help="Why (ticket, change request); recorded in the audit trail.")
 @click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def apply(config_path: str, plan_path: str | None, reason: str, actor: str | None, fmt: str) -> None:
+@click.option(
+    "--allow-mass-revocation",
+    is_flag=True,
+    help="Override the mass-revocation breaker and the source health gate for this run (needs --reason).",
+)
+def apply(
+    config_path: str, plan_path: str | None, reason: str, actor: str | None, fmt: str, allow_mass_revocation: bool
+) -> None:
     """Apply a saved plan (refused if the target changed since), or plan and apply now."""
+    if allow_mass_revocation and not reason.strip():
+        raise click.UsageError("--allow-mass-revocation needs --reason TEXT (recorded in the audit trail)")
     cfg = load(config_path)
     saved = read_plan(plan_path) if plan_path else None
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, reason=reason, actor=actor)
+    ctx.allow_mass_revocation = allow_mass_revocation
     with recorded_run(ctx, "apply", cfg) as summary, Targets(cfg) as targets:
         result = apply_run(cfg, ctx, targets, saved)
         summary.update(_summary(result))

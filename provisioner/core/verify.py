@@ -30,7 +30,8 @@ def _check(change: Change, after: ActualState) -> str | None:
     if kind is ChangeKind.DROP_ROLE:
         return "role still exists" if role is not None else None
     if kind is ChangeKind.TERMINATE_SESSIONS:
-        return None
+        left = int((after.extra.get("sessions") or {}).get(change.role, 0))
+        return f"{left} session(s) still open (does the provisioner hold pg_signal_backend?)" if left else None
     if kind in (ChangeKind.GRANT_PRIVILEGE, ChangeKind.REVOKE_PRIVILEGE):
         from provisioner.core.privdiff import verify_privilege
 
