@@ -30,6 +30,7 @@ def _register() -> None:
     from provisioner.cli import commands, sources  # noqa: F401
     from provisioner.cli import audit  # noqa: F401
     from provisioner.cli import review, sod  # noqa: F401
+    from provisioner.cli import roles  # noqa: F401
 
 
 _register()

@@ -125,7 +125,8 @@ def explain_cmd(config_path: str, user: str) -> None:
         from provisioner.pipeline import compute_desired, make_plan
 
         desired = compute_desired(cfg, mappings, snaps, ctx.now)
-        result = make_plan(cfg, desired, targets.inspect_all(), ctx, 0)
+        actual = targets.inspect_all()
+        result = make_plan(cfg, desired, actual, ctx, 0, mappings.privileges)
     names = {u.name for u in desired.users.values() if u.stable_id in {i.stable_id for i in found}}
     click.echo("\nPlanned changes for this identity:")
     any_change = False
@@ -137,6 +138,11 @@ def explain_cmd(config_path: str, user: str) -> None:
                 click.echo(f"  [{tp.target}] {c.describe()}  <- {why}")
     if not any_change:
         click.echo("  none (the targets already match)")
+    from provisioner.cli.roles import render_access  # down to tables, through the role catalog
+
+    for ident in found:
+        roles = explain(ident, mappings.rules, lifecycle, ctx.now).roles
+        click.echo(render_access(ident.username, roles, mappings.privileges, actual))
 
 
 @cli.command()

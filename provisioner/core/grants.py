@@ -153,3 +153,46 @@ class PrivilegeSnapshot:
             "databases": sorted(self.databases),
             "grants": [list(g.key()) for g in sorted(self.grants, key=Grant.key)],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSpec:
+    """One ``[[role.NAME.grants]]`` entry."""
+
+    role: str
+    file: str
+    index: int
+    kind: str
+    """``database``, ``schema``, ``table``, ``column``, ``sequence`` or ``function``."""
+    privileges: tuple[str, ...]
+    database: str | None = None
+    """``None``: the target's default database."""
+    schema: str = ""
+    objects: tuple[str, ...] | None = None
+    """``None``: every object of the kind in the schema, now and later."""
+    columns: tuple[str, ...] = ()
+
+    @property
+    def wildcard(self) -> bool:
+        return self.kind in (TABLE, SEQUENCE, FUNCTION) and self.objects is None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file} [role.{self.role}] grants[{self.index}]"
+
+    def what(self) -> str:
+        """``INSERT, SELECT on all tables in schema trading``."""
+        privs = ", ".join(self.privileges)
+        db = f" of database {self.database}" if self.database and self.kind != DATABASE else ""
+        if self.kind == DATABASE:
+            return f"{privs} on database {self.database or '(default)'}"
+        if self.kind == SCHEMA:
+            return f"{privs} on schema {self.schema}{db}"
+        if self.kind == COLUMN:
+            cols = ", ".join(self.columns)
+            tables = ", ".join(f"{self.schema}.{o}" for o in self.objects or ())
+            return f"{privs} ({cols}) on {tables}{db}"
+        if self.objects is None:
+            return f"{privs} on all {self.kind}s in schema {self.schema}{db}"
+        names = ", ".join(f"{self.schema}.{o}" for o in self.objects)
+        return f"{privs} on {self.kind} {names}{db}"

@@ -55,6 +55,9 @@ def plan_privileges(
     snapshot = actual.privileges
     creating = {c.role for c in planned if c.kind is ChangeKind.CREATE_ROLE}
     usable: set[str] = set()
+    held: dict[str, set[Grant]] = {}
+    for g in snapshot.grants if snapshot is not None else ():
+        held.setdefault(g.role, set()).add(g)
     for name in sorted(catalog.roles):
         model = catalog.roles[name]
         role = actual.roles.get(name)
@@ -78,7 +81,7 @@ def plan_privileges(
                 name,
             )
             continue
-        _privileges(model, snapshot, policy, out)
+        _privileges(model, snapshot, held.get(name, set()), policy, out)
     return out.changes, out.notices
 
 
@@ -177,7 +180,9 @@ def desired_grants(
     return want, missing, sorted(set(elsewhere))
 
 
-def _privileges(model: RoleModel, snapshot: PrivilegeSnapshot, policy: PrivilegePolicy, out: _Out) -> None:
+def _privileges(
+    model: RoleModel, snapshot: PrivilegeSnapshot, have: set[Grant], policy: PrivilegePolicy, out: _Out
+) -> None:
     want, missing, elsewhere = desired_grants(model, snapshot, policy.default_owners)
     for message in missing:
         out.note(NoticeLevel.WARNING, "missing_object", message, model.name)
@@ -188,7 +193,6 @@ def _privileges(model: RoleModel, snapshot: PrivilegeSnapshot, policy: Privilege
             f"catalog role {model.name} has grants for database {db}, which this target does not manage",
             model.name,
         )
-    have = snapshot.of(model.name)
     grants = [g for g in want if g not in have]
     out.changes += _grouped(ChangeKind.GRANT_PRIVILEGE, grants, lambda g: want[g])
     extras = sorted(have - set(want))

@@ -7,9 +7,9 @@ list (``extras = "report" | "revoke"``).  See ``docs/privileges.md``.
 
 :func:`build_privilege_catalog` validates every role at once;
 :func:`expand` turns one grant statement into concrete objects of an
-inventory; :func:`effective_privileges` answers "what may these roles do, and
-why" including inherited roles -- the function segregation-of-duties checks
-build on.
+inventory (:mod:`provisioner.core.expansion`); :func:`effective_privileges`
+answers "what may these roles do, and why" including inherited roles -- the
+function segregation-of-duties checks build on.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from provisioner.core.catalog import Catalog
+from provisioner.core.expansion import Expansion, expand, symbolic
 from provisioner.core.grants import (
     COLUMN,
     DATABASE,
@@ -27,10 +28,12 @@ from provisioner.core.grants import (
     SCHEMA,
     SEQUENCE,
     TABLE,
-    Inventory,
+    GrantSpec,
     Obj,
     PrivilegeSnapshot,
 )
+
+__all__ = ["Expansion", "GrantSpec", "expand", "symbolic"]
 
 EXTRA_KEYS = frozenset({"inherits", "extras", "grants"})
 """Catalog keys this module reads (registered with the catalog parser)."""
@@ -56,49 +59,6 @@ VALID: Mapping[str, frozenset[str]] = {
 }
 ALIASES = {"TEMP": "TEMPORARY"}
 Extras = Literal["report", "revoke"]
-
-
-@dataclass(frozen=True, slots=True)
-class GrantSpec:
-    """One ``[[role.NAME.grants]]`` entry."""
-
-    role: str
-    file: str
-    index: int
-    kind: str
-    """``database``, ``schema``, ``table``, ``column``, ``sequence`` or ``function``."""
-    privileges: tuple[str, ...]
-    database: str | None = None
-    """``None``: the target's default database."""
-    schema: str = ""
-    objects: tuple[str, ...] | None = None
-    """``None``: every object of the kind in the schema, now and later."""
-    columns: tuple[str, ...] = ()
-
-    @property
-    def wildcard(self) -> bool:
-        return self.kind in (TABLE, SEQUENCE, FUNCTION) and self.objects is None
-
-    @property
-    def where(self) -> str:
-        return f"{self.file} [role.{self.role}] grants[{self.index}]"
-
-    def what(self) -> str:
-        """``INSERT, SELECT on all tables in schema trading``."""
-        privs = ", ".join(self.privileges)
-        db = f" of database {self.database}" if self.database and self.kind != DATABASE else ""
-        if self.kind == DATABASE:
-            return f"{privs} on database {self.database or '(default)'}"
-        if self.kind == SCHEMA:
-            return f"{privs} on schema {self.schema}{db}"
-        if self.kind == COLUMN:
-            cols = ", ".join(self.columns)
-            tables = ", ".join(f"{self.schema}.{o}" for o in self.objects or ())
-            return f"{privs} ({cols}) on {tables}{db}"
-        if self.objects is None:
-            return f"{privs} on all {self.kind}s in schema {self.schema}{db}"
-        names = ", ".join(f"{self.schema}.{o}" for o in self.objects)
-        return f"{privs} on {self.kind} {names}{db}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,83 +255,6 @@ def find_cycles(roles: Mapping[str, RoleModel]) -> list[tuple[str, ...]]:
     for name in sorted(roles):
         visit(name, [])
     return out
-
-
-# --------------------------------------------------------------------------- expansion
-
-
-@dataclass(frozen=True, slots=True)
-class Expansion:
-    """The concrete objects of one grant statement in one database."""
-
-    objects: tuple[Obj, ...]
-    missing: tuple[str, ...]
-    """Named objects that do not exist (yet)."""
-
-
-def expand(spec: GrantSpec, inv: Inventory, default_owners: tuple[str, ...] = ()) -> Expansion:
-    """Expand ``spec`` against the objects of ``inv``.  A wildcard also yields
-    the default privileges for the objects ``default_owners`` (default: the
-    schema's owner) create later."""
-    db = inv.database
-    if spec.kind == DATABASE:
-        return Expansion((Obj(db, DATABASE),), ())
-    if spec.schema not in inv.schemas:
-        return Expansion((), (f"schema {spec.schema}",))
-    if spec.kind == SCHEMA:
-        return Expansion((Obj(db, SCHEMA, spec.schema),), ())
-    if spec.kind == COLUMN:
-        return _expand_columns(spec, inv)
-    existing = inv.objects(spec.kind, spec.schema)
-    if spec.objects is None:
-        owners = default_owners or (inv.schemas[spec.schema],)
-        found = [Obj(db, spec.kind, spec.schema, name) for name in existing]
-        found += [Obj(db, DEFAULT, spec.schema, f"{spec.kind}s", owner=o) for o in owners if o]
-        return Expansion(tuple(found), ())
-    objs: list[Obj] = []
-    missing: list[str] = []
-    for name in spec.objects:
-        hits = _match(spec.kind, name, existing)
-        objs += [Obj(db, spec.kind, spec.schema, h) for h in hits]
-        if not hits:
-            missing.append(f"{spec.kind} {spec.schema}.{name}")
-    return Expansion(tuple(objs), tuple(missing))
-
-
-def _match(kind: str, name: str, existing: tuple[str, ...]) -> list[str]:
-    if kind != FUNCTION:
-        return [name] if name in existing else []
-    if "(" in name:  # an exact signature
-        want = name.replace(" ", "")
-        return [s for s in existing if s.replace(" ", "") == want]
-    return [s for s in existing if s.split("(", 1)[0] == name]  # every overload
-
-
-def _expand_columns(spec: GrantSpec, inv: Inventory) -> Expansion:
-    objs: list[Obj] = []
-    missing: list[str] = []
-    for table in spec.objects or ():
-        cols = inv.columns.get((spec.schema, table))
-        if cols is None:
-            missing.append(f"table {spec.schema}.{table}")
-            continue
-        for col in spec.columns:
-            if col in cols:
-                objs.append(Obj(inv.database, COLUMN, spec.schema, table, col))
-            else:
-                missing.append(f"column {spec.schema}.{table}({col})")
-    return Expansion(tuple(objs), tuple(missing))
-
-
-def symbolic(spec: GrantSpec, database: str) -> tuple[Obj, ...]:
-    """``spec``'s objects without an inventory (``name = "*"`` for wildcards)."""
-    if spec.kind == DATABASE:
-        return (Obj(database, DATABASE),)
-    if spec.kind == SCHEMA:
-        return (Obj(database, SCHEMA, spec.schema),)
-    if spec.kind == COLUMN:
-        return tuple(Obj(database, COLUMN, spec.schema, t, c) for t in spec.objects or () for c in spec.columns)
-    return tuple(Obj(database, spec.kind, spec.schema, n) for n in spec.objects or ("*",))
 
 
 # --------------------------------------------------------------------------- effective privileges

@@ -5,7 +5,7 @@ group records) and a high-water mark:
 
 * OpenLDAP: the newest ``modifyTimestamp`` seen; later runs search
   ``(modifyTimestamp>=mark - overlap)`` (1 s granularity, clock skew between
-  replicas: the overlap re-reads a little, duplicates replace their stored copy).
+  writes in flight: the overlap re-reads a few seconds, duplicates replace their stored copy).
 * Active Directory: ``highestCommittedUSN`` of the rootDSE taken *before* the
   read; later runs search ``(uSNChanged>=mark+1)`` on the same domain controller
   (``dsServiceName`` and its ``invocationId`` are stored; another DC, or a
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 STATE_VERSION = 1
-OVERLAP = timedelta(seconds=120)
+OVERLAP = timedelta(seconds=5)
 _GT = "%Y%m%d%H%M%SZ"
 
 
@@ -167,14 +167,19 @@ class IncrementalReader:
             for v in raw.get("modifytimestamp", ()):
                 newest[0] = max(newest[0], _gt(v))
 
-        n_users = 0
+        n_users = 0  # re-read entries that differ from the stored copy (the overlap re-reads a few)
         for dn, raw in src.search(conn, cfg.user_base, f"(&{cfg.user_filter}{changed})", src.user_attrs() + extra):
             seen(raw)
-            users[norm_dn(dn)] = user_record(dn, raw, src.amap)
-            n_users += 1
-        changed_groups = src.read_groups(conn, changed, extra, seen)
-        for g in changed_groups:
-            groups[norm_dn(g.dn)] = g
+            key, rec = norm_dn(dn), user_record(dn, raw, src.amap)
+            if users.get(key) != rec:
+                users[key] = rec
+                n_users += 1
+        changed_groups = []
+        for g in src.read_groups(conn, changed, extra, seen):
+            key = norm_dn(g.dn)
+            if groups.get(key) != g:
+                groups[key] = g
+                changed_groups.append(g)
         gone_users = _gone(users, self._present(conn, cfg.user_base, cfg.user_filter))
         gone_groups = (
             _gone(groups, self._present(conn, cfg.group_base, cfg.group_filter)) if cfg.group_base else 0

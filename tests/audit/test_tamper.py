@@ -8,8 +8,8 @@ tampering on a copy of a bulk-loaded SQLite file, verified with a signed checkpo
 from __future__ import annotations
 
 import random
-import zlib
 import shutil
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

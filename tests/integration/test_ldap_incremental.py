@@ -3,7 +3,6 @@ fresh full read give the same snapshot after any series of changes."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,8 @@ from provisioner.sources.incremental import IncrementalReader
 from provisioner.sources.ldap import LdapSource
 from provisioner.store.state import StateStore
 from tests.support.fixtures import LdapOu
+from tests.support.jsonstore import JsonStore, content
 from tests.support.slapd import Slapd
-
-
-class JsonStore:
-    """In-memory key/value store that round-trips values through JSON like the real one."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return json.loads(self.data[key]) if key in self.data else default
-
-    def put(self, key: str, value: Any) -> None:
-        self.data[key] = json.dumps(value)
-
-
-def content(snap: SourceSnapshot) -> list[tuple[Any, ...]]:
-    return sorted(
-        (i.stable_id, i.username, i.dn, i.enabled, sorted(i.attributes.items()), sorted(i.groups))
-        for i in snap.identities
-    ) + [("groups", snap.group_count)]
 
 
 def _read(cfg: LdapSourceConfig, store: Any) -> tuple[SourceSnapshot, dict[str, Any]]:

@@ -1,0 +1,106 @@
+"""Incremental versus full directory reads against a real slapd.
+
+For N synthetic users (default 100,000) this prints, measured in one process
+and one run: a full-read no-op (no state store), the first incremental run (a
+full read that stores the snapshot), an incremental no-op, and an incremental
+run after 100 users changed (department / leaver) -- each as source read plus
+the desired-state computation over the bench rules, and the ratios between them.
+
+    .venv/bin/python -m bench.incremental            # 100,000 users
+    .venv/bin/python -m bench.incremental 10000 50000
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bench.ldap_fixture import PEOPLE, _uid, generate_directory
+from bench.sync import RULES
+from provisioner.core.desired import desired_state
+from provisioner.core.lifecycle import LifecyclePolicy
+from provisioner.core.naming import NamingPolicy
+from provisioner.core.needs import source_needs
+from provisioner.core.rules import build_ruleset
+from provisioner.sources.ldap import LdapSource
+from provisioner.store.state import StateStore
+from tests.support.slapd import Slapd
+
+
+def _aged(i: int) -> str:
+    """modifyTimestamps spread over 2023, one entry a minute: written long before
+    the runs measured, as in a directory that has lived for a while."""
+    return (datetime(2023, 1, 1, tzinfo=UTC) + timedelta(minutes=i)).strftime("%Y%m%d%H%M%SZ")
+
+
+def load_aged(n: int) -> tuple[Slapd, float]:
+    server = Slapd(sizelimit="unlimited")
+    entries = generate_directory(n, max(1, min(3000, n // 5)))
+    records = ((dn, {**attrs, "modifyTimestamp": _aged(i)}) for i, (dn, attrs) in enumerate(entries))
+    try:
+        took = server.slapadd(records)
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+    return server, took
+
+
+def _run(cfg: Any, store: StateStore | None, rules: Any) -> tuple[float, float, str, int]:
+    needs = source_needs(rules)
+    started = time.perf_counter()
+    source = LdapSource(cfg, store=store, needs=needs)
+    snap = source.read()
+    read = time.perf_counter() - started
+    desired = desired_state((snap,), rules, NamingPolicy("{username}", "b_", 63), LifecyclePolicy(), datetime.now(UTC))
+    took = time.perf_counter() - started
+    stats = source.last_stats
+    mode = stats.get("mode", "no store")
+    if mode == "incremental":
+        mode += f" ({stats['users_changed']} users re-read, {stats['users_gone']} gone)"
+    return took, read, mode, len(desired.users)
+
+
+def measure(n: int) -> None:
+    rules, problems = build_ruleset([("bench.toml", RULES.format(p="b_"))])
+    assert not problems, problems
+    server, load = load_aged(n)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = StateStore(f"sqlite:///{Path(tmp) / 'state.db'}")
+            cfg = server.source_config(page_size=1000, timeout=120.0)
+            rows = [("full read, no state store", *_run(cfg, None, rules))]
+            rows.append(("incremental: first run (full)", *_run(cfg, store, rules)))
+            rows.append(("incremental: no-op", *_run(cfg, store, rules)))
+            rng = random.Random(3)
+            for k, i in enumerate(rng.sample(range(n), 100)):
+                change = {"hrStatus": "terminated"} if k % 2 else {"departmentNumber": "Compliance"}
+                server.modify(f"uid={_uid(i)},{PEOPLE}", **change)
+            rows.append(("incremental: 100 users changed", *_run(cfg, store, rules)))
+            store.close()
+    finally:
+        server.cleanup()
+    full = rows[0][1]
+    print(f"\nN = {n:,} users (slapadd {load:.1f}s, not part of a run)")
+    print(f"  {'run':32} {'total s':>8} {'read s':>7} {'ratio':>6}")
+    for label, took, read, mode, users in rows:
+        print(f"  {label:32} {took:8.2f} {read:7.2f}  x{took / full:5.2f}   [{mode}; {users} desired users]")
+    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def main(argv: list[str]) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    for n in [int(a) for a in argv] or [100_000]:
+        measure(n)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
