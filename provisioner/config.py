@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -252,6 +253,60 @@ def _duration(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 
 
+class JobConfig(_Model):
+    """One scheduled daemon job: ``interval`` or ``cron`` (five fields), plus jitter."""
+
+    enabled: bool = True
+    interval: Duration | None = None
+    cron: str | None = Field(None, pattern=r"^\S+( \S+){4}$")
+    jitter: Duration = 0.0
+    misfire_grace_time: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> JobConfig:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("set exactly one of interval or cron")
+        if self.interval is not None and self.interval <= 0:
+            raise ValueError("interval must be positive")
+        return self
+
+
+class DaemonJobsConfig(_Model):
+    reconcile: JobConfig = JobConfig(interval=900.0, jitter=30.0)
+    source_sync: JobConfig | None = None
+    review_reminder: JobConfig | None = None
+
+
+def _loopback(value: str) -> str:
+    import ipaddress
+
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(
+            f"{host!r} is not a loopback address; the daemon listens on 127.0.0.1, ::1 or localhost only "
+            "(put a reverse proxy in front to expose it)"
+        )
+    return value
+
+
+class DaemonConfig(_Model):
+    mode: Literal["plan", "apply"] = "plan"
+    """Safe by default: the daemon applies only when this says "apply"."""
+    listen: Annotated[str, AfterValidator(_loopback)] = "127.0.0.1:9465"
+    trigger_token: Secret | None = None
+    ha_lock: bool = True
+    retry_max_delay: Duration = 600.0
+    failure_alert_after: int = Field(3, ge=1)
+    jobs: DaemonJobsConfig = DaemonJobsConfig()
+
+
 class AuditConfig(_Model):
     signing_key: Secret | None = None
     """PEM PKCS#8 Ed25519 private key that signs a checkpoint at the end of every run."""
@@ -296,13 +351,6 @@ class ReviewConfig(_Model):
     """How often the daemon's review_reminder job opens a campaign (2026-Q4, 2026-11, 2026)."""
 
 
-class ReviewConfig(_Model):
-    reviewer: Literal["manager", "owner"] = "manager"
-    """Who reviews an item: the identity's manager (falling back to the role owner) or the role owner."""
-    schedule: Literal["quarterly", "monthly", "yearly", "off"] = "quarterly"
-    """How often the daemon's review_reminder job opens a campaign (2026-Q4, 2026-11, 2026)."""
-
-
 class Config(_Model):
     provisioner: GeneralConfig = GeneralConfig()
     state: StateConfig = StateConfig()
@@ -311,6 +359,7 @@ class Config(_Model):
     safety: SafetyConfig = SafetyConfig()
     sources: list[SourceConfig] = Field(min_length=1)
     targets: list[TargetConfig] = Field(min_length=1)
+    daemon: DaemonConfig = DaemonConfig()
     audit: AuditConfig = AuditConfig()
     alerts: AlertsConfig = AlertsConfig()
     review: ReviewConfig = ReviewConfig()

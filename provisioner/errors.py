@@ -27,6 +27,10 @@ class TemporaryError(ProvisionerError):
         self.retry_after = retry_after
 
 
+class RunInterrupted(TemporaryError):
+    """A stop was requested between two targets' transactions; the rest waits for the next run."""
+
+
 class ConfigError(PermanentError):
     """The configuration file is missing, malformed or invalid."""
 

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -108,8 +108,11 @@ def make_plan(
     )
 
 
-def plan_run(cfg: Config, ctx: RunContext, targets: Targets) -> PlanOutcome:
-    mappings = load_mappings(cfg.mappings_dir)
+def plan_run(
+    cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None = None
+) -> PlanOutcome:
+    """``mappings`` already loaded (the daemon keeps the last valid ones); read from disk otherwise."""
+    mappings = mappings if mappings is not None else load_mappings(cfg.mappings_dir)
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     health.gate(cfg, ctx, snapshots)
@@ -156,10 +159,22 @@ def safety(cfg: Config, plan: Plan, actual: Mapping[str, ActualState], ctx: RunC
         raise error
 
 
-def apply_run(cfg: Config, ctx: RunContext, targets: Targets, saved: Plan | None = None) -> Plan:
+def apply_run(
+    cfg: Config,
+    ctx: RunContext,
+    targets: Targets,
+    saved: Plan | None = None,
+    *,
+    mappings: Mappings | None = None,
+    on_planned: Callable[[PlanOutcome], None] | None = None,
+) -> Plan:
+    """``mappings`` / ``on_planned``: the daemon's loaded rules, and its look at the fresh plan
+    (desired state for its lifecycle timers) before anything is applied."""
     recover_interrupted(cfg, ctx, targets)
     if saved is None:
-        outcome = plan_run(cfg, ctx, targets)
+        outcome = plan_run(cfg, ctx, targets, mappings)
+        if on_planned is not None:
+            on_planned(outcome)
         plan, actual = outcome.plan, outcome.actual
     else:
         actual = targets.inspect_all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +19,14 @@ from provisioner.core.model import ActualState, SourceSnapshot
 from provisioner.core.needs import ALL, SourceNeeds
 from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan
 from provisioner.core.verify import verify
-from provisioner.errors import ApplyFailed, PlanError, SourceUnhealthy, StalePlan, VerificationFailed
+from provisioner.errors import (
+    ApplyFailed,
+    PlanError,
+    RunInterrupted,
+    SourceUnhealthy,
+    StalePlan,
+    VerificationFailed,
+)
 from provisioner.logs import log
 from provisioner.recovery import completion_event, intent_event
 from provisioner.retention import execute_drops
@@ -27,6 +34,18 @@ from provisioner.sources.factory import build_source
 from provisioner.store.state import StateStore
 from provisioner.targets.base import Target
 from provisioner.targets.factory import build_target
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(counter, advance, total)``: e.g. ("identities read", 120, None),
+("changes applied", 1, 40).  Shown on a terminal by the CLI; a no-op elsewhere."""
+
+
+def no_progress(counter: str, advance: int, total: int | None = None) -> None:
+    """The default :data:`Progress`: report nothing."""
+
+
+def never_stop() -> bool:
+    return False
 
 
 @dataclass(slots=True)
@@ -39,6 +58,10 @@ class RunContext:
     store: StateStore | None = None
     allow_mass_revocation: bool = False
     """Operator override of the breaker and health gate for this one run (needs ``reason``)."""
+    progress: Progress = no_progress
+    stop_requested: Callable[[], bool] = never_stop
+    """Checked before each target's transaction; a stop request ends the run
+    between transactions (the daemon's SIGTERM), never inside one."""
 
     @classmethod
     def manual(
@@ -81,6 +104,7 @@ def read_sources(
                 "(an empty directory never revokes anything)"
             )
         log.info("source_read", source=scfg.name, identities=len(snap.identities), groups=snap.group_count)
+        ctx.progress("identities read", len(snap.identities), None)
         snaps.append(snap)
     return tuple(snaps)
 
@@ -142,6 +166,8 @@ def execute(plan: Plan, targets: Targets, ctx: RunContext) -> None:
     failed_drops: list[str] = []
     for tp in plan.targets:
         if tp.changes:
+            if ctx.stop_requested():
+                raise RunInterrupted(f"stop requested before target {tp.target!r}; nothing changed there")
             failed_drops += _execute_target(tp, targets.get(tp.target), ctx)
     if failed_drops:
         raise ApplyFailed(
@@ -154,10 +180,15 @@ def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> list[str
     applied: list[Change] = []
     drops = [c for c in tp.changes if c.kind is ChangeKind.DROP_ROLE]
     main = tuple(c for c in tp.changes if c.kind is not ChangeKind.DROP_ROLE)
+
+    def on_change(change: Change) -> None:
+        applied.append(change)
+        ctx.progress("changes applied", 1, len(tp.changes))
+
     ctx.audit([intent_event(ctx, tp.target, main)])
     error: BaseException | None = None
     try:
-        result = target.apply(main, on_change=applied.append)
+        result = target.apply(main, on_change=on_change)
     except BaseException as exc:
         error = exc
         raise

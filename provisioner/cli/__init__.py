@@ -27,10 +27,16 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from provisioner.cli import commands, sources  # noqa: F401
-    from provisioner.cli import audit  # noqa: F401
-    from provisioner.cli import review, sod  # noqa: F401
-    from provisioner.cli import roles  # noqa: F401
+    from provisioner.cli import (  # noqa: F401
+        audit,
+        commands,
+        daemon,
+        review,
+        roles,
+        runs,
+        sod,
+        sources,
+    )
 
 
 _register()

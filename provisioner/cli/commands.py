@@ -10,6 +10,7 @@ import click
 
 from provisioner.cli import cli
 from provisioner.cli.common import config_option, load, open_store, read_plan, recorded_run, write_plan
+from provisioner.cli.progress import terminal_progress
 from provisioner.cli.render import render_explanation, render_plan
 from provisioner.core.explain import explain
 from provisioner.core.lifecycle import LifecyclePolicy
@@ -47,7 +48,7 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
     cfg = load(config_path)
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, actor=actor)
-    with recorded_run(ctx, "plan", cfg) as summary, Targets(cfg) as targets:
+    with recorded_run(ctx, "plan", cfg) as summary, Targets(cfg) as targets, terminal_progress(ctx):
         outcome = plan_run(cfg, ctx, targets)
         result = outcome.plan
         summary.update(_summary(result))
@@ -89,7 +90,7 @@ def apply(
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, reason=reason, actor=actor)
     ctx.allow_mass_revocation = allow_mass_revocation
-    with recorded_run(ctx, "apply", cfg) as summary, Targets(cfg) as targets:
+    with recorded_run(ctx, "apply", cfg) as summary, Targets(cfg) as targets, terminal_progress(ctx):
         result = apply_run(cfg, ctx, targets, saved)
         summary.update(_summary(result))
         summary["saved_plan"] = bool(saved)

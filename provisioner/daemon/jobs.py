@@ -1,0 +1,146 @@
+"""What each scheduled job does, and what happens when it fails.
+
+* a :class:`~provisioner.errors.TemporaryError` (directory down, database
+  unreachable, apply rolled back) schedules a one-off retry after
+  ``retry_after * 2**(n-1)`` seconds, capped at ``daemon.retry_max_delay``; after
+  ``daemon.failure_alert_after`` consecutive failures the alert hook is called;
+* a :class:`~provisioner.errors.PermanentError` (bad rules, refused plan) pauses
+  the job, marks it failed (``/readyz`` turns 503) and calls the alert hook at
+  once; a successful ``SIGHUP`` reload resumes it;
+* nothing a job raises stops the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from provisioner.daemon.alerting import JobFailure, alert_job_failure
+from provisioner.daemon.runner import Busy, Loaded, Runner, RunResult
+from provisioner.daemon.scheduler import Schedule
+from provisioner.daemon.status import Status
+from provisioner.errors import PermanentError, RunInterrupted, TemporaryError
+from provisioner.logs import log
+from provisioner.store.state import StateStore
+
+BUSY_RETRY_SECONDS = 5.0
+
+
+def backoff(failures: int, retry_after: float, cap: float) -> float:
+    """Capped exponential backoff: ``retry_after``, doubled per consecutive failure."""
+    return float(min(cap, max(1.0, retry_after) * 2 ** max(0, failures - 1)))
+
+
+class Jobs:
+    def __init__(
+        self, runner: Runner, status: Status, current: Callable[[], Loaded], store: StateStore | None = None
+    ) -> None:
+        self._store = store
+        self._runner = runner
+        self._status = status
+        self._current = current
+        self.schedule: Schedule | None = None
+
+    def dispatch(self, job: str, trigger: str) -> None:
+        """Entry point of every scheduler job; never raises."""
+        try:
+            if job == "review_reminder":
+                self.review_reminder()
+            else:
+                self.reconcile(job, trigger)
+        except Exception as exc:  # the daemon stays up whatever a job does
+            log.exception("job_crashed", job=job, trigger=trigger, error=repr(exc))
+
+    def review_reminder(self) -> None:
+        """Placeholder: access-review reminders are not implemented yet; logs only."""
+        log.info("review_reminder_not_implemented", job="review_reminder")
+
+    def reconcile(self, job: str, trigger: str) -> RunResult | None:
+        cfg = self._current().cfg
+        state = self._status.job(job)
+        if state.state == "failed" and trigger != "leave_timer":
+            log.warning("job_paused_after_failure", job=job, error=state.last_error)
+            return None
+        state.state = "running"
+        try:
+            result = self._runner.run(cfg.daemon.mode, trigger if trigger != "schedule" else job)
+        except Busy:
+            state.state = "scheduled"
+            log.info("run_skipped_busy", job=job, trigger=trigger)
+            if trigger in ("leave_timer", "retry") and self.schedule is not None:
+                self.schedule.retry(job, BUSY_RETRY_SECONDS)
+            return None
+        except RunInterrupted as exc:
+            state.state = "scheduled"
+            log.warning("run_interrupted", job=job, message=str(exc))
+            return None
+        except TemporaryError as exc:
+            self._temporary(job, exc)
+            return None
+        except PermanentError as exc:
+            self._permanent(job, exc)
+            return None
+        except Exception as exc:  # an untranslated library error: retried like a temporary one
+            log.exception("run_crashed", job=job, error=repr(exc))
+            self._temporary(job, TemporaryError(repr(exc)))
+            return None
+        state.state = "scheduled"
+        state.consecutive_failures = 0
+        state.last_outcome, state.last_error = "ok", None
+        state.last_run_id, state.last_finished = result.run_id, datetime.now(UTC)
+        if self.schedule is not None:
+            timers = self.schedule.set_timers(result.upcoming)
+            log.info(
+                "run_finished",
+                job=job,
+                run_id=result.run_id,
+                mode=result.mode,
+                changes=len(result.plan.changes),
+                applied_targets=list(result.applied_targets),
+                timers=timers,
+            )
+        return result
+
+    def _temporary(self, job: str, exc: TemporaryError) -> None:
+        cfg = self._current().cfg
+        state = self._status.job(job)
+        state.consecutive_failures += 1
+        state.state, state.last_outcome, state.last_error = "retrying", "failed", f"{type(exc).__name__}: {exc}"
+        state.last_finished = datetime.now(UTC)
+        delay = backoff(state.consecutive_failures, exc.retry_after, cfg.daemon.retry_max_delay)
+        if self._status.stopping or self.schedule is None:
+            return
+        at = self.schedule.retry(job, delay)
+        log.warning(
+            "job_retry_scheduled",
+            job=job,
+            error=type(exc).__name__,
+            message=str(exc),
+            consecutive_failures=state.consecutive_failures,
+            retry_at=at.isoformat(),
+        )
+        if state.consecutive_failures >= cfg.daemon.failure_alert_after:
+            alert_job_failure(self._failure(job, exc, False, state.consecutive_failures), cfg, self._store)
+
+    def _permanent(self, job: str, exc: PermanentError) -> None:
+        state = self._status.job(job)
+        state.consecutive_failures += 1
+        state.state, state.last_outcome, state.last_error = "failed", "failed", f"{type(exc).__name__}: {exc}"
+        state.last_finished = datetime.now(UTC)
+        if self.schedule is not None:
+            self.schedule.pause(job)
+        log.error("job_paused", job=job, error=type(exc).__name__, message=str(exc))
+        alert_job_failure(self._failure(job, exc, True, state.consecutive_failures), self._current().cfg, self._store)
+
+    @staticmethod
+    def _failure(job: str, exc: Exception, permanent: bool, n: int) -> JobFailure:
+        return JobFailure(job, type(exc).__name__, str(exc), permanent, n, datetime.now(UTC))
+
+    def resume_failed(self) -> list[str]:
+        """After a successful reload: give every failed job another chance."""
+        resumed = []
+        for name, state in list(self._status.jobs.items()):
+            if state.state == "failed":
+                state.state, state.consecutive_failures = "scheduled", 0
+                resumed.append(name)
+        return resumed

@@ -1,0 +1,54 @@
+"""Prometheus metrics of the daemon, in a private registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from provisioner.core.plan import Change
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter("provisioner_runs", "Runs by outcome.", ["outcome"], registry=r)
+        self.run_duration = Histogram(
+            "provisioner_run_duration_seconds",
+            "Duration of a run (read, plan and apply).",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+        self.identities_seen = Gauge(
+            "provisioner_identities_seen", "Identities read from every source in the last run.", registry=r
+        )
+        self.changes = Counter("provisioner_changes", "Changes applied, by kind.", ["kind"], registry=r)
+        self.breaker_trips = Counter(
+            "provisioner_breaker_trips", "Runs refused by the safety checks (circuit breaker).", registry=r
+        )
+        self.last_success = Gauge(
+            "provisioner_last_success_timestamp_seconds",
+            "Unix time of the last successful run, per target.",
+            ["target"],
+            registry=r,
+        )
+        self.leaver_latency = Histogram(
+            "provisioner_leaver_latency_seconds",
+            "From a leaver's leave instant (or first sight as a leaver) to the role being disabled.",
+            buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 86400),
+            registry=r,
+        )
+
+    def record_applied(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            self.changes.labels(kind=change.kind.value).inc()
+
+    def record_leaver(self, since: datetime, disabled_at: datetime) -> None:
+        self.leaver_latency.observe(max(0.0, (disabled_at - since).total_seconds()))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,210 @@
+"""One daemon run: read, plan, check, and apply the targets this replica leads."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from provisioner.cli.common import recorded_run
+from provisioner.config import Config
+from provisioner.core import lifecycle as core_lifecycle
+from provisioner.core.lifecycle import parse_instant
+from provisioner.core.model import DesiredState, Lifecycle
+from provisioner.core.plan import Change, ChangeKind, Plan
+from provisioner.daemon.ha import Leadership
+from provisioner.daemon.metrics import Metrics
+from provisioner.errors import PlanError, ProvisionerError, RunInterrupted, SafetyViolation, StalePlan
+from provisioner.logs import log
+from provisioner.mappings import Mappings
+from provisioner.pipeline import PlanOutcome, apply_run, plan_run, safety
+from provisioner.runtime import RunContext, Targets
+from provisioner.store.state import StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A validated configuration and its mapping rules, swapped whole on reload."""
+
+    cfg: Config
+    mappings: Mappings
+    loaded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: str
+    mode: str
+    plan: Plan
+    applied_targets: tuple[str, ...]
+    follower_targets: tuple[str, ...]
+    upcoming: tuple[datetime, ...]
+    """Future hire / leave instants of the desired state (for the timers)."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "applied_targets": list(self.applied_targets),
+            "follower_targets": list(self.follower_targets),
+            "plan": self.plan.to_json(),
+        }
+
+
+class Busy(Exception):
+    """Another run is in progress (runs never overlap)."""
+
+
+def replica_actor(cfg: Config) -> str:
+    """``service@host/pid``: which replica acted, in the audit trail and run history."""
+    return f"{cfg.provisioner.service_identity}@{socket.gethostname()}/{os.getpid()}"
+
+
+def upcoming_instants(desired: DesiredState, now: datetime) -> tuple[datetime, ...]:
+    """Future lifecycle instants, from the core's ``next_lifecycle_events`` where it
+    exists, else from every not-yet-passed leave date (``valid_until``)."""
+    events = getattr(core_lifecycle, "next_lifecycle_events", None)
+    if events is not None:
+        return tuple(sorted({e[0] for e in events(desired, now)}))
+    return tuple(sorted({u.valid_until for u in desired.users.values() if u.valid_until and u.valid_until > now}))
+
+
+def _leaver_since(change: Change) -> datetime | None:
+    for reason in change.reasons:
+        raw = dict(reason.attributes).get("leave_date")
+        if raw:
+            return parse_instant(raw)
+    return None
+
+
+class Runner:
+    def __init__(
+        self,
+        current: Callable[[], Loaded],
+        store: StateStore,
+        metrics: Metrics,
+        leadership: Leadership,
+        stopping: threading.Event,
+    ) -> None:
+        self._current = current
+        self._store = store
+        self._metrics = metrics
+        self._leadership = leadership
+        self._stopping = stopping
+        self._lock = threading.Lock()
+        self._leaver_first_seen: dict[tuple[str, str], datetime] = {}
+
+    def wait_idle(self) -> None:
+        """Block until the run in progress (if any) has ended."""
+        with self._lock:
+            pass
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def run(self, requested: str, trigger: str, now: datetime | None = None) -> RunResult:
+        """Plan (and apply when ``requested`` and the config both say apply); raise
+        :class:`Busy` if a run is already in progress."""
+        if self._stopping.is_set():
+            raise RunInterrupted("the daemon is stopping; no new run starts")
+        if not self._lock.acquire(blocking=False):
+            raise Busy("a run is in progress")
+        try:
+            return self._run(requested, trigger, now)
+        finally:
+            self._lock.release()
+
+    def _run(self, requested: str, trigger: str, now: datetime | None) -> RunResult:
+        loaded = self._current()
+        cfg = loaded.cfg
+        apply = requested == "apply" and cfg.daemon.mode == "apply"
+        ctx = RunContext(
+            now or datetime.now(UTC),
+            replica_actor(cfg),
+            trigger,
+            store=self._store,
+            stop_requested=self._stopping.is_set,
+        )
+        lead = tuple(t.name for t in cfg.targets if self._leadership.leads(t.name)) if apply else ()
+        following = tuple(t.name for t in cfg.targets if t.name not in lead) if apply else ()
+        mode = "apply" if lead else "plan"
+        log.info("run_started", run_id=ctx.run_id, mode=mode, trigger=trigger, follower_targets=list(following))
+        started = time.monotonic()
+        outcome = "failed"
+        seen: list[PlanOutcome] = []
+        try:
+            with recorded_run(ctx, mode, cfg) as summary:
+                if lead:
+                    with Targets(cfg, only=set(lead)) as targets:
+                        plan = apply_run(cfg, ctx, targets, mappings=loaded.mappings, on_planned=self._planned(seen))
+                else:
+                    with Targets(cfg) as targets:
+                        self._planned(seen)(planned := plan_run(cfg, ctx, targets, loaded.mappings))
+                        plan = planned.plan
+                        safety(cfg, plan, planned.actual, ctx)
+                summary.update(
+                    identities=plan.identities_seen,
+                    changes=len(plan.changes),
+                    by_kind=plan.counts(),
+                    applied_targets=list(lead),
+                    follower_targets=list(following),
+                )
+            outcome = "ok"
+        except SafetyViolation:
+            outcome = "refused"
+            self._metrics.breaker_trips.inc()
+            raise
+        except (StalePlan, PlanError):
+            outcome = "refused"
+            raise
+        except ProvisionerError:
+            outcome = "failed"
+            raise
+        finally:
+            self._metrics.runs.labels(outcome=outcome).inc()
+            self._metrics.run_duration.observe(time.monotonic() - started)
+        if lead:
+            self._after_apply(plan, ctx.now)
+        stamp = time.time()
+        for tp in plan.targets:
+            self._metrics.last_success.labels(target=tp.target).set(stamp)
+        upcoming = upcoming_instants(seen[0].desired, ctx.now) if seen else ()
+        return RunResult(ctx.run_id, mode, plan, lead, following, upcoming)
+
+    def _planned(self, seen: list[PlanOutcome]) -> Callable[[PlanOutcome], None]:
+        def keep(outcome: PlanOutcome) -> None:
+            seen.append(outcome)
+            self._metrics.identities_seen.set(outcome.plan.identities_seen)
+            self._note_leavers(outcome.plan, outcome.plan.created_at)
+
+        return keep
+
+    def _after_apply(self, plan: Plan, now: datetime) -> None:
+        done = datetime.now(UTC)
+        self._metrics.record_applied(plan.changes)
+        for tp in plan.targets:
+            for change in self._disables(tp.changes):
+                since = _leaver_since(change) or self._leaver_first_seen.get((tp.target, change.role), now)
+                self._metrics.record_leaver(since, done)
+                self._leaver_first_seen.pop((tp.target, change.role), None)
+
+    @staticmethod
+    def _disables(changes: Iterable[Change]) -> list[Change]:
+        return [
+            c
+            for c in changes
+            if c.kind is ChangeKind.ALTER_ROLE
+            and c.param("login") is False
+            and any(r.rule.startswith(f"lifecycle:{Lifecycle.LEAVER.value}") for r in c.reasons)
+        ]
+
+    def _note_leavers(self, plan: Plan, now: datetime) -> None:
+        """Remember when each leaver was first planned (the latency's start when no leave date)."""
+        for tp in plan.targets:
+            for change in self._disables(tp.changes):
+                self._leaver_first_seen.setdefault((tp.target, change.role), now)

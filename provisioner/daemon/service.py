@@ -1,0 +1,141 @@
+"""The daemon process: start, signals, reload, stop.
+
+* SIGTERM / SIGINT: stop accepting triggers and scheduling; the run in progress
+  finishes the transaction it is in (each target's apply is one transaction) and
+  starts no further target; then the process exits 0.
+* SIGHUP: reload the configuration file and the mapping rules.  If either does
+  not validate, the previous ones stay in use, an ``error`` event is logged and
+  ``/readyz`` reports the failure until a reload succeeds.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+
+from provisioner.cli.common import load, open_store
+from provisioner.config import Config
+from provisioner.daemon.ha import Leadership
+from provisioner.daemon.http import Api, HttpServer
+from provisioner.daemon.jobs import Jobs
+from provisioner.daemon.metrics import Metrics
+from provisioner.daemon.runner import Loaded, Runner
+from provisioner.daemon.scheduler import Schedule, check_jobs
+from provisioner.daemon.status import Status
+from provisioner.errors import ProvisionerError
+from provisioner.logs import log
+from provisioner.mappings import load_mappings
+
+
+def load_all(config_path: str) -> Loaded:
+    """Config and rules, both validated; raises :class:`ProvisionerError` otherwise."""
+    cfg = load(config_path)
+    check_jobs(cfg)
+    return Loaded(cfg, load_mappings(cfg.mappings_dir), datetime.now(UTC))
+
+
+class Daemon:
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self._loaded = load_all(config_path)
+        cfg = self._loaded.cfg
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._reload_requested = False
+        self.status = Status(str(cfg.path or config_path))
+        self.metrics = Metrics()
+        self.store = open_store(cfg)
+        self.leadership = Leadership(cfg)
+        self.runner = Runner(self.current, self.store, self.metrics, self.leadership, self.stopping)
+        self.jobs = Jobs(self.runner, self.status, self.current, self.store)
+        self.schedule = Schedule(self.jobs.dispatch)
+        self.jobs.schedule = self.schedule
+        self.status.scheduler_running = lambda: self.schedule.running
+        self.status.leadership = self.leadership.status
+        self.http = HttpServer(cfg.daemon.listen, Api(self.status, self.metrics, self.runner, self.current))
+
+    def current(self) -> Loaded:
+        return self._loaded
+
+    # ------------------------------------------------------------------ signals
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping.set()
+        self.status.stopping = True
+        self._wake.set()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self) -> bool:
+        old = self._loaded.cfg
+        try:
+            new = load_all(self.config_path)
+        except ProvisionerError as exc:
+            self.status.reload_failed(f"{type(exc).__name__}: {exc}")
+            log.error(
+                "reload_failed",
+                error=type(exc).__name__,
+                message=str(exc),
+                kept_loaded_at=str(self._loaded.loaded_at.isoformat()),
+            )
+            return False
+        self._check_restart_only(old, new.cfg)
+        self._loaded = new
+        self.leadership.configure(new.cfg)
+        resumed = self.jobs.resume_failed()
+        self.schedule.configure(new.cfg)
+        self.status.reloaded()
+        log.info("reloaded", rules=len(new.mappings.rules.rules), resumed_jobs=resumed)
+        return True
+
+    @staticmethod
+    def _check_restart_only(old: Config, new: Config) -> None:
+        for key in ("listen",):
+            if getattr(old.daemon, key) != getattr(new.daemon, key):
+                log.warning("reload_needs_restart", key=f"daemon.{key}", kept=getattr(old.daemon, key))
+        if old.state != new.state:
+            log.warning("reload_needs_restart", key="state", note="the state store stays as it was")
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the exit code (0 after a clean stop)."""
+        self.install_signals()
+        cfg = self._loaded.cfg
+        self.http.start()
+        self.schedule.start(cfg)
+        log.info(
+            "daemon_started",
+            listen=self.http.address,
+            mode=cfg.daemon.mode,
+            ha_lock=cfg.daemon.ha_lock,
+            targets=[t.name for t in cfg.targets],
+        )
+        while not self.stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._reload_requested and not self.stopping.is_set():
+                self._reload_requested = False
+                self.reload()
+        return self._stop()
+
+    def _stop(self) -> int:
+        log.info("daemon_stopping", run_in_progress=self.runner.busy)
+        self.schedule.shutdown()
+        self.runner.wait_idle()  # the run in progress ends its transaction and starts no further target
+        self.http.stop()
+        self.leadership.release_all()
+        self.store.close()
+        log.info("daemon_stopped")
+        return 0

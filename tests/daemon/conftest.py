@@ -1,0 +1,3 @@
+from tests.daemon.support import daemons
+
+__all__ = ["daemons"]

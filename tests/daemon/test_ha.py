@@ -1,0 +1,94 @@
+"""Two daemons against one state database (a fresh PostgreSQL database) and one
+target: only the holder of the target's leader lock applies; kill -9 it and the
+other takes over."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from provisioner.store.state import StateStore
+from tests.daemon.support import DaemonProc, daemonize, free_port, wait_for
+from tests.integration.test_reconcile_e2e import person
+from tests.support import pg
+from tests.support.e2e import make_setup, memberships
+from tests.support.fixtures import LdapOu
+
+
+@pytest.fixture
+def state_db() -> Iterator[str]:
+    """A freshly created PostgreSQL database for the shared state store; dropped afterwards."""
+    name = f"prov_state_{uuid.uuid4().hex[:10]}"
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(pg.admin_dsn())
+    params["dbname"] = name
+    host, port, user = params.get("host", "127.0.0.1"), params.get("port", "5432"), params.get("user", "postgres")
+    url = f"postgresql://{user}@{host}:{port}/{name}"
+    if "password" in params:
+        url = f"postgresql://{user}:{params['password']}@{host}:{port}/{name}"
+    assert make_conninfo(**params)
+    try:
+        yield url
+    finally:
+        with pg.admin_connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def appliers(url: str, role: str) -> set[str]:
+    """Actors of the change_applied audit records for ``role``."""
+    store = StateStore(url)
+    try:
+        return {
+            r.content["actor"]
+            for r in store.iter_audit()
+            if r.content["kind"] == "change_applied" and r.content["role"] == role
+        }
+    finally:
+        store.close()
+
+
+def test_only_the_leader_applies_and_a_killed_leader_is_replaced(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, state_db: str, daemons: Callable[..., DaemonProc]
+) -> None:
+    p = role_prefix
+    ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p)
+    port_a = daemonize(setup, state_url=state_db)
+    port_b = free_port()
+    config_b = tmp_path / "config-b.toml"
+    config_b.write_text(setup.path.read_text().replace(f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}"))
+
+    a = daemons(setup.path, port_a, name="a").wait_up()
+    wait_for("alice's roles (applied by the first replica)", lambda: memberships(p).get(f"{p}alice"))
+    b = daemons(config_b, port_b, name="b").wait_up()
+
+    def followed(d: DaemonProc, n: int) -> bool:
+        return sum(1 for e in d.events() if e.get("event") == "run_finished" and e.get("mode") == "plan") >= n
+
+    wait_for("two follower runs of the second replica", lambda: followed(b, 2))
+    assert b.get_json("/readyz")[1]["checks"]["leader"] == {f"{p}pg": False}
+    assert a.get_json("/readyz")[1]["checks"]["leader"] == {f"{p}pg": True}
+
+    ldap_ou.add_user("bob", **person("Operations", "Settlements Analyst"))
+    wait_for("bob's roles", lambda: memberships(p).get(f"{p}bob"))
+    assert (
+        appliers(state_db, f"{p}alice")
+        == appliers(state_db, f"{p}bob")
+        == {a_actor := next(iter(appliers(state_db, f"{p}alice")))}
+    )
+    assert a_actor.endswith(f"/{a.pid}")
+    assert not any(e.get("event") == "change_applied" for e in b.events())
+
+    a.kill()  # SIGKILL: no cleanup; the server ends the session and releases the lock
+    ldap_ou.add_user("carol", **person("Trading", "FX Trader"))
+    wait_for("carol's roles (applied by the second replica)", lambda: memberships(p).get(f"{p}carol"))
+    carol = appliers(state_db, f"{p}carol")
+    assert len(carol) == 1 and next(iter(carol)).endswith(f"/{b.pid}")
+    assert b.get_json("/readyz")[1]["checks"]["leader"] == {f"{p}pg": True}
+    b.kill()
