@@ -8,12 +8,16 @@
   the job, marks it failed (``/readyz`` turns 503) and calls the alert hook at
   once; a successful ``SIGHUP`` reload resumes it;
 * nothing a job raises stops the daemon.
+
+``review_reminder`` opens the access-review campaign of the period when it is
+due (``[review] schedule``) and sends reminders for open items.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from provisioner.daemon.alerting import JobFailure, alert_job_failure
 from provisioner.daemon.runner import Busy, Loaded, Runner, RunResult
@@ -21,9 +25,11 @@ from provisioner.daemon.scheduler import Schedule
 from provisioner.daemon.status import Status
 from provisioner.errors import PermanentError, RunInterrupted, TemporaryError
 from provisioner.logs import log
+from provisioner.review.campaign import open_scheduled_campaign, remind_reviewers
 from provisioner.store.state import StateStore
 
 BUSY_RETRY_SECONDS = 5.0
+T = TypeVar("T")
 
 
 def backoff(failures: int, retry_after: float, cap: float) -> float:
@@ -45,25 +51,39 @@ class Jobs:
         """Entry point of every scheduler job; never raises."""
         try:
             if job == "review_reminder":
-                self.review_reminder()
+                self._attempt(job, trigger, self.review_reminder)
             else:
                 self.reconcile(job, trigger)
         except Exception as exc:  # the daemon stays up whatever a job does
             log.exception("job_crashed", job=job, trigger=trigger, error=repr(exc))
 
     def review_reminder(self) -> None:
-        """Placeholder: access-review reminders are not implemented yet; logs only."""
-        log.info("review_reminder_not_implemented", job="review_reminder")
+        """Open this period's access-review campaign if due, and remind reviewers of open items."""
+
+        def work() -> None:
+            cfg = self._current().cfg
+            if self._store is None:
+                return
+            opened = open_scheduled_campaign(cfg, self._store)
+            sent = remind_reviewers(cfg, self._store)
+            log.info("review_reminder_done", campaign_opened=opened, reminders=len(sent))
+
+        self._runner.exclusive(work)
 
     def reconcile(self, job: str, trigger: str) -> RunResult | None:
         cfg = self._current().cfg
+        return self._attempt(
+            job, trigger, lambda: self._runner.run(cfg.daemon.mode, job if trigger == "schedule" else trigger)
+        )
+
+    def _attempt(self, job: str, trigger: str, action: Callable[[], T]) -> T | None:
         state = self._status.job(job)
         if state.state == "failed" and trigger != "leave_timer":
             log.warning("job_paused_after_failure", job=job, error=state.last_error)
             return None
         state.state = "running"
         try:
-            result = self._runner.run(cfg.daemon.mode, trigger if trigger != "schedule" else job)
+            result = action()
         except Busy:
             state.state = "scheduled"
             log.info("run_skipped_busy", job=job, trigger=trigger)
@@ -87,19 +107,25 @@ class Jobs:
         state.state = "scheduled"
         state.consecutive_failures = 0
         state.last_outcome, state.last_error = "ok", None
-        state.last_run_id, state.last_finished = result.run_id, datetime.now(UTC)
-        if self.schedule is not None:
-            timers = self.schedule.set_timers(result.upcoming)
-            log.info(
-                "run_finished",
-                job=job,
-                run_id=result.run_id,
-                mode=result.mode,
-                changes=len(result.plan.changes),
-                applied_targets=list(result.applied_targets),
-                timers=timers,
-            )
+        state.last_finished = datetime.now(UTC)
+        if isinstance(result, RunResult):
+            state.last_run_id = result.run_id
+            self._finished(job, result)
         return result
+
+    def _finished(self, job: str, result: RunResult) -> None:
+        if self.schedule is None:
+            return
+        timers = self.schedule.set_timers(result.upcoming)
+        log.info(
+            "run_finished",
+            job=job,
+            run_id=result.run_id,
+            mode=result.mode,
+            changes=len(result.plan.changes),
+            applied_targets=list(result.applied_targets),
+            timers=timers,
+        )
 
     def _temporary(self, job: str, exc: TemporaryError) -> None:
         cfg = self._current().cfg

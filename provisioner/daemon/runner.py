@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from provisioner.cli.common import recorded_run
 from provisioner.config import Config
@@ -24,6 +25,8 @@ from provisioner.mappings import Mappings
 from provisioner.pipeline import PlanOutcome, apply_run, plan_run, safety
 from provisioner.runtime import RunContext, Targets
 from provisioner.store.state import StateStore
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,17 @@ class Runner:
         self._stopping = stopping
         self._lock = threading.Lock()
         self._leaver_first_seen: dict[tuple[str, str], datetime] = {}
+
+    def exclusive(self, work: Callable[[], T]) -> T:
+        """Run ``work`` while no run is in progress (raise :class:`Busy` otherwise)."""
+        if self._stopping.is_set():
+            raise RunInterrupted("the daemon is stopping; no new work starts")
+        if not self._lock.acquire(blocking=False):
+            raise Busy("a run is in progress")
+        try:
+            return work()
+        finally:
+            self._lock.release()
 
     def wait_idle(self) -> None:
         """Block until the run in progress (if any) has ended."""
