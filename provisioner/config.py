@@ -224,8 +224,7 @@ class PostgresTargetConfig(_Model):
     databases: list[str] = []
     """Databases where a dropped role's objects are reassigned; empty: every database that allows connections."""
     manage_privileges: bool = False
-    """Own the catalog roles' privileges (mappings/roles grants) in ``databases``
-    (empty: the dsn's database); see docs/privileges.md."""
+    """Own catalog roles' privileges in ``databases`` (empty: the dsn's); docs/privileges.md."""
     default_privileges_for: list[str] = []
     """Roles whose future objects wildcard grants cover; empty: each schema's owner."""
     connect_timeout: int = Field(10, ge=1)
