@@ -114,7 +114,8 @@ def write_evidence(cfg: Config, store: StateStore, campaign: str, out: Path) -> 
         table(list(EVIDENCE_COLUMNS), [[r[c] for c in EVIDENCE_COLUMNS] for r in rows]),
         "<h2>Imported worksheets</h2>",
         table(["file", "sha256", "reviewer", "imported", "decisions"],
-              [[i["file"], i["sha256"], i["reviewer"], i["imported_at"], i["decisions"]] for i in rs.imports(campaign)]),
+              [[i["file"], i["sha256"], i["reviewer"], i["imported_at"], i["decisions"]]
+               for i in rs.imports(campaign)]),
         "<h2>Binding to the audit trail</h2>",
         f"<p>Audit head at generation: seq {binding['head_seq']}, hash <code>{e(binding['head_hash'])}</code>. "
         f"Campaign snapshot taken at audit seq {e(meta.get('audit_head', {}).get('seq', ''))}.</p>",
