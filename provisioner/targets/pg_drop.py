@@ -71,37 +71,33 @@ def databases(conn: psycopg.Connection[Any], configured: Sequence[str]) -> list[
     return [str(row[0]) for row in conn.execute(DATABASES_QUERY).fetchall()]
 
 
-def drop_role(
-    conn: psycopg.Connection[Any],
-    connect: Connect,
-    change: Change,
-    configured: Sequence[str],
-    lock: Callable[[psycopg.Connection[Any]], None],
+def hand_over_elsewhere(
+    conn: psycopg.Connection[Any], connect: Connect, change: Change, configured: Sequence[str]
 ) -> int:
-    """Drop ``change.role`` after handing its objects over in every database."""
+    """Reassign and drop what ``change.role`` owns in every database but the
+    one ``conn`` is connected to, one committed transaction per database.
+    (Harmless if the drop itself then fails: the role is already disabled.)"""
     role, heir = change.role, change.param("reassign_to")
     here = conn.info.dbname
     count = 0
     try:
-        for db in databases(conn, configured):
-            if db == here:
-                continue
-            try:
-                other = connect(db)
-            except TargetUnavailable as exc:
-                if "does not exist" in str(exc):
-                    continue  # dropped since it was listed: nothing is owned there any more
-                raise ChangeFailed(f"drop role {role}: database {db}: {exc}", change) from exc
-            try:
-                with other.transaction():
-                    count += hand_over(other, role, heir, drop=False)
-            except psycopg.Error as exc:
-                raise ChangeFailed(f"drop role {role}: database {db}: {pg_message(exc)}", change) from exc
-            finally:
-                other.close()
-        with conn.transaction():
-            lock(conn)
-            count += hand_over(conn, role, heir, drop=True)
+        names = databases(conn, configured)
     except psycopg.Error as exc:
-        raise ChangeFailed(f"drop role {role}: database {here}: {pg_message(exc)}", change) from exc
+        raise ChangeFailed(f"drop role {role}: cannot list databases: {pg_message(exc)}", change) from exc
+    for db in names:
+        if db == here:
+            continue
+        try:
+            other = connect(db)
+        except TargetUnavailable as exc:
+            if "does not exist" in str(exc):
+                continue  # dropped since it was listed: nothing is owned there any more
+            raise ChangeFailed(f"drop role {role}: database {db}: {exc}", change) from exc
+        try:
+            with other.transaction():
+                count += hand_over(other, role, heir, drop=False)
+        except psycopg.Error as exc:
+            raise ChangeFailed(f"drop role {role}: database {db}: {pg_message(exc)}", change) from exc
+        finally:
+            other.close()
     return count

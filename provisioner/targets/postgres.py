@@ -219,28 +219,33 @@ class PostgresTarget:
         if not changes:
             return ApplyResult((), 0)
         drops = [c for c in changes if c.kind is ChangeKind.DROP_ROLE]
-        if drops:
-            return self._apply_with_drops(changes, drops, on_change)
-        steps = [compose(change) for change in changes]  # refuses bad changes up front
+        # refuses bad changes up front
+        steps = [compose(change) for change in changes if change.kind is not ChangeKind.DROP_ROLE]
         conn = self.connection()
         here = str(conn.info.dbname)
         elsewhere = [s for s in steps if pg_privileges.database_of(s.change, here)]
         steps = [s for s in steps if not pg_privileges.database_of(s.change, here)]
         runner = BatchRunner(conn, self.batch_size)
         try:
+            for change in drops:  # a dropped role's objects in the other databases first, see pg_drop
+                runner.statements += pg_drop.hand_over_elsewhere(conn, self._connect, change, self.config.databases)
             with conn.transaction():
                 self._lock(conn, runner)
                 runner.run(self._with_grantors(conn, runner, steps))
+                for change in drops:
+                    runner.statements += pg_drop.hand_over(conn, change.role, change.param("reassign_to"), drop=True)
         except ChangeFailed:
             self._after_failure(runner)
             raise
         except psycopg.Error as exc:
+            lost = conn.broken or conn.closed
             self._after_failure(runner)
-            raise ChangeFailed(f"target {self.name}: apply failed: {pg_message(exc)}", None) from exc
+            what = "connection lost; the server rolled the transaction back" if lost else "apply failed"
+            raise ChangeFailed(f"target {self.name}: {what}: {pg_message(exc)}", None) from exc
         self._count(runner)
         if on_change is not None:
-            for step in steps:
-                on_change(step.change)
+            for change in [*(step.change for step in steps), *drops]:
+                on_change(change)
         self._terminate_again(changes)
         statements = runner.statements + self._apply_elsewhere(elsewhere, here, on_change)
         return ApplyResult(tuple(changes), statements)
@@ -285,29 +290,6 @@ class PostgresTarget:
                     self.connection().execute(statement)
         except (psycopg.Error, TargetUnavailable):
             self._discard()
-
-    def _apply_with_drops(
-        self, changes: Sequence[Change], drops: list[Change], on_change: Callable[[Change], None] | None
-    ) -> ApplyResult:
-        """Other changes first (one transaction), then each drop (see :mod:`pg_drop`)."""
-        rest = [c for c in changes if c.kind is not ChangeKind.DROP_ROLE]
-        result = self.apply(rest, on_change) if rest else ApplyResult((), 0)
-        statements = result.statements
-        for change in drops:
-            try:
-                n = pg_drop.drop_role(self.connection(), self._connect, change, self.config.databases, self._lock_only)
-            except ChangeFailed:
-                if self._conn is not None and (self._conn.broken or self._conn.closed):
-                    self._discard()
-                raise
-            self.statements_executed += n
-            statements += n
-            if on_change is not None:
-                on_change(change)
-        return ApplyResult(tuple(changes), statements)
-
-    def _lock_only(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (advisory_lock_key(self.name),))
 
     def _lock(self, conn: psycopg.Connection[Any], runner: BatchRunner) -> None:
         conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (advisory_lock_key(self.name),))
