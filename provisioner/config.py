@@ -70,7 +70,6 @@ class LifecycleConfig(_Model):
     terminated_statuses: list[str] = ["terminated", "inactive", "leaver", "retired"]
     vanish_after_runs: int = Field(1, ge=1)
     retention_days: int = Field(30, ge=1)
-    """A role disabled this long (by its VALID UNTIL) is dropped."""
     drop_after_retention: bool = True
     reassign_owned_to: str | None = None
     """Heir of a dropped role's objects in every database; default: the provisioner's own role."""
@@ -82,7 +81,6 @@ class SafetyConfig(_Model):
     max_revocation_share: float = Field(0.2, ge=0, le=1)
     """Breaker: most managed identities of a target one run may take access from (share)."""
     max_revocations: int = Field(500, ge=0)
-    """Breaker: ... and as a count; the smaller limit applies."""
     max_identity_drop: float = Field(0.2, ge=0, le=1)
     """Health gate: largest drop of a source's identity count against the last good read."""
 
@@ -218,7 +216,6 @@ class PostgresTargetConfig(_Model):
     drift: Literal["report", "revoke"] = "report"
     """What to do with memberships granted by hand to managed roles."""
     drift_overrides: dict[str, Literal["report", "revoke"]] = {}
-    """Per role name, overriding ``drift``."""
     break_glass: list[str] = []
     """Emergency roles of this target, in addition to ``lifecycle.break_glass``."""
     databases: list[str] = []
