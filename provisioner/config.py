@@ -6,6 +6,7 @@ naming the file and the dotted key path of every problem.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import tomllib
@@ -140,10 +141,8 @@ class LdapSourceConfig(_SourceBase):
             every = data.get("full_read_every")
             if isinstance(every, str) and every.strip()[-1:].lower() in _SECONDS:
                 text = every.strip().lower()
-                try:
+                with contextlib.suppress(ValueError):  # else left for the float validator to report
                     data["full_read_every"] = float(text[:-1]) * _SECONDS[text[-1]]
-                except ValueError:
-                    pass  # left for the float validator to report
         return data
 
 
