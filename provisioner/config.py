@@ -303,10 +303,10 @@ class DaemonConfig(_Model):
 
 
 class AuditConfig(_Model):
+    """[audit] and [alerts]: see config.example.toml, docs/audit.md, docs/alerts.md."""
+
     signing_key: Secret | None = None
-    """PEM PKCS#8 Ed25519 private key that signs a checkpoint at the end of every run."""
     recover_after: Duration = 600.0
-    """An apply intent without its completion record older than this is an interrupted run."""
 
 
 class WebhookChannelConfig(_Model):
@@ -323,7 +323,6 @@ class EmailChannelConfig(_Model):
     username: str | None = None
     password: Secret | None = None
     ca_file: str | None = None
-    """CA bundle for the server's STARTTLS certificate (default: the system's)."""
 
 
 class AlertsConfig(_Model):
@@ -333,7 +332,6 @@ class AlertsConfig(_Model):
     failure_streak: int = Field(3, ge=1)
     dedup_window: Duration = 3600.0
     max_per_hour: int = Field(30, ge=1)
-    """Per channel; alerts over it are logged and dropped."""
     timeout: float = Field(5.0, gt=0, le=60)
     webhooks: list[WebhookChannelConfig] = []
     email: EmailChannelConfig | None = None
