@@ -24,7 +24,7 @@ from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_mi
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
-from provisioner.core.plan import Plan, TargetPlan, execution_order
+from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.safety import check_plan
@@ -73,9 +73,7 @@ def policies(
     }
 
 
-def compute_desired(
-    cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime
-) -> DesiredState:
+def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime) -> DesiredState:
     naming = NamingPolicy(cfg.naming.template, cfg.naming.prefix, cfg.naming.max_bytes)
     lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
     return desired_state(snaps, mappings.rules, naming, lifecycle, now)
@@ -97,7 +95,7 @@ def make_plan(
         changes, notices = diff(desired, state, pols[name], ctx.now)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
         changes, notices = execution_order((*changes, *more)), (*notices, *more_notices)
-        target_plans.append(TargetPlan(name, state.fingerprint(), changes, notices))
+        target_plans.append(TargetPlan(name, state.fingerprint(plan_scope(changes, notices)), changes, notices))
     return Plan(
         created_at=ctx.now,
         config_digest=cfg.digest,
@@ -108,9 +106,7 @@ def make_plan(
     )
 
 
-def plan_run(
-    cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None = None
-) -> PlanOutcome:
+def plan_run(cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None = None) -> PlanOutcome:
     """``mappings`` already loaded (the daemon keeps the last valid ones); read from disk otherwise."""
     mappings = mappings if mappings is not None else load_mappings(cfg.mappings_dir)
     needs = source_needs(mappings.rules, cfg.naming.template)
@@ -126,9 +122,7 @@ def plan_run(
     return PlanOutcome(plan, mappings, snapshots, desired, actual, missing)
 
 
-def safety_findings(
-    cfg: Config, plan: Plan, actual: Mapping[str, ActualState]
-) -> tuple[list[str], list[BreakerTrip]]:
+def safety_findings(cfg: Config, plan: Plan, actual: Mapping[str, ActualState]) -> tuple[list[str], list[BreakerTrip]]:
     """Every safety-check violation and every breaker trip of ``plan``."""
     breaker = BreakerPolicy(cfg.safety.max_revocation_share, cfg.safety.max_revocations)
     return check_plan(plan, actual, policies(cfg)), check_breaker(plan, actual, breaker)

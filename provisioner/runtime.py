@@ -17,7 +17,7 @@ from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, SourceSnapshot
 from provisioner.core.needs import ALL, SourceNeeds
-from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan
+from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope
 from provisioner.core.verify import verify
 from provisioner.errors import (
     ApplyFailed,
@@ -64,9 +64,7 @@ class RunContext:
     between transactions (the daemon's SIGTERM), never inside one."""
 
     @classmethod
-    def manual(
-        cls, cfg: Config, store: StateStore | None, reason: str = "", actor: str | None = None
-    ) -> RunContext:
+    def manual(cls, cfg: Config, store: StateStore | None, reason: str = "", actor: str | None = None) -> RunContext:
         who = getpass.getuser()
         return cls(datetime.now(UTC), f"{who} ({actor})" if actor else who, "manual", reason, store=store)
 
@@ -137,9 +135,7 @@ class Targets(AbstractContextManager["Targets"]):
     def inspect_all(self) -> dict[str, ActualState]:
         return {name: self.get(name).inspect() for name in self.names}
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         for target in self._open.values():
             target.close()
         self._open.clear()
@@ -155,10 +151,11 @@ def refuse_stale(saved: Plan, actual: Mapping[str, ActualState], cfg: Config) ->
         state = actual.get(tp.target)
         if state is None:
             raise PlanError(f"Saved plan names target {tp.target!r}, which is not configured")
-        if state.fingerprint() != tp.fingerprint:
+        now_fp = state.fingerprint(plan_scope(tp.changes, tp.notices))
+        if now_fp != tp.fingerprint:
             raise StalePlan(
                 f"Saved plan is stale: target {tp.target!r} changed since the plan was made "
-                f"({tp.fingerprint[:19]}... -> {state.fingerprint()[:19]}...). Run plan again and review it."
+                f"({tp.fingerprint[:19]}... -> {now_fp[:19]}...). Run plan again and review it."
             )
 
 
@@ -170,9 +167,7 @@ def execute(plan: Plan, targets: Targets, ctx: RunContext) -> None:
                 raise RunInterrupted(f"stop requested before target {tp.target!r}; nothing changed there")
             failed_drops += _execute_target(tp, targets.get(tp.target), ctx)
     if failed_drops:
-        raise ApplyFailed(
-            "every other change was applied; these roles stay disabled:\n" + "\n".join(failed_drops)
-        )
+        raise ApplyFailed("every other change was applied; these roles stay disabled:\n" + "\n".join(failed_drops))
 
 
 def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> list[str]:
@@ -207,9 +202,7 @@ def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> list[str
             )
     problems = verify(main, target.inspect())
     if problems:
-        raise VerificationFailed(
-            f"target {tp.target!r}: after apply the catalog disagrees:\n" + "\n".join(problems)
-        )
+        raise VerificationFailed(f"target {tp.target!r}: after apply the catalog disagrees:\n" + "\n".join(problems))
     log.info("target_applied", target=tp.target, changes=len(result.applied), statements=result.statements)
     return execute_drops(tp.target, drops, target, ctx) if drops else []
 

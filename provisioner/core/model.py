@@ -185,12 +185,18 @@ class ActualState:
     privileges: PrivilegeSnapshot | None = None
     """Privileges of managed roles and the object inventory (None: not read)."""
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, scope: frozenset[str] | None = None) -> str:
         """A digest of everything the diff may depend on; a saved plan is only
-        applicable while the target still has this fingerprint."""
+        applicable while the target still has this fingerprint.
+
+        ``scope`` limits it to the managed roles plus the named ones (those a
+        plan changes or mentions), so unrelated roles created elsewhere in a
+        shared cluster do not make a saved plan stale; ``None`` covers all."""
+        names = sorted(n for n in self.roles if scope is None or n in scope or self.roles[n].marker is not None)
         payload: dict[str, Any] = {
             "target": self.target,
-            "roles": [self.roles[n].to_json() for n in sorted(self.roles)],
+            "roles": [self.roles[n].to_json() for n in names],
+            "scope": sorted(scope) if scope is not None else None,
         }
         if self.privileges is not None:
             payload["privileges"] = self.privileges.payload()

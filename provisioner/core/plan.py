@@ -166,6 +166,19 @@ class Notice:
         return cls(NoticeLevel(data["level"]), str(data["code"]), str(data["message"]), data.get("role"))
 
 
+def plan_scope(changes: Iterable[Change], notices: Iterable[Notice] = ()) -> frozenset[str]:
+    """Every role name a target plan changes or mentions (for its fingerprint)."""
+    names: set[str] = set()
+    for c in changes:
+        names.add(c.role)
+        for key in ("group", "old_name", "grantee", "reassign_to"):
+            value = c.param(key)
+            if isinstance(value, str):
+                names.add(value)
+    names.update(n.role for n in notices if n.role)
+    return frozenset(names)
+
+
 def execution_order(changes: Iterable[Change]) -> tuple[Change, ...]:
     rank = {kind: i for i, kind in enumerate(EXECUTION_ORDER)}
     return tuple(sorted(changes, key=lambda c: (rank[c.kind], c.role, c.params)))

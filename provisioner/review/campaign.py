@@ -15,7 +15,7 @@ from provisioner.core.alerts import Alert, Severity
 from provisioner.core.audit import EventKind
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, DesiredState, Identity, SourceSnapshot
-from provisioner.core.plan import Plan, TargetPlan, execution_order
+from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.review import (
     Person,
     ReviewerMode,
@@ -166,7 +166,7 @@ def apply_campaign(cfg: Config, store: StateStore, campaign: str, ctx: RunContex
             created_at=ctx.now,
             config_digest=cfg.digest,
             targets=tuple(
-                TargetPlan(t, inp.actual[t].fingerprint(), execution_order(rev.changes[t]))
+                TargetPlan(t, inp.actual[t].fingerprint(plan_scope(rev.changes[t])), execution_order(rev.changes[t]))
                 for t in sorted(rev.changes)
             ),
             sources=tuple(sorted(inp.desired.sources)),

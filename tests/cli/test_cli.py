@@ -65,7 +65,7 @@ def test_stale_saved_plan_refused_with_clear_message(tmp_path: Path, ldap_ou: Ld
     out = tmp_path / "plan.json"
     assert run("plan", "-c", str(setup.path), "--out", str(out)).returncode == 0
     with pg.admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(f"{p}drift")))
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(f"{p}ben")))
     res = run("apply", "-c", str(setup.path), "--plan", str(out))
     assert res.returncode == 1
     assert "Saved plan is stale" in res.stderr

@@ -99,14 +99,19 @@ def test_saved_plan_is_refused_when_target_changed(tmp_path: Path, ldap_ou: Ldap
     ldap_ou.add_user("gina", **person("Trading", "Equity Trader"))
     setup = make_setup(tmp_path, ldap_ou.config(), p)
     saved = setup.plan()
-    with pg.admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(f"{p}intruder")))
+    with pg.admin_connect() as conn:  # unrelated to the plan: a shared cluster changes all the time
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(f"{p}unrelated")))
+    unrelated = setup.plan()
+    assert unrelated.targets[0].fingerprint == saved.targets[0].fingerprint
+    with pg.admin_connect() as conn:  # a hand-made role with the name the plan is about to create
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"{p}gina")))
     with pytest.raises(StalePlan, match="Saved plan is stale"):
         setup.apply(saved=saved)
     assert f"{p}gina" not in memberships(p)
     fresh = setup.plan()
+    assert any(n.code == "unmanaged" and n.role == f"{p}gina" for n in fresh.targets[0].notices)
     setup.apply(saved=fresh)
-    assert memberships(p)[f"{p}gina"] == {f"{p}trade_executor", f"{p}trade_reader"}
+    assert f"{p}gina" not in memberships(p), "a hand-made namesake must not be adopted"
 
 
 def test_empty_or_unreachable_directory_revokes_nothing(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
