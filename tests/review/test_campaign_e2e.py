@@ -90,7 +90,7 @@ def test_full_campaign(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
     ldap_ou.add_user("alice", **person("Trading", "Equity Trader", manager=carol))
     ldap_ou.add_user("bob", **person("Operations", "Analyst", manager=carol))
     ldap_ou.add_group("approvers", [carol])
-    setup = make_setup(tmp_path, ldap_ou.config(), p, rules=RULES)
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p, rules=RULES)
     maps = tmp_path / "mappings"
     for folder, text in (("roles", CATALOG), ("sod", SOD)):
         (maps / folder).mkdir()

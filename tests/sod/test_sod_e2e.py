@@ -52,7 +52,7 @@ def person(dept: str, title: str) -> dict[str, str]:
 
 
 def setup_with_sod(tmp_path: Path, ldap_ou: LdapOu, p: str, exceptions: str = "") -> Setup:
-    setup = make_setup(tmp_path, ldap_ou.config(), p, rules=RULES)
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p, rules=RULES)
     (tmp_path / "mappings" / "sod").mkdir()
     (tmp_path / "mappings" / "sod" / "trading.toml").write_text(SOD.format(p=p))
     if exceptions:
