@@ -62,7 +62,7 @@ def _escape(value: str) -> str:
     return out[:-1] + "\\ " if out.endswith(" ") and not out.endswith("\\ ") else out
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 18)
 def norm_dn(dn: str) -> str:
     """Lower-cased DN with canonical spacing and escaping, for comparisons."""
     if not _SLOW_DN.search(dn):

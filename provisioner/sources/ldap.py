@@ -10,6 +10,7 @@ runs read only what changed (:mod:`provisioner.sources.incremental`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import ssl
 from collections.abc import Callable, Iterable, Iterator
@@ -68,6 +69,10 @@ class LdapSource:
         cfg = self.config
         self.referrals = 0
         conn = self._connect()
+        # A read allocates millions of small, long-lived objects and no cycles:
+        # the cyclic GC would rescan them over and over (superlinear time).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             if self.store is not None and cfg.incremental:
                 from provisioner.sources.incremental import IncrementalReader
@@ -80,6 +85,8 @@ class LdapSource:
         except (LDAPException, OSError) as exc:
             raise SourceUnavailable(f"{cfg.url}: LDAP read failed: {exc}") from exc
         finally:
+            if gc_was_enabled:
+                gc.enable()
             self.close()
         log.info(
             "ldap source read",
