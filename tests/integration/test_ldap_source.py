@@ -59,7 +59,7 @@ def test_reads_mapped_identity_with_dn_and_uuid(ldap_ou: LdapOu) -> None:
     assert ident.first("leave_date") == "2031-05-06"
     assert ident.first("display_name") == "Jane Doe"
     assert "sn" not in ident.attributes
-    assert snap.complete and snap.read_at is not None and snap.source == "test-ldap"
+    assert snap.complete and snap.read_at is not None and snap.source == ldap_ou.config().name
 
 
 def test_entries_without_username_are_skipped_and_counted(ldap_ou: LdapOu) -> None:
@@ -302,7 +302,7 @@ def test_default_prtotal_is_the_hard_limit(slapd_factory: Callable[..., Slapd]) 
 def test_factory_builds_ldap_source(ldap_ou: LdapOu) -> None:
     ldap_ou.add_user("viafactory")
     source = build_source(ldap_ou.config())
-    assert source.name == "test-ldap"
+    assert source.name.startswith("ldap-t")
     assert [i.username for i in source.read().identities] == ["viafactory"]
 
 

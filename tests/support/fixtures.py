@@ -109,7 +109,10 @@ class LdapOu:
         self.server.delete(dn)
 
     def config(self, **overrides: Any) -> LdapSourceConfig:
-        data = {"user_base": self.people, "group_base": self.groups, **overrides}
+        # A unique source name per subtree: a managed role remembers its source, and a
+        # run treats the missing identities of ITS source as leavers, so tests running
+        # at the same time against one PostgreSQL must never share a source name.
+        data = {"name": f"ldap-{self.ou}", "user_base": self.people, "group_base": self.groups, **overrides}
         return self.server.source_config(**data)
 
 
