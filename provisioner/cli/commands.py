@@ -19,7 +19,7 @@ from provisioner.core.ruletests import run_cases
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.mappings import load_mappings
 from provisioner.pipeline import apply_run, plan_run, refusal, safety_findings
-from provisioner.runtime import RunContext, Targets, read_sources
+from provisioner.runtime import RunContext, Targets
 
 
 def _summary(plan: Plan) -> dict[str, object]:
@@ -105,9 +105,10 @@ def apply(
 def explain_cmd(config_path: str, user: str) -> None:
     """Every role USER gets or loses, the rule and attribute values behind each."""
     cfg = load(config_path)
-    mappings = load_mappings(cfg.mappings_dir)
     ctx = RunContext.manual(cfg, None)
-    snaps = read_sources(cfg, ctx)
+    with Targets(cfg) as targets:  # the very plan a run would make (SoD, lifecycle, privileges)
+        outcome = plan_run(cfg, ctx, targets)
+    snaps, mappings, result = outcome.snapshots, outcome.mappings, outcome.plan
     needle = user.casefold()
     found = [
         i
@@ -116,19 +117,12 @@ def explain_cmd(config_path: str, user: str) -> None:
         if needle in (i.username.casefold(), i.stable_id.casefold(), i.dn.casefold())
     ]
     if not found:
-        raise ProvisionerError(
-            f"no identity with username, id or DN {user!r} in {', '.join(s.source for s in snaps)}"
-        )
+        raise ProvisionerError(f"no identity with username, id or DN {user!r} in {', '.join(s.source for s in snaps)}")
     lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
     for ident in found:
         click.echo(render_explanation(explain(ident, mappings.rules, lifecycle, ctx.now)))
-    with Targets(cfg) as targets:
-        from provisioner.pipeline import compute_desired, make_plan
-
-        desired = compute_desired(cfg, mappings, snaps, ctx.now)
-        actual = targets.inspect_all()
-        result = make_plan(cfg, desired, actual, ctx, 0, mappings.privileges)
-    names = {u.name for u in desired.users.values() if u.stable_id in {i.stable_id for i in found}}
+    ids = {i.stable_id for i in found}
+    names = {u.name for u in outcome.desired.users.values() if u.stable_id in ids}
     click.echo("\nPlanned changes for this identity:")
     any_change = False
     for tp in result.targets:
@@ -137,13 +131,16 @@ def explain_cmd(config_path: str, user: str) -> None:
                 any_change = True
                 why = "; ".join(r.describe() for r in c.reasons)
                 click.echo(f"  [{tp.target}] {c.describe()}  <- {why}")
+        for n in tp.notices:
+            if n.role in names:
+                click.echo(f"  [{tp.target}] {n.level.value} {n.code}: {n.message}")
     if not any_change:
         click.echo("  none (the targets already match)")
     from provisioner.cli.roles import render_access  # down to tables, through the role catalog
 
     for ident in found:
         roles = explain(ident, mappings.rules, lifecycle, ctx.now).roles
-        click.echo(render_access(ident.username, roles, mappings.privileges, actual))
+        click.echo(render_access(ident.username, roles, mappings.privileges, outcome.actual))
 
 
 @cli.command()
