@@ -115,14 +115,14 @@ def main() -> None:
     store.close()
     graph.stop()
     same = churn.identities == full.identities
-    print(f"{'round':<34}{'seconds':>9}{'requests':>10}{'identities':>12}")
+    print(f"{"round":<46}{'seconds':>9}{'requests':>10}{'identities':>12}")
     for label, secs, reqs, snap in (
         ("initial delta round (resync)", t_initial, r_initial, initial),
         ("no-op delta round", t_noop, r_noop, noop),
         (f"delta round, 1% changed ({n_changed:,} upd, {n_removed} del)", t_churn, r_churn, churn),
         ("full read without delta", t_full, r_full, full),
     ):
-        print(f"{label:<34}{secs:>9.2f}{reqs:>10}{len(snap.identities):>12,}")
+        print(f"{label:<46}{secs:>9.2f}{reqs:>10}{len(snap.identities):>12,}")
     print(f"no-op delta / initial round:      {t_noop / t_initial:.3f}")
     print(f"1% delta / initial round:         {t_churn / t_initial:.3f}")
     print(f"1% delta / full read (no delta):  {t_churn / t_full:.3f}")
