@@ -115,7 +115,7 @@ def main() -> None:
     store.close()
     graph.stop()
     same = churn.identities == full.identities
-    print(f"{"round":<46}{'seconds':>9}{'requests':>10}{'identities':>12}")
+    print(f"{'round':<46}{'seconds':>9}{'requests':>10}{'identities':>12}")
     for label, secs, reqs, snap in (
         ("initial delta round (resync)", t_initial, r_initial, initial),
         ("no-op delta round", t_noop, r_noop, noop),
