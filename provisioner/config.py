@@ -13,34 +13,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from provisioner.errors import ConfigError
-from provisioner.secrets import SecretRef
-
-
-def _to_secret(value: Any) -> SecretRef:
-    if isinstance(value, SecretRef):
-        return value
-    return SecretRef(value)
-
-
-Secret = Annotated[
-    SecretRef,
-    BeforeValidator(_to_secret),
-    PlainSerializer(lambda s: s.ref, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": "^(env|file):.+"}),
-]
+from provisioner.target_config import MysqlTargetConfig as MysqlTargetConfig
+from provisioner.target_config import PostgresTargetConfig as PostgresTargetConfig
+from provisioner.target_config import Secret, TargetConfig
 
 
 class _Model(BaseModel):
@@ -202,33 +180,6 @@ class EntraSourceConfig(_SourceBase):
 SourceConfig = Annotated[LdapSourceConfig | LdifSourceConfig | EntraSourceConfig, Field(discriminator="type")]
 
 
-class PostgresTargetConfig(_Model):
-    type: Literal["postgresql"]
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    dsn: str | None = None
-    """libpq connection string without the password (``host=... user=... dbname=...``)."""
-    password: Secret | None = None
-    embedded: bool = False
-    """Start an embedded PostgreSQL (pgserver) in ``data_dir`` instead of ``dsn``."""
-    data_dir: str = ".provisioner/pgdata"
-    protected_roles: list[str] = []
-    drift: Literal["report", "revoke"] = "report"
-    """What to do with memberships granted by hand to managed roles."""
-    drift_overrides: dict[str, Literal["report", "revoke"]] = {}
-    break_glass: list[str] = []
-    """Emergency roles of this target, in addition to ``lifecycle.break_glass``."""
-    databases: list[str] = []
-    """Databases where a dropped role's objects are reassigned; empty: every database that allows connections."""
-    manage_privileges: bool = False
-    """Own catalog roles' privileges in ``databases`` (empty: the dsn's); docs/privileges.md."""
-    default_privileges_for: list[str] = []
-    """Roles whose future objects wildcard grants cover; empty: each schema's owner."""
-    connect_timeout: int = Field(10, ge=1)
-
-
-TargetConfig = Annotated[PostgresTargetConfig, Field(discriminator="type")]
-
-
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -378,7 +329,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("ldap", "ldif", "entra", "postgresql") and out.endswith("]"):
+        elif part in ("ldap", "ldif", "entra", "postgresql", "mysql") and out.endswith("]"):
             continue  # discriminator tag pydantic inserts
         else:
             out += ("." if out else "") + str(part)
@@ -424,7 +375,7 @@ def _check_unique(cfg: Config, path: Path) -> None:
                 problems.append(f"{path}: {kind}[{i}].name: duplicate name {item.name!r}")
             seen.add(item.name)
     for i, t in enumerate(cfg.targets):
-        if not t.embedded and not t.dsn:
+        if isinstance(t, PostgresTargetConfig) and not t.embedded and not t.dsn:
             problems.append(f"{path}: targets[{i}]: set dsn, or embedded = true")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems))

@@ -89,7 +89,7 @@ def make_plan(
     missing: Missing | None = None,
 ) -> Plan:
     pols = policies(cfg, missing, health.drop_failures(ctx, actual))
-    owners = {t.name: tuple(t.default_privileges_for) for t in cfg.targets}
+    owners = {t.name: t.privilege_owners for t in cfg.targets}
     target_plans = []
     for name, state in actual.items():
         changes, notices = diff(desired, state, pols[name], ctx.now)

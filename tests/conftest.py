@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.support.fixtures", "tests.support.pg_fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.pg_fixtures", "tests.support.mysql"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -70,9 +70,11 @@ def diff(
         out.note(NoticeLevel.ERROR, "identity", problem)
     refused = _plan_groups(desired, actual, policy, out)
     renamed = _plan_renames(desired, actual, policy, out)
+    expiry = actual.extra.get("supports_valid_until") is not False
     for name in sorted(desired.users):
         if name not in desired.held:
-            _plan_user(desired.users[name], actual, policy, refused, renamed, now, out)
+            user = _expiry(desired.users[name], expiry, out)
+            _plan_user(user, actual, policy, refused, renamed, now, out)
     _plan_vanished(desired, actual, policy, renamed, now, out)
     out.notices += break_glass_notices(desired, actual, policy.break_glass)
     return execution_order(out.changes), tuple(out.notices)
@@ -109,6 +111,23 @@ def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy,
                 NoticeLevel.ERROR, "refused", f"rules grant {group!r}, a managed login role; refused", group
             )
     return refused
+
+
+def _expiry(user: DesiredUser, supported: bool, out: _Out) -> DesiredUser:
+    """On a target that cannot expire accounts (``supports_valid_until`` False,
+    MySQL/MariaDB) the desired VALID UNTIL is None; the leave date is enforced
+    by the run at that time (the daemon's leave timer)."""
+    if supported or user.valid_until is None:
+        return user
+    if user.lifecycle is Lifecycle.ACTIVE:
+        out.note(
+            NoticeLevel.INFO,
+            "scheduled_disable",
+            f"{user.name}: access ends {user.valid_until.isoformat()} (leave_date); this target cannot expire "
+            "accounts: disabled by the run at that time (daemon leave timer)",
+            user.name,
+        )
+    return replace(user, valid_until=None)
 
 
 def _plan_renames(

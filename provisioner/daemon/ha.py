@@ -79,7 +79,7 @@ class Leadership:
         """Follow a reloaded config: drop locks of removed or changed targets."""
         with self._mutex:
             self._enabled = cfg.daemon.ha_lock
-            wanted = {t.name: t for t in cfg.targets if t.type == "postgresql"}
+            wanted = {t.name: t for t in cfg.targets if isinstance(t, PostgresTargetConfig)}
             for name in list(self._locks):
                 lock = self._locks[name]
                 if name not in wanted or lock._link.config != wanted[name] or not self._enabled:

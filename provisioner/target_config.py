@@ -1,0 +1,92 @@
+"""Target configuration models (``[[targets]]``), re-exported by :mod:`provisioner.config`.
+
+Every target type shares :class:`TargetBase` (name, protected roles, drift
+policy, break-glass roles), which is all the pipeline reads of a target's
+configuration; the rest belongs to the adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from provisioner.secrets import SecretRef
+
+
+def _to_secret(value: Any) -> SecretRef:
+    if isinstance(value, SecretRef):
+        return value
+    return SecretRef(value)
+
+
+Secret = Annotated[
+    SecretRef,
+    BeforeValidator(_to_secret),
+    PlainSerializer(lambda s: s.ref, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^(env|file):.+"}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class TargetBase(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    protected_roles: list[str] = []
+    drift: Literal["report", "revoke"] = "report"
+    """What to do with memberships granted by hand to managed roles."""
+    drift_overrides: dict[str, Literal["report", "revoke"]] = {}
+    break_glass: list[str] = []
+    """Emergency roles of this target, in addition to ``lifecycle.break_glass``."""
+    connect_timeout: int = Field(10, ge=1)
+
+    @property
+    def privilege_owners(self) -> tuple[str, ...]:
+        """Roles whose future objects wildcard privilege grants cover (PostgreSQL only)."""
+        return ()
+
+
+class PostgresTargetConfig(TargetBase):
+    type: Literal["postgresql"]
+    dsn: str | None = None
+    """libpq connection string without the password (``host=... user=... dbname=...``)."""
+    password: Secret | None = None
+    embedded: bool = False
+    """Start an embedded PostgreSQL (pgserver) in ``data_dir`` instead of ``dsn``."""
+    data_dir: str = ".provisioner/pgdata"
+    databases: list[str] = []
+    """Databases where a dropped role's objects are reassigned; empty: every database that allows connections."""
+    manage_privileges: bool = False
+    """Own catalog roles' privileges in ``databases`` (empty: the dsn's); docs/privileges.md."""
+    default_privileges_for: list[str] = []
+    """Roles whose future objects wildcard grants cover; empty: each schema's owner."""
+
+    @property
+    def privilege_owners(self) -> tuple[str, ...]:
+        return tuple(self.default_privileges_for)
+
+
+class MysqlTargetConfig(TargetBase):
+    """MariaDB 10.4+ / MySQL 8 (docs/mysql.md)."""
+
+    type: Literal["mysql"]
+    host: str = "127.0.0.1"
+    port: int = Field(3306, ge=1, le=65535)
+    user: str = "provisioner"
+    password: Secret | None = None
+    database: str | None = None
+    """Database to connect to (none needed)."""
+    unix_socket: str | None = None
+    account_host: str = "%"
+    """Host part of every account the provisioner creates: role name ``alice`` is ``'alice'@'%'``."""
+    auth_plugin: str = "mysql_native_password"
+    """Plugin of created accounts (``pam``, ``gssapi`` for SSO); see auth_string."""
+    auth_string: str | None = "invalid"
+    """``USING`` value for auth_plugin; the default hash ``invalid`` matches no password."""
+    meta_database: str = Field("provisioner_meta", pattern=r"^[A-Za-z0-9_$]+$")
+    """Database of the ownership-marker table ``managed_roles``."""
+
+
+TargetConfig = Annotated[PostgresTargetConfig | MysqlTargetConfig, Field(discriminator="type")]

@@ -1,0 +1,228 @@
+"""The MariaDB (10.4+) and MySQL 8 target (PyMySQL).
+
+``inspect()`` reads accounts, role grants, ownership markers and open sessions
+in five queries, whatever the number of accounts.  ``apply()`` cannot be
+transactional: every account statement commits at once.  Changes run one
+after another, each ordered so that any prefix is safe (see
+:mod:`provisioner.targets.mysql_apply`), serialised against other appliers of
+the same target by a named lock (``GET_LOCK``); ``on_change`` is called after
+each change, when it is committed.  A failure raises
+:class:`~provisioner.targets.mysql_apply.ChangeFailed` naming the change and
+how many were applied before it; the next run re-inspects and converges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pymysql
+
+from provisioner.config import MysqlTargetConfig
+from provisioner.core.model import ActualState
+from provisioner.core.plan import Change
+from provisioner.errors import ConfigError, TargetUnavailable
+from provisioner.targets import mysql_inspect as mi
+from provisioner.targets.base import ApplyResult
+from provisioner.targets.mysql_apply import (
+    STEPS,
+    ChangeFailed,
+    Executor,
+    Settings,
+    check,
+    mysql_message,
+    quote_ident,
+)
+
+LOCK_TIMEOUT_SECONDS = 30
+_PLUGIN = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def lock_name(target_name: str) -> str:
+    """The ``GET_LOCK`` name serialising appliers of one target (64 chars max)."""
+    return f"provisioner:{target_name}"[:64]
+
+
+class MysqlTarget:
+    """One MariaDB / MySQL server, reached through one autocommit connection."""
+
+    def __init__(self, config: MysqlTargetConfig) -> None:
+        if not _PLUGIN.match(config.auth_plugin):
+            raise ConfigError(f"target {config.name}: auth_plugin {config.auth_plugin!r} is not a plugin name")
+        self.config = config
+        self.name = config.name
+        self.statements_executed = 0
+        """Statements sent to the server by inspect() and apply(), ever."""
+        self._conn: pymysql.connections.Connection[Any] | None = None
+        self._names: mi.Names | None = None
+        self._mariadb = True
+
+    # ----------------------------------------------------------------- connection
+
+    def _connect(self) -> pymysql.connections.Connection[Any]:
+        cfg = self.config
+        kwargs: dict[str, Any] = {
+            "host": cfg.host,
+            "port": cfg.port,
+            "user": cfg.user,
+            "password": cfg.password.resolve() if cfg.password is not None else "",
+            "connect_timeout": cfg.connect_timeout,
+            "autocommit": True,
+            "charset": "utf8mb4",
+            "program_name": "provisioner",
+        }
+        if cfg.database:
+            kwargs["database"] = cfg.database
+        if cfg.unix_socket:
+            kwargs["unix_socket"] = cfg.unix_socket
+        try:
+            return pymysql.connect(**kwargs)
+        except pymysql.err.MySQLError as exc:
+            raise TargetUnavailable(
+                f"target {self.name}: cannot connect to MySQL/MariaDB at host={cfg.host} port={cfg.port} "
+                f"user={cfg.user}: {mysql_message(exc)}"
+            ) from exc
+
+    def connection(self) -> pymysql.connections.Connection[Any]:
+        if self._conn is None or not self._conn.open:
+            self._conn = self._connect()
+        return self._conn
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(pymysql.err.Error):
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self._discard()
+
+    def thread_id(self) -> int:
+        """The server thread id of this target's session (diagnostics, tests)."""
+        return int(self.connection().thread_id())
+
+    # ----------------------------------------------------------------- inspect
+
+    def _query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        self.statements_executed += 1
+        with self.connection().cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+
+    @property
+    def _meta_table(self) -> str:
+        return f"{quote_ident(self.config.meta_database)}.{quote_ident('managed_roles')}"
+
+    def inspect(self) -> ActualState:
+        try:
+            ((version, current),) = self._query(mi.SESSION_QUERY)
+            self._mariadb = mi.is_mariadb(str(version))
+            if self._mariadb:
+                accounts = mi.accounts(self._query(mi.MARIADB_ACCOUNTS_QUERY))
+                grants = self._query(mi.MARIADB_GRANTS_QUERY)
+            else:
+                accounts = mi.accounts(self._query(mi.MYSQL_ACCOUNTS_QUERY))
+                grants = self._query(mi.MYSQL_GRANTS_QUERY)
+            meta_ready = True
+            try:
+                markers = self._query(mi.markers_query(self._meta_table))
+            except pymysql.err.ProgrammingError as exc:
+                if exc.args[0] not in mi.NO_SUCH_TABLE:
+                    raise
+                markers, meta_ready = [], False
+            session_rows = self._query(mi.SESSIONS_QUERY)
+        except pymysql.err.OperationalError as exc:
+            self._discard()
+            raise TargetUnavailable(f"target {self.name}: inspect failed: {mysql_message(exc)}") from exc
+        except pymysql.err.MySQLError as exc:
+            raise TargetUnavailable(
+                f"target {self.name}: inspect failed: {mysql_message(exc)} (does the provisioner's account "
+                "hold SELECT on mysql.global_priv and mysql.roles_mapping? see docs/mysql.md)"
+            ) from exc
+        roles, names = mi.build_roles(accounts, grants, markers, self.config.account_host)
+        self._names = names
+        me_user, me_host = mi.session_account(str(current))
+        return ActualState(
+            target=self.name,
+            roles=roles,
+            session_role=names.name(me_user, me_host),
+            extra={
+                "server_version": str(version),
+                "flavor": "mariadb" if self._mariadb else "mysql",
+                "sessions": dict(mi.sessions(session_rows)),
+                "supports_valid_until": False,
+                "account_host": self.config.account_host,
+                "meta_ready": meta_ready,
+            },
+        )
+
+    # ----------------------------------------------------------------- apply
+
+    def apply(self, changes: Sequence[Change], on_change: Callable[[Change], None] | None = None) -> ApplyResult:
+        if not changes:
+            return ApplyResult((), 0)
+        for change in changes:  # refuse what cannot be expressed before anything runs
+            check(change)
+        if self._names is None:
+            self.inspect()
+        assert self._names is not None
+        settings = Settings(self.config.meta_database, self.config.auth_plugin, self.config.auth_string, self._mariadb)
+        ex = Executor(self.connection(), self._names, settings)
+        applied: list[Change] = []
+        try:
+            self._lock(ex)
+            try:
+                ex.ensure_meta()
+                ex.drop_orphan_markers()
+                for change in changes:
+                    try:
+                        STEPS[change.kind](ex, change)
+                    except (pymysql.err.MySQLError, ValueError, TypeError) as exc:
+                        raise self._failed(change, len(applied), len(changes), exc) from exc
+                    applied.append(change)
+                    if on_change is not None:
+                        on_change(change)
+            finally:
+                self._unlock(ex)
+        except pymysql.err.MySQLError as exc:  # lock, meta table
+            raise ChangeFailed(
+                f"target {self.name}: apply failed before any change: {mysql_message(exc)}", None, 0
+            ) from exc
+        finally:
+            self.statements_executed += ex.statements
+            self._names = None  # names and accounts are re-read by the next inspect
+            if self._conn is not None and not self._conn.open:
+                self._discard()
+        return ApplyResult(tuple(applied), ex.statements)
+
+    def _failed(self, change: Change, done: int, total: int, exc: BaseException) -> ChangeFailed:
+        lost = isinstance(exc, pymysql.err.OperationalError) and not self.connection_open()
+        what = "connection lost during" if lost else "failed:"
+        return ChangeFailed(
+            f"target {self.name}: change {change.describe()} {what} {mysql_message(exc)}; {done} of {total} "
+            "change(s) were applied and committed before it (MySQL/MariaDB cannot roll back account "
+            "statements); the next run re-inspects and converges",
+            change,
+            done,
+        )
+
+    def connection_open(self) -> bool:
+        return self._conn is not None and bool(self._conn.open)
+
+    def _lock(self, ex: Executor) -> None:
+        ((got,),) = ex.run("SELECT GET_LOCK(%s, %s)", (lock_name(self.name), LOCK_TIMEOUT_SECONDS))
+        if got != 1:
+            raise ChangeFailed(
+                f"target {self.name}: another apply holds the lock {lock_name(self.name)!r}; nothing changed",
+                None,
+                0,
+            )
+
+    def _unlock(self, ex: Executor) -> None:
+        if self.connection_open():
+            try:
+                ex.run("SELECT RELEASE_LOCK(%s)", (lock_name(self.name),))
+            except pymysql.err.MySQLError:
+                self._discard()
