@@ -125,9 +125,14 @@ def set_password(user: str, password: str, host: str = "%") -> None:
 
 
 def role_grants(prefix: str) -> dict[str, set[str]]:
-    """account user -> roles granted to it, for users carrying ``prefix``."""
+    """account user -> roles granted to it, for users carrying ``prefix`` (not the
+    provisioner's own ``<prefix>svc``, which holds the roles it created WITH ADMIN OPTION)."""
     with admin_connect() as conn:
-        rows = q(conn, "SELECT User, Role FROM mysql.roles_mapping WHERE LEFT(User, %s) = %s", (len(prefix), prefix))
+        rows = q(
+            conn,
+            "SELECT User, Role FROM mysql.roles_mapping WHERE LEFT(User, %s) = %s AND User <> %s",
+            (len(prefix), prefix, prefix + "svc"),
+        )
     out: dict[str, set[str]] = {}
     for user, role in rows:
         out.setdefault(str(user), set()).add(str(role))
