@@ -71,8 +71,9 @@ def test_joiner_mover_leaver_over_three_syncs(env: MysqlSetup, mysql_login: M.Lo
     session = M.connect_as(f"{p}bob", "bob-test-password")
     try:
         assert M.q(session, "SELECT 1") == [(1,)]
-        env.people(Person("alice", "Operations"), Person("bob", "Operations", status="terminated"),
-                   Person("carol", "Trading"))
+        env.people(
+            Person("alice", "Operations"), Person("bob", "Operations", status="terminated"), Person("carol", "Trading")
+        )
         leaver = env.setup.apply()
         bob = [c for c in leaver.changes if c.role == f"{p}bob"]
         assert [c.kind for c in bob] == [
@@ -104,8 +105,9 @@ def test_unmanaged_and_protected_accounts_untouched(
         M.q(mysql_admin, f"CREATE USER {M.account(mysql_admin, p + name)}")
     M.q(mysql_admin, f"GRANT SUPER ON *.* TO {M.account(mysql_admin, p + 'ivan')}")  # privileged: protected
     M.q(mysql_admin, f"CREATE USER {M.account(mysql_admin, p + 'other')}")  # not in the directory at all
-    env.people(Person("gina", "Trading"), Person("hank", "Trading"), Person("ivan", "Trading"),
-               Person("jill", "Trading"))
+    env.people(
+        Person("gina", "Trading"), Person("hank", "Trading"), Person("ivan", "Trading"), Person("jill", "Trading")
+    )
     plan = env.setup.apply()
     touched = {c.role for c in plan.changes}
     assert not touched & {f"{p}gina", f"{p}hank", f"{p}ivan", f"{p}other"}
