@@ -3,7 +3,7 @@ apply, verify, as the least-privilege account of docs/mysql.md."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +160,19 @@ def test_odd_role_name_round_trips(env: MysqlSetup) -> None:
     assert M.role_grants(p) == {f"{p}o_brien": {odd}}  # naming sanitises the user name, not the role
     assert M.locked(odd, "") is not None and M.locked("root", "localhost") is False
     assert env.setup.plan(now=datetime.now(UTC)).changes == ()
+
+
+def test_leaver_dropped_after_retention(env: MysqlSetup, mysql_login: M.Login) -> None:
+    p = env.prefix
+    env.people(Person("alice", "Trading"), Person("bob", "Operations"))
+    env.setup.apply()
+    env.people(Person("alice", "Trading"))  # bob vanished from the directory: a leaver
+    disabled = env.setup.apply()
+    assert {c.kind for c in disabled.changes if c.role == f"{p}bob"} >= {ChangeKind.ALTER_ROLE}
+    assert M.locked(f"{p}bob") is True
+    later = datetime.now(UTC) + timedelta(days=31)
+    assert env.setup.plan(now=datetime.now(UTC) + timedelta(days=29)).changes == ()  # within the retention
+    dropped = env.setup.apply(now=later)
+    assert [(c.kind, c.role) for c in dropped.changes] == [(ChangeKind.DROP_ROLE, f"{p}bob")]
+    assert M.locked(f"{p}bob") is None and _meta(mysql_login, f"{p}bob") is None
+    assert env.setup.plan(now=later).changes == ()
