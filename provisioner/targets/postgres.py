@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,9 @@ def embedded_dsn(data_dir: str) -> str:
     path = path if path.is_absolute() else Path.cwd() / path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = get_server(path)
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI)
+            warnings.simplefilter("ignore")
+            server = get_server(path)
     except Exception as exc:
         raise TargetUnavailable(f"cannot start the embedded PostgreSQL in {path}: {exc}") from exc
     return str(server.get_uri())
