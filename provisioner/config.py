@@ -62,6 +62,9 @@ class SafetyConfig(_Model):
     max_revocations: int = Field(500, ge=0)
     max_identity_drop: float = Field(0.2, ge=0, le=1)
     """Health gate: largest drop of a source's identity count against the last good read."""
+    max_changes_per_transaction: int = Field(5000, ge=0)
+    """Larger plans (a first sync of a big directory) are applied in several transactions,
+    never splitting one role's changes; 0 = always one transaction per target."""
 
 
 class _SourceBase(_Model):

@@ -176,7 +176,7 @@ def apply_run(
         refuse_stale(saved, actual, cfg)
         plan = saved
     safety(cfg, plan, actual, ctx)
-    execute(plan, targets, ctx)
+    execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     if saved is None:
         health.record_success(ctx, outcome.snapshots, outcome.missing, ctx.now)
     return plan

@@ -17,7 +17,7 @@ from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, SourceSnapshot
 from provisioner.core.needs import ALL, SourceNeeds
-from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope
+from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope, transactions
 from provisioner.core.verify import verify
 from provisioner.errors import (
     ApplyFailed,
@@ -159,52 +159,70 @@ def refuse_stale(saved: Plan, actual: Mapping[str, ActualState], cfg: Config) ->
             )
 
 
-def execute(plan: Plan, targets: Targets, ctx: RunContext) -> None:
+def execute(plan: Plan, targets: Targets, ctx: RunContext, limit: int = 0) -> None:
+    """``limit``: most changes per transaction (0 = one transaction per target)."""
     failed_drops: list[str] = []
     for tp in plan.targets:
         if tp.changes:
             if ctx.stop_requested():
                 raise RunInterrupted(f"stop requested before target {tp.target!r}; nothing changed there")
-            failed_drops += _execute_target(tp, targets.get(tp.target), ctx)
+            failed_drops += _execute_target(tp, targets.get(tp.target), ctx, limit)
     if failed_drops:
         raise ApplyFailed("every other change was applied; these roles stay disabled:\n" + "\n".join(failed_drops))
 
 
-def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext) -> list[str]:
-    """Apply and verify one target's changes; retention drops run afterwards, each on its own."""
-    applied: list[Change] = []
+def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext, limit: int = 0) -> list[str]:
+    """Apply and verify one target's changes; retention drops run afterwards, each on its own.
+
+    Normally one transaction; a plan over ``limit`` changes is split by
+    :func:`provisioner.core.plan.transactions` (each transaction audited on its own)."""
     drops = [c for c in tp.changes if c.kind is ChangeKind.DROP_ROLE]
     main = tuple(c for c in tp.changes if c.kind is not ChangeKind.DROP_ROLE)
+    done = [0]
+    statements = 0
+    chunks = transactions(main, limit)
+    for i, chunk in enumerate(chunks):
+        if i and ctx.stop_requested():
+            raise RunInterrupted(f"stop requested on target {tp.target!r} after {i} of {len(chunks)} transactions")
+        statements += _apply_transaction(tp.target, chunk, target, ctx, done, len(tp.changes))
+    problems = verify(main, target.inspect())
+    if problems:
+        raise VerificationFailed(f"target {tp.target!r}: after apply the catalog disagrees:\n" + "\n".join(problems))
+    log.info("target_applied", target=tp.target, changes=done[0], statements=statements, transactions=len(chunks))
+    return execute_drops(tp.target, drops, target, ctx) if drops else []
+
+
+def _apply_transaction(
+    name: str, changes: tuple[Change, ...], target: Target, ctx: RunContext, done: list[int], total: int
+) -> int:
+    applied: list[Change] = []
 
     def on_change(change: Change) -> None:
         applied.append(change)
-        ctx.progress("changes applied", 1, len(tp.changes))
+        done[0] += 1
+        ctx.progress("changes applied", done[0], total)
 
-    ctx.audit([intent_event(ctx, tp.target, main)])
+    ctx.audit([intent_event(ctx, name, changes)])
     error: BaseException | None = None
     try:
-        result = target.apply(main, on_change=on_change)
+        result = target.apply(changes, on_change=on_change)
     except BaseException as exc:
         error = exc
         raise
     finally:
         ctx.audit(
-            [_applied_event(ctx, tp.target, c) for c in applied]
-            + [completion_event(ctx, tp.target, len(main), len(applied), error)]
+            [_applied_event(ctx, name, c) for c in applied]
+            + [completion_event(ctx, name, len(changes), len(applied), error)]
         )
         for change in applied:
             log.info(
                 "change_applied",
-                target=tp.target,
+                target=name,
                 change=change.describe(),
                 reasons=[r.describe() for r in change.reasons],
                 run_id=ctx.run_id,
             )
-    problems = verify(main, target.inspect())
-    if problems:
-        raise VerificationFailed(f"target {tp.target!r}: after apply the catalog disagrees:\n" + "\n".join(problems))
-    log.info("target_applied", target=tp.target, changes=len(result.applied), statements=result.statements)
-    return execute_drops(tp.target, drops, target, ctx) if drops else []
+    return result.statements
 
 
 def _applied_event(ctx: RunContext, target: str, change: Change) -> AuditEvent:

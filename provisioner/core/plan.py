@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -271,3 +271,37 @@ class Plan:
 def digest(body: Mapping[str, Any]) -> str:
     blob = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
     return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def transactions(changes: Sequence[Change], limit: int) -> list[tuple[Change, ...]]:
+    """Split one target's changes into transactions of at most ``limit`` changes.
+
+    A plan within the limit (or ``limit`` 0) stays one transaction.  Larger
+    plans (PostgreSQL's lock table cannot hold tens of thousands of new roles in
+    one transaction) are split so that every prefix is safe: first the group
+    roles being created, then the other changes of group roles (privileges,
+    inheritance), then everyone else; one role's changes are never split, so a
+    mover's revokes and grants still commit together.
+    """
+    if limit <= 0 or len(changes) <= limit:
+        return [tuple(changes)] if changes else []
+    groups = {str(c.param("group")) for c in changes if c.kind in (ChangeKind.GRANT_MEMBERSHIP,)}
+    groups |= {c.role for c in changes if c.kind is ChangeKind.CREATE_ROLE and c.param("role_kind") == "group"}
+    groups |= {c.role for c in changes if c.kind in (ChangeKind.GRANT_PRIVILEGE, ChangeKind.REVOKE_PRIVILEGE)}
+    creates = [c for c in changes if c.kind is ChangeKind.CREATE_ROLE and c.role in groups]
+    rest = [c for c in changes if not (c.kind is ChangeKind.CREATE_ROLE and c.role in groups)]
+    by_role: dict[str, list[Change]] = {}
+    for c in rest:
+        by_role.setdefault(c.role, []).append(c)
+    ordered = sorted(by_role, key=lambda r: (r not in groups, r))
+    out = [tuple(creates[i : i + limit]) for i in range(0, len(creates), limit)]
+    chunk: list[Change] = []
+    for role in ordered:
+        bucket = by_role[role]
+        if chunk and len(chunk) + len(bucket) > limit:
+            out.append(execution_order(chunk))
+            chunk = []
+        chunk.extend(bucket)
+    if chunk:
+        out.append(execution_order(chunk))
+    return out

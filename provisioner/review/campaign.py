@@ -175,7 +175,7 @@ def apply_campaign(cfg: Config, store: StateStore, campaign: str, ctx: RunContex
         safety(cfg, plan, inp.actual, ctx)
         if dry_run:
             return ApplyResult(plan, rev.flagged, rev.gone)
-        execute(plan, targets, ctx)
+        execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     seqs = _applied_seqs(store, ctx.run_id)
     by_item = {s.item.item_id: s.item for s in states}
     outcomes: list[tuple[str, str, str, int | None]] = []

@@ -126,3 +126,25 @@ def test_empty_or_unreachable_directory_revokes_nothing(tmp_path: Path, ldap_ou:
     with pytest.raises(SourceUnavailable):
         bad.apply()
     assert memberships(p)[f"{p}hank"] == {f"{p}trade_executor", f"{p}trade_reader"}
+
+
+def test_large_plan_split_into_transactions_converges(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    from tests.support.e2e import RELAXED_SAFETY
+
+    p = role_prefix
+    for i in range(6):
+        ldap_ou.add_user(f"u{i}", **person("Trading" if i % 2 else "Operations", "Equity Trader"))
+    extra = RELAXED_SAFETY + "max_changes_per_transaction = 4\n"
+    setup = make_setup(tmp_path, ldap_ou.config(), p, extra=extra)
+    plan = setup.apply()
+    assert len(plan.changes) > 4
+    from provisioner.store.state import StateStore
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    kinds = [r.content["kind"] for r in store.iter_audit()]
+    store.close()
+    assert kinds.count("apply_intent") >= 3, kinds
+    assert kinds.count("change_applied") == len(plan.changes)
+    assert memberships(p)[f"{p}u1"] == {f"{p}trade_executor", f"{p}trade_reader"}
+    assert memberships(p)[f"{p}u0"] == {f"{p}ops_settlement", f"{p}trade_reader"}
+    assert not setup.plan().has_changes
