@@ -75,7 +75,7 @@ def _setup(tmp: Path, server: Any, prefix: str) -> Path:
     dsn = " ".join(p for p in pg.admin_dsn().split() if not p.startswith("user=")) + f" user={login}"
     (tmp / "mappings" / "rules").mkdir(parents=True)
     (tmp / "mappings" / "rules" / "r.toml").write_text(RULES.format(p=prefix))
-    src = source_toml(server.source_config(page_size=1000, timeout=60.0))
+    src = source_toml(server.source_config(name=f"bench-{prefix.rstrip('_')}", page_size=1000, timeout=60.0))
     cfg = tmp / "config.toml"
     cfg.write_text(
         f'[provisioner]\nmappings = "mappings"\nlog_format = "json"\nlog_level = "warning"\n'

@@ -96,10 +96,13 @@ def drop_roles_with_prefix(prefix: str, dsn: str | None = None) -> list[str]:
         names = roles_with_prefix(conn, prefix)
         if not names:
             return []
-        idents = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-        with conn.transaction():
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(idents))
-            conn.execute(sql.SQL("DROP ROLE {}").format(idents))
+        # 500 per transaction, because
+        # PostgreSQL's lock table cannot hold tens of thousands of roles at once.
+        for i in range(0, len(names), 500):
+            idents = sql.SQL(", ").join(sql.Identifier(n) for n in names[i : i + 500])
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(idents))
+                conn.execute(sql.SQL("DROP ROLE {}").format(idents))
         return names
 
 
