@@ -80,6 +80,8 @@ def _setup(tmp: Path, server: Any, prefix: str) -> Path:
     cfg.write_text(
         f'[provisioner]\nmappings = "mappings"\nlog_format = "json"\nlog_level = "warning"\n'
         f'[naming]\nprefix = "{prefix}"\n[state]\nurl = "sqlite:///{tmp / "state.db"}"\n'
+        # the churn phase deliberately takes access from 2% of users: above the breaker's 500 at 50,000
+        "[safety]\nmax_revocations = 1000000\nmax_revocation_share = 1.0\n"
         f'{src}\n[[targets]]\nname = "pg"\ntype = "postgresql"\ndsn = {json.dumps(dsn)}\n'
     )
     return cfg
