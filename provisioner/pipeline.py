@@ -21,6 +21,7 @@ from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
+from provisioner.core.memo import GrantMemo
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
@@ -73,10 +74,14 @@ def policies(
     }
 
 
+GRANT_MEMO = GrantMemo()
+"""Grants per identity content, kept for the life of the process (the daemon's runs share it)."""
+
+
 def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime) -> DesiredState:
     naming = NamingPolicy(cfg.naming.template, cfg.naming.prefix, cfg.naming.max_bytes)
     lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
-    return desired_state(snaps, mappings.rules, naming, lifecycle, now)
+    return desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
 
 
 def make_plan(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 
 from provisioner.core.lifecycle import LifecyclePolicy, classify
+from provisioner.core.memo import GrantMemo
 from provisioner.core.model import (
     DesiredState,
     DesiredUser,
@@ -24,18 +25,27 @@ def desired_state(
     naming: NamingPolicy,
     lifecycle: LifecyclePolicy,
     now: datetime,
+    memo: GrantMemo | None = None,
 ) -> DesiredState:
+    """``memo``: grants memoised across calls (the daemon keeps one); a fresh one otherwise."""
+    memo = memo if memo is not None else GrantMemo()
     snaps = list(snapshots)
     identities = [i for s in snaps for i in s.identities]
     names = assign_names(identities, naming)
     today = now.date()
     users: dict[str, DesiredUser] = {}
     groups: set[str] = set()
+    states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
     for ident in identities:
         name = names.names.get(ident.stable_id)
         if name is None or name in users:
             continue
-        user = _desired_user(ident, name, rules, lifecycle, now, today)
+        # classify reads exactly these; ``now`` is fixed within the call
+        key = (ident.enabled, ident.first("status"), ident.first("leave_date"), ident.first("hire_date"))
+        state = states.get(key)
+        if state is None:
+            state = states[key] = classify(ident, now, lifecycle)
+        user = _desired_user(ident, name, rules, state, memo, today)
         users[name] = user
         groups.update(user.memberships)
     return DesiredState(
@@ -48,12 +58,17 @@ def desired_state(
 
 
 def _desired_user(
-    ident: Identity, name: str, rules: RuleSet, lifecycle: LifecyclePolicy, now: datetime, today: object
+    ident: Identity,
+    name: str,
+    rules: RuleSet,
+    classified: tuple[Lifecycle, Reason, datetime | None],
+    memo: GrantMemo,
+    today: date,
 ) -> DesiredUser:
-    state, why, valid_until = classify(ident, now, lifecycle)
+    state, why, valid_until = classified
     memberships: dict[str, tuple[Reason, ...]] = {}
     if state is Lifecycle.ACTIVE:
-        for grant in rules.grants_for(ident, now.date()):
+        for grant in memo.grants(rules, ident, today):
             if grant.role != name:
                 memberships[grant.role] = (*memberships.get(grant.role, ()), grant.reason)
     return DesiredUser(
