@@ -21,6 +21,7 @@ from provisioner.core.model import (
 from provisioner.core.plan import (
     Change,
     ChangeKind,
+    Draft,
     Notice,
     NoticeLevel,
     execution_order,
@@ -39,13 +40,7 @@ class DiffPolicy:
     leavers: LeaverPolicy = field(default_factory=LeaverPolicy)
 
 
-@dataclass(slots=True)
-class _Out:
-    changes: list[Change] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-
-    def note(self, level: NoticeLevel, code: str, message: str, role: str | None = None) -> None:
-        self.notices.append(Notice(level, code, message, role))
+_Out = Draft
 
 
 def is_protected(role: ActualRole, actual: ActualState, policy: DiffPolicy) -> bool:

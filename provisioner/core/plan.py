@@ -166,6 +166,17 @@ class Notice:
         return cls(NoticeLevel(data["level"]), str(data["code"]), str(data["message"]), data.get("role"))
 
 
+@dataclass(slots=True)
+class Draft:
+    """Changes and notices being collected by one planning stage."""
+
+    changes: list[Change] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    def note(self, level: NoticeLevel, code: str, message: str, role: str | None = None) -> None:
+        self.notices.append(Notice(level, code, message, role))
+
+
 def plan_scope(changes: Iterable[Change], notices: Iterable[Notice] = ()) -> frozenset[str]:
     """Every role name a target plan changes or mentions (for its fingerprint)."""
     names: set[str] = set()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from provisioner.core.diff import DiffPolicy, is_protected
 from provisioner.core.grants import Grant, Obj, PrivilegeSnapshot, sort_privileges
 from provisioner.core.model import ActualRole, ActualState, Marker, Reason, RoleKind
-from provisioner.core.plan import Change, ChangeKind, Notice, NoticeLevel, make_change
+from provisioner.core.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
 from provisioner.core.privileges import PrivilegeCatalog, RoleModel, expand
 
 
@@ -35,13 +35,7 @@ class PrivilegePolicy:
     empty: the owner of each schema."""
 
 
-@dataclass(slots=True)
-class _Out:
-    changes: list[Change] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-
-    def note(self, level: NoticeLevel, code: str, message: str, role: str | None = None) -> None:
-        self.notices.append(Notice(level, code, message, role))
+_Out = Draft
 
 
 def plan_privileges(
