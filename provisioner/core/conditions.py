@@ -9,7 +9,7 @@ evidence (attribute, value) that made it true, so every grant can say why.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -50,6 +50,17 @@ class NotCondition:
 
 
 Condition = AttrCondition | GroupCondition | AllCondition | AnyCondition | NotCondition
+
+def leaves(cond: Condition) -> Iterator[AttrCondition | GroupCondition]:
+    """Every attribute and group test inside ``cond``, in order."""
+    if isinstance(cond, AllCondition | AnyCondition):
+        for item in cond.items:
+            yield from leaves(item)
+    elif isinstance(cond, NotCondition):
+        yield from leaves(cond.item)
+    else:
+        yield cond
+
 
 ATTR_OPS = ("equals", "one_of", "regex", "present", "before", "after")
 

@@ -6,17 +6,9 @@ ask for everything by passing no needs at all."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from provisioner.core.conditions import (
-    AllCondition,
-    AnyCondition,
-    AttrCondition,
-    Condition,
-    GroupCondition,
-    NotCondition,
-)
+from provisioner.core.conditions import AttrCondition, leaves
 from provisioner.core.rules import RuleSet
 
 LIFECYCLE_ATTRIBUTES = frozenset({"status", "hire_date", "leave_date"})
@@ -38,24 +30,12 @@ class SourceNeeds:
 ALL = SourceNeeds()
 
 
-def _condition_attributes(cond: Condition) -> Iterator[str]:
-    if isinstance(cond, AttrCondition):
-        yield cond.attr
-    elif isinstance(cond, AllCondition | AnyCondition):
-        for item in cond.items:
-            yield from _condition_attributes(item)
-    elif isinstance(cond, NotCondition):
-        yield from _condition_attributes(cond.item)
-    else:
-        assert isinstance(cond, GroupCondition)
-
-
 def referenced_attributes(rules: RuleSet, naming_template: str = "{username}") -> frozenset[str]:
     """Canonical attributes any rule (enabled or not) tests in a condition or
     expands in a ``{placeholder}`` of a grant, plus those of the naming template."""
     names: set[str] = set(_PLACEHOLDER.findall(naming_template))
     for rule in rules.rules:
-        names.update(_condition_attributes(rule.when))
+        names.update(leaf.attr for leaf in leaves(rule.when) if isinstance(leaf, AttrCondition))
         for template in rule.grants:
             names.update(_PLACEHOLDER.findall(template))
     return frozenset(n.lower() for n in names)
