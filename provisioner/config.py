@@ -110,6 +110,9 @@ class LdapSourceConfig(_SourceBase):
     """Read only what changed since the last run (needs the state store); false = full read every run."""
     full_read_every: float = Field(86400.0, ge=0)
     """Seconds (or "24h", "30m") between scheduled full reads when incremental; 0 = every run."""
+    deletion_scan_every: float = Field(0.0, ge=0)
+    """Incremental: seconds (or "1h") between id-only scans for deleted entries; 0 = every run.
+    Longer = cheaper runs, but a *deleted* entry keeps its access until the next scan."""
     nested_groups: Literal["client", "in_chain"] = "client"
     """client: resolve nesting from the groups read; in_chain: AD's in-chain matching rule per rule group."""
 
@@ -119,11 +122,12 @@ class LdapSourceConfig(_SourceBase):
         if isinstance(data, dict):
             defaults = LDAP_FILTER_DEFAULTS.get(str(data.get("preset", "openldap")), {})
             data = {**defaults, **data}
-            every = data.get("full_read_every")
-            if isinstance(every, str) and every.strip()[-1:].lower() in _SECONDS:
-                text = every.strip().lower()
-                with contextlib.suppress(ValueError):  # else left for the float validator to report
-                    data["full_read_every"] = float(text[:-1]) * _SECONDS[text[-1]]
+            for key in ("full_read_every", "deletion_scan_every"):
+                every = data.get(key)
+                if isinstance(every, str) and every.strip()[-1:].lower() in _SECONDS:
+                    text = every.strip().lower()
+                    with contextlib.suppress(ValueError):  # else left for the float validator to report
+                        data[key] = float(text[:-1]) * _SECONDS[text[-1]]
         return data
 
 

@@ -193,8 +193,14 @@ def assemble(
     membership: Membership,
     amap: AttributeMap,
     warnings: Sequence[str] = (),
+    reuse: Mapping[str, tuple[UserRecord, Identity]] | None = None,
+    built: dict[str, tuple[UserRecord, Identity]] | None = None,
 ) -> SourceSnapshot:
-    """Identities from mapped user records (in order) and group membership."""
+    """Identities from mapped user records (in order) and group membership.
+
+    ``reuse``: identities built by an earlier call with the same membership, by DN;
+    one is taken again when its record is the very same object.  ``built`` collects
+    this call's identities the same way."""
     identities: list[Identity] = []
     notes = list(warnings)
     skipped: list[str] = []
@@ -207,8 +213,11 @@ def assemble(
             notes.append(f"{rec.dn}: duplicate stable id {rec.stable_id}; entry skipped")
         else:
             seen_ids.add(rec.stable_id)
-            identities.append(
-                Identity(
+            prev = reuse.get(rec.dn) if reuse is not None else None
+            if prev is not None and prev[0] is rec:
+                ident = prev[1]
+            else:
+                ident = Identity(
                     stable_id=rec.stable_id,
                     username=rec.username,
                     source=source,
@@ -217,7 +226,9 @@ def assemble(
                     enabled=rec.enabled,
                     dn=rec.dn,
                 )
-            )
+            identities.append(ident)
+            if built is not None:
+                built[rec.dn] = (rec, ident)
     if skipped:
         notes.append(
             f"{len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} skipped without "

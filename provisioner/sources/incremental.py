@@ -12,19 +12,21 @@ group records) and a high-water mark:
   restored one, means a full read).
 
 Deletions (and entries that no longer match the filter) are found by an
-id-only scan (DNs, no attributes).  Changed groups are re-read (with range
+id-only scan (DNs, no attributes), every run or every ``deletion_scan_every``
+seconds.  Changed groups are re-read (with range
 retrieval) and nested membership is recomputed from the stored groups.  A full
 read runs every ``full_read_every`` seconds and whenever the mark cannot be
 trusted: no state, another DC, or another configuration/attribute list (the
 state key carries a digest of both).  Both paths build the snapshot with the
-same function from the same records.
+same function from the same records.  What is kept, in the store and in
+memory, is in :mod:`provisioner.sources.incremental_state`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,8 @@ import ldap3
 import structlog
 
 from provisioner.core.model import SourceSnapshot
-from provisioner.sources.groups import GroupRecord, UserRecord, assemble, norm_dn, user_record
+from provisioner.sources.groups import GroupGraph, GroupRecord, UserRecord, assemble, norm_dn, user_record
+from provisioner.sources.incremental_state import STATE_VERSION, SnapshotStore, Stored
 from provisioner.sources.ldap_wire import KeyValueStore
 
 if TYPE_CHECKING:
@@ -40,7 +43,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-STATE_VERSION = 1
 OVERLAP = timedelta(seconds=5)
 _GT = "%Y%m%d%H%M%SZ"
 
@@ -60,13 +62,16 @@ class IncrementalReader:
         self.store = store
         self.ad = source.config.preset == "ad"
         self.key = f"ldap-source:{source.name}:{self.digest()[:16]}"
+        self.saved = SnapshotStore(store, self.key)
         self.stats: dict[str, Any] = {}
 
     # ---- identity of what is stored
 
     def digest(self) -> str:
         cfg = self.source.config
-        volatile = {"page_size", "timeout", "full_read_every", "incremental", "bind_password", "name"}
+        volatile = {
+            "page_size", "timeout", "full_read_every", "deletion_scan_every", "incremental", "bind_password", "name"
+        }
         data = {
             "v": STATE_VERSION,
             "config": cfg.model_dump(mode="json", exclude=volatile),
@@ -81,27 +86,25 @@ class IncrementalReader:
     def read(self, conn: ldap3.Connection) -> SourceSnapshot:
         now = datetime.now(UTC)
         server = self._server_mark(conn) if self.ad else {}
-        state = self._load()
+        state = self.saved.load()
         why = self._why_full(state, server, now)
         if why:
             log.info("ldap full read", source=self.source.name, reason=why)
             self.stats = {"mode": "full", "reason": why}
             return self._full(conn, server, now)
         assert state is not None
-        self.stats = {"mode": "incremental"}
-        return self._incremental(conn, state, server)
+        self.stats = {"mode": "incremental", "warm": state.warm}
+        return self._incremental(conn, state, server, now)
 
-    def _why_full(self, state: dict[str, Any] | None, server: dict[str, Any], now: datetime) -> str:
+    def _why_full(self, state: Stored | None, server: dict[str, Any], now: datetime) -> str:
         if state is None:
             return "no stored snapshot"
-        if state.get("v") != STATE_VERSION:
-            return "stored snapshot has another format"
         every = self.source.config.full_read_every
         if every <= 0:
             return "full_read_every = 0"
-        if now - datetime.fromisoformat(state["full_at"]) >= timedelta(seconds=every):
+        if now - datetime.fromisoformat(state.full_at) >= timedelta(seconds=every):
             return "scheduled full read"
-        mark = state.get("mark") or {}
+        mark = state.mark or {}
         if self.ad:
             if mark.get("dc") != server.get("dc") or mark.get("invocation") != server.get("invocation"):
                 return "domain controller changed"
@@ -144,16 +147,17 @@ class IncrementalReader:
             users[norm_dn(dn)] = user_record(dn, raw, src.amap)
         groups = {norm_dn(g.dn): g for g in src.read_groups(conn, extra_attrs=extra, seen=seen)}
         mark = dict(server) if self.ad else {"ts": newest[0]}
-        self._save(users, groups, mark, now.isoformat())
-        return self._assemble(conn, users, groups)
+        self.saved.save(users, groups, mark, now.isoformat(), now.isoformat())
+        return self._assemble(conn, users, groups, {})
 
     # ---- incremental read
 
-    def _incremental(self, conn: ldap3.Connection, state: dict[str, Any], server: dict[str, Any]) -> SourceSnapshot:
+    def _incremental(
+        self, conn: ldap3.Connection, state: Stored, server: dict[str, Any], now: datetime
+    ) -> SourceSnapshot:
         src, cfg = self.source, self.source.config
-        users = {norm_dn(r[0]): _user(r) for r in state["users"]}
-        groups = {norm_dn(g[0]): GroupRecord(g[0], tuple(g[1]), tuple(g[2])) for g in state["groups"]}
-        old = state["mark"]
+        users, groups = state.users, state.groups  # fresh dictionaries over shared frozen records
+        old = state.mark
         if self.ad:
             changed = f"(uSNChanged>={int(old['usn']) + 1})"
             extra: list[str] = []
@@ -180,64 +184,60 @@ class IncrementalReader:
             if groups.get(key) != g:
                 groups[key] = g
                 changed_groups.append(g)
-        gone_users = _gone(users, self._present(conn, cfg.user_base, cfg.user_filter))
-        gone_groups = (
-            _gone(groups, self._present(conn, cfg.group_base, cfg.group_filter)) if cfg.group_base else 0
-        )
+        every = cfg.deletion_scan_every
+        scan = every <= 0 or now - datetime.fromisoformat(state.scan_at) >= timedelta(seconds=every)
+        gone_users = gone_groups = 0
+        if scan:
+            gone_users = _gone(users, self._present(conn, cfg.user_base, cfg.user_filter))
+            if cfg.group_base:
+                gone_groups = _gone(groups, self._present(conn, cfg.group_base, cfg.group_filter))
+        scan_at = now.isoformat() if scan else state.scan_at
         self.stats.update(
-            users_changed=n_users, groups_changed=len(changed_groups), users_gone=gone_users, groups_gone=gone_groups
+            users_changed=n_users,
+            groups_changed=len(changed_groups),
+            users_gone=gone_users,
+            groups_gone=gone_groups,
+            deletion_scan=scan,
         )
         mark = dict(server) if self.ad else {"ts": newest[0]}
+        groups_same = not changed_groups and not gone_groups
+        memory = self.saved.memory()
+        derived = memory.derived if memory is not None and memory.gen == state.gen else {}
         if n_users or changed_groups or gone_users or gone_groups:
-            self._save(users, groups, mark, state["full_at"])
-        elif mark != old:
-            self.store.put(self.key + ":mark", {"gen": state["gen"], "mark": mark})
-        return self._assemble(conn, users, groups)
+            self.saved.save(users, groups, mark, state.full_at, scan_at)
+        elif mark != old or scan_at != state.scan_at:
+            self.saved.save_marker(state.gen, mark, state.full_at, scan_at)
+        unchanged = groups_same and not n_users and not gone_users
+        return self._assemble(conn, users, groups, derived if groups_same else {}, unchanged)
 
     def _present(self, conn: ldap3.Connection, base: str, flt: str) -> set[str]:
         return {norm_dn(dn) for dn, _ in self.source.search(conn, base, flt, [])}
 
     def _assemble(
-        self, conn: ldap3.Connection, users: dict[str, UserRecord], groups: dict[str, GroupRecord]
+        self,
+        conn: ldap3.Connection,
+        users: dict[str, UserRecord],
+        groups: dict[str, GroupRecord],
+        before: dict[str, Any],
+        unchanged: bool = False,
     ) -> SourceSnapshot:
+        """The snapshot; in a warm process, reuse what the last run derived: the whole
+        snapshot when nothing changed, else the identities of unchanged users as long
+        as no group changed (client-side nesting only; in-chain asks the server)."""
         src = self.source
-        membership = src.membership(conn, list(groups.values()))
-        return assemble(src.name, users.values(), membership, src.amap, src.warnings())
-
-    # ---- state
-
-    def _load(self) -> dict[str, Any] | None:
-        state = self.store.get(self.key)
-        if not isinstance(state, dict):
-            return None
-        marker = self.store.get(self.key + ":mark")
-        if isinstance(marker, dict) and marker.get("gen") == state.get("gen"):
-            state["mark"] = marker["mark"]
-        return state
-
-    def _save(
-        self, users: dict[str, UserRecord], groups: dict[str, GroupRecord], mark: dict[str, Any], full_at: str
-    ) -> None:
-        gen = str(uuid.uuid4())
-        self.store.put(
-            self.key,
-            {
-                "v": STATE_VERSION,
-                "gen": gen,
-                "full_at": full_at,
-                "mark": mark,
-                "users": [
-                    [r.dn, r.stable_id, r.username, r.enabled, r.attributes, list(r.problems)] for r in users.values()
-                ],
-                "groups": [[g.dn, list(g.names), list(g.members)] for g in groups.values()],
-            },
-        )
-        self.store.put(self.key + ":mark", {"gen": gen, "mark": mark})
-
-
-def _user(row: list[Any]) -> UserRecord:
-    dn, sid, name, enabled, attrs, problems = row
-    return UserRecord(dn, sid, name, bool(enabled), {k: tuple(v) for k, v in attrs.items()}, tuple(problems))
+        client = src.config.nested_groups != "in_chain"
+        last = before.get("snapshot")
+        if client and unchanged and isinstance(last, SourceSnapshot):
+            snap = last
+        else:
+            membership = src.membership(conn, list(groups.values()))
+            reuse = before.get("identities") if client else None
+            identities: dict[str, Any] = {}
+            snap = assemble(src.name, users.values(), membership, src.amap, (), reuse, identities)
+            memory = self.saved.memory()
+            if client and isinstance(membership, GroupGraph) and memory is not None:
+                memory.derived.update(snapshot=snap, identities=identities)
+        return replace(snap, warnings=(*src.warnings(), *snap.warnings), read_at=datetime.now(UTC))
 
 
 def _gone(stored: dict[str, Any], present: set[str]) -> int:

@@ -113,9 +113,15 @@ def test_incremental_equals_full_after_random_changes(slapd: Slapd, rounds: list
     for ops in rounds:
         for op, k in ops:
             _apply(ou, users, groups, op, k)
+        cold = JsonStore()  # the same stored state, read by a process without it in memory
+        cold.data = dict(store.data)
         inc, stats = _read(cfg, store)
-        assert stats["mode"] == "incremental"
-        assert content(inc) == content(LdapSource(cfg).read())
+        assert stats["mode"] == "incremental" and stats["warm"]
+        cold_inc, cold_stats = _read(cfg, cold)
+        assert cold_stats["mode"] == "incremental" and not cold_stats["warm"]
+        full = content(LdapSource(cfg).read())
+        assert content(inc) == full
+        assert content(cold_inc) == full
 
 
 def _apply(ou: LdapOu, users: dict[int, str], groups: dict[int, str], op: str, k: int) -> None:

@@ -1,0 +1,91 @@
+"""Incremental LDAP reads: the in-process copy of the stored snapshot, its compact
+encoding, and the deletion-scan schedule (``deletion_scan_every``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from provisioner.config import LdapSourceConfig
+from provisioner.core.model import SourceSnapshot
+from provisioner.sources.groups import GroupRecord, UserRecord
+from provisioner.sources.incremental import IncrementalReader
+from provisioner.sources.incremental_state import decode, encode, forget
+from provisioner.sources.ldap import LdapSource
+from tests.support.fixtures import LdapOu
+from tests.support.jsonstore import JsonStore, content
+
+
+@pytest.fixture(autouse=True)
+def _no_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(IncrementalReader, "overlap", timedelta(0))
+
+
+def _read(cfg: LdapSourceConfig, store: Any) -> tuple[SourceSnapshot, dict[str, Any]]:
+    source = LdapSource(cfg, store=store)
+    return source.read(), source.last_stats
+
+
+def test_encoding_round_trips_every_field() -> None:
+    users = {
+        "uid=a": UserRecord("uid=A", "1", "a", True, {"dept": ("Trading",), "mail": ("a@x", "b@x"), "x": ()}),
+        "uid=b": UserRecord("uid=b", "", "b", False, {"title": ("Zürich ✓",)}, ("uid=b: no stable id",)),
+    }
+    groups = {"cn=g": GroupRecord("cn=G", ("G", "g2"), ("uid=A", "uid=b")), "cn=e": GroupRecord("cn=e", (), ())}
+    got_users, got_groups = decode(encode(users, groups))
+    assert got_users == users and got_groups == groups
+    assert list(got_users) == list(users)  # order kept: the snapshot lists identities in read order
+
+
+def test_warm_process_serves_the_snapshot_from_memory_and_cold_from_the_store(ldap_ou: LdapOu) -> None:
+    a = ldap_ou.add_user("alice", departmentNumber="Trading")
+    ldap_ou.add_user("bob", departmentNumber="Ops")
+    ldap_ou.add_group("traders", [a])
+    store, cfg = JsonStore(), ldap_ou.config()
+    _read(cfg, store)
+    noop, stats = _read(cfg, store)
+    assert stats["mode"] == "incremental" and stats["warm"] is True
+    assert content(noop) == content(LdapSource(cfg).read())
+    forget(store)
+    cold, stats = _read(cfg, store)
+    assert stats["warm"] is False
+    assert content(cold) == content(noop)
+    ldap_ou.modify(a, departmentNumber="Risk")
+    moved, stats = _read(cfg, store)
+    assert stats["warm"] is True and stats["users_changed"] == 1
+    assert {i.username: i.first("department") for i in moved.identities} == {"alice": "Risk", "bob": "Ops"}
+    assert content(moved) == content(LdapSource(cfg).read())
+
+
+def test_another_process_writing_a_newer_snapshot_is_noticed(ldap_ou: LdapOu) -> None:
+    a = ldap_ou.add_user("alice", departmentNumber="Trading")
+    store, cfg = JsonStore(), ldap_ou.config()
+    _read(cfg, store)
+    other = JsonStore()  # "another process": its own memory, the same stored rows
+    other.data = store.data
+    ldap_ou.modify(a, departmentNumber="Risk")
+    _read(cfg, other)  # writes a new generation
+    snap, stats = _read(cfg, store)
+    assert stats["warm"] is False  # our memory holds the older generation: read the store
+    assert snap.identities[0].first("department") == "Risk"
+
+
+def test_deletion_scan_every_delays_deletions_until_the_next_scan(ldap_ou: LdapOu) -> None:
+    a = ldap_ou.add_user("alice")
+    ldap_ou.add_user("bob")
+    store, cfg = JsonStore(), ldap_ou.config(deletion_scan_every="1h")
+    _read(cfg, store)
+    ldap_ou.delete(a)
+    snap, stats = _read(cfg, store)
+    assert stats["deletion_scan"] is False and stats["users_gone"] == 0
+    assert {i.username for i in snap.identities} == {"alice", "bob"}  # the documented leaver latency
+    store.data = {k: v.replace('"scan_at": "20', '"scan_at": "19') for k, v in store.data.items()}
+    snap, stats = _read(cfg, store)
+    assert stats["deletion_scan"] is True and stats["users_gone"] == 1
+    assert {i.username for i in snap.identities} == {"bob"}
+    assert content(snap) == content(LdapSource(cfg).read())
+    every_run = ldap_ou.config()
+    assert every_run.deletion_scan_every == 0
+    assert ldap_ou.config(deletion_scan_every="30m").deletion_scan_every == 1800
