@@ -2,9 +2,13 @@
 
 For N synthetic users (default 100,000) this prints, measured in one process
 and one run: a full-read no-op (no state store), the first incremental run (a
-full read that stores the snapshot), an incremental no-op, and an incremental
-run after 100 users changed (department / leaver) -- each as source read plus
-the desired-state computation over the bench rules, and the ratios between them.
+full read that stores the snapshot), incremental no-ops in a warm process (the
+daemon: stored snapshot and grant memo in memory) and a cold one (a fresh
+process: snapshot decoded from the state store, empty memo), and incremental
+runs after 100 users changed (department / leaver) -- with the deletion scan
+every run (the default) and with ``deletion_scan_every = "1h"`` -- each as
+source read plus the desired-state computation over the bench rules, and the
+ratios between them.
 
     .venv/bin/python -m bench.incremental            # 100,000 users
     .venv/bin/python -m bench.incremental 10000 50000
@@ -27,9 +31,12 @@ from bench.ldap_fixture import PEOPLE, _uid, generate_directory
 from bench.sync import RULES
 from provisioner.core.desired import desired_state
 from provisioner.core.lifecycle import LifecyclePolicy
+from provisioner.core.memo import GrantMemo
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
 from provisioner.core.rules import build_ruleset
+from provisioner.gcpause import paused_gc
+from provisioner.sources.incremental_state import forget
 from provisioner.sources.ldap import LdapSource
 from provisioner.store.state import StateStore
 from tests.support.slapd import Slapd
@@ -54,18 +61,22 @@ def load_aged(n: int) -> tuple[Slapd, float]:
     return server, took
 
 
-def _run(cfg: Any, store: StateStore | None, rules: Any) -> tuple[float, float, str, int]:
+def _run(cfg: Any, store: StateStore | None, rules: Any, memo: GrantMemo | None) -> tuple[float, float, str, int]:
     needs = source_needs(rules)
     started = time.perf_counter()
     source = LdapSource(cfg, store=store, needs=needs)
     snap = source.read()
     read = time.perf_counter() - started
-    desired = desired_state((snap,), rules, NamingPolicy("{username}", "b_", 63), LifecyclePolicy(), datetime.now(UTC))
+    naming, now = NamingPolicy("{username}", "b_", 63), datetime.now(UTC)
+    with paused_gc():  # as pipeline.compute_desired does
+        desired = desired_state((snap,), rules, naming, LifecyclePolicy(), now, memo)
     took = time.perf_counter() - started
     stats = source.last_stats
     mode = stats.get("mode", "no store")
     if mode == "incremental":
-        mode += f" ({stats['users_changed']} users re-read, {stats['users_gone']} gone)"
+        scan = "scan" if stats["deletion_scan"] else "no scan"
+        warm = "warm" if stats["warm"] else "cold"
+        mode += f" {warm}, {scan} ({stats['users_changed']} users re-read, {stats['users_gone']} gone)"
     return took, read, mode, len(desired.users)
 
 
@@ -77,14 +88,20 @@ def measure(n: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = StateStore(f"sqlite:///{Path(tmp) / 'state.db'}")
             cfg = server.source_config(page_size=1000, timeout=120.0)
-            rows = [("full read, no state store", *_run(cfg, None, rules))]
-            rows.append(("incremental: first run (full)", *_run(cfg, store, rules)))
-            rows.append(("incremental: no-op", *_run(cfg, store, rules)))
+            hourly = server.source_config(page_size=1000, timeout=120.0, deletion_scan_every="1h")
+            daemon = GrantMemo()  # kept across runs, as the daemon keeps it
+            rows = [("full read, no state store", *_run(cfg, None, rules, None))]
+            rows.append(("incremental: first run (full)", *_run(cfg, store, rules, daemon)))
+            rows.append(("incremental: no-op, warm", *_run(cfg, store, rules, daemon)))
+            forget(store)
+            rows.append(("incremental: no-op, cold process", *_run(cfg, store, rules, None)))
             rng = random.Random(3)
-            for k, i in enumerate(rng.sample(range(n), 100)):
-                change = {"hrStatus": "terminated"} if k % 2 else {"departmentNumber": "Compliance"}
-                server.modify(f"uid={_uid(i)},{PEOPLE}", **change)
-            rows.append(("incremental: 100 users changed", *_run(cfg, store, rules)))
+            sample = rng.sample(range(n), 200)
+            _change(server, sample[:100])
+            rows.append(("incremental: 100 changed, warm", *_run(cfg, store, rules, daemon)))
+            rows.append(("no-op, warm, scan hourly", *_run(hourly, store, rules, daemon)))
+            _change(server, sample[100:])
+            rows.append(("100 changed, warm, scan hourly", *_run(hourly, store, rules, daemon)))
             store.close()
     finally:
         server.cleanup()
@@ -94,6 +111,12 @@ def measure(n: int) -> None:
     for label, took, read, mode, users in rows:
         print(f"  {label:32} {took:8.2f} {read:7.2f}  x{took / full:5.2f}   [{mode}; {users} desired users]")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def _change(server: Slapd, users: list[int]) -> None:
+    for k, i in enumerate(users):
+        change = {"hrStatus": "terminated"} if k % 2 else {"departmentNumber": "Compliance"}
+        server.modify(f"uid={_uid(i)},{PEOPLE}", **change)
 
 
 def main(argv: list[str]) -> None:

@@ -30,6 +30,7 @@ from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.safety import check_plan
 from provisioner.errors import BreakerTripped, PlanError, SafetyViolation
+from provisioner.gcpause import paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.recovery import planned_event, recover_interrupted
@@ -81,7 +82,8 @@ GRANT_MEMO = GrantMemo()
 def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime) -> DesiredState:
     naming = NamingPolicy(cfg.naming.template, cfg.naming.prefix, cfg.naming.max_bytes)
     lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
-    return desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
+    with paused_gc():
+        return desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
 
 
 def make_plan(

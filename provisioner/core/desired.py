@@ -31,8 +31,9 @@ def desired_state(
     memo = memo if memo is not None else GrantMemo()
     snaps = list(snapshots)
     identities = [i for s in snaps for i in s.identities]
-    names = assign_names(identities, naming)
     today = now.date()
+    memo.begin(rules, today)
+    names = assign_names(identities, naming, memo.name_of(naming))
     users: dict[str, DesiredUser] = {}
     groups: set[str] = set()
     states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
@@ -45,9 +46,13 @@ def desired_state(
         state = states.get(key)
         if state is None:
             state = states[key] = classify(ident, now, lifecycle)
-        user = _desired_user(ident, name, rules, state, memo, today)
+        user = memo.user(ident, name, state)
+        if user is None:
+            user = _desired_user(ident, name, rules, state, memo, today)
+        memo.keep(ident, name, state, user)
         users[name] = user
         groups.update(user.memberships)
+    memo.end()
     return DesiredState(
         users=users,
         groups=frozenset(groups),

@@ -11,16 +11,18 @@ Pure: no I/O, a memo is a plain dictionary the shell may keep or drop.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from provisioner.core.conditions import AllCondition, AnyCondition, Condition, GroupCondition, NotCondition
-from provisioner.core.model import Identity
+from provisioner.core.model import DesiredUser, Identity, Lifecycle, Reason
+from provisioner.core.naming import NamingPolicy, role_name
 from provisioner.core.needs import referenced_attributes
 from provisioner.core.rules import Grant, RuleSet
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+Classified = tuple[Lifecycle, Reason, datetime | None]
 MAX_ENTRIES = 500_000
 """The memo starts afresh beyond this many distinct keys (bounded memory)."""
 
@@ -56,13 +58,22 @@ def rule_inputs(rules: RuleSet) -> RuleInputs:
 class GrantMemo:
     """``rules.grants_for(ident, today)`` memoised on :class:`RuleInputs` of ``ident``.
 
-    Valid for one rule set and one day: either changing empties it."""
+    Valid for one rule set and one day: either changing empties it.  Also, per
+    identity *object* (a warm incremental read hands back the very same frozen
+    identities for unchanged people), the role name and the whole desired user of
+    the last call: an unchanged person with the same name and lifecycle state gets
+    the same :class:`DesiredUser` without evaluating anything.  Only the last
+    call's identities are held."""
 
     def __init__(self) -> None:
         self._rules: RuleSet | None = None
         self._today: date | None = None
         self._inputs = RuleInputs((), (), False)
         self._memo: dict[Hashable, tuple[Grant, ...]] = {}
+        self._users: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
+        self._users_next: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
+        self._names: dict[int, tuple[Identity, NamingPolicy, str | None]] = {}
+        self._names_next: dict[int, tuple[Identity, NamingPolicy, str | None]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -73,6 +84,38 @@ class GrantMemo:
         self._rules, self._today = rules, today
         self._inputs = rule_inputs(rules)
         self._memo = {}
+        self._users = {}
+
+    def begin(self, rules: RuleSet, today: date) -> None:
+        """Start a desired-state computation (empties the memo for other rules or another day)."""
+        if today != self._today or (rules is not self._rules and rules != self._rules):
+            self._reset(rules, today)
+        self._users_next, self._names_next = {}, {}
+
+    def end(self) -> None:
+        """Keep what this computation built for the next one, and only that."""
+        self._users, self._users_next = self._users_next, {}
+        self._names, self._names_next = self._names_next, {}
+
+    def name_of(self, policy: NamingPolicy) -> Callable[[Identity], str | None]:
+        last, built = self._names, self._names_next
+
+        def name(ident: Identity) -> str | None:
+            hit = last.get(id(ident))
+            value = hit[2] if hit is not None and hit[0] is ident and hit[1] == policy else role_name(ident, policy)
+            built[id(ident)] = (ident, policy, value)
+            return value
+
+        return name
+
+    def user(self, ident: Identity, name: str, classified: Classified) -> DesiredUser | None:
+        hit = self._users.get(id(ident))
+        if hit is not None and hit[0] is ident and hit[1] == name and hit[2] == classified:
+            return hit[3]
+        return None
+
+    def keep(self, ident: Identity, name: str, classified: Classified, user: DesiredUser) -> None:
+        self._users_next[id(ident)] = (ident, name, classified, user)
 
     def grants(self, rules: RuleSet, ident: Identity, today: date) -> tuple[Grant, ...]:
         if today != self._today or (rules is not self._rules and rules != self._rules):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from provisioner.core.model import Identity
@@ -51,11 +51,14 @@ class Naming:
     """Names that several identities map to: nobody gets them this run."""
 
 
-def assign_names(identities: Iterable[Identity], policy: NamingPolicy) -> Naming:
+def assign_names(
+    identities: Iterable[Identity], policy: NamingPolicy, name_of: Callable[[Identity], str | None] | None = None
+) -> Naming:
+    """``name_of``: ``role_name`` under ``policy``, possibly memoised."""
     by_name: dict[str, list[Identity]] = {}
     problems: list[str] = []
     for ident in identities:
-        name = role_name(ident, policy)
+        name = name_of(ident) if name_of is not None else role_name(ident, policy)
         if name is None:
             problems.append(
                 f"identity {ident.stable_id} ({ident.source}: {ident.dn or ident.username!r}) "
@@ -65,7 +68,13 @@ def assign_names(identities: Iterable[Identity], policy: NamingPolicy) -> Naming
         by_name.setdefault(name, []).append(ident)
     names: dict[str, str] = {}
     held: set[str] = set()
-    for name, group in sorted(by_name.items()):
+    shared = []
+    for name, group in by_name.items():
+        if len(group) == 1:
+            names[group[0].stable_id] = name
+        else:
+            shared.append((name, group))
+    for name, group in sorted(shared, key=lambda item: item[0]):  # collisions reported in name order
         ids = {i.stable_id for i in group}
         if len(ids) > 1:
             held.add(name)

@@ -86,6 +86,9 @@ def test_memoised_desired_state_equals_fresh(first: list[Identity], second: list
     assert _desired(first, rules, now, memo) == _desired(first, rules, now, None)
     assert _desired(second, rules, later, memo) == _desired(second, rules, later, GrantMemo())
     assert _desired(first + second, rules, later, memo) == _desired(first + second, rules, later, None)
+    evening = later + timedelta(hours=12)  # the same identity objects again: per-object reuse, a later hour
+    assert _desired(first + second, rules, evening, memo) == _desired(first + second, rules, evening, None)
+    assert _desired(second, rules, evening, memo) == _desired(second, rules, evening, None)
 
 
 def test_memo_serves_shared_content_and_resets_on_new_rules_or_day() -> None:
