@@ -147,7 +147,7 @@ class IncrementalReader:
             users[norm_dn(dn)] = user_record(dn, raw, src.amap)
         groups = {norm_dn(g.dn): g for g in src.read_groups(conn, extra_attrs=extra, seen=seen)}
         mark = dict(server) if self.ad else {"ts": newest[0]}
-        self.saved.save(users, groups, mark, now.isoformat(), now.isoformat())
+        self.saved.save(users, groups, mark, now.isoformat(), now.isoformat(), full=True)
         return self._assemble(conn, users, groups, {})
 
     # ---- incremental read
@@ -206,7 +206,7 @@ class IncrementalReader:
         if n_users or changed_groups or gone_users or gone_groups:
             self.saved.save(users, groups, mark, state.full_at, scan_at)
         elif mark != old or scan_at != state.scan_at:
-            self.saved.save_marker(state.gen, mark, state.full_at, scan_at)
+            self.saved.save_marker(state.gen, state.base, mark, state.full_at, scan_at)
         unchanged = groups_same and not n_users and not gone_users
         return self._assemble(conn, users, groups, derived if groups_same else {}, unchanged)
 

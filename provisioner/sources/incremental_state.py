@@ -2,12 +2,17 @@
 
 In the state store, per source (``key``):
 
-* ``key`` -- the snapshot: user and group records, column by column (one JSON
-  array per field, attribute values per attribute), zlib-compressed and base64
-  text inside the JSON value, plus the generation (``gen``) it was written as;
-* ``key:mark`` -- small and rewritten on runs that change nothing else: the
-  generation, the high-water mark, the time of the last full read and of the
-  last deletion scan.
+* ``key`` -- the base snapshot: user and group records, column by column (one
+  JSON array per field, attribute values per attribute), zlib-compressed and
+  base64 text inside the JSON value, plus the generation (``gen``) it was written as;
+* ``key:delta`` -- every record added or changed since the base, and the keys
+  of those gone, in the same encoding: a run that changes 100 entries writes
+  these, not 100,000.  When the delta outgrows a tenth of the snapshot the base
+  is rewritten and the delta starts empty;
+* ``key:mark`` -- small, written last on every save: the generation (base and
+  current), the high-water mark, the time of the last full read and of the last
+  deletion scan.  If base, delta and mark do not fit together (a crash between
+  two writes), the stored state is not used: a full read.
 
 In memory (per store object, per key): the records of the last generation this
 process wrote or read, so a long-running process (the daemon) reads only the
@@ -32,9 +37,14 @@ from provisioner.sources.ldap_wire import KeyValueStore
 STATE_VERSION = 2
 
 
+DELTA_SHARE = 10
+"""The base is rewritten when the delta holds more than 1/DELTA_SHARE of the records."""
+
+
 @dataclass
 class Stored:
     gen: str
+    base: str
     users: dict[str, UserRecord]
     groups: dict[str, GroupRecord]
     mark: dict[str, Any]
@@ -51,6 +61,9 @@ class Memory:
     gen: str
     users: dict[str, UserRecord]
     groups: dict[str, GroupRecord]
+    base: str
+    base_users: dict[str, UserRecord]
+    base_groups: dict[str, GroupRecord]
     derived: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,23 +96,31 @@ class SnapshotStore:
 
     def load(self) -> Stored | None:
         marker = self.store.get(self.key + ":mark")
-        mem = self.memory()
-        if (
-            isinstance(marker, dict)
-            and marker.get("v") == STATE_VERSION
-            and mem is not None
-            and marker.get("gen") == mem.gen
-        ):
-            return Stored(
-                mem.gen, dict(mem.users), dict(mem.groups), marker["mark"], marker["full_at"], marker["scan_at"], True
-            )
-        blob = self.store.get(self.key)
-        if not isinstance(blob, dict) or blob.get("v") != STATE_VERSION:
+        if not isinstance(marker, dict) or marker.get("v") != STATE_VERSION:
             return None
-        meta = marker if isinstance(marker, dict) and marker.get("gen") == blob.get("gen") else blob
-        users, groups = decode(blob["data"])
-        self._remember(blob["gen"], users, groups)
-        return Stored(blob["gen"], dict(users), dict(groups), meta["mark"], meta["full_at"], meta["scan_at"])
+        gen, base = str(marker.get("gen")), str(marker.get("base"))
+        meta = (marker["mark"], marker["full_at"], marker["scan_at"])
+        mem = self.memory()
+        if mem is not None and mem.gen == gen and mem.base == base:
+            return Stored(gen, base, dict(mem.users), dict(mem.groups), *meta, warm=True)
+        blob = self.store.get(self.key)
+        if not isinstance(blob, dict) or blob.get("v") != STATE_VERSION or blob.get("gen") != base:
+            return None
+        base_users, base_groups = decode(blob["data"])
+        users, groups = dict(base_users), dict(base_groups)
+        if gen != base:
+            delta = self.store.get(self.key + ":delta")
+            if not isinstance(delta, dict) or delta.get("gen") != gen or delta.get("base") != base:
+                return None
+            more_users, more_groups = decode(delta["data"])
+            for k in delta["gone_users"]:
+                users.pop(k, None)
+            for k in delta["gone_groups"]:
+                groups.pop(k, None)
+            users.update(more_users)
+            groups.update(more_groups)
+        self._remember(Memory(gen, users, groups, base, base_users, base_groups))
+        return Stored(gen, base, dict(users), dict(groups), *meta)
 
     def save(
         self,
@@ -108,21 +129,46 @@ class SnapshotStore:
         mark: dict[str, Any],
         full_at: str,
         scan_at: str,
+        full: bool = False,
     ) -> None:
+        """A new generation: a delta against the base this process holds, or (a full
+        read, no base in memory, a large delta) a new base."""
         gen = str(uuid.uuid4())
-        meta = {"v": STATE_VERSION, "gen": gen, "mark": mark, "full_at": full_at, "scan_at": scan_at}
-        self.store.put(self.key, {**meta, "data": encode(users, groups)})
-        self.store.put(self.key + ":mark", meta)
-        self._remember(gen, dict(users), dict(groups))
+        mem = self.memory()
+        delta = None if full or mem is None else _delta(mem, users, groups)
+        if delta is None:
+            self.store.put(self.key, {"v": STATE_VERSION, "gen": gen, "data": encode(users, groups)})
+            self._remember(Memory(gen, dict(users), dict(groups), gen, dict(users), dict(groups)))
+            base = gen
+        else:
+            assert mem is not None
+            base = mem.base
+            self.store.put(self.key + ":delta", {"v": STATE_VERSION, "gen": gen, "base": base, **delta})
+            self._remember(Memory(gen, dict(users), dict(groups), base, mem.base_users, mem.base_groups))
+        self.save_marker(gen, base, mark, full_at, scan_at)
 
-    def save_marker(self, gen: str, mark: dict[str, Any], full_at: str, scan_at: str) -> None:
-        meta = {"v": STATE_VERSION, "gen": gen, "mark": mark, "full_at": full_at, "scan_at": scan_at}
+    def save_marker(self, gen: str, base: str, mark: dict[str, Any], full_at: str, scan_at: str) -> None:
+        meta = {"v": STATE_VERSION, "gen": gen, "base": base, "mark": mark, "full_at": full_at, "scan_at": scan_at}
         self.store.put(self.key + ":mark", meta)
 
-    def _remember(self, gen: str, users: dict[str, UserRecord], groups: dict[str, GroupRecord]) -> None:
+    def _remember(self, memory: Memory) -> None:
         mem = _memory_of(self.store)
         if mem is not None:
-            mem[self.key] = Memory(gen, users, groups)
+            mem[self.key] = memory
+
+
+def _delta(mem: Memory, users: dict[str, UserRecord], groups: dict[str, GroupRecord]) -> dict[str, Any] | None:
+    """What changed since the base (records are frozen and shared: identity tells), or
+    None when that is too much to keep as a delta."""
+    bu, bg = mem.base_users, mem.base_groups
+    more_users = {k: r for k, r in users.items() if bu.get(k) is not r}
+    more_groups = {k: g for k, g in groups.items() if bg.get(k) is not g}
+    gone_users = [k for k in bu if k not in users]
+    gone_groups = [k for k in bg if k not in groups]
+    size = len(more_users) + len(more_groups) + len(gone_users) + len(gone_groups)
+    if size * DELTA_SHARE > max(len(users) + len(groups), 1000):
+        return None
+    return {"data": encode(more_users, more_groups), "gone_users": gone_users, "gone_groups": gone_groups}
 
 
 # ---- column-oriented encoding

@@ -10,6 +10,7 @@ import pytest
 
 from provisioner.config import LdapSourceConfig
 from provisioner.core.model import SourceSnapshot
+from provisioner.sources import incremental_state
 from provisioner.sources.groups import GroupRecord, UserRecord
 from provisioner.sources.incremental import IncrementalReader
 from provisioner.sources.incremental_state import decode, encode, forget
@@ -57,6 +58,45 @@ def test_warm_process_serves_the_snapshot_from_memory_and_cold_from_the_store(ld
     assert stats["warm"] is True and stats["users_changed"] == 1
     assert {i.username: i.first("department") for i in moved.identities} == {"alice": "Risk", "bob": "Ops"}
     assert content(moved) == content(LdapSource(cfg).read())
+
+
+@pytest.mark.parametrize("share", [10, 10**9], ids=["delta", "base-every-time"])
+def test_changes_stored_as_delta_or_new_base_read_back_cold(
+    ldap_ou: LdapOu, monkeypatch: pytest.MonkeyPatch, share: int
+) -> None:
+    monkeypatch.setattr(incremental_state, "DELTA_SHARE", share)
+    a = ldap_ou.add_user("alice", departmentNumber="Trading")
+    b = ldap_ou.add_user("bob", departmentNumber="Ops")
+    ldap_ou.add_group("traders", [a])
+    store, cfg = JsonStore(), ldap_ou.config()
+    _read(cfg, store)
+    for step in range(3):
+        ldap_ou.modify(b, departmentNumber=f"D{step}")
+        if step == 1:
+            ldap_ou.delete(a)
+            ldap_ou.add_user("carol")
+        _read(cfg, store)
+        has_delta = any(k.endswith(":delta") for k in store.data)
+        assert has_delta == (share == 10)
+        cold = JsonStore()
+        cold.data = dict(store.data)
+        snap, stats = _read(cfg, cold)
+        assert stats["mode"] == "incremental" and stats["warm"] is False
+        assert content(snap) == content(LdapSource(cfg).read())
+
+
+def test_inconsistent_stored_state_means_a_full_read(ldap_ou: LdapOu) -> None:
+    b = ldap_ou.add_user("bob", departmentNumber="Ops")
+    store, cfg = JsonStore(), ldap_ou.config()
+    _read(cfg, store)
+    ldap_ou.modify(b, departmentNumber="Risk")
+    _read(cfg, store)
+    delta_key = next(k for k in store.data if k.endswith(":delta"))
+    del store.data[delta_key]  # as if the process died between writing the delta and the mark
+    forget(store)
+    snap, stats = _read(cfg, store)
+    assert stats == {"mode": "full", "reason": "no stored snapshot"}
+    assert snap.identities[0].first("department") == "Risk"
 
 
 def test_another_process_writing_a_newer_snapshot_is_noticed(ldap_ou: LdapOu) -> None:
