@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from provisioner.core.conditions import AllCondition, AnyCondition, Condition, GroupCondition, NotCondition
+from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import DesiredUser, Identity, Lifecycle, Reason
 from provisioner.core.naming import NamingPolicy, role_name
 from provisioner.core.needs import referenced_attributes
@@ -36,22 +36,10 @@ class RuleInputs:
     username: bool
 
 
-def _groups(cond: Condition) -> set[str]:
-    if isinstance(cond, GroupCondition):
-        return {cond.group}
-    if isinstance(cond, AllCondition | AnyCondition):
-        return set().union(*(_groups(c) for c in cond.items))
-    if isinstance(cond, NotCondition):
-        return _groups(cond.item)
-    return set()
-
-
 def rule_inputs(rules: RuleSet) -> RuleInputs:
     attrs = referenced_attributes(rules, "")
     username = any("username" in _PLACEHOLDER.findall(t) for r in rules.rules for t in r.grants)
-    groups: set[str] = set()
-    for rule in rules.rules:
-        groups |= _groups(rule.when)
+    groups = referenced_groups(rules)  # group conditions hold lower-cased names already
     return RuleInputs(tuple(sorted(attrs)), tuple(sorted(groups)), username)
 
 
