@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
+from provisioner.core.defaultrole import default_role_changes
 from provisioner.core.lifecycle import LeaverPolicy, break_glass_notices, disable_changes, vanished_is_leaver
 from provisioner.core.model import (
     ActualRole,
@@ -71,6 +72,11 @@ def diff(
             user = _expiry(desired.users[name], expiry, out)
             _plan_user(user, actual, policy, refused, renamed, now, out)
     _plan_vanished(desired, actual, policy, renamed, now, out)
+    if "default_roles" in actual.extra:  # MariaDB with manage_default_role (core/defaultrole.py)
+        untouchable = {n for n, r in actual.roles.items() if is_protected(r, actual, policy)}
+        more, notes = default_role_changes(desired, actual, out.changes, untouchable)
+        out.changes += more
+        out.notices += notes
     out.notices += break_glass_notices(desired, actual, policy.break_glass)
     return execution_order(out.changes), tuple(out.notices)
 

@@ -46,6 +46,10 @@ def _check(change: Change, after: ActualState) -> str | None:
             if change.param("group") in role.member_of
             else None
         )
+    if kind is ChangeKind.ALTER_ROLE and any(key == "default_role" for key, _ in change.params):
+        default = (after.extra.get("default_roles") or {}).get(change.role)
+        if default != change.param("default_role"):
+            return f"default role is {default!r}, expected {change.param('default_role')!r}"
     if kind in (ChangeKind.ALTER_ROLE, ChangeKind.CREATE_ROLE):
         login = change.param("login")
         if login is not None and role.login != login:

@@ -22,7 +22,7 @@ import pymysql
 
 from provisioner.config import MysqlTargetConfig
 from provisioner.core.model import ActualState
-from provisioner.core.plan import Change
+from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
 from provisioner.targets.base import ApplyResult
@@ -43,6 +43,10 @@ _PLUGIN = re.compile(r"^[A-Za-z0-9_]+$")
 def lock_name(target_name: str) -> str:
     """The ``GET_LOCK`` name serialising appliers of one target (64 chars max)."""
     return f"provisioner:{target_name}"[:64]
+
+
+def _sets_default(change: Change) -> bool:
+    return change.kind is ChangeKind.ALTER_ROLE and any(key == "default_role" for key, _ in change.params)
 
 
 class MysqlTarget:
@@ -133,6 +137,7 @@ class MysqlTarget:
                     raise
                 markers, meta_ready = [], False
             session_rows = self._query(mi.SESSIONS_QUERY)
+            defaults = self._query(mi.MARIADB_DEFAULT_ROLES_QUERY) if self._reads_default_roles else None
         except pymysql.err.OperationalError as exc:
             self._discard()
             raise TargetUnavailable(f"target {self.name}: inspect failed: {mysql_message(exc)}") from exc
@@ -155,8 +160,14 @@ class MysqlTarget:
                 "supports_valid_until": False,
                 "account_host": self.config.account_host,
                 "meta_ready": meta_ready,
+                **({"default_roles": mi.default_roles(defaults, names)} if defaults is not None else {}),
             },
         )
+
+    @property
+    def _reads_default_roles(self) -> bool:
+        """Default roles are planned on MariaDB with ``manage_default_role`` only."""
+        return self.config.manage_default_role and self._mariadb
 
     # ----------------------------------------------------------------- apply
 
@@ -171,6 +182,8 @@ class MysqlTarget:
         settings = Settings(self.config.meta_database, self.config.auth_plugin, self.config.auth_string, self._mariadb)
         ex = Executor(self.connection(), self._names, settings)
         applied: list[Change] = []
+        # SET DEFAULT ROLE needs the role granted: default-role changes run after every other
+        changes = [c for c in changes if not _sets_default(c)] + [c for c in changes if _sets_default(c)]
         try:
             self._lock(ex)
             try:

@@ -193,6 +193,11 @@ class Executor:
         return text + (f" AS {self.literal(using)}" if using is not None else "")
 
     def alter(self, change: Change) -> None:
+        if any(key == "default_role" for key, _ in change.params):
+            role = change.param("default_role")
+            self.run(
+                f"SET DEFAULT ROLE {quote_ident(role) if role is not None else 'NONE'} FOR {self.account(change.role)}"
+            )
         login = change.param("login")
         if login is not None:
             self.run(f"ALTER USER {self.account(change.role)} ACCOUNT {'UNLOCK' if login else 'LOCK'}")
@@ -289,7 +294,7 @@ def check(change: Change) -> None:
         )
     try:
         quote_ident(change.role)
-        for key in ("group", "old_name"):
+        for key in ("group", "old_name", "default_role"):
             if change.param(key) is not None:
                 quote_ident(change.param(key))
         if change.kind is ChangeKind.CREATE_ROLE and not isinstance(change.param("marker"), Mapping):

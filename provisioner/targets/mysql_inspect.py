@@ -33,6 +33,10 @@ SELECT User, Host,
   FROM mysql.global_priv
 """
 MARIADB_GRANTS_QUERY = "SELECT User, Host, Role FROM mysql.roles_mapping"
+MARIADB_DEFAULT_ROLES_QUERY = """
+SELECT User, Host, JSON_VALUE(Priv, '$.default_role') FROM mysql.global_priv
+ WHERE COALESCE(JSON_VALUE(Priv, '$.default_role'), '') <> ''
+"""
 
 # MySQL 8: roles are locked accounts; role grants are in mysql.role_edges.
 MYSQL_ACCOUNTS_QUERY = """
@@ -164,6 +168,11 @@ def build_roles(
             system=a.system,
         )
     return roles, names
+
+
+def default_roles(rows: Iterable[tuple[Any, ...]], names: Names) -> dict[str, str]:
+    """Role name of each account -> its default role (accounts without one absent)."""
+    return {names.name(_text(u), _text(h)): _text(r) for u, h, r in rows}
 
 
 def sessions(rows: Iterable[tuple[Any, ...]]) -> Mapping[str, int]:
