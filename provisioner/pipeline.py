@@ -102,7 +102,8 @@ def make_plan(
         changes, notices = diff(desired, state, pols[name], ctx.now)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
         changes, notices = execution_order((*changes, *more)), (*notices, *more_notices)
-        target_plans.append(TargetPlan(name, state.fingerprint(plan_scope(changes, notices)), changes, notices))
+        fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
+        target_plans.append(TargetPlan(name, fingerprint, changes, notices))
     return Plan(
         created_at=ctx.now,
         config_digest=cfg.digest,

@@ -151,7 +151,7 @@ def refuse_stale(saved: Plan, actual: Mapping[str, ActualState], cfg: Config) ->
         state = actual.get(tp.target)
         if state is None:
             raise PlanError(f"Saved plan names target {tp.target!r}, which is not configured")
-        now_fp = state.fingerprint(plan_scope(tp.changes, tp.notices))
+        now_fp = state.fingerprint(plan_scope(tp.changes, tp.notices), frozenset(saved.sources))
         if now_fp != tp.fingerprint:
             raise StalePlan(
                 f"Saved plan is stale: target {tp.target!r} changed since the plan was made "

@@ -185,14 +185,16 @@ class ActualState:
     privileges: PrivilegeSnapshot | None = None
     """Privileges of managed roles and the object inventory (None: not read)."""
 
-    def fingerprint(self, scope: frozenset[str] | None = None) -> str:
+    def fingerprint(self, scope: frozenset[str] | None = None, sources: frozenset[str] | None = None) -> str:
         """A digest of everything the diff may depend on; a saved plan is only
         applicable while the target still has this fingerprint.
 
-        ``scope`` limits it to the managed roles plus the named ones (those a
-        plan changes or mentions), so unrelated roles created elsewhere in a
-        shared cluster do not make a saved plan stale; ``None`` covers all."""
-        names = sorted(n for n in self.roles if scope is None or n in scope or self.roles[n].marker is not None)
+        ``scope`` limits it to the named roles (those a plan changes or
+        mentions) plus the managed login roles of ``sources`` (all sources when
+        None) and the managed group roles those belong to, so roles unrelated to
+        the plan -- created by hand or by another provisioner on a shared
+        cluster -- do not make a saved plan stale; ``scope=None`` covers all."""
+        names = sorted(self._in_scope(scope, sources)) if scope is not None else sorted(self.roles)
         payload: dict[str, Any] = {
             "target": self.target,
             "roles": [self.roles[n].to_json() for n in names],
@@ -202,3 +204,13 @@ class ActualState:
             payload["privileges"] = self.privileges.payload()
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+    def _in_scope(self, scope: frozenset[str], sources: frozenset[str] | None) -> set[str]:
+        chosen = {n for n in scope if n in self.roles}
+        for name, role in self.roles.items():
+            m = role.marker
+            if m is not None and m.kind is RoleKind.USER and (sources is None or m.source in sources):
+                chosen.add(name)
+        for name in list(chosen):
+            chosen.update(g for g in self.roles[name].member_of if g in self.roles)
+        return chosen

@@ -166,7 +166,11 @@ def apply_campaign(cfg: Config, store: StateStore, campaign: str, ctx: RunContex
             created_at=ctx.now,
             config_digest=cfg.digest,
             targets=tuple(
-                TargetPlan(t, inp.actual[t].fingerprint(plan_scope(rev.changes[t])), execution_order(rev.changes[t]))
+                TargetPlan(
+                    t,
+                    inp.actual[t].fingerprint(plan_scope(rev.changes[t]), frozenset(inp.desired.sources)),
+                    execution_order(rev.changes[t]),
+                )
                 for t in sorted(rev.changes)
             ),
             sources=tuple(sorted(inp.desired.sources)),
