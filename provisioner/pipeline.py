@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from provisioner import health
+from provisioner import health, shortcircuit
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
@@ -120,13 +120,20 @@ def plan_run(cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings 
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     health.gate(cfg, ctx, snapshots)
+    skipped, facts = shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets) if ctx.short_circuit else (None, None)
+    if skipped is not None:  # a proven no-op: the last full run's desired and actual state stand
+        ctx.audit([planned_event(ctx, skipped)])
+        return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg))
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
+    facts = shortcircuit.measure(facts, targets, desired) if facts is not None else None
     actual = targets.inspect_all()
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)
     plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing)
-    plan, _violations = enforce_sod(cfg, mappings, plan, desired, actual, ctx)  # withheld grants, audited
+    plan, violations = enforce_sod(cfg, mappings, plan, desired, actual, ctx)  # withheld grants, audited
     ctx.audit([planned_event(ctx, plan)])
+    if facts is not None:
+        shortcircuit.remember(cfg, ctx, facts, snapshots, desired, actual, plan, missing, len(violations))
     return PlanOutcome(plan, mappings, snapshots, desired, actual, missing)
 
 

@@ -43,6 +43,7 @@ def planned_event(ctx: RunContext, plan: Plan, *, saved: bool = False) -> AuditE
             "by_kind": plan.counts(),
             "fingerprints": {tp.target: tp.fingerprint for tp in plan.targets},
             "notices": notices,
+            **({"short_circuit": plan.meta["short_circuit"]} if "short_circuit" in plan.meta else {}),
         },
     )
 

@@ -62,6 +62,8 @@ class RunContext:
     stop_requested: Callable[[], bool] = never_stop
     """Checked before each target's transaction; a stop request ends the run
     between transactions (the daemon's SIGTERM), never inside one."""
+    short_circuit: bool = False
+    """A warm process (the daemon) may skip inspect + diff on a proven no-op (provisioner/shortcircuit.py)."""
 
     @classmethod
     def manual(cls, cfg: Config, store: StateStore | None, reason: str = "", actor: str | None = None) -> RunContext:

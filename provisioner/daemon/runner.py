@@ -143,6 +143,7 @@ class Runner:
             trigger,
             store=self._store,
             stop_requested=self._stopping.is_set,
+            short_circuit=True,
         )
         lead = tuple(t.name for t in cfg.targets if self._leadership.leads(t.name)) if apply else ()
         following = tuple(t.name for t in cfg.targets if t.name not in lead) if apply else ()

@@ -209,6 +209,18 @@ class PostgresTarget:
             },
         )
 
+    def catalog_digest(self, names: list[str]) -> str:
+        """One server-side digest of the roles a plan can depend on (the no-op short-circuit);
+        ``names``: the desired role names."""
+        conn = self.connection()
+        try:
+            with conn.transaction():
+                ((digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY, (names,))
+        except psycopg.OperationalError as exc:
+            self._discard()
+            raise TargetUnavailable(f"target {self.name}: catalog digest failed: {pg_message(exc)}") from exc
+        return str(digest)
+
     def _reset_characteristics(self) -> None:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             self._conn.isolation_level = None

@@ -1,0 +1,88 @@
+"""End-to-end no-op runs in a warm, daemon-like process (issue 9).
+
+N synthetic users (default 100,000) in a real slapd with aged modifyTimestamps,
+reconciled into the real PostgreSQL; then, in the same process with one state
+store (so the incremental LDAP reader keeps its snapshot in memory, as the
+daemon does): a full no-op run (short-circuit not allowed), the full run that
+records the short-circuit's facts, the short-circuited no-op run, and the
+catalog digest query alone.  Prints wall times and ratios measured in one run.
+
+    .venv/bin/python -m bench.noop            # 100,000 users
+    .venv/bin/python -m bench.noop 10000
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from bench.incremental import load_aged
+from bench.sync import _setup
+from provisioner import shortcircuit
+from provisioner.config import load_config
+from provisioner.core.plan import Plan
+from provisioner.pipeline import apply_run
+from provisioner.runtime import RunContext, Targets
+from provisioner.store.state import StateStore
+from tests.support import pg
+
+
+def _run(cfg_path: Path, store: StateStore, short_circuit: bool) -> tuple[float, Plan]:
+    cfg = load_config(cfg_path)
+    ctx = RunContext(datetime.now(UTC), "bench", "schedule", store=store, short_circuit=short_circuit)
+    started = time.perf_counter()
+    with Targets(cfg) as targets:
+        plan = apply_run(cfg, ctx, targets)
+    return time.perf_counter() - started, plan
+
+
+def _digest(cfg_path: Path, names: list[str]) -> float:
+    with Targets(load_config(cfg_path)) as targets:
+        target = targets.get("pg")
+        target.catalog_digest(names)  # type: ignore[attr-defined]  # connect first
+        started = time.perf_counter()
+        target.catalog_digest(names)  # type: ignore[attr-defined]
+        return time.perf_counter() - started
+
+
+def measure(n: int) -> None:
+    server, load = load_aged(n)
+    prefix = pg.new_prefix()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = _setup(Path(tmp), server, prefix)
+            store = StateStore(f"sqlite:///{Path(tmp) / 'state.db'}")
+            first, plan = _run(cfg, store, False)
+            rows = [("first run (creates every role)", first, plan)]
+            rows.append(("no-op, full path (inspect + diff)", *_run(cfg, store, False)))
+            rows.append(("no-op, full path, records facts", *_run(cfg, store, True)))
+            rows.append(("no-op, short-circuited", *_run(cfg, store, True)))
+            rows.append(("no-op, short-circuited again", *_run(cfg, store, True)))
+            desired, _ = shortcircuit.cached(load_config(cfg))
+            digest = _digest(cfg, [*desired.users, *desired.groups])
+            store.close()
+    finally:
+        server.cleanup()
+        pg.drop_roles_with_prefix(prefix)
+    full = rows[1][1]
+    print(f"\nN = {n:,} users (slapadd {load:.1f}s, not part of a run)")
+    print(f"  {'run':36} {'wall s':>7} {'ratio':>7}  changes  short-circuit")
+    for label, took, p in rows:
+        sc = "yes" if "short_circuit" in p.meta else "no"
+        print(f"  {label:36} {took:7.2f}  x{took / full:5.2f}  {len(p.changes):7}  {sc}")
+    print(f"  catalog digest query alone: {digest:.3f}s (x{digest / full:.3f} of the full no-op)")
+
+
+def main(argv: list[str]) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    for n in [int(a) for a in argv] or [100_000]:
+        measure(n)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,166 @@
+"""The warm process's no-op short-circuit (issue 9): the shell around
+:func:`provisioner.core.shortcircuit.decide`.
+
+A run may skip inspecting and diffing the targets when every source returned the
+very snapshot object of the last full run (the incremental LDAP reader reuses it
+on a no-op), the mappings files and configuration are unchanged, the UTC date is
+the same with no lifecycle instant passed, and each target's role catalog --
+digested server-side in one query taken *before* the last full run inspected it
+-- is unchanged while that run's plan for it was empty.  Otherwise nothing is
+skipped.  State lives in this process only (the daemon); a CLI run never skips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from provisioner import health
+from provisioner.config import Config
+from provisioner.core.lifecycle import next_lifecycle_events
+from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
+from provisioner.core.plan import Plan, TargetPlan
+from provisioner.core.shortcircuit import RunFacts, Verified, decide, precheck
+from provisioner.logs import log
+from provisioner.mappings import Mappings
+from provisioner.runtime import RunContext, Targets
+
+if TYPE_CHECKING:
+    from provisioner.pipeline import Missing
+
+
+@dataclass(frozen=True, slots=True)
+class _Last:
+    verified: Verified
+    snapshots: tuple[SourceSnapshot, ...]
+    desired: DesiredState
+    actual: Mapping[str, ActualState]
+    plan: Plan
+
+
+_LAST: dict[str, _Last] = {}
+"""Per configuration digest, the last full run with an empty plan (this process only)."""
+
+
+def forget() -> None:
+    _LAST.clear()
+
+
+def mappings_digest(mappings: Mappings) -> str:
+    """SHA-256 over every file of the mappings directory (names and contents)."""
+    h = hashlib.sha256(str(mappings.root).encode())
+    root = mappings.root
+    if root.is_dir():
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            h.update(b"\0" + str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _same_snapshots(now: tuple[SourceSnapshot, ...], before: tuple[SourceSnapshot, ...]) -> bool:
+    return len(now) == len(before) and all(
+        a.source == b.source and a.identities is b.identities and a.group_count == b.group_count and a.complete
+        for a, b in zip(now, before, strict=True)
+    )
+
+
+def catalog_digests(targets: Targets, desired: DesiredState) -> dict[str, str | None]:
+    names = [*desired.users, *desired.groups]
+    out: dict[str, str | None] = {}
+    for name in targets.names:
+        digest = getattr(targets.get(name), "catalog_digest", None)
+        out[name] = digest(names) if callable(digest) else None
+    return out
+
+
+def attempt(
+    cfg: Config, ctx: RunContext, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], targets: Targets
+) -> tuple[Plan | None, RunFacts]:
+    """The empty plan of a short-circuited run (audited by the caller) or None, and
+    this run's facts so far (no catalog digests: :func:`measure` takes them)."""
+    last = _LAST.get(cfg.digest)
+    same = last is not None and _same_snapshots(snaps, last.snapshots)
+    facts = RunFacts(ctx.now, same, mappings_digest(mappings), cfg.digest, {})
+    names = frozenset(targets.names)
+    why = precheck(last.verified if last else None, facts, names)
+    if not why and last is not None:  # same sources and mappings: the same desired role names
+        facts = replace(facts, catalog_digests=catalog_digests(targets, last.desired))
+        why = decide(last.verified, facts, names)
+    if why or last is None:
+        log.info("short_circuit_skipped", run_id=ctx.run_id, reason=why)
+        return None, facts
+    log.info("short_circuit", run_id=ctx.run_id)
+    plan = Plan(
+        created_at=ctx.now,
+        config_digest=cfg.digest,
+        targets=tuple(TargetPlan(tp.target, tp.fingerprint, (), tp.notices) for tp in last.plan.targets),
+        identities_seen=sum(len(s.identities) for s in snaps),
+        sources=last.plan.sources,
+        meta={
+            "run_id": ctx.run_id,
+            "actor": ctx.actor,
+            "trigger": ctx.trigger,
+            "short_circuit": {
+                "verified_at": last.verified.facts.at.isoformat(),
+                "verified_run_id": last.plan.meta.get("run_id"),
+                "mappings_digest": facts.mappings_digest,
+                "catalog_digests": dict(facts.catalog_digests),
+            },
+        },
+    )
+    return plan, facts
+
+
+def measure(facts: RunFacts, targets: Targets, desired: DesiredState) -> RunFacts:
+    """The full path's catalog digests, taken before it inspects (a change in between
+    then shows as a different digest at the next run, never as a missed one)."""
+    return replace(facts, catalog_digests=catalog_digests(targets, desired))
+
+
+def cached(cfg: Config) -> tuple[DesiredState, Mapping[str, ActualState]]:
+    last = _LAST[cfg.digest]
+    return last.desired, last.actual
+
+
+def remember(
+    cfg: Config,
+    ctx: RunContext,
+    now: RunFacts,
+    snaps: tuple[SourceSnapshot, ...],
+    desired: DesiredState,
+    actual: Mapping[str, ActualState],
+    plan: Plan,
+    missing: Missing,
+    sod_violations: int,
+) -> None:
+    """Keep this full run's facts; only targets with nothing to do qualify later."""
+    failures = health.drop_failures(ctx, actual)
+    # privileges are not digested; a break-glass account's sessions are reported each run
+    watched = {
+        t.name
+        for t in cfg.targets
+        if getattr(t, "manage_privileges", False) or t.break_glass or cfg.lifecycle.break_glass
+    }
+    counting = any(missing.values()) or sod_violations > 0
+    quiet = frozenset(
+        tp.target
+        for tp in plan.targets
+        if not counting and not tp.changes and not failures.get(tp.target) and tp.target not in watched
+    )
+    instants = (*(e.at for e in next_lifecycle_events(desired, ctx.now)), *_role_instants(cfg, actual))
+    _LAST[cfg.digest] = _Last(Verified(now, instants, quiet), snaps, desired, actual, plan)
+
+
+def _role_instants(cfg: Config, actual: Mapping[str, ActualState]) -> list[datetime]:
+    """Every managed role's VALID UNTIL and, when retention drops are on, its retention end."""
+    lc = cfg.lifecycle
+    spans = [timedelta(0), *([timedelta(days=lc.retention_days)] if lc.drop_after_retention else [])]
+    return [
+        role.valid_until + span
+        for state in actual.values()
+        for role in state.roles.values()
+        if role.marker is not None and role.valid_until is not None
+        for span in spans
+    ]

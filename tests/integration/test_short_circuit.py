@@ -1,0 +1,133 @@
+"""The warm process's no-op short-circuit (issue 9) against a real slapd and
+PostgreSQL: a repeated no-op run skips inspect + diff (and says so in its audit
+record); a hand-made GRANT, a hand-made role with a desired name, a directory
+change, a rules change and a crossed leave instant each force the full path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from provisioner.core.plan import ChangeKind, Plan
+from provisioner.pipeline import apply_run, plan_run
+from provisioner.runtime import RunContext, Targets
+from provisioner.sources.incremental import IncrementalReader
+from provisioner.store.state import StateStore
+from tests.lifecycle.support import RELAXED, RULES, person
+from tests.support import pg
+from tests.support.e2e import Setup, make_setup
+from tests.support.fixtures import LdapOu
+
+T0 = datetime(2031, 1, 4, 9, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _no_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # entries written seconds ago fall inside the high-water mark's overlap and are re-read
+    monkeypatch.setattr(IncrementalReader, "overlap", timedelta(0))
+
+
+class Warm:
+    """A daemon-like process: one state store, short-circuit allowed, runs kept in memory."""
+
+    def __init__(self, s: Setup, store: StateStore) -> None:
+        self.s, self.store = s, store
+
+    def run(self, now: datetime, *, apply: bool = True) -> Plan:
+        cfg = self.s.config()
+        ctx = RunContext(now, "pytest", "schedule", store=self.store, short_circuit=True)
+        with Targets(cfg) as targets:
+            return apply_run(cfg, ctx, targets) if apply else plan_run(cfg, ctx, targets).plan
+
+    def warmed(self, now: datetime = T0) -> Plan:
+        first = self.run(now)
+        assert first.has_changes and "short_circuit" not in first.meta
+        again = self.run(now + timedelta(minutes=1))
+        assert not again.has_changes and "short_circuit" not in again.meta  # the full run that found nothing
+        noop = self.run(now + timedelta(minutes=2))
+        assert not noop.has_changes and "short_circuit" in noop.meta
+        return noop
+
+
+@pytest.fixture
+def warm(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Iterator[Warm]:
+    ldap_ou.add_user("ann", **person("Trading", "Equity Trader"))
+    ldap_ou.add_user("dan", **person("Operations"))
+    ldap_ou.add_user("cat", **person("Trading", "Equity Trader", hrLeaveDate="20310105"))
+    s = make_setup(
+        tmp_path, ldap_ou.config(name=f"{role_prefix}src"), role_prefix, rules=RULES, extra=RELAXED, drift="revoke"
+    )
+    cfg = s.config()
+    store = StateStore(cfg.state.url, base_dir=cfg.base_dir)
+    try:
+        yield Warm(s, store)
+    finally:
+        store.close()
+
+
+def kinds(plan: Plan) -> set[tuple[ChangeKind, str]]:
+    return {(c.kind, c.role) for c in plan.changes}
+
+
+def admin(statement: str, *names: str) -> None:
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL(statement).format(*(sql.Identifier(n) for n in names)))
+
+
+def test_second_noop_run_short_circuits_and_is_audited(warm: Warm) -> None:
+    noop = warm.warmed()
+    marker = noop.meta["short_circuit"]
+    assert set(marker["catalog_digests"]) == {"pg"} and marker["mappings_digest"]
+    planned = [r.content for r in warm.store.iter_audit(noop.meta["run_id"]) if r.content.get("kind") == "run_planned"]
+    assert len(planned) == 1 and planned[0]["after"]["short_circuit"] == marker
+    assert warm.run(T0 + timedelta(minutes=3)).meta.get("short_circuit")  # and keeps doing so
+
+
+def test_hand_made_grant_to_a_managed_role_forces_the_full_path(warm: Warm, role_prefix: str) -> None:
+    p = role_prefix
+    warm.warmed()
+    admin("CREATE ROLE {} NOLOGIN", f"{p}hand")
+    admin("GRANT {} TO {}", f"{p}hand", f"{p}ann")
+    plan = warm.run(T0 + timedelta(minutes=5), apply=False)
+    assert "short_circuit" not in plan.meta
+    assert (ChangeKind.REVOKE_MEMBERSHIP, f"{p}ann") in kinds(plan)
+
+
+def test_hand_made_role_with_a_desired_name_forces_the_full_path(warm: Warm, role_prefix: str) -> None:
+    p = role_prefix
+    warm.warmed()
+    admin("DROP ROLE {}", f"{p}dan")
+    admin("CREATE ROLE {} NOLOGIN", f"{p}dan")  # no marker: not ours
+    plan = warm.run(T0 + timedelta(minutes=5), apply=False)
+    assert "short_circuit" not in plan.meta
+    named = {c.role for c in plan.changes} | {n.role for t in plan.targets for n in t.notices}
+    assert f"{p}dan" in named
+
+
+def test_directory_change_forces_the_full_path(warm: Warm, ldap_ou: LdapOu, role_prefix: str) -> None:
+    warm.warmed()
+    ldap_ou.modify(ldap_ou.user_dn("dan"), departmentNumber="Trading", title="Bond Trader")
+    plan = warm.run(T0 + timedelta(minutes=5), apply=False)
+    assert "short_circuit" not in plan.meta
+    assert (ChangeKind.GRANT_MEMBERSHIP, f"{role_prefix}dan") in kinds(plan)
+
+
+def test_rules_change_forces_the_full_path(warm: Warm, role_prefix: str) -> None:
+    p = role_prefix
+    warm.warmed()
+    rules = warm.s.path.parent / "mappings" / "rules" / "r.toml"
+    rules.write_text(rules.read_text().replace(f'grant = ["{p}ops_settlement", ', "grant = ["))
+    plan = warm.run(T0 + timedelta(minutes=5), apply=False)
+    assert "short_circuit" not in plan.meta
+    assert (ChangeKind.REVOKE_MEMBERSHIP, f"{p}dan") in kinds(plan)
+
+
+def test_crossed_leave_instant_forces_the_full_path(warm: Warm, role_prefix: str) -> None:
+    warm.warmed(datetime(2031, 1, 4, 23, 50, tzinfo=UTC))
+    plan = warm.run(datetime(2031, 1, 5, 0, 0, 1, tzinfo=UTC), apply=False)
+    assert "short_circuit" not in plan.meta
+    assert (ChangeKind.ALTER_ROLE, f"{role_prefix}cat") in kinds(plan)
