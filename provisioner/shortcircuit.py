@@ -42,7 +42,7 @@ class _Last:
 
 
 _LAST: dict[str, _Last] = {}
-"""Per configuration digest, the last full run with an empty plan (this process only)."""
+"""The last full run of the current configuration (this process only; one entry)."""
 
 
 def forget() -> None:
@@ -150,6 +150,7 @@ def remember(
         if not counting and not tp.changes and not failures.get(tp.target) and tp.target not in watched
     )
     instants = (*(e.at for e in next_lifecycle_events(desired, ctx.now)), *_role_instants(cfg, actual))
+    _LAST.clear()  # one configuration at a time: a reload must not keep the old state alive
     _LAST[cfg.digest] = _Last(Verified(now, instants, quiet), snaps, desired, actual, plan)
 
 
