@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from psycopg import sql
 
 from bench.ldap_fixture import PEOPLE, _uid, load_directory
 from provisioner.config import load_config
 from provisioner.pipeline import apply_run
 from provisioner.runtime import RunContext, Targets
 from tests.support import pg
-from tests.support.e2e import source_toml
+from tests.support.e2e import make_setup
 
 RULES = """
 [[rule]]
@@ -68,23 +67,14 @@ when = {{ group = "grp00001" }}
 """
 
 
+# The churn phase deliberately takes access from 2% of users: above the breaker's 500 at 50,000.
+BENCH_SAFETY = "[safety]\nmax_revocations = 1000000\nmax_revocation_share = 1.0\n"
+
+
 def _setup(tmp: Path, server: Any, prefix: str) -> Path:
-    login = f"{prefix}svc"
-    with pg.admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(login)))
-    dsn = " ".join(p for p in pg.admin_dsn().split() if not p.startswith("user=")) + f" user={login}"
-    (tmp / "mappings" / "rules").mkdir(parents=True)
-    (tmp / "mappings" / "rules" / "r.toml").write_text(RULES.format(p=prefix))
-    src = source_toml(server.source_config(name=f"bench-{prefix.rstrip('_')}", page_size=1000, timeout=60.0))
-    cfg = tmp / "config.toml"
-    cfg.write_text(
-        f'[provisioner]\nmappings = "mappings"\nlog_format = "json"\nlog_level = "warning"\n'
-        f'[naming]\nprefix = "{prefix}"\n[state]\nurl = "sqlite:///{tmp / "state.db"}"\n'
-        # the churn phase deliberately takes access from 2% of users: above the breaker's 500 at 50,000
-        "[safety]\nmax_revocations = 1000000\nmax_revocation_share = 1.0\n"
-        f'{src}\n[[targets]]\nname = "pg"\ntype = "postgresql"\ndsn = {json.dumps(dsn)}\n'
-    )
-    return cfg
+    """The tests' least-privilege setup, with the bench's rules, source and safety limits."""
+    source = server.source_config(name=f"bench-{prefix.rstrip('_')}", page_size=1000, timeout=60.0)
+    return make_setup(tmp, source, prefix, rules=RULES, extra=BENCH_SAFETY).path
 
 
 def _sync(cfg_path: Path) -> dict[str, float]:

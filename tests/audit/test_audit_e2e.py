@@ -20,14 +20,11 @@ from provisioner.core.audit import EventKind, chain_hash
 from provisioner.store.state import StateStore
 from tests.audit.servers import closed_port, smtp_server
 from tests.audit.support import write_catalog
-from tests.support.e2e import make_setup, memberships
+from tests.support.e2e import make_setup, memberships, person
 from tests.support.fixtures import LdapOu
 
 EXE = str(Path(sys.executable).with_name("provisioner"))
 
-
-def person(dept: str, title: str) -> dict[str, str]:
-    return {"departmentNumber": dept, "title": title, "employeeType": "employee", "hrStatus": "active"}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from psycopg import sql
 
 from tests.support import pg
-from tests.support.e2e import make_setup, memberships
+from tests.support.e2e import make_setup, memberships, person
 from tests.support.fixtures import LdapOu
 
 EXE = str(Path(sys.executable).with_name("provisioner"))
@@ -22,9 +22,6 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120, check=False)
 
-
-def person(dept: str, title: str) -> dict[str, str]:
-    return {"departmentNumber": dept, "title": title, "employeeType": "employee", "hrStatus": "active"}
 
 
 def test_plan_json_out_detailed_exitcode_and_apply(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:

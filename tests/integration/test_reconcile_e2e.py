@@ -12,12 +12,8 @@ from psycopg import sql
 
 from provisioner.errors import SourceUnavailable, SourceUnhealthy, StalePlan
 from tests.support import pg
-from tests.support.e2e import make_setup, memberships, role_options
+from tests.support.e2e import make_setup, memberships, person, role_options
 from tests.support.fixtures import LdapOu
-
-
-def person(dept: str, title: str, status: str = "active") -> dict[str, str]:
-    return {"departmentNumber": dept, "title": title, "employeeType": "employee", "hrStatus": status}
 
 
 def test_three_syncs_joiners_movers_leavers(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 from provisioner.core.audit import EventKind
 from provisioner.store.state import StateStore
 from tests.support import pg
-from tests.support.e2e import Setup, make_setup
+from tests.support.e2e import RELAXED_SAFETY, Setup, make_setup
+from tests.support.e2e import person as person  # re-exported for the lifecycle tests
 from tests.support.fixtures import LdapOu
 
 RULES = """
@@ -33,15 +34,8 @@ max_revocations = 500
 max_identity_drop = 0.2
 """
 
-RELAXED = """
-[safety]
-max_revocation_share = 1.0
-max_identity_drop = 1.0
-"""
+RELAXED = RELAXED_SAFETY
 
-
-def person(dept: str, title: str = "Analyst", status: str = "active", **extra: str) -> dict[str, str]:
-    return {"departmentNumber": dept, "title": title, "employeeType": "employee", "hrStatus": status, **extra}
 
 
 def setup(tmp_path: Path, ldap_ou: LdapOu, prefix: str, extra: str = RELAXED, **source: Any) -> Setup:

@@ -16,7 +16,7 @@ from psycopg import sql
 from provisioner.store.signing import verify_chain
 from provisioner.store.state import StateStore
 from tests.support import pg
-from tests.support.e2e import make_setup, memberships
+from tests.support.e2e import make_setup, memberships, person
 from tests.support.fixtures import LdapOu
 
 RULES = """
@@ -64,12 +64,6 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, *args], capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"},
                           timeout=180, check=False)
 
-
-def person(dept: str, title: str, manager: str | None = None) -> dict[str, str]:
-    attrs = {"departmentNumber": dept, "title": title, "employeeType": "employee", "hrStatus": "active"}
-    if manager:
-        attrs["manager"] = manager
-    return attrs
 
 
 def read(path: Path) -> list[dict[str, str]]:

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from provisioner.store.state import StateStore
 from tests.support import pg
-from tests.support.e2e import Setup, make_setup, memberships
+from tests.support.e2e import Setup, make_setup, memberships, person
 from tests.support.fixtures import LdapOu
 
 RULES = """
@@ -46,9 +46,6 @@ severity = "critical"
 conflicts = [ {{ role = "{p}trade_approver" }}, {{ role = "{p}trade_executor" }} ]
 """
 
-
-def person(dept: str, title: str) -> dict[str, str]:
-    return {"departmentNumber": dept, "title": title, "employeeType": "employee", "hrStatus": "active"}
 
 
 def setup_with_sod(tmp_path: Path, ldap_ou: LdapOu, p: str, exceptions: str = "") -> Setup:

@@ -98,6 +98,11 @@ class Setup:
             store.close()
 
 
+def person(dept: str, title: str = "Analyst", status: str = "active", **extra: str) -> dict[str, str]:
+    """LDAP attributes of an employee (inetOrgPerson + hrPerson) for ``LdapOu.add_user``."""
+    return {"departmentNumber": dept, "title": title, "employeeType": "employee", "hrStatus": status, **extra}
+
+
 def make_setup(
     tmp_path: Path,
     source: LdapSourceConfig | LdifSourceConfig,
