@@ -41,9 +41,6 @@ class DiffPolicy:
     leavers: LeaverPolicy = field(default_factory=LeaverPolicy)
 
 
-_Out = Draft
-
-
 def is_protected(role: ActualRole, actual: ActualState, policy: DiffPolicy) -> bool:
     """Superusers, built-in and replication roles, roles that bypass RLS, the
     session's own role and the configured list are never changed."""
@@ -61,7 +58,7 @@ def is_protected(role: ActualRole, actual: ActualState, policy: DiffPolicy) -> b
 def diff(
     desired: DesiredState, actual: ActualState, policy: DiffPolicy, now: datetime
 ) -> tuple[tuple[Change, ...], tuple[Notice, ...]]:
-    out = _Out()
+    out = Draft()
     for problem in desired.problems:
         out.note(NoticeLevel.ERROR, "identity", problem)
     refused = _plan_groups(desired, actual, policy, out)
@@ -81,15 +78,13 @@ def diff(
     return execution_order(out.changes), tuple(out.notices)
 
 
-def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: _Out) -> set[str]:
+def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: Draft) -> set[str]:
     refused: set[str] = set()
     for group in sorted(desired.groups):
         role = actual.roles.get(group)
         if role is None:
             rules = sorted({r.rule for u in desired.users.values() for r in u.memberships.get(group, ())})
-            reason = Reason(
-                rules[0] if rules else "rules", f"group role needed by rule(s) {', '.join(rules)}"
-            )
+            reason = Reason(rules[0] if rules else "rules", f"group role needed by rule(s) {', '.join(rules)}")
             marker = Marker(RoleKind.GROUP)
             out.changes.append(
                 make_change(
@@ -108,13 +103,11 @@ def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy,
             out.note(NoticeLevel.ERROR, "protected", f"rules grant protected role {group!r}; refused", group)
         elif role.marker is not None and role.marker.kind is RoleKind.USER:
             refused.add(group)
-            out.note(
-                NoticeLevel.ERROR, "refused", f"rules grant {group!r}, a managed login role; refused", group
-            )
+            out.note(NoticeLevel.ERROR, "refused", f"rules grant {group!r}, a managed login role; refused", group)
     return refused
 
 
-def _expiry(user: DesiredUser, supported: bool, out: _Out) -> DesiredUser:
+def _expiry(user: DesiredUser, supported: bool, out: Draft) -> DesiredUser:
     """On a target that cannot expire accounts (``supports_valid_until`` False,
     MySQL/MariaDB) the desired VALID UNTIL is None; the leave date is enforced
     by the run at that time (the daemon's leave timer)."""
@@ -131,9 +124,7 @@ def _expiry(user: DesiredUser, supported: bool, out: _Out) -> DesiredUser:
     return replace(user, valid_until=None)
 
 
-def _plan_renames(
-    desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: _Out
-) -> dict[str, str]:
+def _plan_renames(desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: Draft) -> dict[str, str]:
     """Map new name -> old name for identities whose username changed."""
     by_id = {
         (r.marker.source, r.marker.stable_id): r
@@ -173,7 +164,7 @@ def _plan_user(
     refused: set[str],
     renamed: dict[str, str],
     now: datetime,
-    out: _Out,
+    out: Draft,
 ) -> None:
     role = _current(user.name, actual, renamed)
     if role is None:
@@ -212,7 +203,7 @@ def _plan_user(
         _plan_disable(user.name, role, [user.lifecycle_reason], now, out, actual, policy)
 
 
-def _plan_joiner(user: DesiredUser, refused: set[str], out: _Out) -> None:
+def _plan_joiner(user: DesiredUser, refused: set[str], out: Draft) -> None:
     if user.lifecycle is Lifecycle.FUTURE_HIRE:
         out.note(
             NoticeLevel.INFO,
@@ -239,13 +230,11 @@ def _plan_joiner(user: DesiredUser, refused: set[str], out: _Out) -> None:
     )
     for group in sorted(user.memberships):
         if group not in refused:
-            out.changes.append(
-                _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group])
-            )
+            out.changes.append(_membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group]))
     _note_scheduled(user, out)
 
 
-def _note_scheduled(user: DesiredUser, out: _Out) -> None:
+def _note_scheduled(user: DesiredUser, out: Draft) -> None:
     if user.valid_until is not None:
         out.note(
             NoticeLevel.INFO,
@@ -262,7 +251,7 @@ def _plan_login(
     valid_until: datetime | None,
     reasons: list[Reason],
     now: datetime,
-    out: _Out,
+    out: Draft,
 ) -> None:
     params: dict[str, object] = {}
     if role.login != login:
@@ -290,7 +279,7 @@ def _plan_disable(
     role: ActualRole,
     reasons: list[Reason],
     now: datetime,
-    out: _Out,
+    out: Draft,
     actual: ActualState,
     policy: DiffPolicy,
 ) -> None:
@@ -301,13 +290,11 @@ def _plan_disable(
 
 
 def _plan_memberships(
-    user: DesiredUser, role: ActualRole, actual: ActualState, policy: DiffPolicy, refused: set[str], out: _Out
+    user: DesiredUser, role: ActualRole, actual: ActualState, policy: DiffPolicy, refused: set[str], out: Draft
 ) -> None:
     wanted = {g for g in user.memberships if g not in refused}
     for group in sorted(wanted - role.member_of):
-        out.changes.append(
-            _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group])
-        )
+        out.changes.append(_membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group]))
     for group in sorted(role.member_of - wanted):
         if group in user.memberships:
             continue  # refused group the user already has: leave as is, already reported
@@ -333,7 +320,7 @@ def _plan_vanished(
     policy: DiffPolicy,
     renamed: dict[str, str],
     now: datetime,
-    out: _Out,
+    out: Draft,
 ) -> None:
     moved = set(renamed.values())
     for name in sorted(actual.roles):
@@ -341,12 +328,7 @@ def _plan_vanished(
         m = role.marker
         if m is None or m.kind is not RoleKind.USER or m.source not in desired.sources:
             continue
-        if (
-            name in desired.users
-            or name in moved
-            or name in desired.held
-            or is_protected(role, actual, policy)
-        ):
+        if name in desired.users or name in moved or name in desired.held or is_protected(role, actual, policy):
             continue
         gone, runs = vanished_is_leaver(m, policy.leavers)
         if not gone:
@@ -364,9 +346,7 @@ def _plan_vanished(
 
 def _membership(kind: ChangeKind, role: str, group: str, reasons: Iterable[Reason]) -> Change:
     granted = kind is ChangeKind.GRANT_MEMBERSHIP
-    return make_change(
-        kind, role, reasons, group=group, before={"member": not granted}, after={"member": granted}
-    )
+    return make_change(kind, role, reasons, group=group, before={"member": not granted}, after={"member": granted})
 
 
 def _iso(value: datetime | None) -> str | None:

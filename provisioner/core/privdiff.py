@@ -35,15 +35,12 @@ class PrivilegePolicy:
     empty: the owner of each schema."""
 
 
-_Out = Draft
-
-
 def plan_privileges(
     catalog: PrivilegeCatalog, actual: ActualState, policy: PrivilegePolicy, planned: Sequence[Change] = ()
 ) -> tuple[list[Change], list[Notice]]:
     """Changes and notices for the catalog's roles on one target; ``planned``
     are the changes the membership diff already made (roles it creates)."""
-    out = _Out()
+    out = Draft()
     if not catalog.roles:
         return [], []
     snapshot = actual.privileges
@@ -93,7 +90,7 @@ def _create(model: RoleModel) -> Change:
     )
 
 
-def _manageable(model: RoleModel, role: ActualRole, actual: ActualState, policy: PrivilegePolicy, out: _Out) -> bool:
+def _manageable(model: RoleModel, role: ActualRole, actual: ActualState, policy: PrivilegePolicy, out: Draft) -> bool:
     if is_protected(role, actual, policy.diff):
         out.note(
             NoticeLevel.ERROR, "protected", f"catalog role {model.name} is a protected role; not touched", model.name
@@ -113,7 +110,7 @@ def _manageable(model: RoleModel, role: ActualRole, actual: ActualState, policy:
     return True
 
 
-def _memberships(model: RoleModel, role: ActualRole | None, usable: set[str], out: _Out) -> None:
+def _memberships(model: RoleModel, role: ActualRole | None, usable: set[str], out: Draft) -> None:
     have = role.member_of if role else frozenset()
     for parent in model.inherits:
         if parent in have:
@@ -175,7 +172,7 @@ def desired_grants(
 
 
 def _privileges(
-    model: RoleModel, snapshot: PrivilegeSnapshot, have: set[Grant], policy: PrivilegePolicy, out: _Out
+    model: RoleModel, snapshot: PrivilegeSnapshot, have: set[Grant], policy: PrivilegePolicy, out: Draft
 ) -> None:
     want, missing, elsewhere = desired_grants(model, snapshot, policy.default_owners)
     for message in missing:
@@ -210,9 +207,7 @@ def _privileges(
         )
 
 
-def _grouped(
-    kind: ChangeKind, grants: Iterable[Grant], reasons_of: Callable[[Grant], list[Reason]]
-) -> list[Change]:
+def _grouped(kind: ChangeKind, grants: Iterable[Grant], reasons_of: Callable[[Grant], list[Reason]]) -> list[Change]:
     """One change per (role, object) carrying every privilege for it."""
     by_obj: dict[tuple[str, Obj], list[Grant]] = {}
     for g in grants:
