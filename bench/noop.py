@@ -23,7 +23,6 @@ import structlog
 
 from bench.incremental import load_aged
 from bench.sync import _setup
-from provisioner import shortcircuit
 from provisioner.config import load_config
 from provisioner.core.plan import Plan
 from provisioner.pipeline import apply_run
@@ -41,12 +40,12 @@ def _run(cfg_path: Path, store: StateStore, short_circuit: bool) -> tuple[float,
     return time.perf_counter() - started, plan
 
 
-def _digest(cfg_path: Path, names: list[str]) -> float:
+def _digest(cfg_path: Path) -> float:
     with Targets(load_config(cfg_path)) as targets:
         target = targets.get("pg")
-        target.catalog_digest(names)  # type: ignore[attr-defined]  # connect first
+        target.catalog_digest()  # type: ignore[attr-defined]  # connect first
         started = time.perf_counter()
-        target.catalog_digest(names)  # type: ignore[attr-defined]
+        target.catalog_digest()  # type: ignore[attr-defined]
         return time.perf_counter() - started
 
 
@@ -63,8 +62,7 @@ def measure(n: int) -> None:
             rows.append(("no-op, full path, records facts", *_run(cfg, store, True)))
             rows.append(("no-op, short-circuited", *_run(cfg, store, True)))
             rows.append(("no-op, short-circuited again", *_run(cfg, store, True)))
-            desired, _ = shortcircuit.cached(load_config(cfg))
-            digest = _digest(cfg, [*desired.users, *desired.groups])
+            digest = _digest(cfg)
             store.close()
     finally:
         server.cleanup()

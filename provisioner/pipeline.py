@@ -125,7 +125,7 @@ def plan_run(cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings 
         ctx.audit([planned_event(ctx, skipped)])
         return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg))
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
-    facts = shortcircuit.measure(facts, targets, desired) if facts is not None else None
+    facts = shortcircuit.measure(facts, targets) if facts is not None else None
     actual = targets.inspect_all()
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)

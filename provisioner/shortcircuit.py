@@ -66,12 +66,11 @@ def _same_snapshots(now: tuple[SourceSnapshot, ...], before: tuple[SourceSnapsho
     )
 
 
-def catalog_digests(targets: Targets, desired: DesiredState) -> dict[str, str | None]:
-    names = [*desired.users, *desired.groups]
+def catalog_digests(targets: Targets) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in targets.names:
         digest = getattr(targets.get(name), "catalog_digest", None)
-        out[name] = digest(names) if callable(digest) else None
+        out[name] = digest() if callable(digest) else None
     return out
 
 
@@ -85,8 +84,8 @@ def attempt(
     facts = RunFacts(ctx.now, same, mappings_digest(mappings), cfg.digest, {})
     names = frozenset(targets.names)
     why = precheck(last.verified if last else None, facts, names)
-    if not why and last is not None:  # same sources and mappings: the same desired role names
-        facts = replace(facts, catalog_digests=catalog_digests(targets, last.desired))
+    if not why and last is not None:
+        facts = replace(facts, catalog_digests=catalog_digests(targets))
         why = decide(last.verified, facts, names)
     if why or last is None:
         log.info("short_circuit_skipped", run_id=ctx.run_id, reason=why)
@@ -113,10 +112,10 @@ def attempt(
     return plan, facts
 
 
-def measure(facts: RunFacts, targets: Targets, desired: DesiredState) -> RunFacts:
+def measure(facts: RunFacts, targets: Targets) -> RunFacts:
     """The full path's catalog digests, taken before it inspects (a change in between
     then shows as a different digest at the next run, never as a missed one)."""
-    return replace(facts, catalog_digests=catalog_digests(targets, desired))
+    return replace(facts, catalog_digests=catalog_digests(targets))
 
 
 def cached(cfg: Config) -> tuple[DesiredState, Mapping[str, ActualState]]:

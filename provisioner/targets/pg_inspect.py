@@ -118,35 +118,26 @@ def build_roles(
 
 
 # The no-op short-circuit's catalog digest (provisioner/shortcircuit.py): one
-# server-side md5 over the roles a plan can depend on -- every managed role (its
-# comment carries the marker), every role named like a desired role (%s: the names)
-# and every role on the other side of their memberships -- with oid, attributes,
-# expiry and comment, and over all of their memberships.  A hand-made role with a
-# desired name, a GRANT or REVOKE touching a managed role, or a role dropped and
-# re-created each change it; roles that no plan can touch do not.
-CATALOG_DIGEST_QUERY = """
-WITH core AS (
-  SELECT d.objoid AS oid FROM pg_catalog.pg_shdescription d
-   WHERE d.classoid = 'pg_catalog.pg_authid'::regclass AND d.description LIKE 'provisioner:managed%%'
-  UNION
-  SELECT r.oid FROM pg_catalog.pg_roles r JOIN unnest(%s::text[]) AS want(name) ON want.name = r.rolname
-), edges AS (
-  SELECT am.member, am.roleid, am.admin_option FROM pg_catalog.pg_auth_members am
-   WHERE am.member IN (SELECT oid FROM core) OR am.roleid IN (SELECT oid FROM core)
-), scope AS (
-  SELECT oid FROM core UNION SELECT member FROM edges UNION SELECT roleid FROM edges
+# server-side, order-independent digest of the cluster's whole role catalog --
+# per role its oid, name, attributes, connection limit, expiry and comment, per
+# membership its two oids and admin option -- as row counts and two sums of seeded
+# 64-bit hashes (hashtextextended, PostgreSQL 11+; no sort, ~0.4 s at 100,000 roles).
+# Any role created, dropped, altered or commented and any GRANT or REVOKE of a role
+# changes it, including on roles no plan touches (a needless full run, never a missed
+# one).  A change detector, not a signature: the full run at each UTC date change
+# bounds what a deliberately forged collision could hide.
+_ROLE_ROW = """concat_ws('|', r.oid, r.rolname, r.rolcanlogin, r.rolsuper, r.rolreplication, r.rolbypassrls,
+                     r.rolcreaterole, r.rolcreatedb, r.rolinherit, r.rolconnlimit,
+                     extract(epoch FROM r.rolvaliduntil), d.description)"""
+_EDGE_ROW = "concat_ws('|', e.member, e.roleid, e.admin_option)"
+_SUMS = (
+    "count(*) || ':' || coalesce(sum(hashtextextended(x, 1)::numeric) || '.'"
+    " || sum(hashtextextended(x, 2)::numeric), '')"
 )
-SELECT md5(coalesce((
-         SELECT string_agg(concat_ws('|', r.oid, r.rolname, r.rolcanlogin, r.rolsuper, r.rolreplication,
-                                   r.rolbypassrls, r.rolcreaterole, r.rolcreatedb, r.rolinherit,
-                                   extract(epoch FROM r.rolvaliduntil),
-                                   d.description), E'\\n' ORDER BY r.oid)
-           FROM pg_catalog.pg_roles r JOIN scope s ON s.oid = r.oid
-           LEFT JOIN pg_catalog.pg_shdescription d
-             ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass), '')
-       || E'\\n--\\n' ||
-       coalesce((
-         SELECT string_agg(e.member::text || '>' || e.roleid::text || ':' || e.admin_option::text,
-                           ',' ORDER BY e.member, e.roleid, e.admin_option)
-           FROM edges e), ''))
+CATALOG_DIGEST_QUERY = f"""
+SELECT (SELECT {_SUMS} FROM (SELECT {_ROLE_ROW} AS x FROM pg_catalog.pg_roles r
+          LEFT JOIN pg_catalog.pg_shdescription d
+            ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass) AS roles)
+       || '/' ||
+       (SELECT {_SUMS} FROM (SELECT {_EDGE_ROW} AS x FROM pg_catalog.pg_auth_members e) AS edges)
 """

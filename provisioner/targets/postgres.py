@@ -209,13 +209,12 @@ class PostgresTarget:
             },
         )
 
-    def catalog_digest(self, names: list[str]) -> str:
-        """One server-side digest of the roles a plan can depend on (the no-op short-circuit);
-        ``names``: the desired role names."""
+    def catalog_digest(self) -> str:
+        """One server-side digest of the cluster's role catalog (the no-op short-circuit)."""
         conn = self.connection()
         try:
             with conn.transaction():
-                ((digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY, (names,))
+                ((digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY)
         except psycopg.OperationalError as exc:
             self._discard()
             raise TargetUnavailable(f"target {self.name}: catalog digest failed: {pg_message(exc)}") from exc

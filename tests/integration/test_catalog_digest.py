@@ -1,0 +1,51 @@
+"""The short-circuit's server-side catalog digest (pg_inspect.CATALOG_DIGEST_QUERY)
+against a real PostgreSQL: stable while nothing changes, different after every kind
+of role-catalog change a plan could depend on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from provisioner.targets.postgres import PostgresTarget
+
+Conn = psycopg.Connection[Any]
+
+
+def _run(conn: Conn, template: str, *names: str) -> None:
+    conn.execute(sql.SQL(template).format(*(sql.Identifier(n) for n in names)))
+
+
+CHANGES: dict[str, Callable[[Conn, str], None]] = {
+    "login": lambda c, p: _run(c, "ALTER ROLE {} LOGIN", p + "u"),
+    "createdb": lambda c, p: _run(c, "ALTER ROLE {} CREATEDB", p + "u"),
+    "inherit": lambda c, p: _run(c, "ALTER ROLE {} NOINHERIT", p + "u"),
+    "connection limit": lambda c, p: _run(c, "ALTER ROLE {} CONNECTION LIMIT 3", p + "u"),
+    "valid until": lambda c, p: _run(c, "ALTER ROLE {} VALID UNTIL '2031-01-01'", p + "u"),
+    "comment": lambda c, p: _run(c, "COMMENT ON ROLE {} IS 'provisioner:managed {{}}'", p + "u"),
+    "grant": lambda c, p: _run(c, "GRANT {} TO {}", p + "g", p + "u"),
+    "revoke": lambda c, p: _run(c, "REVOKE {} FROM {}", p + "g", p + "m"),
+    "admin option": lambda c, p: _run(c, "GRANT {} TO {} WITH ADMIN OPTION", p + "g", p + "m"),
+    "new role": lambda c, p: _run(c, "CREATE ROLE {}", p + "new"),
+    "drop and re-create": lambda c, p: (_run(c, "DROP ROLE {}", p + "u"), _run(c, "CREATE ROLE {}", p + "u")),
+    "rename": lambda c, p: _run(c, "ALTER ROLE {} RENAME TO {}", p + "u", p + "renamed"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_digest_is_stable_and_sees_every_kind_of_change(
+    kind: str, pg_target: PostgresTarget, pg_admin: Conn, role_prefix: str
+) -> None:
+    for name in ("u", "g", "m"):
+        _run(pg_admin, "CREATE ROLE {} NOLOGIN", role_prefix + name)
+    _run(pg_admin, "GRANT {} TO {}", role_prefix + "g", role_prefix + "m")
+    pg_admin.commit()
+    before = pg_target.catalog_digest()
+    assert pg_target.catalog_digest() == before
+    CHANGES[kind](pg_admin, role_prefix)
+    pg_admin.commit()
+    assert pg_target.catalog_digest() != before
