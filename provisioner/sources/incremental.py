@@ -85,7 +85,7 @@ class IncrementalReader:
 
     def read(self, conn: ldap3.Connection) -> SourceSnapshot:
         now = datetime.now(UTC)
-        server = self._server_mark(conn) if self.ad else {}
+        server = self._server_mark(conn) if self.ad else self._context_mark(conn)
         state = self.saved.load()
         why = self._why_full(state, server, now)
         if why:
@@ -130,6 +130,35 @@ class IncrementalReader:
                 invocation = values[0].hex()
         return {"usn": usn, "dc": dc, "invocation": invocation}
 
+    def _context_mark(self, conn: ldap3.Connection) -> dict[str, Any]:
+        """OpenLDAP: the ``contextCSN`` values of the databases holding the user and group
+        bases (syncprov keeps them and moves them on every write, deletions included);
+        ``{}`` when a base's naming context has none or cannot be read (never quiet then)."""
+        cfg = self.source.config
+        conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["namingContexts"])
+        if not conn.result or conn.result.get("result") != 0 or not conn.response:
+            return {}
+        raw = conn.response[0].get("raw_attributes", {})
+        contexts = [v.decode("utf-8", "replace") for v in raw.get("namingcontexts", [])]
+        csn: dict[str, list[str]] = {}
+        for base in filter(None, (cfg.user_base, cfg.group_base)):
+            nc = _naming_context(base, contexts)
+            if nc is None:
+                return {}
+            if nc not in csn:
+                conn.search(nc, "(objectClass=*)", ldap3.BASE, attributes=["contextCSN"])
+                ok = conn.result and conn.result.get("result") == 0 and conn.response
+                values = conn.response[0].get("raw_attributes", {}).get("contextcsn", []) if ok else []
+                if not values:
+                    return {}
+                csn[nc] = sorted(v.decode("ascii", "replace") for v in values)
+        return {"csn": csn}
+
+    def _quiet(self, old: dict[str, Any], server: dict[str, Any], key: str) -> bool:
+        """Nothing at all was written to the directory since ``old[key]`` was taken."""
+        now = server.get("usn") if self.ad else server.get("csn")
+        return bool(now) and now == old.get(key)
+
     # ---- full read
 
     def _full(self, conn: ldap3.Connection, server: dict[str, Any], now: datetime) -> SourceSnapshot:
@@ -146,7 +175,7 @@ class IncrementalReader:
             seen(raw)
             users[norm_dn(dn)] = user_record(dn, raw, src.amap)
         groups = {norm_dn(g.dn): g for g in src.read_groups(conn, extra_attrs=extra, seen=seen)}
-        mark = dict(server) if self.ad else {"ts": newest[0]}
+        mark = _mark(self.ad, server, newest[0], scanned=True)
         self.saved.save(users, groups, mark, now.isoformat(), now.isoformat(), full=True)
         return self._assemble(conn, users, groups, {})
 
@@ -171,21 +200,25 @@ class IncrementalReader:
             for v in raw.get("modifytimestamp", ()):
                 newest[0] = max(newest[0], _gt(v))
 
+        quiet = self._quiet(old, server, "usn" if self.ad else "csn")
         n_users = 0  # re-read entries that differ from the stored copy (the overlap re-reads a few)
-        for dn, raw in src.search(conn, cfg.user_base, f"(&{cfg.user_filter}{changed})", src.user_attrs() + extra):
-            seen(raw)
-            key, rec = norm_dn(dn), user_record(dn, raw, src.amap)
-            if users.get(key) != rec:
-                users[key] = rec
-                n_users += 1
         changed_groups = []
-        for g in src.read_groups(conn, changed, extra, seen):
-            key = norm_dn(g.dn)
-            if groups.get(key) != g:
-                groups[key] = g
-                changed_groups.append(g)
+        if not quiet:  # a quiet directory has no changed entry to ask for
+            user_filter = f"(&{cfg.user_filter}{changed})"
+            for dn, raw in src.search(conn, cfg.user_base, user_filter, src.user_attrs() + extra):
+                seen(raw)
+                key, rec = norm_dn(dn), user_record(dn, raw, src.amap)
+                if users.get(key) != rec:
+                    users[key] = rec
+                    n_users += 1
+            for g in src.read_groups(conn, changed, extra, seen):
+                key = norm_dn(g.dn)
+                if groups.get(key) != g:
+                    groups[key] = g
+                    changed_groups.append(g)
         every = cfg.deletion_scan_every
-        scan = every <= 0 or now - datetime.fromisoformat(state.scan_at) >= timedelta(seconds=every)
+        due = every <= 0 or now - datetime.fromisoformat(state.scan_at) >= timedelta(seconds=every)
+        scan = due and not self._quiet(old, server, "scan")  # nothing written since the last scan: none gone
         gone_users = gone_groups = 0
         if scan:
             gone_users = _gone(users, self._present(conn, cfg.user_base, cfg.user_filter))
@@ -198,8 +231,9 @@ class IncrementalReader:
             users_gone=gone_users,
             groups_gone=gone_groups,
             deletion_scan=scan,
+            quiet=quiet,
         )
-        mark = dict(server) if self.ad else {"ts": newest[0]}
+        mark = _mark(self.ad, server, newest[0], scanned=scan, before=old)
         groups_same = not changed_groups and not gone_groups
         memory = self.saved.memory()
         derived = memory.derived if memory is not None and memory.gen == state.gen else {}
@@ -238,6 +272,25 @@ class IncrementalReader:
             if client and isinstance(membership, GroupGraph) and memory is not None:
                 memory.derived.update(snapshot=snap, identities=identities)
         return replace(snap, warnings=(*src.warnings(), *snap.warnings), read_at=datetime.now(UTC))
+
+
+def _mark(
+    ad: bool, server: dict[str, Any], newest: str, *, scanned: bool, before: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The high-water mark to store: AD's server mark, or OpenLDAP's newest modifyTimestamp
+    and contextCSN; ``scan``: the server's change counter when the last deletion scan (or
+    full read) started, so a later due scan is skipped while nothing was written."""
+    mark = dict(server) if ad else {"ts": newest, **({"csn": server["csn"]} if server.get("csn") else {})}
+    counter = server.get("usn") if ad else server.get("csn")
+    scan = counter if scanned else (before or {}).get("scan")
+    return {**mark, "scan": scan} if scan else mark
+
+
+def _naming_context(base: str, contexts: list[str]) -> str | None:
+    """The longest naming context ``base`` lies in (RDN-wise, case-insensitive)."""
+    dn = norm_dn(base)
+    inside = [nc for nc in contexts if dn == norm_dn(nc) or dn.endswith("," + norm_dn(nc))]
+    return max(inside, key=len) if inside else None
 
 
 def _gone(stored: dict[str, Any], present: set[str]) -> int:

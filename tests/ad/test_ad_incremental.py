@@ -34,6 +34,7 @@ def test_usn_changed_incremental_equals_full(samba_dc: SambaDC) -> None:
     assert _read(cfg, store)[1]["mode"] == "full"
     snap, stats = _read(cfg, store)
     assert stats["mode"] == "incremental" and stats["users_changed"] == 0 and stats["groups_changed"] == 0
+    assert stats["quiet"] is True and stats["deletion_scan"] is False  # highestCommittedUSN did not move
 
     conn = samba_dc.admin()
     conn.modify(f"CN=inc2,{people}", {"department": [("MODIFY_REPLACE", ["Trading"])]})
@@ -42,7 +43,7 @@ def test_usn_changed_incremental_equals_full(samba_dc: SambaDC) -> None:
     conn.delete(f"CN=inc5,{people}")
     conn.add(f"CN=inc6,{people}", ["user"], {"sAMAccountName": "inc6", "userAccountControl": "512"})
     snap, stats = _read(cfg, store)
-    assert stats["mode"] == "incremental"
+    assert stats["mode"] == "incremental" and stats["quiet"] is False and stats["deletion_scan"] is True
     assert stats["users_changed"] == 3 and stats["groups_changed"] == 1 and stats["users_gone"] == 1
     assert content(snap) == content(LdapSource(cfg).read())
     names = {i.username: i for i in snap.identities}

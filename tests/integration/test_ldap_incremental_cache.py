@@ -129,3 +129,53 @@ def test_deletion_scan_every_delays_deletions_until_the_next_scan(ldap_ou: LdapO
     every_run = ldap_ou.config()
     assert every_run.deletion_scan_every == 0
     assert ldap_ou.config(deletion_scan_every="30m").deletion_scan_every == 1800
+
+
+def _count_searches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every entry search the source makes (the contextCSN look-up is not one)."""
+    bases: list[str] = []
+    search = LdapSource.search
+
+    def counted(self: LdapSource, conn: Any, base: str, *args: Any, **kw: Any) -> Any:
+        bases.append(base)
+        return search(self, conn, base, *args, **kw)
+
+    monkeypatch.setattr(LdapSource, "search", counted)
+    return bases
+
+
+def test_quiet_directory_is_not_searched_and_a_later_deletion_is_found(
+    ldap_ou: LdapOu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = ldap_ou.add_user("alice", departmentNumber="Trading")
+    ldap_ou.add_user("bob", departmentNumber="Ops")
+    store, cfg = JsonStore(), ldap_ou.config()
+    first, _ = _read(cfg, store)
+    searches = _count_searches(monkeypatch)
+    again, stats = _read(cfg, store)
+    assert stats["quiet"] is True and stats["deletion_scan"] is False
+    assert searches == []  # nothing written since the last read: no entry is asked for
+    assert again is first or content(again) == content(first)
+    ldap_ou.delete(a)
+    after, stats = _read(cfg, store)
+    assert stats["quiet"] is False and stats["deletion_scan"] is True and stats["users_gone"] == 1
+    assert {i.username for i in after.identities} == {"bob"}
+    assert searches  # the write moved contextCSN: changed entries and the id-only scan were asked for
+
+
+def test_due_deletion_scan_is_skipped_only_while_nothing_was_written(ldap_ou: LdapOu) -> None:
+    ldap_ou.add_user("alice")
+    b = ldap_ou.add_user("bob")
+    store, cfg = JsonStore(), ldap_ou.config(deletion_scan_every="1h")
+    _read(cfg, store)
+
+    def due() -> None:
+        store.data = {k: v.replace('"scan_at": "20', '"scan_at": "19') for k, v in store.data.items()}
+
+    due()
+    _, stats = _read(cfg, store)
+    assert stats["quiet"] is True and stats["deletion_scan"] is False  # due, but nothing could be gone
+    ldap_ou.modify(b, departmentNumber="Risk")  # any write, even one that deletes nothing
+    due()
+    _, stats = _read(cfg, store)
+    assert stats["quiet"] is False and stats["deletion_scan"] is True and stats["users_gone"] == 0

@@ -176,6 +176,7 @@ class Slapd:
             f"argsfile {self.dir}/slapd.args",
             "modulepath /usr/lib/ldap",
             "moduleload back_mdb",
+            "moduleload syncprov",
             f"sizelimit {self.sizelimit}",
         ]
         if self.tls:
@@ -193,9 +194,13 @@ class Slapd:
             f"directory {self.dir}/db",
             "index objectClass eq",
             "index uid,cn,member,uniqueMember eq",
+            "index entryCSN,entryUUID,modifyTimestamp eq",
             *self.limits,
             "access to attrs=userPassword by anonymous auth by * none",
             "access to * by users read by * none",
+            # the sync provider keeps the suffix's contextCSN, which moves on every write
+            # (the incremental reader's "nothing written since" check), as replicated setups have
+            "overlay syncprov",
         ]
         return "\n".join(lines) + "\n"
 
@@ -218,7 +223,7 @@ class Slapd:
         self._loaded_base = True
         started = time.perf_counter()
         result = subprocess.run(
-            [str(SLAPADD), "-q", "-f", str(self._conf), "-l", str(ldif)],
+            [str(SLAPADD), "-q", "-w", "-f", str(self._conf), "-l", str(ldif)],
             capture_output=True,
             text=True,
             check=False,
