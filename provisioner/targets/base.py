@@ -19,9 +19,10 @@ class ApplyResult:
 class Target(Protocol):
     name: str
 
-    def inspect(self) -> ActualState:
+    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
         """Read roles, options, markers and memberships in a constant number
-        of catalog queries, in one consistent snapshot."""
+        of catalog queries, in one consistent snapshot.  ``only``: a target may
+        read just these roles (and then no privileges); reading more is allowed."""
         ...
 
     def apply(

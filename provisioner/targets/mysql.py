@@ -119,7 +119,8 @@ class MysqlTarget:
     def _meta_table(self) -> str:
         return f"{quote_ident(self.config.meta_database)}.{quote_ident('managed_roles')}"
 
-    def inspect(self) -> ActualState:
+    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
+        """Always the whole catalog (``only`` is accepted and ignored: accounts are few)."""
         try:
             ((version, current),) = self._query(mi.SESSION_QUERY)
             self._mariadb = mi.is_mariadb(str(version))

@@ -31,7 +31,7 @@ SELECT usename::text, count(*)::int
 # valid_until: infinity (and anything past year 9999, which Python cannot
 # represent) reads as NULL = "never expires"; -infinity and BC dates are
 # clamped to the smallest representable instant (= "always expired").
-ROLES_QUERY = """
+_ROLES = """
 SELECT r.oid::bigint,
        r.rolname::text,
        r.rolcanlogin,
@@ -49,15 +49,21 @@ SELECT r.oid::bigint,
        END,
        shobj_description(r.oid, 'pg_authid')
   FROM pg_catalog.pg_roles r
- ORDER BY r.rolname
 """
+ROLES_QUERY = _ROLES + " ORDER BY r.rolname"
 
-MEMBERSHIPS_QUERY = """
+_MEMBERSHIPS = """
 SELECT DISTINCT m.rolname::text, g.rolname::text
   FROM pg_catalog.pg_auth_members am
   JOIN pg_catalog.pg_roles m ON m.oid = am.member
   JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
 """
+MEMBERSHIPS_QUERY = _MEMBERSHIPS
+
+# The same, for the named roles only (%s: their names): what verify re-reads after
+# an apply, so that it costs what the plan touched, not the size of the catalog.
+ROLES_NAMED_QUERY = _ROLES + " WHERE r.rolname = ANY(%s::text[]) ORDER BY r.rolname"
+MEMBERSHIPS_NAMED_QUERY = _MEMBERSHIPS + " WHERE m.rolname = ANY(%s::text[])"
 
 # Used by apply on PostgreSQL 16+, where one membership may be recorded once
 # per grantor: every (member, group) pair to revoke, with every grantor.

@@ -171,19 +171,26 @@ class PostgresTarget:
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description is not None else []
 
-    def inspect(self) -> ActualState:
+    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
+        """``only``: read just these roles and their memberships (no privileges): what
+        verify needs after an apply."""
         conn = self.connection()
         try:
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             with conn.transaction():
                 ((session_role, version),) = self._query(conn, pg_inspect.SESSION_QUERY)
-                role_rows = self._query(conn, pg_inspect.ROLES_QUERY)
-                member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_QUERY)
+                if only is None:
+                    role_rows = self._query(conn, pg_inspect.ROLES_QUERY)
+                    member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_QUERY)
+                else:
+                    names = (sorted(only),)
+                    role_rows = self._query(conn, pg_inspect.ROLES_NAMED_QUERY, names)
+                    member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_NAMED_QUERY, names)
                 session_rows = self._query(conn, pg_inspect.SESSIONS_QUERY)
                 roles = pg_inspect.build_roles(role_rows, member_rows)
                 privileges = None
-                if self.config.manage_privileges:
+                if self.config.manage_privileges and only is None:
                     privileges = pg_privileges.read_privileges(
                         roles,
                         str(conn.info.dbname),

@@ -111,6 +111,26 @@ def _create_roles(conn: Conn, names: list[str]) -> None:
     conn.execute(sql.SQL("; ").join(statements))
 
 
+def test_inspect_of_named_roles_reads_just_those_with_their_memberships(
+    pg_target: PostgresTarget, pg_admin: Conn, role_prefix: str
+) -> None:
+    grp, u1, u2 = f"{role_prefix}grp", f"{role_prefix}u1", f"{role_prefix}u'2"
+    run(pg_admin, "CREATE ROLE {} NOLOGIN", grp)
+    run(pg_admin, "CREATE ROLE {} LOGIN VALID UNTIL '2031-02-03 04:05:06+00'", u1)
+    run(pg_admin, "CREATE ROLE {} LOGIN", u2)
+    run(pg_admin, "GRANT {} TO {}", grp, u1)
+    run(pg_admin, "GRANT {} TO {}", grp, u2)
+    pg_admin.commit()
+    whole = pg_target.inspect()
+
+    named = pg_target.inspect(frozenset({u1, u2, f"{role_prefix}absent"}))
+
+    assert set(named.roles) == {u1, u2}  # not the group, not any other role of the cluster
+    assert named.roles[u1] == whole.roles[u1] and named.roles[u2] == whole.roles[u2]
+    assert named.roles[u2].member_of == frozenset({grp})
+    assert named.session_role == whole.session_role and "sessions" in named.extra
+
+
 def test_inspect_uses_the_same_number_of_statements_for_10_and_500_roles(
     pg_target: PostgresTarget, pg_admin: Conn, role_prefix: str
 ) -> None:
