@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from provisioner import health, shortcircuit
 from provisioner.config import Config
@@ -94,7 +95,10 @@ def make_plan(
     seen: int,
     privileges: PrivilegeCatalog = EMPTY,
     missing: Missing | None = None,
+    reused: Mapping[str, Any] | None = None,
 ) -> Plan:
+    """``reused``: targets whose actual state the daemon took from its last full run
+    (provisioner/shortcircuit.py), recorded in ``plan.meta`` for the audit trail."""
     pols = policies(cfg, missing, health.drop_failures(ctx, actual))
     owners = {t.name: t.privilege_owners for t in cfg.targets}
     target_plans = []
@@ -110,7 +114,12 @@ def make_plan(
         targets=tuple(target_plans),
         identities_seen=seen,
         sources=tuple(sorted(desired.sources)),
-        meta={"run_id": ctx.run_id, "actor": ctx.actor, "trigger": ctx.trigger},
+        meta={
+            "run_id": ctx.run_id,
+            "actor": ctx.actor,
+            "trigger": ctx.trigger,
+            **({"reused_actual": dict(reused)} if reused else {}),
+        },
     )
 
 
@@ -126,10 +135,10 @@ def plan_run(cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings 
         return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg))
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
     facts = shortcircuit.measure(facts, targets) if facts is not None else None
-    actual = targets.inspect_all()
+    actual, reused = shortcircuit.inspect(cfg, facts, targets) if facts is not None else (targets.inspect_all(), {})
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)
-    plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing)
+    plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused)
     plan, violations = enforce_sod(cfg, mappings, plan, desired, actual, ctx)  # withheld grants, audited
     ctx.audit([planned_event(ctx, plan)])
     if facts is not None:

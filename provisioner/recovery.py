@@ -43,7 +43,7 @@ def planned_event(ctx: RunContext, plan: Plan, *, saved: bool = False) -> AuditE
             "by_kind": plan.counts(),
             "fingerprints": {tp.target: tp.fingerprint for tp in plan.targets},
             "notices": notices,
-            **({"short_circuit": plan.meta["short_circuit"]} if "short_circuit" in plan.meta else {}),
+            **{k: plan.meta[k] for k in ("short_circuit", "reused_actual") if k in plan.meta},
         },
     )
 

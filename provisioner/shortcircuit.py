@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provisioner import health
 from provisioner.config import Config
@@ -116,6 +116,30 @@ def measure(facts: RunFacts, targets: Targets) -> RunFacts:
     """The full path's catalog digests, taken before it inspects (a change in between
     then shows as a different digest at the next run, never as a missed one)."""
     return replace(facts, catalog_digests=catalog_digests(targets))
+
+
+def inspect(cfg: Config, facts: RunFacts, targets: Targets) -> tuple[dict[str, ActualState], dict[str, Any]]:
+    """Each target's actual state: the last full run's, when its catalog digest (taken
+    before that run inspected) equals this run's and no privileges are managed -- with
+    the open sessions read afresh, so a leaver's new session is still ended -- else a
+    fresh inspect.  Also what was reused, for the audit record."""
+    last = _LAST.get(cfg.digest)
+    actual: dict[str, ActualState] = {}
+    reused: dict[str, Any] = {}
+    for name in targets.names:
+        before = last.actual.get(name) if last is not None else None
+        digest = facts.catalog_digests.get(name)
+        same = last is not None and digest is not None and digest == last.verified.facts.catalog_digests.get(name)
+        if before is None or not same or before.privileges is not None:
+            actual[name] = targets.get(name).inspect()
+            continue
+        assert last is not None
+        fresh = targets.get(name).inspect(frozenset())  # sessions only
+        actual[name] = replace(before, extra={**before.extra, "sessions": fresh.extra.get("sessions", {})})
+        reused[name] = {"catalog_digest": digest, "inspected_run_id": last.plan.meta.get("run_id")}
+    if reused:
+        log.info("actual_state_reused", targets=sorted(reused))
+    return actual, reused
 
 
 def cached(cfg: Config) -> tuple[DesiredState, Mapping[str, ActualState]]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -131,3 +133,51 @@ def test_crossed_leave_instant_forces_the_full_path(warm: Warm, role_prefix: str
     plan = warm.run(datetime(2031, 1, 5, 0, 0, 1, tzinfo=UTC), apply=False)
     assert "short_circuit" not in plan.meta
     assert (ChangeKind.ALTER_ROLE, f"{role_prefix}cat") in kinds(plan)
+
+
+def _planned(warm: Warm, plan: Plan) -> dict[str, Any]:
+    (record,) = [r.content for r in warm.store.iter_audit(plan.meta["run_id"]) if r.content.get("kind") == "run_planned"]
+    return dict(record["after"])
+
+
+def test_directory_change_on_an_unchanged_catalog_reuses_the_actual_state(
+    warm: Warm, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    warm.warmed()
+    ldap_ou.modify(ldap_ou.user_dn("dan"), departmentNumber="Trading", title="Bond Trader")
+    plan = warm.run(T0 + timedelta(minutes=5))
+    assert "short_circuit" not in plan.meta and set(plan.meta["reused_actual"]) == {"pg"}
+    assert _planned(warm, plan)["reused_actual"] == plan.meta["reused_actual"]  # audited: why nothing was inspected
+    assert (ChangeKind.GRANT_MEMBERSHIP, f"{role_prefix}dan") in kinds(plan)
+    after = warm.run(T0 + timedelta(minutes=6))  # the apply changed the catalog: inspected again
+    assert not after.has_changes and "reused_actual" not in after.meta and "short_circuit" not in after.meta
+
+
+def test_hand_made_grant_with_a_directory_change_is_inspected_not_reused(
+    warm: Warm, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    p = role_prefix
+    warm.warmed()
+    admin("CREATE ROLE {} NOLOGIN", f"{p}hand")
+    admin("GRANT {} TO {}", f"{p}hand", f"{p}ann")
+    ldap_ou.modify(ldap_ou.user_dn("dan"), departmentNumber="Trading", title="Bond Trader")
+    plan = warm.run(T0 + timedelta(minutes=5), apply=False)
+    assert "reused_actual" not in plan.meta
+    assert {(ChangeKind.REVOKE_MEMBERSHIP, f"{p}ann"), (ChangeKind.GRANT_MEMBERSHIP, f"{p}dan")} <= kinds(plan)
+
+
+def test_reused_actual_state_still_sees_a_leavers_open_session(warm: Warm, ldap_ou: LdapOu, role_prefix: str) -> None:
+    p = role_prefix
+    admin("GRANT pg_signal_backend TO {}", warm.s.login)
+    warm.warmed()
+    dsn = " ".join(x for x in pg.admin_dsn().split() if not x.startswith("user=")) + f" user={p}ann"
+    session = psycopg.connect(dsn, autocommit=True)  # opened after the catalog was last inspected
+    try:
+        ldap_ou.modify(ldap_ou.user_dn("ann"), hrStatus="terminated")
+        plan = warm.run(T0 + timedelta(minutes=5))
+        assert set(plan.meta["reused_actual"]) == {"pg"}
+        assert (ChangeKind.TERMINATE_SESSIONS, f"{p}ann") in kinds(plan)
+        with pytest.raises(psycopg.OperationalError):
+            session.execute("SELECT 1")
+    finally:
+        session.close()
