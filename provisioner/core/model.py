@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -157,6 +157,23 @@ class ActualRole:
     def managed(self) -> bool:
         return self.marker is not None
 
+    def digest_row(self) -> list[Any]:
+        """Every field, positionally (the fingerprint hashes one of these per role)."""
+        m = self.marker
+        return [
+            self.name,
+            self.login,
+            self.superuser,
+            self.replication,
+            self.bypassrls,
+            self.createrole,
+            self.createdb,
+            self.valid_until.isoformat() if self.valid_until else None,
+            (m.kind, m.stable_id, m.source) if m is not None else None,  # a StrEnum: dumped as its text
+            sorted(self.member_of),
+            self.system,
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -184,6 +201,9 @@ class ActualState:
     """Adapter-specific facts later stages may need (server version ...)."""
     privileges: PrivilegeSnapshot | None = None
     """Privileges of managed roles and the object inventory (None: not read)."""
+    _memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Derived values only (see ``_base``), checked against ``roles`` by identity; a
+    ``dataclasses.replace`` copy shares it."""
 
     def fingerprint(self, scope: frozenset[str] | None = None, sources: frozenset[str] | None = None) -> str:
         """A digest of everything the diff may depend on; a saved plan is only
@@ -194,23 +214,42 @@ class ActualState:
         None) and the managed group roles those belong to, so roles unrelated to
         the plan -- created by hand or by another provisioner on a shared
         cluster -- do not make a saved plan stale; ``scope=None`` covers all."""
-        names = sorted(self._in_scope(scope, sources)) if scope is not None else sorted(self.roles)
-        payload: dict[str, Any] = {
-            "target": self.target,
-            "roles": [self.roles[n].to_json() for n in names],
-            "scope": sorted(scope) if scope is not None else None,
-        }
+        head: dict[str, Any] = {"v": 3, "target": self.target, "scope": sorted(scope) if scope is not None else None}
         if self.privileges is not None:
-            payload["privileges"] = self.privileges.payload()
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(blob).hexdigest()
+            head["privileges"] = self.privileges.payload()
+        h = hashlib.sha256(json.dumps(head, sort_keys=True, separators=(",", ":")).encode())
+        if scope is None:
+            h.update(self._rows(self.roles))
+        else:
+            base, digest = self._base(sources)
+            h.update(digest)
+            h.update(self._rows(self._with_groups({n for n in scope if n in self.roles}) - base))
+        return "sha256:" + h.hexdigest()
 
-    def _in_scope(self, scope: frozenset[str], sources: frozenset[str] | None) -> set[str]:
-        chosen = {n for n in scope if n in self.roles}
-        for name, role in self.roles.items():
-            m = role.marker
-            if m is not None and m.kind is RoleKind.USER and (sources is None or m.source in sources):
-                chosen.add(name)
-        for name in list(chosen):
-            chosen.update(g for g in self.roles[name].member_of if g in self.roles)
-        return chosen
+    def _rows(self, names: Iterable[str]) -> bytes:
+        roles = self.roles
+        return json.dumps([roles[n].digest_row() for n in sorted(names)], separators=(",", ":")).encode()
+
+    def _with_groups(self, names: set[str]) -> set[str]:
+        roles = self.roles
+        groups = {g for name in names for g in roles[name].member_of}
+        return names | {g for g in groups if g in roles}
+
+    def _base(self, sources: frozenset[str] | None) -> tuple[frozenset[str], bytes]:
+        """The part of every scoped fingerprint that does not depend on the scope: the
+        managed login roles of ``sources`` and their groups, with the digest of their rows.
+        Computed once per state and sources (a warm daemon plans against one state again)."""
+        hit = self._memo.get(sources)
+        if hit is not None and hit[0] is self.roles:
+            return hit[1], hit[2]
+        user = RoleKind.USER
+        names = self._with_groups(
+            {
+                name
+                for name, role in self.roles.items()
+                if (m := role.marker) is not None and m.kind is user and (sources is None or m.source in sources)
+            }
+        )
+        base = (frozenset(names), hashlib.sha256(self._rows(names)).digest())
+        self._memo[sources] = (self.roles, *base)
+        return base

@@ -1,0 +1,69 @@
+"""ActualState.fingerprint: what a saved plan's staleness check covers, and that its
+memo of the scope-independent part never outlives the roles it was computed from."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from provisioner.core.model import ActualRole, ActualState, Marker, RoleKind
+
+
+def _state() -> ActualState:
+    roles = [
+        ActualRole("ann", True, marker=Marker(RoleKind.USER, "1", "ldap"), member_of=frozenset({"traders"})),
+        ActualRole("bob", True, marker=Marker(RoleKind.USER, "2", "ldap")),
+        ActualRole("eve", True, marker=Marker(RoleKind.USER, "3", "entra")),
+        ActualRole("traders", False, marker=Marker(RoleKind.GROUP)),
+        ActualRole("hand", False),
+        ActualRole("app", True),
+    ]
+    return ActualState("pg", {r.name: r for r in roles}, "svc")
+
+
+SCOPE, SOURCES = frozenset({"hand"}), frozenset({"ldap"})
+
+CHANGED = {
+    "a managed login role of the source": ("bob", {"login": False}),
+    "its expiry": ("ann", {"valid_until": datetime(2031, 1, 1, tzinfo=UTC)}),
+    "its memberships": ("bob", {"member_of": frozenset({"traders"})}),
+    "a group a managed role is in": ("traders", {"createdb": True}),
+    "a role the plan names": ("hand", {"login": True}),
+}
+UNCHANGED = {
+    "a role of another source": ("eve", {"login": False}),
+    "an unrelated hand-made role": ("app", {"createdb": True}),
+}
+
+
+def _with(state: ActualState, name: str, **fields: object) -> ActualState:
+    roles = dict(state.roles)
+    roles[name] = replace(roles[name], **fields)  # type: ignore[arg-type]
+    return replace(state, roles=roles)  # shares the memo dictionary, not the roles
+
+
+@pytest.mark.parametrize("what", sorted(CHANGED))
+def test_changes_in_scope_change_the_fingerprint_even_after_memoising(what: str) -> None:
+    state = _state()
+    before = state.fingerprint(SCOPE, SOURCES)
+    assert state.fingerprint(SCOPE, SOURCES) == before  # the memoised path agrees with the first
+    name, fields = CHANGED[what]
+    assert _with(state, name, **fields).fingerprint(SCOPE, SOURCES) != before
+
+
+@pytest.mark.parametrize("what", sorted(UNCHANGED))
+def test_roles_outside_the_scope_do_not_matter(what: str) -> None:
+    state = _state()
+    name, fields = UNCHANGED[what]
+    assert _with(state, name, **fields).fingerprint(SCOPE, SOURCES) == state.fingerprint(SCOPE, SOURCES)
+
+
+def test_equal_states_agree_and_scope_sources_and_whole_catalog_differ() -> None:
+    a, b = _state(), _state()
+    assert a.fingerprint(SCOPE, SOURCES) == b.fingerprint(SCOPE, SOURCES)
+    assert a.fingerprint(SCOPE, SOURCES) != a.fingerprint(frozenset(), SOURCES)
+    assert a.fingerprint(SCOPE, SOURCES) != a.fingerprint(SCOPE, None)
+    assert a.fingerprint() != a.fingerprint(SCOPE, SOURCES)
+    assert _with(a, "app", createdb=True).fingerprint() != a.fingerprint()
