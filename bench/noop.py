@@ -1,10 +1,13 @@
-"""End-to-end no-op runs in a warm, daemon-like process (issue 9).
+"""End-to-end incremental runs in a warm, daemon-like process (issue 9).
 
-N synthetic users (default 100,000) in a real slapd with aged modifyTimestamps,
-reconciled into the real PostgreSQL; then, in the same process with one state
-store (so the incremental LDAP reader keeps its snapshot in memory, as the
-daemon does): a full no-op run (short-circuit not allowed), the full run that
-records the short-circuit's facts, the short-circuited no-op run, and the
+N synthetic users (default 100,000) in a real slapd (with syncprov, aged
+modifyTimestamps), reconciled into the real PostgreSQL; then, in the same process
+with one state store (so the incremental LDAP reader keeps its snapshot in memory,
+as the daemon does): a full no-op run (short-circuit not allowed), the full run
+that records the short-circuit's facts, short-circuited no-op runs, a run after
+100 users changed in the directory (50 moved department, 50 terminated: it plans
+against the reused actual state and applies), the no-op after it (inspects
+again), and the same 100-changed run with ``deletion_scan_every = "1h"``; and the
 catalog digest query alone.  Prints wall times and ratios measured in one run.
 
     .venv/bin/python -m bench.noop            # 100,000 users
@@ -13,6 +16,8 @@ catalog digest query alone.  Prints wall times and ratios measured in one run.
 
 from __future__ import annotations
 
+import random
+import re
 import sys
 import tempfile
 import time
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import structlog
 
-from bench.incremental import load_aged
+from bench.incremental import _change, load_aged
 from bench.sync import _setup
 from provisioner.config import load_config
 from provisioner.core.plan import Plan
@@ -49,9 +54,19 @@ def _digest(cfg_path: Path) -> float:
         return time.perf_counter() - started
 
 
+def _hourly(cfg: Path) -> Path:
+    """The same configuration with ``deletion_scan_every = "1h"`` on the source."""
+    text, count = re.subn(r"(?m)^deletion_scan_every = .*$", 'deletion_scan_every = "1h"', cfg.read_text())
+    assert count == 1, "the bench's source table changed shape"
+    hourly = cfg.with_name("hourly.toml")
+    hourly.write_text(text)
+    return hourly
+
+
 def measure(n: int) -> None:
     server, load = load_aged(n)
     prefix = pg.new_prefix()
+    picks = random.Random(7).sample(range(n), 200)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = _setup(Path(tmp), server, prefix)
@@ -62,6 +77,14 @@ def measure(n: int) -> None:
             rows.append(("no-op, full path, records facts", *_run(cfg, store, True)))
             rows.append(("no-op, short-circuited", *_run(cfg, store, True)))
             rows.append(("no-op, short-circuited again", *_run(cfg, store, True)))
+            _change(server, picks[:100])
+            rows.append(("100 changed (deletion scan)", *_run(cfg, store, True)))
+            rows.append(("no-op after it (inspects again)", *_run(cfg, store, True)))
+            rows.append(("no-op, short-circuited", *_run(cfg, store, True)))
+            hourly = _hourly(cfg)
+            _run(hourly, store, True)  # another configuration: its first full run, not shown
+            _change(server, picks[100:])
+            rows.append(("100 changed, deletion scan hourly", *_run(hourly, store, True)))
             digest = _digest(cfg)
             store.close()
     finally:
@@ -69,10 +92,10 @@ def measure(n: int) -> None:
         pg.drop_roles_with_prefix(prefix)
     full = rows[1][1]
     print(f"\nN = {n:,} users (slapadd {load:.1f}s, not part of a run)")
-    print(f"  {'run':36} {'wall s':>7} {'ratio':>7}  changes  short-circuit")
+    print(f"  {'run':36} {'wall s':>7} {'ratio':>7}  changes  skipped")
     for label, took, p in rows:
-        sc = "yes" if "short_circuit" in p.meta else "no"
-        print(f"  {label:36} {took:7.2f}  x{took / full:5.2f}  {len(p.changes):7}  {sc}")
+        how = "short-circuit" if "short_circuit" in p.meta else "reused actual" if "reused_actual" in p.meta else ""
+        print(f"  {label:36} {took:7.2f}  x{took / full:5.2f}  {len(p.changes):7}  {how}")
     print(f"  catalog digest query alone: {digest:.3f}s (x{digest / full:.3f} of the full no-op)")
 
 

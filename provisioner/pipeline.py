@@ -124,17 +124,27 @@ def make_plan(
 
 
 def plan_run(cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None = None) -> PlanOutcome:
-    """``mappings`` already loaded (the daemon keeps the last valid ones); read from disk otherwise."""
+    """``mappings`` already loaded (the daemon keeps the last valid ones); read from disk otherwise.
+    The cyclic GC waits until the plan is made (a warm daemon's heap holds 100,000s of objects)."""
+    with paused_gc(), shortcircuit.digests_meanwhile(targets, ctx.short_circuit) as digests:
+        return _plan_run(cfg, ctx, targets, mappings, digests)
+
+
+def _plan_run(
+    cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None, digests: shortcircuit.Digests
+) -> PlanOutcome:
     mappings = mappings if mappings is not None else load_mappings(cfg.mappings_dir)
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     health.gate(cfg, ctx, snapshots)
-    skipped, facts = shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets) if ctx.short_circuit else (None, None)
+    skipped, facts = (
+        shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets, digests) if ctx.short_circuit else (None, None)
+    )
     if skipped is not None:  # a proven no-op: the last full run's desired and actual state stand
         ctx.audit([planned_event(ctx, skipped)])
         return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg))
     desired = compute_desired(cfg, mappings, snapshots, ctx.now)
-    facts = shortcircuit.measure(facts, targets) if facts is not None else None
+    facts = shortcircuit.measure(facts, digests) if facts is not None else None
     actual, reused = shortcircuit.inspect(cfg, facts, targets) if facts is not None else (targets.inspect_all(), {})
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)

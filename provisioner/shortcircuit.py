@@ -13,7 +13,9 @@ skipped.  State lives in this process only (the daemon); a CLI run never skips.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -74,8 +76,30 @@ def catalog_digests(targets: Targets) -> dict[str, str | None]:
     return out
 
 
+Digests = Callable[[], dict[str, str | None]]
+"""Each target's catalog digest (None: the target has none), taken once per run."""
+
+
+@contextmanager
+def digests_meanwhile(targets: Targets, enabled: bool) -> Iterator[Digests]:
+    """The daemon's catalog digests, queried in a background thread from the start of the
+    run, while the sources are read and the desired state computed (the server does the
+    work and psycopg releases the GIL while it waits): before any inspect, as required.
+    Leaving the block waits for the thread, so no connection is ever shared."""
+    if not enabled:
+        yield lambda: catalog_digests(targets)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-digest") as pool:
+        yield pool.submit(catalog_digests, targets).result
+
+
 def attempt(
-    cfg: Config, ctx: RunContext, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], targets: Targets
+    cfg: Config,
+    ctx: RunContext,
+    mappings: Mappings,
+    snaps: tuple[SourceSnapshot, ...],
+    targets: Targets,
+    digests: Digests,
 ) -> tuple[Plan | None, RunFacts]:
     """The empty plan of a short-circuited run (audited by the caller) or None, and
     this run's facts so far (no catalog digests: :func:`measure` takes them)."""
@@ -85,7 +109,7 @@ def attempt(
     names = frozenset(targets.names)
     why = precheck(last.verified if last else None, facts, names)
     if not why and last is not None:
-        facts = replace(facts, catalog_digests=catalog_digests(targets))
+        facts = replace(facts, catalog_digests=digests())
         why = decide(last.verified, facts, names)
     if why or last is None:
         log.info("short_circuit_skipped", run_id=ctx.run_id, reason=why)
@@ -112,10 +136,10 @@ def attempt(
     return plan, facts
 
 
-def measure(facts: RunFacts, targets: Targets) -> RunFacts:
+def measure(facts: RunFacts, digests: Digests) -> RunFacts:
     """The full path's catalog digests, taken before it inspects (a change in between
     then shows as a different digest at the next run, never as a missed one)."""
-    return replace(facts, catalog_digests=catalog_digests(targets))
+    return replace(facts, catalog_digests=digests())
 
 
 def inspect(cfg: Config, facts: RunFacts, targets: Targets) -> tuple[dict[str, ActualState], dict[str, Any]]:
