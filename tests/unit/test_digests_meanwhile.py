@@ -45,13 +45,13 @@ def test_digests_run_in_the_background_and_are_taken_once() -> None:
 
 def test_a_failure_surfaces_where_used_and_the_block_waits_for_the_thread() -> None:
     target = _Target(fail=True)
-    with pytest.raises(RuntimeError, match="source read failed"):
-        with shortcircuit.digests_meanwhile(_Targets(target), True):  # type: ignore[arg-type]
-            raise RuntimeError("source read failed")
+    failing = shortcircuit.digests_meanwhile(_Targets(target), True)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="source read failed"), failing:
+        raise RuntimeError("source read failed")
     assert target.finished  # waited: the connection is free when the run's error is handled
-    with shortcircuit.digests_meanwhile(_Targets(_Target(fail=True)), True) as digests:  # type: ignore[arg-type]
-        with pytest.raises(TargetUnavailable, match="catalog digest failed"):
-            digests()
+    meanwhile = shortcircuit.digests_meanwhile(_Targets(_Target(fail=True)), True)  # type: ignore[arg-type]
+    with meanwhile as digests, pytest.raises(TargetUnavailable, match="catalog digest failed"):
+        digests()
 
 
 def test_without_the_short_circuit_nothing_runs_until_asked() -> None:
