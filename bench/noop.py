@@ -30,19 +30,23 @@ from bench.incremental import _change, load_aged
 from bench.sync import _setup
 from provisioner.config import load_config
 from provisioner.core.plan import Plan
+from provisioner.gcpause import collect_garbage, paused_gc
 from provisioner.pipeline import apply_run
 from provisioner.runtime import RunContext, Targets
 from provisioner.store.state import StateStore
 from tests.support import pg
 
 
-def _run(cfg_path: Path, store: StateStore, short_circuit: bool) -> tuple[float, Plan]:
+def _run(cfg_path: Path, store: StateStore, short_circuit: bool) -> tuple[float, Plan, float]:
+    """One run as the daemon makes it (GC paused for the run, one full collection after
+    it, off the run's latency): wall seconds, the plan, and the collection's seconds."""
     cfg = load_config(cfg_path)
     ctx = RunContext(datetime.now(UTC), "bench", "schedule", store=store, short_circuit=short_circuit)
     started = time.perf_counter()
-    with Targets(cfg) as targets:
+    with paused_gc(), Targets(cfg) as targets:
         plan = apply_run(cfg, ctx, targets)
-    return time.perf_counter() - started, plan
+    took = time.perf_counter() - started
+    return took, plan, collect_garbage()
 
 
 def _digest(cfg_path: Path) -> float:
@@ -66,13 +70,12 @@ def _hourly(cfg: Path) -> Path:
 def measure(n: int) -> None:
     server, load = load_aged(n)
     prefix = pg.new_prefix()
-    picks = random.Random(7).sample(range(n), 200)
+    picks = random.Random(7).sample(range(n), 300)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = _setup(Path(tmp), server, prefix)
             store = StateStore(f"sqlite:///{Path(tmp) / 'state.db'}")
-            first, plan = _run(cfg, store, False)
-            rows = [("first run (creates every role)", first, plan)]
+            rows = [("first run (creates every role)", *_run(cfg, store, False))]
             rows.append(("no-op, full path (inspect + diff)", *_run(cfg, store, False)))
             rows.append(("no-op, full path, records facts", *_run(cfg, store, True)))
             rows.append(("no-op, short-circuited", *_run(cfg, store, True)))
@@ -83,8 +86,11 @@ def measure(n: int) -> None:
             rows.append(("no-op, short-circuited", *_run(cfg, store, True)))
             hourly = _hourly(cfg)
             _run(hourly, store, True)  # another configuration: its first full run, not shown
-            _change(server, picks[100:])
+            _change(server, picks[100:200])
             rows.append(("100 changed, deletion scan hourly", *_run(hourly, store, True)))
+            rows.append(("no-op after it (inspects again)", *_run(hourly, store, True)))
+            _change(server, picks[200:])
+            rows.append(("100 more changed, scan hourly", *_run(hourly, store, True)))
             digest = _digest(cfg)
             store.close()
     finally:
@@ -92,10 +98,10 @@ def measure(n: int) -> None:
         pg.drop_roles_with_prefix(prefix)
     full = rows[1][1]
     print(f"\nN = {n:,} users (slapadd {load:.1f}s, not part of a run)")
-    print(f"  {'run':36} {'wall s':>7} {'ratio':>7}  changes  skipped")
-    for label, took, p in rows:
+    print(f"  {'run':36} {'wall s':>7} {'ratio':>7}  changes  {'GC after':>8}  skipped")
+    for label, took, p, gc_s in rows:
         how = "short-circuit" if "short_circuit" in p.meta else "reused actual" if "reused_actual" in p.meta else ""
-        print(f"  {label:36} {took:7.2f}  x{took / full:5.2f}  {len(p.changes):7}  {how}")
+        print(f"  {label:36} {took:7.2f}  x{took / full:5.2f}  {len(p.changes):7}  {gc_s:8.2f}  {how}")
     print(f"  catalog digest query alone: {digest:.3f}s (x{digest / full:.3f} of the full no-op)")
 
 

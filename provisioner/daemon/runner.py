@@ -22,6 +22,7 @@ from provisioner.daemon.metrics import Metrics
 from provisioner.errors import PlanError, ProvisionerError, RunInterrupted, SafetyViolation, StalePlan
 from provisioner.logs import log
 from provisioner.mappings import Mappings
+from provisioner.gcpause import collect_garbage, paused_gc
 from provisioner.pipeline import PlanOutcome, apply_run, plan_run, safety
 from provisioner.runtime import RunContext, Targets
 from provisioner.store.state import StateStore
@@ -129,9 +130,11 @@ class Runner:
         if not self._lock.acquire(blocking=False):
             raise Busy("a run is in progress")
         try:
-            return self._run(requested, trigger, now)
+            with paused_gc():
+                return self._run(requested, trigger, now)
         finally:
             self._lock.release()
+            collect_garbage()
 
     def _run(self, requested: str, trigger: str, now: datetime | None) -> RunResult:
         loaded = self._current()
