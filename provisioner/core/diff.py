@@ -292,6 +292,8 @@ def _plan_disable(
 def _plan_memberships(
     user: DesiredUser, role: ActualRole, actual: ActualState, policy: DiffPolicy, refused: set[str], out: Draft
 ) -> None:
+    if not refused and role.member_of == user.memberships.keys():
+        return  # the common case at scale: nothing to grant or revoke
     wanted = {g for g in user.memberships if g not in refused}
     for group in sorted(wanted - role.member_of):
         out.changes.append(_membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group]))

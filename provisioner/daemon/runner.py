@@ -20,9 +20,9 @@ from provisioner.core.plan import Change, ChangeKind, Plan
 from provisioner.daemon.ha import Leadership
 from provisioner.daemon.metrics import Metrics
 from provisioner.errors import PlanError, ProvisionerError, RunInterrupted, SafetyViolation, StalePlan
+from provisioner.gcpause import collect_garbage, paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings
-from provisioner.gcpause import collect_garbage, paused_gc
 from provisioner.pipeline import PlanOutcome, apply_run, plan_run, safety
 from provisioner.runtime import RunContext, Targets
 from provisioner.store.state import StateStore
