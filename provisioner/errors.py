@@ -13,6 +13,8 @@ class ProvisionerError(Exception):
     """Base of every error provisioner raises on purpose."""
 
     exit_code = 1
+    run_id: str | None = None
+    """Set when the failure was recorded as a run (run history, audit trail, the run's alerts)."""
 
 
 class PermanentError(ProvisionerError):

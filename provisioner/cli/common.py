@@ -59,6 +59,7 @@ def recorded_run(ctx: RunContext, mode: str, cfg: Config | None = None) -> Itera
     try:
         yield summary
     except ProvisionerError as exc:
+        exc.run_id = exc.run_id or ctx.run_id
         kind = (
             EventKind.PLAN_REFUSED
             if isinstance(exc, (StalePlan, SafetyViolation, PlanError))

@@ -3,7 +3,9 @@
 A failed job is logged as an ``error``-level ``job_failure_alert`` event and sent
 through the configured alert channels (``[alerts]``, :func:`dispatch_alerts`):
 critical for a permanent failure (the job is paused), a warning once a temporary
-one has repeated ``daemon.failure_alert_after`` times.  Callables in
+one has repeated ``daemon.failure_alert_after`` times -- unless the failure was
+recorded as a run, whose own ``run_failing`` alert (``[alerts] failure_streak``)
+already reaches the channels: one incident, one alert.  Callables in
 :data:`FAILURE_HOOKS` get every failure too.  Nothing here raises: alerting never
 takes the daemon down.
 """
@@ -60,8 +62,10 @@ def alert_job_failure(failure: JobFailure, cfg: Config | None = None, store: Sta
         message=failure.message,
         permanent=failure.permanent,
         consecutive_failures=failure.consecutive_failures,
+        run_id=failure.run_id,
     )
-    if cfg is not None:
+    covered = failure.run_id is not None and not failure.permanent  # run_failing covers it
+    if cfg is not None and not covered:
         try:
             dispatch_alerts([to_alert(failure)], cfg.alerts, store)
         except Exception as exc:  # dispatch_alerts never raises by contract; belt and braces

@@ -23,7 +23,7 @@ from provisioner.daemon.alerting import JobFailure, alert_job_failure
 from provisioner.daemon.runner import Busy, Loaded, Runner, RunResult
 from provisioner.daemon.scheduler import Schedule
 from provisioner.daemon.status import Status
-from provisioner.errors import PermanentError, RunInterrupted, TemporaryError
+from provisioner.errors import PermanentError, ProvisionerError, RunInterrupted, TemporaryError
 from provisioner.logs import log
 from provisioner.review.campaign import open_scheduled_campaign, remind_reviewers
 from provisioner.store.state import StateStore
@@ -160,7 +160,8 @@ class Jobs:
 
     @staticmethod
     def _failure(job: str, exc: Exception, permanent: bool, n: int) -> JobFailure:
-        return JobFailure(job, type(exc).__name__, str(exc), permanent, n, datetime.now(UTC))
+        run_id = exc.run_id if isinstance(exc, ProvisionerError) else None
+        return JobFailure(job, type(exc).__name__, str(exc), permanent, n, datetime.now(UTC), run_id)
 
     def resume_failed(self) -> list[str]:
         """After a successful reload: give every failed job another chance."""

@@ -195,3 +195,33 @@ def test_dedup_and_rate_limit_per_channel(tmp_path: Path, monkeypatch: pytest.Mo
     assert c4 == {"sent": 1, "suppressed": 0, "rate_limited": 0, "failed": 0}
     assert [b["alert"]["key"] for b in hook.bodies] == ["k0", "k1", "k2"]
     assert [e["event"] for e in logs].count("alert_rate_limited") == 2
+
+
+def test_a_failing_run_reaches_the_channels_once_not_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's job-failure warning and the run's own ``run_failing`` alert describe one
+    incident: a temporary failure recorded as a run goes out as ``run_failing`` only; one
+    that never became a run, and a permanent one (the job is paused), still go out."""
+    from provisioner.cli.common import recorded_run
+    from provisioner.daemon.alerting import JobFailure, alert_job_failure
+    from provisioner.errors import SourceUnavailable
+    from provisioner.runtime import RunContext
+
+    with webhook_server() as hook:
+        monkeypatch.setenv("TEST_HOOK", hook.url)
+        cfg = alert_config(tmp_path / "cfg", channels_toml("TEST_HOOK", None, "failure_streak = 1"))
+        store = StateStore(cfg.state.url)
+        try:
+            ctx = RunContext(NOW, "daemon", "schedule", store=store)
+            with pytest.raises(SourceUnavailable) as caught, recorded_run(ctx, "apply", cfg):
+                raise SourceUnavailable("ldap://127.0.0.1:1: connection refused")
+            assert caught.value.run_id == ctx.run_id
+            assert [b["alert"]["key"] for b in hook.bodies] == ["source_unhealthy"]  # the run's own alert
+            failure = JobFailure("reconcile", "SourceUnavailable", "refused", False, 3, NOW, caught.value.run_id)
+            alert_job_failure(failure, cfg, store)
+            assert len(hook.bodies) == 1  # covered by the run's alert: not sent again
+            alert_job_failure(JobFailure("review", "TargetUnavailable", "down", False, 3, NOW), cfg, store)
+            alert_job_failure(JobFailure("reconcile", "RuleError", "bad", True, 1, NOW, ctx.run_id), cfg, store)
+            keys = [b["alert"]["key"] for b in hook.bodies[1:]]
+            assert keys == ["daemon_job_failed:review:TargetUnavailable", "daemon_job_failed:reconcile:RuleError"]
+        finally:
+            store.close()
