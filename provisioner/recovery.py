@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.config import Config
 from provisioner.core.audit import AuditEvent, EventKind
-from provisioner.core.plan import Change, Plan
+from provisioner.core.plan import Change, Plan, readback_scope
 from provisioner.core.verify import verify
 from provisioner.logs import log
 
@@ -97,7 +97,7 @@ def _recover(ctx: RunContext, targets: Targets, seq: int, intent: dict[str, Any]
         status = "target no longer configured; not checked"
         committed: list[Change] = []
     else:
-        state = targets.get(target).inspect()
+        state = targets.get(target).inspect(readback_scope(changes))
         committed = [c for c in changes if not verify((c,), state)]
     for change in committed:
         events.append(

@@ -17,7 +17,7 @@ from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, SourceSnapshot
 from provisioner.core.needs import ALL, SourceNeeds
-from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope, transactions
+from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope, readback_scope, transactions
 from provisioner.core.verify import verify
 from provisioner.errors import (
     ApplyFailed,
@@ -187,19 +187,11 @@ def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext, limit: int 
         if i and ctx.stop_requested():
             raise RunInterrupted(f"stop requested on target {tp.target!r} after {i} of {len(chunks)} transactions")
         statements += _apply_transaction(tp.target, chunk, target, ctx, done, len(tp.changes))
-    problems = verify(main, target.inspect(_verify_scope(main)))
+    problems = verify(main, target.inspect(readback_scope(main)))
     if problems:
         raise VerificationFailed(f"target {tp.target!r}: after apply the catalog disagrees:\n" + "\n".join(problems))
     log.info("target_applied", target=tp.target, changes=done[0], statements=statements, transactions=len(chunks))
     return execute_drops(tp.target, drops, target, ctx) if drops else []
-
-
-def _verify_scope(changes: tuple[Change, ...]) -> frozenset[str] | None:
-    """The roles verify reads back (each change's role, a rename's old name); None (the
-    whole catalog) when privileges changed, since those are read per database."""
-    if any(c.kind in (ChangeKind.GRANT_PRIVILEGE, ChangeKind.REVOKE_PRIVILEGE) for c in changes):
-        return None
-    return frozenset(n for c in changes for n in (c.role, c.param("old_name")) if isinstance(n, str))
 
 
 def _apply_transaction(

@@ -190,6 +190,15 @@ def plan_scope(changes: Iterable[Change], notices: Iterable[Notice] = ()) -> fro
     return frozenset(names)
 
 
+def readback_scope(changes: Iterable[Change]) -> frozenset[str] | None:
+    """The roles to read back to verify ``changes`` (each change's role, a rename's old
+    name); None -- the whole catalog -- when privileges changed (read per database)."""
+    changes = tuple(changes)
+    if any(c.kind in (ChangeKind.GRANT_PRIVILEGE, ChangeKind.REVOKE_PRIVILEGE) for c in changes):
+        return None
+    return frozenset(n for c in changes for n in (c.role, c.param("old_name")) if isinstance(n, str))
+
+
 def execution_order(changes: Iterable[Change]) -> tuple[Change, ...]:
     rank = {kind: i for i, kind in enumerate(EXECUTION_ORDER)}
     return tuple(sorted(changes, key=lambda c: (rank[c.kind], c.role, c.params)))

@@ -1,5 +1,6 @@
 """ActualState.fingerprint: what a saved plan's staleness check covers, and that its
-memo of the scope-independent part never outlives the roles it was computed from."""
+memo of the scope-independent part never outlives the roles it was computed from; and
+what verify and recovery read back after an apply (readback_scope)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,18 @@ def test_equal_states_agree_and_scope_sources_and_whole_catalog_differ() -> None
     assert a.fingerprint(SCOPE, SOURCES) != a.fingerprint(SCOPE, None)
     assert a.fingerprint() != a.fingerprint(SCOPE, SOURCES)
     assert _with(a, "app", createdb=True).fingerprint() != a.fingerprint()
+
+
+def test_readback_scope_names_every_touched_role_or_the_whole_catalog_for_privileges() -> None:
+    from provisioner.core.model import Reason
+    from provisioner.core.plan import ChangeKind, make_change, readback_scope
+
+    why = [Reason("t", "test")]
+    roles = [
+        make_change(ChangeKind.GRANT_MEMBERSHIP, "ann", why, group="traders"),
+        make_change(ChangeKind.RENAME_ROLE, "daniel", why, old_name="dan"),
+        make_change(ChangeKind.TERMINATE_SESSIONS, "cat", why),
+    ]
+    assert readback_scope(roles) == {"ann", "daniel", "dan", "cat"}
+    privilege = make_change(ChangeKind.GRANT_PRIVILEGE, "traders", why, privilege="SELECT", object="t")
+    assert readback_scope([*roles, privilege]) is None
