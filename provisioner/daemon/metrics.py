@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -20,11 +20,18 @@ class Metrics:
         self.run_duration = Histogram(
             "provisioner_run_duration_seconds",
             "Duration of a run (read, plan and apply).",
-            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
             registry=r,
         )
         self.identities_seen = Gauge(
             "provisioner_identities_seen", "Identities read from every source in the last run.", registry=r
+        )
+        self.shortcuts = Counter(
+            "provisioner_run_shortcuts",
+            "Runs that skipped work they proved unnecessary: short_circuit (the last empty plan "
+            "stood) or reused_actual (a target's actual state was not read again).",
+            ["shortcut"],
+            registry=r,
         )
         self.changes = Counter("provisioner_changes", "Changes applied, by kind.", ["kind"], registry=r)
         self.breaker_trips = Counter(
@@ -42,6 +49,11 @@ class Metrics:
             buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 86400),
             registry=r,
         )
+
+    def record_shortcuts(self, meta: Mapping[str, object]) -> None:
+        for shortcut in ("short_circuit", "reused_actual"):
+            if shortcut in meta:
+                self.shortcuts.labels(shortcut=shortcut).inc()
 
     def record_applied(self, changes: Iterable[Change]) -> None:
         for change in changes:

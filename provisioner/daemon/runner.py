@@ -198,6 +198,7 @@ class Runner:
         def keep(outcome: PlanOutcome) -> None:
             seen.append(outcome)
             self._metrics.identities_seen.set(outcome.plan.identities_seen)
+            self._metrics.record_shortcuts(outcome.plan.meta)
             self._note_leavers(outcome.plan, outcome.plan.created_at)
 
         return keep

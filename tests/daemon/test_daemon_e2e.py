@@ -59,6 +59,13 @@ def test_reconciles_on_schedule_and_picks_up_directory_changes(
     assert m["provisioner_run_duration_seconds_count"][()] >= 2
     assert "provisioner_breaker_trips_total" in m and "provisioner_leaver_latency_seconds_count" in m
 
+    # nothing changes any more: later runs short-circuit, and say so in the metrics
+    def short_circuited() -> dict[str, dict[tuple[tuple[str, str], ...], float]] | None:
+        m = metrics(d)
+        return m if m.get("provisioner_run_shortcuts_total", {}).get((("shortcut", "short_circuit"),), 0) else None
+
+    wait_for("a short-circuited run in the metrics", short_circuited)
+
     # readiness and liveness
     code, ready = d.get_json("/readyz")
     assert code == 200 and ready["ready"] is True
