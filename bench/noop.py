@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -103,6 +104,7 @@ def measure(n: int) -> None:
         how = "short-circuit" if "short_circuit" in p.meta else "reused actual" if "reused_actual" in p.meta else ""
         print(f"  {label:36} {took:7.2f}  x{took / full:5.2f}  {len(p.changes):7}  {gc_s:8.2f}  {how}")
     print(f"  catalog digest query alone: {digest:.3f}s (x{digest / full:.3f} of the full no-op)")
+    print(f"  peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 def main(argv: list[str]) -> None:
