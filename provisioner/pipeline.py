@@ -20,6 +20,7 @@ from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
+from provisioner.core.diffmemo import DiffMemo
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.memo import GrantMemo
@@ -78,6 +79,8 @@ def policies(
 
 GRANT_MEMO = GrantMemo()
 """Grants per identity content, kept for the life of the process (the daemon's runs share it)."""
+DIFF_MEMO = DiffMemo()
+"""Per target, what the last diff planned per person (reused while nothing it read changed)."""
 
 
 def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime) -> DesiredState:
@@ -103,7 +106,7 @@ def make_plan(
     owners = {t.name: t.privilege_owners for t in cfg.targets}
     target_plans = []
     for name, state in actual.items():
-        changes, notices = diff(desired, state, pols[name], ctx.now)
+        changes, notices = diff(desired, state, pols[name], ctx.now, DIFF_MEMO)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
         changes, notices = execution_order((*changes, *more)), (*notices, *more_notices)
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)

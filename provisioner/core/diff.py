@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from provisioner.core.defaultrole import default_role_changes
+from provisioner.core.diffmemo import DiffMemo
 from provisioner.core.lifecycle import LeaverPolicy, break_glass_notices, disable_changes, vanished_is_leaver
 from provisioner.core.model import (
     ActualRole,
@@ -56,18 +57,34 @@ def is_protected(role: ActualRole, actual: ActualState, policy: DiffPolicy) -> b
 
 
 def diff(
-    desired: DesiredState, actual: ActualState, policy: DiffPolicy, now: datetime
+    desired: DesiredState, actual: ActualState, policy: DiffPolicy, now: datetime, memo: DiffMemo | None = None
 ) -> tuple[tuple[Change, ...], tuple[Notice, ...]]:
+    """``memo``: reuse what the last diff planned for unchanged people (core/diffmemo.py)."""
     out = Draft()
     for problem in desired.problems:
         out.note(NoticeLevel.ERROR, "identity", problem)
     refused = _plan_groups(desired, actual, policy, out)
     renamed = _plan_renames(desired, actual, policy, out)
     expiry = actual.extra.get("supports_valid_until") is not False
+    context = (policy, frozenset(refused), tuple(sorted(renamed.items())), expiry, actual.session_role)
+    last, kept = memo.begin(actual, context) if memo is not None else ({}, None)
     for name in sorted(desired.users):
-        if name not in desired.held:
-            user = _expiry(desired.users[name], expiry, out)
-            _plan_user(user, actual, policy, refused, renamed, now, out)
+        if name in desired.held:
+            continue
+        desired_user = desired.users[name]
+        hit = last.get(name)
+        if hit is not None and hit[0] is desired_user:
+            out.changes += hit[1]
+            out.notices += hit[2]
+            if memo is not None and kept is not None:
+                kept[name] = hit
+                memo.hits += 1
+            continue
+        changes, notices = len(out.changes), len(out.notices)
+        user = _expiry(desired_user, expiry, out)
+        _plan_user(user, actual, policy, refused, renamed, now, out)
+        if kept is not None and user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on clock and sessions
+            kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]))
     _plan_vanished(desired, actual, policy, renamed, now, out)
     if "default_roles" in actual.extra:  # MariaDB with manage_default_role (core/defaultrole.py)
         untouchable = {n for n, r in actual.roles.items() if is_protected(r, actual, policy)}
