@@ -6,8 +6,12 @@ very snapshot object of the last full run (the incremental LDAP reader reuses it
 on a no-op), the mappings files and configuration are unchanged, the UTC date is
 the same with no lifecycle instant passed, and each target's role catalog --
 digested server-side in one query taken *before* the last full run inspected it
--- is unchanged while that run's plan for it was empty.  Otherwise nothing is
-skipped.  State lives in this process only (the daemon); a CLI run never skips.
+-- is unchanged while that run's plan for it was empty.  Otherwise the run plans in
+full, but a target whose digest still equals the one taken before the last full
+run inspected it is not inspected again: that run's actual state stands, with the
+open sessions read afresh (:func:`inspect`).  The digests are queried once per
+run, in a background thread beside the source read (:func:`digests_meanwhile`).
+State lives in this process only (the daemon); a CLI run never skips.
 """
 
 from __future__ import annotations
