@@ -83,3 +83,4 @@ def test_readback_scope_names_every_touched_role_or_the_whole_catalog_for_privil
     assert readback_scope(roles) == {"ann", "daniel", "dan", "cat"}
     privilege = make_change(ChangeKind.GRANT_PRIVILEGE, "traders", why, privilege="SELECT", object="t")
     assert readback_scope([*roles, privilege]) is None
+    assert readback_scope(roles, most=3) is None  # a large plan reads the whole catalog back
