@@ -183,6 +183,8 @@ class PostgresTarget:
                 if only is None:
                     role_rows = self._query(conn, pg_inspect.ROLES_QUERY)
                     member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_QUERY)
+                elif not only:  # sessions and session facts only: no role to read
+                    role_rows, member_rows = [], []
                 else:
                     names = (sorted(only),)
                     role_rows = self._query(conn, pg_inspect.ROLES_NAMED_QUERY, names)

@@ -129,6 +129,10 @@ def test_inspect_of_named_roles_reads_just_those_with_their_memberships(
     assert named.roles[u1] == whole.roles[u1] and named.roles[u2] == whole.roles[u2]
     assert named.roles[u2].member_of == frozenset({grp})
     assert named.session_role == whole.session_role and "sessions" in named.extra
+    statements = pg_target.statements_executed
+    sessions_only = pg_target.inspect(frozenset())
+    assert sessions_only.roles == {} and "sessions" in sessions_only.extra
+    assert pg_target.statements_executed - statements == 2  # session facts and sessions: no role query
 
 
 def test_inspect_uses_the_same_number_of_statements_for_10_and_500_roles(
