@@ -67,7 +67,8 @@ def diff(
     renamed = _plan_renames(desired, actual, policy, out)
     expiry = actual.extra.get("supports_valid_until") is not False
     context = (policy, frozenset(refused), tuple(sorted(renamed.items())), expiry, actual.session_role)
-    last, kept = memo.begin(actual, context) if memo is not None else ({}, None)
+    memo = memo if memo is not None else DiffMemo()  # a fresh one: nothing to reuse
+    last, kept = memo.begin(actual, context)
     for name in sorted(desired.users):
         if name in desired.held:
             continue
@@ -76,14 +77,13 @@ def diff(
         if hit is not None and hit[0] is desired_user:
             out.changes += hit[1]
             out.notices += hit[2]
-            if memo is not None and kept is not None:
-                kept[name] = hit
-                memo.hits += 1
+            kept[name] = hit
+            memo.hits += 1
             continue
         changes, notices = len(out.changes), len(out.notices)
         user = _expiry(desired_user, expiry, out)
         _plan_user(user, actual, policy, refused, renamed, now, out)
-        if kept is not None and user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on clock and sessions
+        if user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on the clock and sessions
             kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]))
     _plan_vanished(desired, actual, policy, renamed, now, out)
     if "default_roles" in actual.extra:  # MariaDB with manage_default_role (core/defaultrole.py)
