@@ -17,11 +17,18 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support.e2e import Setup
+from tests.support.e2e import Setup, make_setup, person
+from tests.support.fixtures import LdapOu
 
 EXE = Path(sys.executable).with_name("provisioner")
 TOKEN_ENV = "PROVISIONER_TEST_TRIGGER_TOKEN"
 T = TypeVar("T")
+
+
+def one_trader(tmp_path: Path, ldap_ou: LdapOu, prefix: str) -> Setup:
+    """The daemon tests' starting point: alice, an equity trader, and the least-privilege setup."""
+    ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
+    return make_setup(tmp_path, ldap_ou.config(name=f"{prefix}src"), prefix)
 
 
 def free_port() -> int:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon.support import EXE, DaemonProc, daemonize, wait_for
+from tests.daemon.support import EXE, DaemonProc, daemonize, one_trader, wait_for
 from tests.integration.test_reconcile_e2e import person
-from tests.support.e2e import make_setup, memberships
+from tests.support.e2e import memberships
 from tests.support.fixtures import LdapOu
 
 TOKEN = "s3cret-token"
@@ -33,8 +33,7 @@ def test_reconciles_on_schedule_and_picks_up_directory_changes(
     tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, daemons: Callable[..., DaemonProc]
 ) -> None:
     p = role_prefix
-    ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
-    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p)
+    setup = one_trader(tmp_path, ldap_ou, p)
     port = daemonize(setup)
     d = daemons(setup.path, port).wait_up()
 
@@ -114,8 +113,7 @@ def test_plan_mode_never_applies_and_refuses_apply_trigger(
     tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, daemons: Callable[..., DaemonProc]
 ) -> None:
     p = role_prefix
-    ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
-    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p)
+    setup = one_trader(tmp_path, ldap_ou, p)
     port = daemonize(setup, mode="plan")
     d = daemons(setup.path, port).wait_up()
     wait_for("two planned runs", lambda: sum(1 for e in d.events() if e.get("event") == "run_finished") >= 2)

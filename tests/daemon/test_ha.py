@@ -13,10 +13,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from provisioner.store.state import StateStore
-from tests.daemon.support import DaemonProc, daemonize, free_port, wait_for
+from tests.daemon.support import DaemonProc, daemonize, free_port, one_trader, wait_for
 from tests.integration.test_reconcile_e2e import person
 from tests.support import pg
-from tests.support.e2e import make_setup, memberships
+from tests.support.e2e import memberships
 from tests.support.fixtures import LdapOu
 
 
@@ -57,8 +57,7 @@ def test_only_the_leader_applies_and_a_killed_leader_is_replaced(
     tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, state_db: str, daemons: Callable[..., DaemonProc]
 ) -> None:
     p = role_prefix
-    ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
-    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p)
+    setup = one_trader(tmp_path, ldap_ou, p)
     port_a = daemonize(setup, state_url=state_db)
     port_b = free_port()
     config_b = tmp_path / "config-b.toml"

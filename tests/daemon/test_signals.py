@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from provisioner.targets.postgres import advisory_lock_key
-from tests.daemon.support import DaemonProc, daemonize, wait_for
+from tests.daemon.support import DaemonProc, daemonize, one_trader, wait_for
 from tests.integration.test_reconcile_e2e import person
 from tests.support import pg
 from tests.support.e2e import RULES, make_setup, memberships
@@ -91,8 +91,7 @@ def test_sighup_with_broken_rules_keeps_the_old_rules(
     tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, daemons: Callable[..., DaemonProc]
 ) -> None:
     p = role_prefix
-    ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
-    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p)
+    setup = one_trader(tmp_path, ldap_ou, p)
     port = daemonize(setup)
     d = daemons(setup.path, port).wait_up()
     wait_for("alice's roles", lambda: memberships(p).get(f"{p}alice"))
