@@ -26,6 +26,10 @@ class _Model(BaseModel):
 
 
 class GeneralConfig(_Model):
+    instance: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """This installation's name, written into every ownership marker: roles marked by another
+    installation are foreign and never changed.  Unset: derived from the sources (``validate``
+    shows it); set it explicitly when two installations share a database server."""
     service_identity: str = "provisioner"
     """Actor recorded in the audit trail for scheduled runs."""
     mappings: str = "mappings"
@@ -329,6 +333,32 @@ class Config(_Model):
     @property
     def mappings_dir(self) -> Path:
         return self.resolve_path(self.provisioner.mappings)
+
+    @property
+    def instance(self) -> str:
+        """``[provisioner] instance``, or a name derived from what the sources read (type,
+        location and name of each), so two installations reading different directories
+        never share one; changing a source's location changes a derived name."""
+        if self.provisioner.instance:
+            return self.provisioner.instance
+        return derived_instance(self.sources)
+
+    @property
+    def instance_derived(self) -> bool:
+        return not self.provisioner.instance
+
+
+def derived_instance(sources: list[SourceConfig]) -> str:
+    parts = []
+    for src in sources:
+        if isinstance(src, LdapSourceConfig):
+            where = f"{src.url.lower().rstrip('/')}|{src.user_base.lower()}"
+        elif isinstance(src, LdifSourceConfig):
+            where = src.path
+        else:
+            where = f"{src.tenant_id.lower()}"
+        parts.append(f"{src.type}|{src.name}|{where}")
+    return "auto-" + hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:12]
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -72,6 +72,7 @@ def policies(
             dict(t.drift_overrides),
             frozenset([*lc.break_glass, *t.break_glass]),
             leavers(t.name),
+            cfg.instance,
         )
         for t in cfg.targets
     }

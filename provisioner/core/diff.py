@@ -10,6 +10,7 @@ from typing import Literal
 from provisioner.core.defaultrole import default_role_changes
 from provisioner.core.diffmemo import DiffMemo
 from provisioner.core.lifecycle import LeaverPolicy, break_glass_notices, disable_changes, vanished_is_leaver
+from provisioner.core.ownership import foreign_summary, is_foreign, ledger, mine, needs_upgrade, owners, with_ledger
 from provisioner.core.model import (
     ActualRole,
     ActualState,
@@ -40,6 +41,9 @@ class DiffPolicy:
     break_glass: frozenset[str] = frozenset()
     """Emergency accounts: never changed (like ``protected``), reported when used."""
     leavers: LeaverPolicy = field(default_factory=LeaverPolicy)
+    instance: str | None = None
+    """This installation's name (``[provisioner] instance``): written into every marker;
+    roles marked by another installation are foreign (core/ownership.py).  None: not in use."""
 
 
 def is_protected(role: ActualRole, actual: ActualState, policy: DiffPolicy) -> bool:
@@ -92,6 +96,9 @@ def diff(
         out.changes += more
         out.notices += notes
     out.notices += break_glass_notices(desired, actual, policy.break_glass)
+    foreign = foreign_summary(actual, policy.instance)
+    if foreign is not None:
+        out.note(NoticeLevel.INFO, "foreign", foreign)
     return execution_order(out.changes), tuple(out.notices)
 
 
@@ -102,7 +109,7 @@ def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy,
         if role is None:
             rules = sorted({r.rule for u in desired.users.values() for r in u.memberships.get(group, ())})
             reason = Reason(rules[0] if rules else "rules", f"group role needed by rule(s) {', '.join(rules)}")
-            marker = Marker(RoleKind.GROUP)
+            marker = Marker(RoleKind.GROUP, instance=policy.instance)
             out.changes.append(
                 make_change(
                     ChangeKind.CREATE_ROLE,
@@ -121,6 +128,15 @@ def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy,
         elif role.marker is not None and role.marker.kind is RoleKind.USER:
             refused.add(group)
             out.note(NoticeLevel.ERROR, "refused", f"rules grant {group!r}, a managed login role; refused", group)
+        elif (
+            role.marker is not None
+            and policy.instance is not None
+            and role.marker.instance is None
+            and not is_foreign(role.marker, policy.instance)
+        ):
+            marker = Marker(RoleKind.GROUP, instance=policy.instance)
+            reason = Reason("ownership:upgrade", f"marker of {group!r} now names installation {policy.instance!r}")
+            out.changes.append(make_change(ChangeKind.SET_MARKER, group, [reason], marker=marker.to_json()))
     return refused
 
 
@@ -143,18 +159,16 @@ def _expiry(user: DesiredUser, supported: bool, out: Draft) -> DesiredUser:
 
 def _plan_renames(desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: Draft) -> dict[str, str]:
     """Map new name -> old name for identities whose username changed."""
-    by_id = {
-        (r.marker.source, r.marker.stable_id): r
-        for r in actual.roles.values()
-        if r.marker is not None and r.marker.kind is RoleKind.USER and r.marker.stable_id
-    }
+    by_id = owners(actual, policy.instance)
     renamed: dict[str, str] = {}
     for name, user in sorted(desired.users.items()):
         old = by_id.get((user.source, user.stable_id))
         if old is None or old.name == name or name in actual.roles or name in desired.held:
             continue
-        if old.name in desired.users or is_protected(old, actual, policy):
+        if old.name in desired.held or is_protected(old, actual, policy):
             continue
+        # the old name may be wanted by a newcomer (a reused username): the role goes with
+        # its stable id all the same; the newcomer is refused while the name is taken
         renamed[name] = old.name
         reason = Reason("lifecycle:rename", f"username of {user.stable_id} is now {user.username!r}")
         out.changes.append(
@@ -185,7 +199,7 @@ def _plan_user(
 ) -> None:
     role = _current(user.name, actual, renamed)
     if role is None:
-        _plan_joiner(user, refused, out)
+        _plan_joiner(user, refused, policy, out)
         return
     if is_protected(role, actual, policy):
         out.note(
@@ -203,12 +217,23 @@ def _plan_user(
             role.name,
         )
         return
-    if role.marker.kind is not RoleKind.USER or role.marker.stable_id != user.stable_id:
+    if is_foreign(role.marker, policy.instance):
+        out.note(
+            NoticeLevel.ERROR,
+            "foreign",
+            f"role {role.name!r} belongs to provisioner installation {role.marker.instance!r}; "
+            f"{user.username!r} ({user.stable_id}) not provisioned here",
+            role.name,
+        )
+        return
+    m = role.marker
+    if m.kind is not RoleKind.USER or m.stable_id != user.stable_id or (m.source and m.source != user.source):
         out.note(
             NoticeLevel.ERROR,
             "conflict",
-            f"role {role.name!r} is managed for another identity ({role.marker.stable_id}); "
-            f"{user.username!r} ({user.stable_id}) not provisioned",
+            f"role name {role.name!r} belongs to identity {m.stable_id} of source {m.source}; newcomer "
+            f"{user.username!r} ({user.stable_id}, {user.source}) rejected: a role never passes to another "
+            "identity (rename one of them in the source, or change [naming])",
             role.name,
         )
         return
@@ -220,7 +245,7 @@ def _plan_user(
         _plan_disable(user.name, role, [user.lifecycle_reason], now, out, actual, policy)
 
 
-def _plan_joiner(user: DesiredUser, refused: set[str], out: Draft) -> None:
+def _plan_joiner(user: DesiredUser, refused: set[str], policy: DiffPolicy, out: Draft) -> None:
     if user.lifecycle is Lifecycle.FUTURE_HIRE:
         out.note(
             NoticeLevel.INFO,
@@ -231,7 +256,7 @@ def _plan_joiner(user: DesiredUser, refused: set[str], out: Draft) -> None:
         return
     if user.lifecycle is Lifecycle.LEAVER:
         return
-    marker = Marker(RoleKind.USER, user.stable_id, user.source)
+    marker = Marker(RoleKind.USER, user.stable_id, user.source, policy.instance, frozenset())
     reason = Reason("lifecycle:joiner", f"new identity {user.username!r} ({user.stable_id}) in {user.source}")
     out.changes.append(
         make_change(
@@ -245,9 +270,13 @@ def _plan_joiner(user: DesiredUser, refused: set[str], out: Draft) -> None:
             after={"exists": True, "login": True},
         )
     )
+    granted: set[str] = set()
     for group in sorted(user.memberships):
         if group not in refused:
-            out.changes.append(_membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group]))
+            granted.add(group)
+            out.changes.append(
+                _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group], marker, granted)
+            )
     _note_scheduled(user, out)
 
 
@@ -309,28 +338,61 @@ def _plan_disable(
 def _plan_memberships(
     user: DesiredUser, role: ActualRole, actual: ActualState, policy: DiffPolicy, refused: set[str], out: Draft
 ) -> None:
-    if not refused and role.member_of == user.memberships.keys():
+    """Grant what the rules want; revoke what provisioner granted (the ledger) and no rule
+    wants any more (a mover); any other membership is drift: reported, revoked only with
+    ``drift = "revoke"``, never in a protected or break-glass role.  Every membership change
+    carries the member's marker with the ledger after it (written in the same transaction)."""
+    assert role.marker is not None
+    have = role.member_of
+    tool = ledger(role, user.memberships.keys())
+    if not refused and have == user.memberships.keys() and not needs_upgrade(role.marker, policy.instance):
         return  # the common case at scale: nothing to grant or revoke
     wanted = {g for g in user.memberships if g not in refused}
-    for group in sorted(wanted - role.member_of):
-        out.changes.append(_membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group]))
-    for group in sorted(role.member_of - wanted):
+    now = set(tool)
+    base = with_ledger(role.marker, tool, policy.instance)
+    changes: list[Change] = []
+    for group in sorted(have - wanted):
         if group in user.memberships:
             continue  # refused group the user already has: leave as is, already reported
         group_role = actual.roles.get(group)
-        if group_role is not None and group_role.marker is not None:
+        untouchable = group_role is not None and is_protected(group_role, actual, policy)
+        if group in tool and not untouchable:
+            now.discard(group)
             reason = Reason("lifecycle:mover", f"no rule grants {group!r} to {user.username!r} any more")
-            out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason]))
-        elif policy.drift_overrides.get(user.name, policy.drift) == "revoke":
+            changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason], base, now))
+        elif policy.drift_overrides.get(user.name, policy.drift) == "revoke" and not untouchable:
             reason = Reason("drift", f"{group!r} was granted outside the rules (drift = revoke)")
-            out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason]))
+            changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason], base, now))
         else:
+            why = "a protected or break-glass role: never revoked" if untouchable else "drift = report"
             out.note(
                 NoticeLevel.WARNING,
                 "drift",
-                f"{user.name} is a member of {group!r} but no rule grants it (drift = report)",
+                f"{user.name} is a member of {group!r} but no rule grants it and provisioner did not grant it ({why})",
                 user.name,
             )
+    for group in sorted(wanted - have):
+        now.add(group)
+        changes.append(
+            _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group], base, now)
+        )
+    out.changes += changes
+    if not changes:
+        _upgrade_marker(user.name, role, tool, policy, out)
+
+
+def _upgrade_marker(name: str, role: ActualRole, granted: frozenset[str], policy: DiffPolicy, out: Draft) -> None:
+    """A marker of an older version (no installation name, no ledger) is rewritten in place."""
+    m = role.marker
+    if m is None or not needs_upgrade(m, policy.instance):
+        return
+    new = with_ledger(m, granted, policy.instance)
+    what = ", ".join(sorted(granted)) or "none"
+    reason = Reason(
+        "ownership:upgrade",
+        f"marker now names installation {new.instance!r} and the memberships provisioner granted ({what})",
+    )
+    out.changes.append(make_change(ChangeKind.SET_MARKER, name, [reason], marker=new.to_json()))
 
 
 def _plan_vanished(
@@ -342,12 +404,15 @@ def _plan_vanished(
     out: Draft,
 ) -> None:
     moved = set(renamed.values())
+    present = {(u.source, u.stable_id) for u in desired.users.values()}
     for name in sorted(actual.roles):
         role = actual.roles[name]
-        m = role.marker
+        m = mine(role, policy.instance)
         if m is None or m.kind is not RoleKind.USER or m.source not in desired.sources:
             continue
-        if name in desired.users or name in moved or name in desired.held or is_protected(role, actual, policy):
+        if (m.source, m.stable_id) in present or name in moved or name in desired.held:
+            continue  # the identity is still there (its role renamed, or the name held this run)
+        if is_protected(role, actual, policy):
             continue
         gone, runs = vanished_is_leaver(m, policy.leavers)
         if not gone:
@@ -363,9 +428,20 @@ def _plan_vanished(
         _plan_disable(name, role, [reason], now, out, actual, policy)
 
 
-def _membership(kind: ChangeKind, role: str, group: str, reasons: Iterable[Reason]) -> Change:
+def _membership(
+    kind: ChangeKind,
+    role: str,
+    group: str,
+    reasons: Iterable[Reason],
+    marker: Marker | None = None,
+    ledger_after: Iterable[str] = (),
+) -> Change:
+    """``marker``: the member's marker, written with ``ledger_after`` beside the change."""
     granted = kind is ChangeKind.GRANT_MEMBERSHIP
-    return make_change(kind, role, reasons, group=group, before={"member": not granted}, after={"member": granted})
+    extra = {"marker": replace(marker, granted=frozenset(ledger_after)).to_json()} if marker is not None else {}
+    return make_change(
+        kind, role, reasons, group=group, before={"member": not granted}, after={"member": granted}, **extra
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,18 +1,18 @@
 """The ownership marker provisioner writes as a role's COMMENT.
 
-Format: ``provisioner:managed {"id": ..., "kind": ..., "source": ...}`` (JSON
-after a fixed prefix).  A role without this prefix is never changed.
+Format: ``provisioner:managed {"id": ..., "kind": ..., "source": ..., "instance": ...,
+"granted": [...]}`` (JSON after a fixed prefix; ``instance`` and ``granted`` -- the
+membership ledger of a login role -- absent in markers of older versions).  A role without this prefix is never changed.
 """
 
 from __future__ import annotations
 
 import json
 
-from provisioner.core.model import Marker, RoleKind
+from provisioner.core.model import Marker
 
 PREFIX = "provisioner:managed "
 _DECODER = json.JSONDecoder()
-_KINDS = {kind.value: kind for kind in RoleKind}
 _JSON_SPACE = " \t\n\r"
 
 
@@ -30,11 +30,8 @@ def parse(comment: str | None) -> Marker | None:
         start += 1
     try:
         data, end = _DECODER.raw_decode(comment, start)
-        kind = _KINDS.get(data["kind"])
+        if comment[end:].strip(_JSON_SPACE) or not isinstance(data, dict):
+            return None
+        return Marker.from_json(data)
     except (ValueError, KeyError, TypeError):
         return None
-    if kind is None or comment[end:].strip(_JSON_SPACE):
-        return None
-    sid = data.get("id")
-    src = data.get("source")
-    return Marker(kind, str(sid) if sid is not None else None, str(src) if src is not None else None)

@@ -133,9 +133,35 @@ class Marker:
     kind: RoleKind
     stable_id: str | None = None
     source: str | None = None
+    instance: str | None = None
+    """The installation (``[provisioner] instance``) that owns the role; None: a marker
+    written before installations were named (claimed and upgraded by the first run)."""
+    granted: frozenset[str] | None = None
+    """The membership ledger of a login role: the groups provisioner itself granted it
+    (docs/lifecycle.md); None: a marker written before the ledger existed."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "id": self.stable_id, "source": self.source}
+        out: dict[str, Any] = {"kind": self.kind.value, "id": self.stable_id, "source": self.source}
+        if self.instance is not None:
+            out["instance"] = self.instance
+        if self.granted is not None:
+            out["granted"] = sorted(self.granted)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Marker:
+        """The inverse of :meth:`to_json`; ValueError/KeyError/TypeError on a malformed object."""
+        kind = RoleKind(data["kind"])
+        sid, src, inst, granted = data.get("id"), data.get("source"), data.get("instance"), data.get("granted")
+        if granted is not None and (not isinstance(granted, list) or not all(isinstance(g, str) for g in granted)):
+            raise ValueError("marker 'granted' must be a list of role names")
+        return cls(
+            kind,
+            str(sid) if sid is not None else None,
+            str(src) if src is not None else None,
+            str(inst) if inst is not None else None,
+            frozenset(granted) if granted is not None else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +195,9 @@ class ActualRole:
             self.createrole,
             self.createdb,
             self.valid_until.isoformat() if self.valid_until else None,
-            (m.kind, m.stable_id, m.source) if m is not None else None,  # a StrEnum: dumped as its text
+            [m.kind, m.stable_id, m.source, m.instance, sorted(m.granted) if m.granted is not None else None]
+            if m is not None
+            else None,  # kind a StrEnum: dumped as its text
             sorted(self.member_of),
             self.system,
         ]

@@ -74,7 +74,7 @@ def _check_marker(expected: object, actual: Marker | None) -> str | None:
     want = markers.parse(markers.PREFIX + __import__("json").dumps(expected))
     if want is None or actual is None:
         return "marker missing after apply"
-    if (want.kind, want.stable_id, want.source) != (actual.kind, actual.stable_id, actual.source):
+    if want != actual:
         return f"marker is {actual}, expected {want}"
     return None
 

@@ -132,7 +132,12 @@ class MysqlTarget:
                 grants = self._query(mi.MYSQL_GRANTS_QUERY)
             meta_ready = True
             try:
-                markers = self._query(mi.markers_query(self._meta_table))
+                try:
+                    markers = self._query(mi.markers_query(self._meta_table))
+                except pymysql.err.OperationalError as exc:
+                    if exc.args[0] != mi.UNKNOWN_COLUMN:  # a meta table of an older version
+                        raise
+                    markers = self._query(mi.markers_query(self._meta_table, ledger=False))
             except pymysql.err.ProgrammingError as exc:
                 if exc.args[0] not in mi.NO_SUCH_TABLE:
                     raise

@@ -18,6 +18,7 @@ the driver (``connection.escape``) or passed as query parameters.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 
 import pymysql
 
+from provisioner.core.model import Marker
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
 from provisioner.targets.mysql_inspect import Names
@@ -43,9 +45,15 @@ META_DDL = """CREATE TABLE IF NOT EXISTS {table} (
   stable_id VARCHAR(255) NULL,
   source VARCHAR(255) NULL,
   valid_until DATETIME(6) NULL,
+  instance VARCHAR(255) NULL,
+  granted TEXT NULL,
   updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
   PRIMARY KEY (name, host)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
+
+
+LEDGER_COLUMNS = (("instance", "instance VARCHAR(255) NULL"), ("granted", "granted TEXT NULL"))
+"""Columns added in place to a meta table created by an older version."""
 
 
 class ChangeFailed(ApplyFailed):
@@ -135,15 +143,42 @@ class Executor:
     def ensure_meta(self) -> None:
         self.run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(self.settings.meta_database)}")
         self.run(META_DDL.format(table=self.table))
+        # a table of an older version: add the installation name and the membership ledger
+        have = {
+            str(c).lower()
+            for (c,) in self.run(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (self.settings.meta_database, "managed_roles"),
+            )
+        }
+        for column, ddl in LEDGER_COLUMNS:
+            if column not in have:
+                self.run(f"ALTER TABLE {self.table} ADD COLUMN {ddl}")
 
     def put_marker(self, name: str, host: str, marker: Mapping[str, Any], valid_until: Any = None) -> None:
-        kind = str(marker["kind"])
-        sid, src = marker.get("id"), marker.get("source")
+        m = Marker.from_json(marker)
+        granted = json.dumps(sorted(m.granted)) if m.granted is not None else None
         self.run(
-            f"INSERT INTO {self.table} (name, host, kind, stable_id, source, valid_until)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE kind = VALUES(kind),"
-            " stable_id = VALUES(stable_id), source = VALUES(source), valid_until = VALUES(valid_until)",
-            (name, host, kind, sid, src, _iso_to_naive_utc(valid_until)),
+            f"INSERT INTO {self.table} (name, host, kind, stable_id, source, valid_until, instance, granted)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE kind = VALUES(kind),"
+            " stable_id = VALUES(stable_id), source = VALUES(source), valid_until = VALUES(valid_until),"
+            " instance = VALUES(instance), granted = VALUES(granted)",
+            (name, host, m.kind.value, m.stable_id, m.source, _iso_to_naive_utc(valid_until), m.instance, granted),
+        )
+
+    def put_ledger(self, change: Change) -> None:
+        """A membership change carries the member's marker with its updated ledger
+        (MariaDB commits every statement: recorded before a GRANT, after a REVOKE)."""
+        marker = change.param("marker")
+        if marker is None:
+            return
+        if not isinstance(marker, Mapping):
+            raise ValueError("marker must be an object")
+        m = Marker.from_json(marker)
+        user, host = self.names.split(change.role)
+        self.run(
+            f"UPDATE {self.table} SET instance = %s, granted = %s WHERE name = %s AND host = %s",
+            (m.instance, json.dumps(sorted(m.granted or ())), user, host),
         )
 
     def drop_marker(self, name: str, host: str) -> None:
@@ -209,10 +244,12 @@ class Executor:
             )
 
     def grant(self, change: Change) -> None:
+        self.put_ledger(change)
         self.run(f"GRANT {quote_ident(_required(change, 'group'))} TO {self.account(change.role)}")
 
     def revoke(self, change: Change) -> None:
         self.run(f"REVOKE {quote_ident(_required(change, 'group'))} FROM {self.account(change.role)}")
+        self.put_ledger(change)
 
     def set_marker(self, change: Change) -> None:
         user, host = self.names.split(change.role)
@@ -228,12 +265,16 @@ class Executor:
         old = _required(change, "old_name")
         old_user, host = self.names.split(old)
         rows = self.run(
-            f"SELECT kind, stable_id, source, valid_until FROM {self.table} WHERE name = %s AND host = %s",
+            f"SELECT kind, stable_id, source, valid_until, instance, granted FROM {self.table}"
+            " WHERE name = %s AND host = %s",
             (old_user, host),
         )
         if rows:
-            kind, sid, src, until = rows[0]
-            self.put_marker(change.role, host, {"kind": kind, "id": sid, "source": src})
+            kind, sid, src, until, inst, granted = rows[0]
+            marker = {"kind": kind, "id": sid, "source": src, "instance": inst}
+            if granted is not None:
+                marker["granted"] = json.loads(granted)
+            self.put_marker(change.role, host, marker)
             if until is not None:
                 self.run(
                     f"UPDATE {self.table} SET valid_until = %s WHERE name = %s AND host = %s",

@@ -15,6 +15,8 @@ grants, markers, open sessions.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,9 +67,14 @@ NO_SUCH_TABLE = (1146, 1049)
 """Meta table or database missing: no markers yet."""
 
 
-def markers_query(table: str) -> str:
-    """``table`` is an already quoted ``db.table`` name."""
-    return f"SELECT name, host, kind, stable_id, source, valid_until FROM {table}"
+def markers_query(table: str, ledger: bool = True) -> str:
+    """``table`` is an already quoted ``db.table`` name; ``ledger`` False: a table of an
+    older version, without the installation name and membership ledger columns."""
+    extra = "instance, granted" if ledger else "NULL, NULL"
+    return f"SELECT name, host, kind, stable_id, source, valid_until, {extra} FROM {table}"
+
+
+UNKNOWN_COLUMN = 1054
 
 
 def is_mariadb(version: str) -> bool:
@@ -127,14 +134,20 @@ def to_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def parse_marker(kind: Any, stable_id: Any, source: Any) -> Marker | None:
+def parse_marker(
+    kind: Any, stable_id: Any, source: Any, instance: Any = None, granted: Any = None
+) -> Marker | None:
     try:
         role_kind = RoleKind(_text(kind))
+        ledger = json.loads(_text(granted)) if granted is not None else None
     except ValueError:
+        return None
+    if ledger is not None and (not isinstance(ledger, list) or not all(isinstance(g, str) for g in ledger)):
         return None
     sid = _text(stable_id) if stable_id is not None else None
     src = _text(source) if source is not None else None
-    return Marker(role_kind, sid, src)
+    inst = _text(instance) if instance is not None else None
+    return Marker(role_kind, sid, src, inst, frozenset(ledger) if ledger is not None else None)
 
 
 def build_roles(
@@ -148,8 +161,8 @@ def build_roles(
     for user, host, role in grant_rows:
         member_of.setdefault(names.name(_text(user), _text(host)), set()).add(_text(role))
     markers: dict[tuple[str, str], tuple[Marker | None, datetime | None]] = {}
-    for name, host, kind, sid, source, until in marker_rows:
-        markers[(_text(name), _text(host))] = (parse_marker(kind, sid, source), to_utc(until))
+    for name, host, kind, sid, source, until, instance, granted in marker_rows:
+        markers[(_text(name), _text(host))] = (parse_marker(kind, sid, source, instance, granted), to_utc(until))
     roles: dict[str, ActualRole] = {}
     for a in sorted(accts, key=lambda a: (not a.is_role, a.user, a.host)):
         key = names.name(a.user, a.host)

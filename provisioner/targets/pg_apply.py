@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from provisioner.core import marker as marker_codec
-from provisioner.core.model import Marker, RoleKind
+from provisioner.core.model import Marker
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
 from provisioner.targets.pg_privileges import privilege_statements
@@ -71,18 +71,19 @@ def _required(change: Change, key: str) -> Any:
 
 
 def marker_comment(value: Any) -> str | None:
-    """The COMMENT text for a marker given as JSON ``{kind, id, source}``."""
+    """The COMMENT text for a marker given as JSON (``Marker.to_json``)."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise ValueError(f"marker must be an object, got {type(value).__name__}")
-    sid, src = value.get("id"), value.get("source")
-    marker = Marker(
-        RoleKind(value["kind"]),
-        str(sid) if sid is not None else None,
-        str(src) if src is not None else None,
-    )
-    return marker_codec.encode(marker)
+    return marker_codec.encode(Marker.from_json(value))
+
+
+def _ledger(change: Change) -> tuple[sql.Composed, ...]:
+    """A membership change carries the member's marker with its updated ledger (the
+    groups provisioner granted): written in the same transaction as the GRANT/REVOKE."""
+    text = marker_comment(change.param("marker"))
+    return () if text is None else (_comment(_ident(change.role), text),)
 
 
 @cache
@@ -132,7 +133,7 @@ def _alter(change: Change) -> tuple[sql.Composed, ...]:
 
 def _grant(change: Change) -> tuple[sql.Composed, ...]:
     group = _ident(_required(change, "group"))
-    return (_stmt("GRANT ", group, " TO ", _ident(change.role)),)
+    return (_stmt("GRANT ", group, " TO ", _ident(change.role)), *_ledger(change))
 
 
 def _revoke(change: Change, grantors: Grantors | None) -> tuple[sql.Composed, ...]:
@@ -140,9 +141,10 @@ def _revoke(change: Change, grantors: Grantors | None) -> tuple[sql.Composed, ..
     group, role = _ident(group_name), _ident(change.role)
     seen = (grantors or {}).get((change.role, group_name), ())
     if not seen:  # PostgreSQL <= 15, or nothing to revoke (the server warns)
-        return (_stmt("REVOKE ", group, " FROM ", role),)
-    return tuple(
-        _stmt("REVOKE ", group, " FROM ", role, " GRANTED BY ", _ident(grantor)) for grantor in seen
+        return (_stmt("REVOKE ", group, " FROM ", role), *_ledger(change))
+    return (
+        *(_stmt("REVOKE ", group, " FROM ", role, " GRANTED BY ", _ident(grantor)) for grantor in seen),
+        *_ledger(change),
     )
 
 

@@ -3,6 +3,8 @@ retention, break-glass, per-role drift, the breaker, lifecycle events."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from datetime import UTC, datetime, timedelta
 
 from provisioner.core.breaker import BreakerPolicy, check_breaker
@@ -40,7 +42,8 @@ def managed(
     name: str, *, login: bool = True, until: datetime | None = None, groups: tuple[str, ...] = ("desk",)
 ) -> ActualRole:
     return ActualRole(
-        name, login, valid_until=until, marker=Marker(RoleKind.USER, f"id-{name}", "src"), member_of=frozenset(groups)
+        name, login, valid_until=until, marker=Marker(RoleKind.USER, f"id-{name}", "src", granted=frozenset(groups)),
+        member_of=frozenset(groups),
     )
 
 
@@ -110,8 +113,8 @@ def test_break_glass_is_never_touched_and_reported() -> None:
 
 
 def test_drift_override_per_role() -> None:
-    ann = managed("ann", groups=("desk", "extra"))
-    bob = managed("bob", groups=("desk", "extra"))
+    ann = replace(managed("ann"), member_of=frozenset({"desk", "extra"}))  # extra: granted by hand
+    bob = replace(managed("bob"), member_of=frozenset({"desk", "extra"}))
     policy = DiffPolicy(drift_overrides={"ann": "revoke"})
     actual = state(ann, bob, ActualRole("extra", False))
     changes, notices = run([ident("ann"), ident("bob")], actual, policy)

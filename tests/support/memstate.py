@@ -10,8 +10,14 @@ from dataclasses import replace
 from datetime import datetime
 
 from provisioner.core import marker as markers
-from provisioner.core.model import ActualRole, ActualState
+from provisioner.core.model import ActualRole, ActualState, Marker
 from provisioner.core.plan import Change, ChangeKind
+
+
+def _ledger(role: ActualRole, change: Change) -> ActualRole:
+    """A membership change writes the member's marker (with its ledger) beside it."""
+    value = change.param("marker")
+    return replace(role, marker=Marker.from_json(value)) if value is not None else role
 
 
 def apply_changes(state: ActualState, changes: tuple[Change, ...]) -> ActualState:
@@ -32,10 +38,13 @@ def apply_changes(state: ActualState, changes: tuple[Change, ...]) -> ActualStat
         elif c.kind is ChangeKind.GRANT_MEMBERSHIP:
             assert c.param("group") in roles, f"grant of missing group {c.param('group')}"
             r = roles[c.role]
-            roles[c.role] = replace(r, member_of=r.member_of | {c.param("group")})
+            roles[c.role] = _ledger(replace(r, member_of=r.member_of | {c.param("group")}), c)
         elif c.kind is ChangeKind.REVOKE_MEMBERSHIP:
             r = roles[c.role]
-            roles[c.role] = replace(r, member_of=r.member_of - {c.param("group")})
+            roles[c.role] = _ledger(replace(r, member_of=r.member_of - {c.param("group")}), c)
+        elif c.kind is ChangeKind.SET_MARKER:
+            value = c.param("marker")
+            roles[c.role] = replace(roles[c.role], marker=Marker.from_json(value) if value is not None else None)
         elif c.kind is ChangeKind.RENAME_ROLE:
             old = roles.pop(c.param("old_name"))
             roles[c.role] = replace(old, name=c.role)

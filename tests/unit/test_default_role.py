@@ -46,7 +46,7 @@ def test_hand_set_default_to_a_hand_granted_role_is_kept() -> None:
     state = _state(
         group("trade_approver"),
         ActualRole("dba_help", False),  # no marker: not managed
-        managed("alice", "uuid-alice", member_of=APPROVER | {"dba_help"}),
+        replace(managed("alice", "uuid-alice", member_of=APPROVER), member_of=APPROVER | {"dba_help"}),
         defaults={"alice": "dba_help"},
     )
     changes, _ = plan_for([person("alice", "Other", groups=("approvers",))], state)

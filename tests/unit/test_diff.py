@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -68,7 +69,8 @@ def empty_state(*roles: ActualRole) -> ActualState:
 
 
 def managed(name: str, sid: str, login: bool = True, member_of: frozenset[str] = frozenset()) -> ActualRole:
-    return ActualRole(name, login, marker=Marker(RoleKind.USER, sid, "ldap"), member_of=member_of)
+    """A role provisioner created and granted ``member_of`` (its ledger)."""
+    return ActualRole(name, login, marker=Marker(RoleKind.USER, sid, "ldap", granted=member_of), member_of=member_of)
 
 
 def group(name: str) -> ActualRole:
@@ -136,7 +138,10 @@ def test_drift_report_vs_revoke() -> None:
         group("trade_executor"),
         group("trade_reader"),
         ActualRole("handmade", False),
-        managed("alice", "uuid-alice", member_of=frozenset({"trade_executor", "trade_reader", "handmade"})),
+        replace(
+            managed("alice", "uuid-alice", member_of=frozenset({"trade_executor", "trade_reader"})),
+            member_of=frozenset({"trade_executor", "trade_reader", "handmade"}),
+        ),
     )
     changes, notices = plan_for([person("alice", "Trading")], state)
     assert changes == () and any(n.code == "drift" for n in notices)

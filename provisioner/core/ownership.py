@@ -1,0 +1,80 @@
+"""Who owns a role, and which of its memberships provisioner granted.  Pure: no I/O.
+
+* A role belongs to this installation when its marker names this installation
+  (``[provisioner] instance``), or names none (a marker of an older version, claimed
+  and upgraded by the first run).  A marker naming another installation makes the
+  role *foreign*: never changed, never counted as vanished, reported once per plan.
+* A login role belongs to the stable id (and source) in its marker, never to
+  whoever has its name now.
+* The membership ledger (``Marker.granted``) lists the groups provisioner granted
+  the role.  Only those are revoked when no rule wants them any more (a mover); any
+  other membership is drift (docs/lifecycle.md).  Ledger entries the role is no
+  longer a member of mean nothing and are dropped when the marker is next written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from provisioner.core.model import ActualRole, ActualState, Marker
+
+
+def is_foreign(marker: Marker | None, instance: str | None) -> bool:
+    """The marker names another installation (None ``instance``: installations not in use)."""
+    return marker is not None and instance is not None and marker.instance is not None and marker.instance != instance
+
+
+def mine(role: ActualRole, instance: str | None) -> Marker | None:
+    """The role's marker when it is this installation's to manage, else None."""
+    m = role.marker
+    return None if m is None or is_foreign(m, instance) else m
+
+
+def ledger(role: ActualRole, wanted: Iterable[str] = ()) -> frozenset[str]:
+    """The memberships of ``role`` that provisioner granted.
+
+    A marker written before the ledger existed (``granted`` None) is upgraded by taking
+    the memberships the rules want now (``wanted``): those the tool would have granted;
+    every other membership is drift until an operator adopts it (``provisioner adopt``)."""
+    m = role.marker
+    if m is None:
+        return frozenset()
+    if m.granted is None:
+        return role.member_of & frozenset(wanted)
+    return m.granted & role.member_of
+
+
+def with_ledger(marker: Marker, granted: Iterable[str], instance: str | None) -> Marker:
+    """``marker`` with this installation's name and the given ledger."""
+    return replace(marker, instance=instance if instance is not None else marker.instance, granted=frozenset(granted))
+
+
+def needs_upgrade(marker: Marker, instance: str | None) -> bool:
+    return (instance is not None and marker.instance != instance) or marker.granted is None
+
+
+def foreign_summary(actual: ActualState, instance: str | None) -> str | None:
+    """One line naming every other installation with roles on this target, or None."""
+    counts: Counter[str] = Counter(
+        r.marker.instance for r in actual.roles.values() if r.marker is not None and r.marker.instance is not None
+        if is_foreign(r.marker, instance)
+    )
+    if not counts:
+        return None
+    each = ", ".join(f"{name!r}: {n}" for name, n in sorted(counts.items()))
+    return (
+        f"{sum(counts.values())} role(s) belong to other provisioner installation(s) ({each}); "
+        f"never changed by this installation ({instance!r})"
+    )
+
+
+def owners(actual: ActualState, instance: str | None) -> Mapping[tuple[str | None, str], ActualRole]:
+    """(source, stable id) -> this installation's login role for that identity."""
+    out: dict[tuple[str | None, str], ActualRole] = {}
+    for role in actual.roles.values():
+        m = mine(role, instance)
+        if m is not None and m.kind.value == "user" and m.stable_id:
+            out[(m.source, m.stable_id)] = role
+    return out
