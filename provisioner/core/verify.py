@@ -17,10 +17,19 @@ from provisioner.core.plan import Change, ChangeKind
 
 def verify(changes: Iterable[Change], after: ActualState) -> list[str]:
     problems = []
+    last: dict[str, Change] = {}
     for change in changes:
         problem = _check(change, after)
         if problem:
             problems.append(f"{change.describe()}: {problem}")
+        if any(key == "marker" for key, _ in change.params) and change.kind is not ChangeKind.DROP_ROLE:
+            last[change.role] = change
+    for role, change in last.items():  # the marker (with its membership ledger) the plan wrote last
+        now = after.roles.get(role)
+        if now is not None:
+            problem = _check_marker(change.param("marker"), now.marker, exact=True)
+            if problem:
+                problems.append(f"{change.describe()}: {problem}")
     return problems
 
 
@@ -66,7 +75,8 @@ def _check(change: Change, after: ActualState) -> str | None:
     return None
 
 
-def _check_marker(expected: object, actual: Marker | None) -> str | None:
+def _check_marker(expected: object, actual: Marker | None, exact: bool = False) -> str | None:
+    """``exact``: the ledger and installation too (the last marker a plan writes for a role)."""
     if expected is None:
         return None if actual is None else "marker still present"
     if not isinstance(expected, dict):
@@ -74,7 +84,9 @@ def _check_marker(expected: object, actual: Marker | None) -> str | None:
     want = markers.parse(markers.PREFIX + __import__("json").dumps(expected))
     if want is None or actual is None:
         return "marker missing after apply"
-    if want != actual:
+    if (want if exact else (want.kind, want.stable_id, want.source)) != (
+        actual if exact else (actual.kind, actual.stable_id, actual.source)
+    ):
         return f"marker is {actual}, expected {want}"
     return None
 
