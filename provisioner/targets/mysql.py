@@ -119,6 +119,10 @@ class MysqlTarget:
     def _meta_table(self) -> str:
         return f"{quote_ident(self.config.meta_database)}.{quote_ident('managed_roles')}"
 
+    @property
+    def _ledger_table(self) -> str:
+        return f"{quote_ident(self.config.meta_database)}.{quote_ident('managed_ledger')}"
+
     def inspect(self, only: frozenset[str] | None = None) -> ActualState:
         """Always the whole catalog (``only`` is accepted and ignored: accounts are few)."""
         try:
@@ -133,11 +137,11 @@ class MysqlTarget:
             meta_ready = True
             try:
                 try:
-                    markers = self._query(mi.markers_query(self._meta_table))
-                except pymysql.err.OperationalError as exc:
-                    if exc.args[0] != mi.UNKNOWN_COLUMN:  # a meta table of an older version
+                    markers = self._query(mi.markers_query(self._meta_table, self._ledger_table))
+                except pymysql.err.ProgrammingError as exc:
+                    if exc.args[0] not in mi.NO_SUCH_TABLE:
                         raise
-                    markers = self._query(mi.markers_query(self._meta_table, ledger=False))
+                    markers = self._query(mi.markers_query(self._meta_table))  # an older version's meta
             except pymysql.err.ProgrammingError as exc:
                 if exc.args[0] not in mi.NO_SUCH_TABLE:
                     raise

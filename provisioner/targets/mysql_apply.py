@@ -45,15 +45,22 @@ META_DDL = """CREATE TABLE IF NOT EXISTS {table} (
   stable_id VARCHAR(255) NULL,
   source VARCHAR(255) NULL,
   valid_until DATETIME(6) NULL,
-  instance VARCHAR(255) NULL,
-  granted TEXT NULL,
   updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
   PRIMARY KEY (name, host)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
 
 
-LEDGER_COLUMNS = (("instance", "instance VARCHAR(255) NULL"), ("granted", "granted TEXT NULL"))
-"""Columns added in place to a meta table created by an older version."""
+LEDGER_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+  name VARCHAR(128) NOT NULL,
+  host VARCHAR(255) NOT NULL,
+  instance VARCHAR(255) NULL,
+  granted TEXT NULL,
+  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (name, host)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
+"""Beside ``managed_roles``: each marked account's installation name and membership ledger
+(the roles provisioner granted it, a JSON list).  A table of its own, so that a meta
+database of an older version gains it with the CREATE privilege provisioner already holds."""
 
 
 class ChangeFailed(ApplyFailed):
@@ -124,6 +131,7 @@ class Executor:
         self.settings = settings
         self.statements = 0
         self.table = f"{quote_ident(settings.meta_database)}.{quote_ident('managed_roles')}"
+        self.ledger_table = f"{quote_ident(settings.meta_database)}.{quote_ident('managed_ledger')}"
 
     # ------------------------------------------------------------- primitives
 
@@ -143,27 +151,24 @@ class Executor:
     def ensure_meta(self) -> None:
         self.run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(self.settings.meta_database)}")
         self.run(META_DDL.format(table=self.table))
-        # a table of an older version: add the installation name and the membership ledger
-        have = {
-            str(c).lower()
-            for (c,) in self.run(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-                (self.settings.meta_database, "managed_roles"),
-            )
-        }
-        for column, ddl in LEDGER_COLUMNS:
-            if column not in have:
-                self.run(f"ALTER TABLE {self.table} ADD COLUMN {ddl}")
+        self.run(LEDGER_DDL.format(table=self.ledger_table))
 
     def put_marker(self, name: str, host: str, marker: Mapping[str, Any], valid_until: Any = None) -> None:
         m = Marker.from_json(marker)
+        self.run(
+            f"INSERT INTO {self.table} (name, host, kind, stable_id, source, valid_until)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE kind = VALUES(kind),"
+            " stable_id = VALUES(stable_id), source = VALUES(source), valid_until = VALUES(valid_until)",
+            (name, host, m.kind.value, m.stable_id, m.source, _iso_to_naive_utc(valid_until)),
+        )
+        self.put_ledger_row(name, host, m)
+
+    def put_ledger_row(self, name: str, host: str, m: Marker) -> None:
         granted = json.dumps(sorted(m.granted)) if m.granted is not None else None
         self.run(
-            f"INSERT INTO {self.table} (name, host, kind, stable_id, source, valid_until, instance, granted)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE kind = VALUES(kind),"
-            " stable_id = VALUES(stable_id), source = VALUES(source), valid_until = VALUES(valid_until),"
-            " instance = VALUES(instance), granted = VALUES(granted)",
-            (name, host, m.kind.value, m.stable_id, m.source, _iso_to_naive_utc(valid_until), m.instance, granted),
+            f"INSERT INTO {self.ledger_table} (name, host, instance, granted) VALUES (%s, %s, %s, %s)"
+            " ON DUPLICATE KEY UPDATE instance = VALUES(instance), granted = VALUES(granted)",
+            (name, host, m.instance, granted),
         )
 
     def put_ledger(self, change: Change) -> None:
@@ -174,14 +179,11 @@ class Executor:
             return
         if not isinstance(marker, Mapping):
             raise ValueError("marker must be an object")
-        m = Marker.from_json(marker)
         user, host = self.names.split(change.role)
-        self.run(
-            f"UPDATE {self.table} SET instance = %s, granted = %s WHERE name = %s AND host = %s",
-            (m.instance, json.dumps(sorted(m.granted or ())), user, host),
-        )
+        self.put_ledger_row(user, host, Marker.from_json(marker))
 
     def drop_marker(self, name: str, host: str) -> None:
+        self.run(f"DELETE FROM {self.ledger_table} WHERE name = %s AND host = %s", (name, host))
         self.run(f"DELETE FROM {self.table} WHERE name = %s AND host = %s", (name, host))
 
     def drop_orphan_markers(self) -> int:
@@ -265,8 +267,9 @@ class Executor:
         old = _required(change, "old_name")
         old_user, host = self.names.split(old)
         rows = self.run(
-            f"SELECT kind, stable_id, source, valid_until, instance, granted FROM {self.table}"
-            " WHERE name = %s AND host = %s",
+            f"SELECT m.kind, m.stable_id, m.source, m.valid_until, l.instance, l.granted FROM {self.table} m"
+            f" LEFT JOIN {self.ledger_table} l ON l.name = m.name AND l.host = m.host"
+            " WHERE m.name = %s AND m.host = %s",
             (old_user, host),
         )
         if rows:

@@ -67,14 +67,18 @@ NO_SUCH_TABLE = (1146, 1049)
 """Meta table or database missing: no markers yet."""
 
 
-def markers_query(table: str, ledger: bool = True) -> str:
-    """``table`` is an already quoted ``db.table`` name; ``ledger`` False: a table of an
-    older version, without the installation name and membership ledger columns."""
-    extra = "instance, granted" if ledger else "NULL, NULL"
-    return f"SELECT name, host, kind, stable_id, source, valid_until, {extra} FROM {table}"
+def markers_query(table: str, ledger: str | None = None) -> str:
+    """``table`` and ``ledger`` are already quoted ``db.table`` names; ``ledger`` None: a
+    meta database of an older version, without the ledger table (installation name and
+    membership ledger read as absent)."""
+    if ledger is None:
+        return f"SELECT name, host, kind, stable_id, source, valid_until, NULL, NULL FROM {table}"
+    return (
+        "SELECT m.name, m.host, m.kind, m.stable_id, m.source, m.valid_until, l.instance, l.granted"
+        f" FROM {table} m LEFT JOIN {ledger} l ON l.name = m.name AND l.host = m.host"
+    )
 
 
-UNKNOWN_COLUMN = 1054
 
 
 def is_mariadb(version: str) -> bool:
