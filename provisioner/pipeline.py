@@ -31,6 +31,7 @@ from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.safety import check_plan
+from provisioner.core.savedplan import contained
 from provisioner.errors import BreakerTripped, PlanError, SafetyViolation
 from provisioner.gcpause import paused_gc
 from provisioner.logs import log
@@ -208,11 +209,17 @@ def apply_run(
         if on_planned is not None:
             on_planned(outcome)
         plan, actual = outcome.plan, outcome.actual
-    else:
-        actual = targets.inspect_all()
+    else:  # re-derived: a saved change is applied only if the current plan makes it too
+        outcome = plan_run(cfg, ctx, targets, mappings)
+        actual = outcome.actual
         ctx.audit([planned_event(ctx, saved, saved=True)])
+        plan, refused = contained(saved, outcome.plan)
+        if refused:
+            raise PlanError(
+                f"Saved plan refused: {len(refused)} change(s) the current sources, rules and catalog do not "
+                "make (edited, or made from other data); nothing applied:\n  " + "\n  ".join(refused)
+            )
         refuse_stale(saved, actual, cfg)
-        plan = saved
     safety(cfg, plan, actual, ctx)
     execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     if saved is None:

@@ -55,7 +55,7 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
         violations, trips = safety_findings(cfg, result, outcome.actual)
     _emit(result, fmt)
     if out:
-        write_plan(result, out)
+        write_plan(result, out, cfg)
         click.echo(
             f"Plan saved to {out}; apply it with: provisioner apply -c {config_path} --plan {out}", err=True
         )
@@ -86,7 +86,7 @@ def apply(
     if allow_mass_revocation and not reason.strip():
         raise click.UsageError("--allow-mass-revocation needs --reason TEXT (recorded in the audit trail)")
     cfg = load(config_path)
-    saved = read_plan(plan_path) if plan_path else None
+    saved = read_plan(plan_path, cfg) if plan_path else None
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, reason=reason, actor=actor)
     ctx.allow_mass_revocation = allow_mass_revocation

@@ -17,6 +17,7 @@ from provisioner.core.plan import Plan
 from provisioner.errors import PlanError, ProvisionerError, SafetyViolation, StalePlan
 from provisioner.logs import configure, log
 from provisioner.runtime import RunContext
+from provisioner.store import plansign
 from provisioner.store.signing import load_signing_key, sign_head
 from provisioner.store.state import StateStore
 
@@ -98,16 +99,38 @@ def close_run(ctx: RunContext, cfg: Config | None, key: Ed25519PrivateKey | None
     run_alerts(cfg, store, ctx.run_id)
 
 
-def read_plan(path: str) -> Plan:
+def _plan_key(cfg: Config | None) -> Ed25519PrivateKey | None:
+    if cfg is None or cfg.audit.signing_key is None:
+        return None
+    return load_signing_key(cfg.audit.signing_key)
+
+
+def read_plan(path: str, cfg: Config | None = None) -> Plan:
+    """With ``[audit] signing_key`` configured, only a plan that key signed is read."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise PlanError(f"{path}: not a usable saved plan: {exc}") from exc
+    key = _plan_key(cfg)
+    if key is not None:
+        why = plansign.problem(data, key)
+        if why is not None:
+            raise PlanError(f"{path}: saved plan refused: {why}")
+    try:
         return Plan.from_json(data)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise PlanError(f"{path}: not a usable saved plan: {exc}") from exc
 
 
-def write_plan(plan: Plan, path: str) -> None:
+def write_plan(plan: Plan, path: str, cfg: Config | None = None) -> None:
+    """Signed with the audit key when ``[audit] signing_key`` is configured."""
+    data = plan.to_json()
+    key = _plan_key(cfg)
+    if key is not None:
+        data = plansign.sign(data, key)
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(plan.to_json(), fh, indent=2, sort_keys=True)
+        json.dump(data, fh, indent=2, sort_keys=True)
         fh.write("\n")

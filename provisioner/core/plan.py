@@ -283,7 +283,7 @@ class Plan:
         if version != FORMAT_VERSION:
             raise ValueError(f"plan format_version {version!r} is not supported (expected {FORMAT_VERSION})")
         expected = data.get("plan_digest")
-        body = {k: v for k, v in data.items() if k != "plan_digest"}
+        body = {k: v for k, v in data.items() if k not in ("plan_digest", "signature")}  # signature: store/plansign
         if expected != digest(body):
             raise ValueError("plan_digest does not match the plan's content: the file was edited")
         return cls(

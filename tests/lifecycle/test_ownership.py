@@ -18,7 +18,8 @@ from pathlib import Path
 from psycopg import sql
 
 from provisioner.core import marker as markers
-from provisioner.core.plan import ChangeKind, Plan
+from provisioner.core.plan import ChangeKind, Plan, digest
+from tests.cli.test_cli import run
 from tests.lifecycle.support import access, person
 from tests.support import pg
 from tests.support.e2e import RELAXED_SAFETY, Setup, make_setup
@@ -258,3 +259,82 @@ def test_two_installations_never_touch_each_others_roles(
         follow = setup.plan()
         assert not follow.has_changes, follow.changes
         assert any(f"'{other}'" in n for n in notices_of(follow, "foreign"))
+
+
+def _change(kind: str, role: str, summary: str, **params: object) -> dict[str, object]:
+    return {
+        "kind": kind,
+        "role": role,
+        "params": params,
+        "reasons": [{"rule": "equities", "text": "looks legitimate", "attributes": {}}],
+        "before": {},
+        "after": {},
+        "summary": summary,
+    }
+
+
+def test_edited_saved_plan_is_refused_naming_each_change(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    p = role_prefix
+    s = brownfield(tmp_path, ldap_ou, p)
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"{p}dba_jane")))  # a DBA's own login
+    ldap_ou.add_user("ivy", **person("Compliance", "Intern"))
+    s.apply()
+    ldap_ou.add_user("bea", **person("Equities", "Trader"))  # the reviewed change: bea joins
+    saved = tmp_path / "plan.json"
+    res = run("plan", "-c", str(s.path), "--format", "json", "--out", str(saved))
+    assert res.returncode == 0, res.stderr
+    data = json.loads(saved.read_text())
+    data["targets"][0]["changes"] += [
+        _change("grant_membership", f"{p}ivy", "grant", group=f"{p}desk_equities_trader"),
+        _change("create_role", f"{p}backdoor", "create", role_kind="user", login=True, valid_until=None, marker=None),
+        _change("drop_role", f"{p}dba_jane", "drop"),
+    ]
+    data.pop("plan_digest")
+    data["plan_digest"] = digest(data)  # anyone can recompute it
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+
+    res = run("apply", "-c", str(s.path), "--plan", str(edited))
+    assert res.returncode != 0
+    for needle in (
+        f"grant {p}desk_equities_trader to {p}ivy",
+        f"create role {p}backdoor",
+        f"drop role {p}dba_jane",
+    ):
+        assert needle in res.stderr, res.stderr
+    now = access(p)
+    assert f"{p}backdoor" not in now and f"{p}dba_jane" in now and f"{p}bea" not in now, "nothing applied"
+    assert now[f"{p}ivy"][1] == {f"{p}compliance_reader"}
+
+    res = run("apply", "-c", str(s.path), "--plan", str(saved))  # the reviewed plan itself applies
+    assert res.returncode == 0, res.stderr
+    assert access(p)[f"{p}bea"] == (True, frozenset({f"{p}desk_equities_trader", f"{p}market_data_reader"}))
+
+
+def test_signed_saved_plan_edit_is_named_as_an_edit(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    p = role_prefix
+    key = tmp_path / "audit-key.pem"
+    assert run("audit", "keygen", "--out", str(key)).returncode == 0
+    s = brownfield(tmp_path, ldap_ou, p, extra=f'\n[audit]\nsigning_key = "file:{key}"\n')
+    ldap_ou.add_user("bea", **person("Equities", "Trader"))
+    saved = tmp_path / "plan.json"
+    assert run("plan", "-c", str(s.path), "--out", str(saved)).returncode == 0
+    data = json.loads(saved.read_text())
+    assert data["signature"]["value"]
+    for change in data["targets"][0]["changes"]:
+        change["reasons"] = [{"rule": "equities", "text": "approved by the desk head", "attributes": {}}]
+    data.pop("plan_digest")
+    data["plan_digest"] = digest({k: v for k, v in data.items() if k != "signature"})
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+    res = run("apply", "-c", str(s.path), "--plan", str(edited))
+    assert res.returncode != 0 and "edited after it was signed" in res.stderr, res.stderr
+    unsigned = {k: v for k, v in data.items() if k != "signature"}
+    edited.write_text(json.dumps(unsigned))
+    res = run("apply", "-c", str(s.path), "--plan", str(edited))
+    assert res.returncode != 0 and "not signed" in res.stderr, res.stderr
+    assert f"{p}bea" not in access(p)
+    res = run("apply", "-c", str(s.path), "--plan", str(saved))
+    assert res.returncode == 0, res.stderr
+    assert access(p)[f"{p}bea"][0]
