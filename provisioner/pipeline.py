@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.diffmemo import DiffMemo
-from provisioner.core.groupref import referenced_groups
+from provisioner.core.groupref import ambiguous_rules, referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.memo import GrantMemo
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
@@ -89,7 +89,11 @@ def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot
     naming = NamingPolicy(cfg.naming.template, cfg.naming.prefix, cfg.naming.max_bytes)
     lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
     with paused_gc():
-        return desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
+        desired = desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
+    problems, frozen = ambiguous_rules(mappings.rules, snaps)
+    if problems or frozen:
+        desired = replace(desired, problems=(*desired.problems, *problems), frozen=desired.frozen | frozen)
+    return desired
 
 
 def make_plan(

@@ -65,6 +65,15 @@ def leaves(cond: Condition) -> Iterator[AttrCondition | GroupCondition]:
 ATTR_OPS = ("equals", "one_of", "regex", "present", "before", "after")
 
 
+def group_label(value: str) -> str:
+    """A rule's group as the sources label groups: a name lower-cased, a DN (``cn=...,ou=...``)
+    lower-cased with the spaces around its separators removed."""
+    text = value.strip().lower()
+    if "=" not in text or "\\" in text or '"' in text:
+        return text
+    return ",".join("=".join(p.strip() for p in rdn.split("=", 1)) for rdn in text.split(","))
+
+
 def parse_condition(data: Any, where: str) -> tuple[Condition | None, list[str]]:
     """Parse one condition table; return it and every problem found (each naming ``where``)."""
     if not isinstance(data, Mapping):
@@ -81,7 +90,7 @@ def parse_condition(data: Any, where: str) -> tuple[Condition | None, list[str]]
     if "group" in keys:
         if keys != {"group"} or not isinstance(data["group"], str) or not data["group"]:
             return None, [f'{where}: a group condition is exactly {{ group = "name or DN" }}']
-        return GroupCondition(data["group"].lower()), []
+        return GroupCondition(group_label(data["group"])), []
     if "attr" in keys:
         return _parse_attr(data, where)
     return None, [f"{where}: unknown condition {sorted(keys)}; use all, any, not, group or attr"]

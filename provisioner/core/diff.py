@@ -10,7 +10,6 @@ from typing import Literal
 from provisioner.core.defaultrole import default_role_changes
 from provisioner.core.diffmemo import DiffMemo
 from provisioner.core.lifecycle import LeaverPolicy, break_glass_notices, disable_changes, vanished_is_leaver
-from provisioner.core.ownership import foreign_summary, is_foreign, ledger, mine, needs_upgrade, owners, with_ledger
 from provisioner.core.model import (
     ActualRole,
     ActualState,
@@ -21,6 +20,7 @@ from provisioner.core.model import (
     Reason,
     RoleKind,
 )
+from provisioner.core.ownership import foreign_summary, is_foreign, ledger, mine, needs_upgrade, owners, with_ledger
 from provisioner.core.plan import (
     Change,
     ChangeKind,
@@ -70,7 +70,7 @@ def diff(
     refused = _plan_groups(desired, actual, policy, out)
     renamed = _plan_renames(desired, actual, policy, out)
     expiry = actual.extra.get("supports_valid_until") is not False
-    context = (policy, frozenset(refused), tuple(sorted(renamed.items())), expiry, actual.session_role)
+    context = (policy, frozenset(refused), tuple(sorted(renamed.items())), expiry, actual.session_role, desired.frozen)
     memo = memo if memo is not None else DiffMemo()  # a fresh one: nothing to reuse
     last, kept = memo.begin(actual, context)
     for name in sorted(desired.users):
@@ -86,7 +86,7 @@ def diff(
             continue
         changes, notices = len(out.changes), len(out.notices)
         user = _expiry(desired_user, expiry, out)
-        _plan_user(user, actual, policy, refused, renamed, now, out)
+        _plan_user(user, actual, policy, refused, renamed, now, out, desired.frozen)
         if user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on the clock and sessions
             kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]))
     _plan_vanished(desired, actual, policy, renamed, now, out)
@@ -196,10 +196,11 @@ def _plan_user(
     renamed: dict[str, str],
     now: datetime,
     out: Draft,
+    frozen: frozenset[str] = frozenset(),
 ) -> None:
     role = _current(user.name, actual, renamed)
     if role is None:
-        _plan_joiner(user, refused, policy, out)
+        _plan_joiner(user, refused, policy, out, frozen)
         return
     if is_protected(role, actual, policy):
         out.note(
@@ -239,13 +240,15 @@ def _plan_user(
         return
     if user.lifecycle is Lifecycle.ACTIVE:
         _plan_login(user.name, role, True, user.valid_until, [user.lifecycle_reason], now, out)
-        _plan_memberships(user, role, actual, policy, refused, out)
+        _plan_memberships(user, role, actual, policy, refused, out, frozen)
         _note_scheduled(user, out)
     else:
         _plan_disable(user.name, role, [user.lifecycle_reason], now, out, actual, policy)
 
 
-def _plan_joiner(user: DesiredUser, refused: set[str], policy: DiffPolicy, out: Draft) -> None:
+def _plan_joiner(
+    user: DesiredUser, refused: set[str], policy: DiffPolicy, out: Draft, frozen: frozenset[str] = frozenset()
+) -> None:
     if user.lifecycle is Lifecycle.FUTURE_HIRE:
         out.note(
             NoticeLevel.INFO,
@@ -272,7 +275,7 @@ def _plan_joiner(user: DesiredUser, refused: set[str], policy: DiffPolicy, out: 
     )
     granted: set[str] = set()
     for group in sorted(user.memberships):
-        if group not in refused:
+        if group not in refused and group not in frozen:
             granted.add(group)
             out.changes.append(
                 _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group], marker, granted)
@@ -336,7 +339,13 @@ def _plan_disable(
 
 
 def _plan_memberships(
-    user: DesiredUser, role: ActualRole, actual: ActualState, policy: DiffPolicy, refused: set[str], out: Draft
+    user: DesiredUser,
+    role: ActualRole,
+    actual: ActualState,
+    policy: DiffPolicy,
+    refused: set[str],
+    out: Draft,
+    frozen: frozenset[str] = frozenset(),
 ) -> None:
     """Grant what the rules want; revoke what provisioner granted (the ledger) and no rule
     wants any more (a mover); any other membership is drift: reported, revoked only with
@@ -345,15 +354,15 @@ def _plan_memberships(
     assert role.marker is not None
     have = role.member_of
     tool = ledger(role, user.memberships.keys())
-    if not refused and have == user.memberships.keys() and not needs_upgrade(role.marker, policy.instance):
+    if not (refused or frozen or needs_upgrade(role.marker, policy.instance)) and have == user.memberships.keys():
         return  # the common case at scale: nothing to grant or revoke
-    wanted = {g for g in user.memberships if g not in refused}
+    wanted = {g for g in user.memberships if g not in refused and g not in frozen}
     now = set(tool)
     base = with_ledger(role.marker, tool, policy.instance)
     changes: list[Change] = []
     for group in sorted(have - wanted):
-        if group in user.memberships:
-            continue  # refused group the user already has: leave as is, already reported
+        if group in user.memberships or group in frozen:
+            continue  # refused or frozen group the user already has: leave as is, already reported
         group_role = actual.roles.get(group)
         untouchable = group_role is not None and is_protected(group_role, actual, policy)
         if group in tool and not untouchable:

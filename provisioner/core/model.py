@@ -52,6 +52,9 @@ class SourceSnapshot:
     source: str
     identities: tuple[Identity, ...]
     group_count: int = 0
+    ambiguous_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Group names (lower-cased cn) that more than one group under the group base carries,
+    with the DNs of those groups: such a name matches no one (a rule must name the DN)."""
     complete: bool = True
     read_at: datetime | None = None
     warnings: tuple[str, ...] = ()
@@ -116,6 +119,9 @@ class DesiredState:
     problems: tuple[str, ...] = ()
     held: frozenset[str] = frozenset()
     """Role names nobody may touch this run (e.g. name collisions)."""
+    frozen: frozenset[str] = frozenset()
+    """Group roles whose memberships are neither granted nor revoked this run (granted by a
+    rule whose group is ambiguous: core/groupref.py)."""
 
 
 # --------------------------------------------------------------------------- actual state

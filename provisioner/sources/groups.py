@@ -104,16 +104,29 @@ def group_record(dn: str, raw: RawAttributes) -> GroupRecord:
     return GroupRecord(dn, names, members)
 
 
+def ambiguous_names(groups: Iterable[GroupRecord]) -> dict[str, tuple[str, ...]]:
+    """Lower-cased names (cn values) that more than one group carries -> those groups' DNs."""
+    by_name: dict[str, dict[str, str]] = {}
+    for group in groups:
+        for name in {n.lower() for n in group.names if n}:
+            by_name.setdefault(name, {})[norm_dn(group.dn)] = group.dn
+    return {name: tuple(sorted(dns.values())) for name, dns in sorted(by_name.items()) if len(dns) > 1}
+
+
 class GroupGraph:
-    """Transitive group membership; iterative, so neither depth nor cycles matter."""
+    """Transitive group membership; iterative, so neither depth nor cycles matter.
+
+    A name several groups carry (``ambiguous``) labels none of them: rules must use the DN."""
 
     def __init__(self, groups: Iterable[GroupRecord]) -> None:
         self._labels: dict[str, frozenset[str]] = {}
         self._parents: dict[str, list[str]] = {}
         self._closure: dict[str, frozenset[str]] = {}
+        groups = list(groups)
+        self.ambiguous: Mapping[str, tuple[str, ...]] = ambiguous_names(groups)
         for group in groups:
             key = norm_dn(group.dn)
-            labels = {key, *(n.lower() for n in group.names if n)}
+            labels = {key, *(n.lower() for n in group.names if n and n.lower() not in self.ambiguous)}
             self._labels[key] = self._labels.get(key, frozenset()) | labels
             for member in group.members:
                 self._parents.setdefault(norm_dn(member), []).append(key)
@@ -169,6 +182,9 @@ def user_record(dn: str, raw: RawAttributes, amap: AttributeMap) -> UserRecord:
 
 
 class Membership(Protocol):
+    ambiguous: Mapping[str, tuple[str, ...]]
+    """Names several groups carry -> their DNs (see :func:`ambiguous_names`)."""
+
     def __len__(self) -> int: ...
 
     def groups_of(self, member_dn: str) -> frozenset[str]: ...
@@ -238,6 +254,7 @@ def assemble(
         source=source,
         identities=tuple(identities),
         group_count=len(membership),
+        ambiguous_groups=membership.ambiguous,
         complete=True,
         read_at=datetime.now(UTC),
         warnings=tuple(notes),

@@ -13,7 +13,7 @@ import contextlib
 import gc
 import math
 import ssl
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import ldap3
@@ -26,7 +26,15 @@ from provisioner.core.model import SourceSnapshot
 from provisioner.core.needs import ALL, SourceNeeds
 from provisioner.errors import ConfigError, SourceIncomplete, SourceUnavailable
 from provisioner.sources.attributes import AttributeMap, attribute_map, requested_attributes
-from provisioner.sources.groups import GroupGraph, GroupRecord, Membership, build_snapshot, group_record, norm_dn
+from provisioner.sources.groups import (
+    GroupGraph,
+    GroupRecord,
+    Membership,
+    ambiguous_names,
+    build_snapshot,
+    group_record,
+    norm_dn,
+)
 from provisioner.sources.ldap_wire import (
     Entry,
     KeyValueStore,
@@ -260,10 +268,11 @@ class InChain:
     def __init__(self, source: LdapSource, conn: ldap3.Connection, groups: list[GroupRecord]) -> None:
         self._count = len(groups)
         self._by_member: dict[str, set[str]] = {}
+        self.ambiguous: Mapping[str, tuple[str, ...]] = ambiguous_names(groups)
         wanted = source.referenced_groups
         cfg = source.config
         for group in groups:
-            labels = {norm_dn(group.dn), *(n.lower() for n in group.names if n)}
+            labels = {norm_dn(group.dn), *(n.lower() for n in group.names if n and n.lower() not in self.ambiguous)}
             if wanted and not labels & wanted:
                 continue
             flt = f"(&{cfg.user_filter}(memberOf:{IN_CHAIN}:={escape_filter_chars(group.dn)}))"

@@ -16,7 +16,6 @@ grants, markers, open sessions.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime

@@ -4,7 +4,6 @@ retention, break-glass, per-role drift, the breaker, lifecycle events."""
 from __future__ import annotations
 
 from dataclasses import replace
-
 from datetime import UTC, datetime, timedelta
 
 from provisioner.core.breaker import BreakerPolicy, check_breaker

@@ -338,3 +338,56 @@ def test_signed_saved_plan_edit_is_named_as_an_edit(tmp_path: Path, ldap_ou: Lda
     res = run("apply", "-c", str(s.path), "--plan", str(saved))
     assert res.returncode == 0, res.stderr
     assert access(p)[f"{p}bea"][0]
+
+
+APPROVERS = """
+[[rule]]
+id = "approvers"
+description = "members of the approvers group approve trades"
+grant = ["{p}trade_approver"]
+when = {{ group = "GROUP" }}
+"""
+
+
+def test_ambiguous_group_cn_is_a_plan_error_naming_both_dns(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    p = role_prefix
+    business_roles(p)
+    ann = ldap_ou.add_user("ann", **person("Equities", "Trader"))
+    ivy = ldap_ou.add_user("ivy", **person("Equities", "Intern"))
+    real = ldap_ou.add_group("trade-approvers", [ann])
+    s = make_setup(
+        tmp_path, ldap_ou.config(name=f"{p}src"), p, rules=RULES + APPROVERS.replace("GROUP", "Trade-Approvers")
+    )
+    s.apply()
+    assert f"{p}trade_approver" in access(p)[f"{p}ann"][1]
+
+    sandbox = f"ou=sandbox,{ldap_ou.groups}"
+    ldap_ou.add(
+        [
+            (sandbox, {"objectClass": "organizationalUnit", "ou": "sandbox"}),
+            (f"cn=trade-approvers,{sandbox}", {"objectClass": "groupOfNames", "cn": "trade-approvers", "member": [ivy]}),
+            (  # a second cn value reusing the name
+                f"cn=lab,{sandbox}",
+                {"objectClass": "groupOfNames", "cn": ["lab", "Trade-Approvers"], "member": [ivy]},
+            ),
+        ]
+    )
+    plan = s.apply()
+    errors = [n.message for t in plan.targets for n in t.notices if n.level.value == "error"]
+    assert any(
+        real.lower() in e.lower() and f"cn=trade-approvers,{sandbox}".lower() in e.lower() and f"cn=lab,{sandbox}".lower() in e.lower()
+        for e in errors
+    ), errors
+    now = access(p)
+    assert f"{p}trade_approver" not in now[f"{p}ivy"][1], "a sandbox group granted trade_approver"
+    assert f"{p}trade_approver" in now[f"{p}ann"][1], "the real approvers keep their access meanwhile"
+
+    rules = tmp_path / "mappings" / "rules" / "r.toml"  # the rule names the group by DN: unambiguous
+    rules.write_text((RULES + APPROVERS.replace("GROUP", real.upper().replace(",", ", "))).format(p=p))
+    plan = s.apply()
+    assert not [n for t in plan.targets for n in t.notices if n.level.value == "error"]
+    now = access(p)
+    assert f"{p}trade_approver" in now[f"{p}ann"][1] and f"{p}trade_approver" not in now[f"{p}ivy"][1]
+    assert not s.plan().has_changes
