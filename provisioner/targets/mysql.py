@@ -139,9 +139,10 @@ class MysqlTarget:
                 try:
                     markers = self._query(mi.markers_query(self._meta_table, self._ledger_table))
                 except pymysql.err.ProgrammingError as exc:
-                    if exc.args[0] not in mi.NO_SUCH_TABLE:
+                    # the ledger table alone missing: a meta database of an older version
+                    if exc.args[0] not in mi.NO_SUCH_TABLE or "managed_ledger" not in str(exc.args[-1]):
                         raise
-                    markers = self._query(mi.markers_query(self._meta_table))  # an older version's meta
+                    markers = self._query(mi.markers_query(self._meta_table))
             except pymysql.err.ProgrammingError as exc:
                 if exc.args[0] not in mi.NO_SUCH_TABLE:
                     raise

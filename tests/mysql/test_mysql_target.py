@@ -144,7 +144,7 @@ def test_diff_ignores_valid_until_on_targets_without_it() -> None:
     leave = datetime(2026, 6, 1, tzinfo=UTC)
     user = DesiredUser("u", "id-u", "u", "s", Lifecycle.ACTIVE, Reason("r", "r"), leave, {})
     desired = DesiredState({"u": user}, frozenset(), frozenset({"s"}))
-    role = ActualRole("u", login=True, marker=Marker(RoleKind.USER, "id-u", "s"))
+    role = ActualRole("u", login=True, marker=Marker(RoleKind.USER, "id-u", "s", granted=frozenset()))
     for supported, expect in ((False, ()), (None, (ChangeKind.ALTER_ROLE,))):
         extra = {} if supported is None else {"supports_valid_until": supported}
         changes, notices = diff(desired, ActualState("t", {"u": role}, "svc", extra), DiffPolicy(), now)
