@@ -18,7 +18,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from provisioner.core.model import ActualRole, ActualState, Marker
+from provisioner.core.model import ActualRole, ActualState, Marker, Reason, RoleKind
+from provisioner.core.plan import Change, ChangeKind, make_change
 
 
 def is_foreign(marker: Marker | None, instance: str | None) -> bool:
@@ -75,6 +76,41 @@ def owners(actual: ActualState, instance: str | None) -> Mapping[tuple[str | Non
     out: dict[tuple[str | None, str], ActualRole] = {}
     for role in actual.roles.values():
         m = mine(role, instance)
-        if m is not None and m.kind.value == "user" and m.stable_id:
+        if m is not None and m.kind is RoleKind.USER and m.stable_id:
             out[(m.source, m.stable_id)] = role
     return out
+
+
+def adoption(
+    actual: ActualState, role_name: str, groups: Iterable[str], instance: str | None, why: str
+) -> tuple[Change | None, list[str]]:
+    """The change that records memberships granted outside provisioner (before the first
+    run, or by hand) in ``role_name``'s ledger, so that from now on provisioner revokes them
+    when no rule wants them; or every reason it cannot (nothing changes then)."""
+    role = actual.roles.get(role_name)
+    wanted = sorted(set(groups))
+    if role is None:
+        return None, [f"target {actual.target}: role {role_name!r} does not exist"]
+    m = mine(role, instance)
+    if m is None or m.kind is not RoleKind.USER:
+        owner = "another installation" if is_foreign(role.marker, instance) else "nobody (not managed)"
+        return None, [f"target {actual.target}: {role_name!r} is not a login role of this installation: {owner}"]
+    problems = [
+        f"target {actual.target}: {role_name!r} is not a member of {g!r}; nothing to adopt"
+        for g in wanted
+        if g not in role.member_of
+    ]
+    if problems or not wanted:
+        return None, problems or ["name at least one membership to adopt"]
+    before = ledger(role)
+    new = with_ledger(m, before | frozenset(wanted), instance)
+    reason = Reason("ownership:adopt", f"memberships {', '.join(wanted)} adopted by an operator: {why}")
+    change = make_change(
+        ChangeKind.SET_MARKER,
+        role_name,
+        [reason],
+        marker=new.to_json(),
+        before={"granted": sorted(before)},
+        after={"granted": sorted(new.granted or ())},
+    )
+    return change, []

@@ -20,7 +20,7 @@ from psycopg import sql
 from provisioner.core import marker as markers
 from provisioner.core.plan import ChangeKind, Plan, digest
 from tests.cli.test_cli import run
-from tests.lifecycle.support import access, person
+from tests.lifecycle.support import access, applied_changes, audit_kinds, person
 from tests.support import pg
 from tests.support.e2e import RELAXED_SAFETY, Setup, make_setup
 from tests.support.fixtures import LdapOu
@@ -391,3 +391,32 @@ def test_ambiguous_group_cn_is_a_plan_error_naming_both_dns(
     now = access(p)
     assert f"{p}trade_approver" in now[f"{p}ann"][1] and f"{p}trade_approver" not in now[f"{p}ivy"][1]
     assert not s.plan().has_changes
+
+
+def test_adopt_records_a_hand_grant_in_the_ledger_audited(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    p = role_prefix
+    s = brownfield(tmp_path, ldap_ou, p)
+    ldap_ou.add_user("dot", **person("Equities", "Trader"))
+    s.apply()
+    hand_grant(f"{p}compliance_reader", f"{p}dot")  # e.g. granted before provisioner was deployed
+    assert any(repr(f"{p}compliance_reader") in d for d in notices_of(s.plan(), "drift"))
+
+    cfg = str(s.path)
+    res = run("adopt", "-c", cfg, "--target", "pg", "--role", f"{p}dot", "--group", f"{p}trade_approver", "--reason", "x")
+    assert res.returncode != 0 and "not a member" in res.stderr, res.stderr
+    res = run("adopt", "-c", cfg, "--target", "pg", "--role", f"{p}dot", "--group", f"{p}compliance_reader")
+    assert res.returncode != 0, "--reason is required"
+    res = run(
+        "adopt", "-c", cfg, "--target", "pg", "--role", f"{p}dot", "--group", f"{p}compliance_reader",
+        "--reason", "CHG-4711 pre-existing grant confirmed by the desk head",
+    )
+    assert res.returncode == 0, res.stderr
+    m = markers.parse(comment(f"{p}dot"))
+    assert m is not None and f"{p}compliance_reader" in (m.granted or ())
+    adopted = [c for c in applied_changes(s) if c["role"] == f"{p}dot" and c["kind"] == "set_marker"]
+    assert adopted and "CHG-4711" in adopted[-1]["reasons"][0]["text"]
+    assert ("override", f"{p}dot") in audit_kinds(s)
+
+    plan = s.apply()  # now provisioner's own grant: no rule wants it, so it goes (a mover)
+    assert changes_of(plan, f"{p}dot") == [(ChangeKind.REVOKE_MEMBERSHIP, f"{p}compliance_reader", "lifecycle:mover")]
+    assert access(p)[f"{p}dot"][1] == {f"{p}desk_equities_trader", f"{p}market_data_reader"}

@@ -1,0 +1,46 @@
+"""``provisioner adopt``: record memberships granted outside provisioner in its ledger."""
+
+from __future__ import annotations
+
+import click
+
+from provisioner.cli import cli
+from provisioner.cli.common import config_option, load, open_store, recorded_run
+from provisioner.core.audit import EventKind
+from provisioner.core.ownership import adoption
+from provisioner.core.plan import Plan, TargetPlan
+from provisioner.errors import PlanError
+from provisioner.runtime import RunContext, Targets, execute
+
+
+@cli.command()
+@config_option
+@click.option("--target", "target_name", required=True, help="Target the role is on.")
+@click.option("--role", "role_name", required=True, help="The managed login role.")
+@click.option("--group", "groups", multiple=True, required=True, help="A membership to adopt (repeatable).")
+@click.option("--reason", required=True, help="Why (ticket, review); recorded in the audit trail.")
+@click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
+def adopt(
+    config_path: str, target_name: str, role_name: str, groups: tuple[str, ...], reason: str, actor: str | None
+) -> None:
+    """Adopt memberships that exist but provisioner did not grant (drift): from now on
+    provisioner revokes them when no rule grants them.  Audited; nothing else changes."""
+    if not reason.strip():
+        raise click.UsageError("--reason must not be empty")
+    cfg = load(config_path)
+    if target_name not in {t.name for t in cfg.targets}:
+        raise click.UsageError(f"no target named {target_name!r} in {config_path}")
+    store = open_store(cfg)
+    ctx = RunContext.manual(cfg, store, reason=reason, actor=actor)
+    with recorded_run(ctx, "adopt", cfg) as summary, Targets(cfg, {target_name}) as targets:
+        state = targets.get(target_name).inspect()
+        change, problems = adoption(state, role_name, groups, cfg.instance, reason)
+        if change is None:
+            raise PlanError("adopt refused; nothing changed:\n" + "\n".join(problems))
+        tp = TargetPlan(target_name, state.fingerprint(frozenset({role_name})), (change,))
+        plan = Plan(ctx.now, cfg.digest, (tp,), meta={"run_id": ctx.run_id, "actor": ctx.actor, "trigger": "adopt"})
+        event = ctx.event(EventKind.OVERRIDE, target=target_name, role=role_name, reason=reason, after=change.to_json())
+        ctx.audit([event])
+        execute(plan, targets, ctx)
+        summary.update({"adopted": sorted(set(groups)), "role": role_name, "target": target_name})
+    click.echo(f"Adopted {', '.join(sorted(set(groups)))} for {role_name} on {target_name}.")
