@@ -153,6 +153,8 @@ def validate(config_path: str) -> None:
         f"OK: {config_path}: {len(cfg.sources)} source(s), {len(cfg.targets)} target(s); "
         f"{m.root}: {len(m.rules.rules)} rule(s), {len(m.catalog.roles)} catalog role(s), {len(m.cases)} rule test(s)"
     )
+    how = "derived from the sources; set [provisioner] instance to pin it" if cfg.instance_derived else "configured"
+    click.echo(f"installation: {cfg.instance} ({how})")
 
 
 @cli.group()

@@ -420,3 +420,24 @@ def test_adopt_records_a_hand_grant_in_the_ledger_audited(tmp_path: Path, ldap_o
     plan = s.apply()  # now provisioner's own grant: no rule wants it, so it goes (a mover)
     assert changes_of(plan, f"{p}dot") == [(ChangeKind.REVOKE_MEMBERSHIP, f"{p}compliance_reader", "lifecycle:mover")]
     assert access(p)[f"{p}dot"][1] == {f"{p}desk_equities_trader", f"{p}market_data_reader"}
+
+
+def test_validate_shows_the_installation_name(tmp_path: Path) -> None:
+    (tmp_path / "m" / "rules").mkdir(parents=True)
+    (tmp_path / "m" / "rules" / "r.toml").write_text(
+        '[[rule]]\nid = "r"\ndescription = "d"\ngrant = ["g"]\nwhen = { attr = "x", equals = "y" }\n'
+    )
+    body = '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\n'
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[provisioner]\nmappings = "m"\n' + body)
+    res = run("validate", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    derived = next(line for line in res.stdout.splitlines() if line.startswith("installation: "))
+    assert derived.startswith("installation: auto-") and "derived" in derived
+    assert run("validate", "-c", str(cfg)).stdout == res.stdout, "a derived name is stable"
+    cfg.write_text('[provisioner]\nmappings = "m"\ninstance = "trading-prod"\n' + body)
+    res = run("validate", "-c", str(cfg))
+    assert "installation: trading-prod (configured)" in res.stdout, res.stdout
+    cfg.write_text('[provisioner]\nmappings = "m"\ninstance = "bad name; --"\n' + body)
+    res = run("validate", "-c", str(cfg))
+    assert res.returncode == 1 and "provisioner.instance" in res.stderr
