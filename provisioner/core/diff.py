@@ -20,7 +20,16 @@ from provisioner.core.model import (
     Reason,
     RoleKind,
 )
-from provisioner.core.ownership import foreign_summary, is_foreign, ledger, mine, needs_upgrade, owners, with_ledger
+from provisioner.core.ownership import (
+    foreign_summary,
+    is_foreign,
+    ledger,
+    ledger_revokes,
+    mine,
+    needs_upgrade,
+    upgrade_marker,
+    with_ledger,
+)
 from provisioner.core.plan import (
     Change,
     ChangeKind,
@@ -30,6 +39,7 @@ from provisioner.core.plan import (
     execution_order,
     make_change,
 )
+from provisioner.core.renames import plan_renames
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +78,17 @@ def diff(
     for problem in desired.problems:
         out.note(NoticeLevel.ERROR, "identity", problem)
     refused = _plan_groups(desired, actual, policy, out)
-    renamed = _plan_renames(desired, actual, policy, out)
+    renamed, stuck = plan_renames(desired, actual, lambda r: is_protected(r, actual, policy), policy.instance, out)
     expiry = actual.extra.get("supports_valid_until") is not False
-    context = (policy, frozenset(refused), tuple(sorted(renamed.items())), expiry, actual.session_role, desired.frozen)
+    context = (
+        policy,
+        frozenset(refused),
+        tuple(sorted(renamed.items())),
+        tuple(sorted(stuck.items())),
+        expiry,
+        actual.session_role,
+        desired.frozen,
+    )
     memo = memo if memo is not None else DiffMemo()  # a fresh one: nothing to reuse
     last, kept = memo.begin(actual, context)
     for name in sorted(desired.users):
@@ -86,6 +104,8 @@ def diff(
             continue
         changes, notices = len(out.changes), len(out.notices)
         user = _expiry(desired_user, expiry, out)
+        if name in stuck:  # renamed in the source, but the new name is taken: kept under the old name
+            user = replace(user, name=stuck[name])
         _plan_user(user, actual, policy, refused, renamed, now, out, desired.frozen)
         if user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on the clock and sessions
             kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]))
@@ -157,34 +177,9 @@ def _expiry(user: DesiredUser, supported: bool, out: Draft) -> DesiredUser:
     return replace(user, valid_until=None)
 
 
-def _plan_renames(desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: Draft) -> dict[str, str]:
-    """Map new name -> old name for identities whose username changed."""
-    by_id = owners(actual, policy.instance)
-    renamed: dict[str, str] = {}
-    for name, user in sorted(desired.users.items()):
-        old = by_id.get((user.source, user.stable_id))
-        if old is None or old.name == name or name in actual.roles or name in desired.held:
-            continue
-        if old.name in desired.held or is_protected(old, actual, policy):
-            continue
-        # the old name may be wanted by a newcomer (a reused username): the role goes with
-        # its stable id all the same; the newcomer is refused while the name is taken
-        renamed[name] = old.name
-        reason = Reason("lifecycle:rename", f"username of {user.stable_id} is now {user.username!r}")
-        out.changes.append(
-            make_change(
-                ChangeKind.RENAME_ROLE,
-                name,
-                [reason],
-                old_name=old.name,
-                before={"name": old.name},
-                after={"name": name},
-            )
-        )
-    return renamed
-
-
 def _current(name: str, actual: ActualState, renamed: dict[str, str]) -> ActualRole | None:
+    if name not in renamed and name in renamed.values():
+        return None  # renamed away this run: the name is free for a newcomer (renames run before creates)
     return actual.roles.get(renamed.get(name, name))
 
 
@@ -334,7 +329,7 @@ def _plan_disable(
 ) -> None:
     sessions = int((actual.extra.get("sessions") or {}).get(name, 0))
     changes, notices = disable_changes(name, role, reasons, now, policy.leavers, sessions, actual.roles)
-    out.changes += changes
+    out.changes += ledger_revokes(changes, role, policy.instance)
     out.notices += notices
 
 
@@ -387,21 +382,7 @@ def _plan_memberships(
         )
     out.changes += changes
     if not changes:
-        _upgrade_marker(user.name, role, tool, policy, out)
-
-
-def _upgrade_marker(name: str, role: ActualRole, granted: frozenset[str], policy: DiffPolicy, out: Draft) -> None:
-    """A marker of an older version (no installation name, no ledger) is rewritten in place."""
-    m = role.marker
-    if m is None or not needs_upgrade(m, policy.instance):
-        return
-    new = with_ledger(m, granted, policy.instance)
-    what = ", ".join(sorted(granted)) or "none"
-    reason = Reason(
-        "ownership:upgrade",
-        f"marker now names installation {new.instance!r} and the memberships provisioner granted ({what})",
-    )
-    out.changes.append(make_change(ChangeKind.SET_MARKER, name, [reason], marker=new.to_json()))
+        out.changes += upgrade_marker(user.name, role, tool, policy.instance)
 
 
 def _plan_vanished(

@@ -114,3 +114,34 @@ def adoption(
         after={"granted": sorted(new.granted or ())},
     )
     return change, []
+
+
+def ledger_revokes(changes: Iterable[Change], role: ActualRole, instance: str | None) -> list[Change]:
+    """A leaver's revokes carry the marker with the ledger after each, like a mover's: a
+    stale ledger entry would later take a DBA's hand grant for provisioner's own."""
+    m = role.marker
+    if m is None:
+        return list(changes)
+    now = set(ledger(role))
+    out = []
+    for c in changes:
+        if c.kind is ChangeKind.REVOKE_MEMBERSHIP:
+            now.discard(str(c.param("group")))
+            marker = with_ledger(m, now, instance).to_json()
+            c = replace(c, params=tuple(sorted((*c.params, ("marker", marker)))))
+        out.append(c)
+    return out
+
+
+def upgrade_marker(name: str, role: ActualRole, granted: frozenset[str], instance: str | None) -> list[Change]:
+    """A marker of an older version (no installation name, no ledger) is rewritten in place."""
+    m = role.marker
+    if m is None or not needs_upgrade(m, instance):
+        return []
+    new = with_ledger(m, granted, instance)
+    what = ", ".join(sorted(granted)) or "none"
+    reason = Reason(
+        "ownership:upgrade",
+        f"marker now names installation {new.instance!r} and the memberships provisioner granted ({what})",
+    )
+    return [make_change(ChangeKind.SET_MARKER, name, [reason], marker=new.to_json())]

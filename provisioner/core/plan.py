@@ -35,8 +35,8 @@ class ChangeKind(StrEnum):
 
 # Order in which changes of one target are executed inside its transaction.
 EXECUTION_ORDER: tuple[ChangeKind, ...] = (
+    ChangeKind.RENAME_ROLE,  # first: a name a rename frees may be a newcomer's (core/diff.py)
     ChangeKind.CREATE_ROLE,
-    ChangeKind.RENAME_ROLE,
     ChangeKind.ALTER_ROLE,
     ChangeKind.TERMINATE_SESSIONS,
     ChangeKind.REVOKE_MEMBERSHIP,
@@ -209,7 +209,23 @@ def readback_scope(changes: Iterable[Change], most: int = READBACK_MOST) -> froz
 
 def execution_order(changes: Iterable[Change]) -> tuple[Change, ...]:
     rank = {kind: i for i, kind in enumerate(EXECUTION_ORDER)}
-    return tuple(sorted(changes, key=lambda c: (rank[c.kind], c.role, c.params)))
+    ordered = sorted(changes, key=lambda c: (rank[c.kind], c.role, c.params))
+    renames = [c for c in ordered if c.kind is ChangeKind.RENAME_ROLE]
+    if len(renames) < 2:
+        return tuple(ordered)
+    return (*_rename_chains(renames), *(c for c in ordered if c.kind is not ChangeKind.RENAME_ROLE))
+
+
+def _rename_chains(renames: list[Change]) -> list[Change]:
+    """Renames in an order where a rename into a name comes after the rename that frees it."""
+    out: list[Change] = []
+    pending = list(renames)
+    while pending:
+        freed = {str(c.param("old_name")) for c in pending}
+        ready = [c for c in pending if c.role not in freed] or pending  # a cycle is never planned
+        out += ready
+        pending = [c for c in pending if c not in ready]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
