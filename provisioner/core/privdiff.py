@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from provisioner.core.diff import DiffPolicy, is_protected
 from provisioner.core.grants import Grant, Obj, PrivilegeSnapshot, sort_privileges
 from provisioner.core.model import ActualRole, ActualState, Marker, Reason, RoleKind
+from provisioner.core.ownership import is_foreign
 from provisioner.core.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
 from provisioner.core.privileges import PrivilegeCatalog, RoleModel, expand
 
@@ -54,7 +55,7 @@ def plan_privileges(
         role = actual.roles.get(name)
         if role is None:
             if name not in creating:
-                out.changes.append(_create(model))
+                out.changes.append(_create(model, policy.diff.instance))
             usable.add(name)
         elif _manageable(model, role, actual, policy, out):
             usable.add(name)
@@ -76,7 +77,7 @@ def plan_privileges(
     return out.changes, out.notices
 
 
-def _create(model: RoleModel) -> Change:
+def _create(model: RoleModel, instance: str | None = None) -> Change:
     reason = Reason(f"catalog:{model.name}", f"catalog role {model.name} ({model.file})")
     return make_change(
         ChangeKind.CREATE_ROLE,
@@ -85,7 +86,7 @@ def _create(model: RoleModel) -> Change:
         role_kind="group",
         login=False,
         valid_until=None,
-        marker=Marker(RoleKind.GROUP).to_json(),
+        marker=Marker(RoleKind.GROUP, instance=instance).to_json(),
         after={"exists": True},
     )
 
@@ -96,11 +97,12 @@ def _manageable(model: RoleModel, role: ActualRole, actual: ActualState, policy:
             NoticeLevel.ERROR, "protected", f"catalog role {model.name} is a protected role; not touched", model.name
         )
         return False
-    if role.marker is None:
+    if role.marker is None or is_foreign(role.marker, policy.diff.instance):
         out.note(
             NoticeLevel.WARNING,
             "unmanaged",
-            f"catalog role {model.name} exists but is not managed by provisioner; its privileges are not touched",
+            f"catalog role {model.name} exists but is not managed by this installation; its privileges are not "
+            "touched",
             model.name,
         )
         return False
