@@ -7,30 +7,54 @@ catalog shows afterwards.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 
 from provisioner.core import marker as markers
-from provisioner.core.model import ActualState, Marker, RoleKind
+from provisioner.core.model import ActualState, Marker
 from provisioner.core.plan import Change, ChangeKind
 
 
 def verify(changes: Iterable[Change], after: ActualState) -> list[str]:
     problems = []
     last: dict[str, Change] = {}
+    touched: dict[str, set[str] | None] = {}  # role -> ledger entries these changes decide (None: all)
     for change in changes:
         problem = _check(change, after)
         if problem:
             problems.append(f"{change.describe()}: {problem}")
         if any(key == "marker" for key, _ in change.params) and change.kind is not ChangeKind.DROP_ROLE:
             last[change.role] = change
-    for role, change in last.items():  # the marker (with its membership ledger) the plan wrote last
+            seen = touched.setdefault(change.role, set())
+            if change.kind is ChangeKind.SET_MARKER:
+                touched[change.role] = None
+            elif seen is not None and change.kind in (ChangeKind.GRANT_MEMBERSHIP, ChangeKind.REVOKE_MEMBERSHIP):
+                seen.add(str(change.param("group")))
+    for role, change in last.items():  # the marker the changes wrote last: installation and ledger too
         now = after.roles.get(role)
         if now is not None:
-            problem = _check_marker(change.param("marker"), now.marker, exact=True)
+            problem = _check_ledger(change.param("marker"), now.marker, touched[role])
             if problem:
                 problems.append(f"{change.describe()}: {problem}")
     return problems
+
+
+def _check_ledger(expected: object, actual: Marker | None, decided: set[str] | None) -> str | None:
+    """``decided``: the ledger entries the verified changes set (None: the whole ledger), so
+    that one change of a plan verifies on its own (recovery of an interrupted apply)."""
+    if not isinstance(expected, dict) or actual is None:
+        return None  # reported by the change's own check
+    want = markers.parse(markers.PREFIX + json.dumps(expected))
+    if want is None:
+        return "unreadable expected marker"
+    if want.instance != actual.instance:
+        return f"marker names installation {actual.instance!r}, expected {want.instance!r}"
+    wanted, have = want.granted or frozenset(), actual.granted or frozenset()
+    scope = (wanted | have) if decided is None else decided
+    if {g for g in scope if g in wanted} != {g for g in scope if g in have}:
+        return f"membership ledger is {sorted(have)}, expected {sorted(wanted)}"
+    return None
 
 
 def _check(change: Change, after: ActualState) -> str | None:
@@ -75,20 +99,14 @@ def _check(change: Change, after: ActualState) -> str | None:
     return None
 
 
-def _check_marker(expected: object, actual: Marker | None, exact: bool = False) -> str | None:
-    """``exact``: the ledger and installation too (the last marker a plan writes for a role)."""
+def _check_marker(expected: object, actual: Marker | None) -> str | None:
     if expected is None:
         return None if actual is None else "marker still present"
     if not isinstance(expected, dict):
         return "unreadable expected marker"
-    want = markers.parse(markers.PREFIX + __import__("json").dumps(expected))
+    want = markers.parse(markers.PREFIX + json.dumps(expected))
     if want is None or actual is None:
         return "marker missing after apply"
-    if (want if exact else (want.kind, want.stable_id, want.source)) != (
-        actual if exact else (actual.kind, actual.stable_id, actual.source)
-    ):
+    if (want.kind, want.stable_id, want.source) != (actual.kind, actual.stable_id, actual.source):
         return f"marker is {actual}, expected {want}"
     return None
-
-
-__all__ = ["RoleKind", "verify"]
