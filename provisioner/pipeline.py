@@ -32,7 +32,7 @@ from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.safety import check_plan
 from provisioner.core.savedplan import contained
-from provisioner.errors import BreakerTripped, PlanError, SafetyViolation
+from provisioner.errors import BreakerTripped, PlanError, SafetyViolation, StalePlan
 from provisioner.gcpause import paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
@@ -218,12 +218,18 @@ def apply_run(
         actual = outcome.actual
         ctx.audit([planned_event(ctx, saved, saved=True)])
         plan, refused = contained(saved, outcome.plan)
+        listing = (
+            f"{len(refused)} saved change(s) the current sources, rules and catalog do not make (edited, or "
+            "made from other data); nothing applied:\n  " + "\n  ".join(refused)
+        )
+        try:
+            refuse_stale(saved, actual, cfg)
+        except StalePlan as exc:
+            if refused:
+                raise StalePlan(f"{exc}\n{listing}") from None
+            raise
         if refused:
-            raise PlanError(
-                f"Saved plan refused: {len(refused)} change(s) the current sources, rules and catalog do not "
-                "make (edited, or made from other data); nothing applied:\n  " + "\n  ".join(refused)
-            )
-        refuse_stale(saved, actual, cfg)
+            raise PlanError(f"Saved plan refused: {listing}")
     safety(cfg, plan, actual, ctx)
     execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     if saved is None:
