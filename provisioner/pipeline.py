@@ -30,6 +30,7 @@ from provisioner.core.needs import source_needs
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
+from provisioner.core.refusal import refuse_unworkable
 from provisioner.core.safety import check_plan
 from provisioner.errors import BreakerTripped, PlanError, SafetyViolation
 from provisioner.gcpause import paused_gc
@@ -108,7 +109,8 @@ def make_plan(
     for name, state in actual.items():
         changes, notices = diff(desired, state, pols[name], ctx.now, DIFF_MEMO)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
-        changes, notices = execution_order((*changes, *more)), (*notices, *more_notices)
+        kept, refused = refuse_unworkable((*changes, *more), desired, state)  # reported, never failed at apply
+        changes, notices = execution_order(kept), (*notices, *more_notices, *refused)
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
         target_plans.append(TargetPlan(name, fingerprint, changes, notices))
     return Plan(

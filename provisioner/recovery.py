@@ -58,9 +58,11 @@ def intent_event(ctx: RunContext, target: str, changes: Sequence[Change]) -> Aud
 
 
 def completion_event(
-    ctx: RunContext, target: str, intended: int, committed: int, error: BaseException | None
+    ctx: RunContext, target: str, intended: int, committed: int, error: BaseException | None, failed: int = 0
 ) -> AuditEvent:
     after: dict[str, Any] = {"intended": intended, "committed": committed}
+    if failed:
+        after["failed"] = failed
     if error is not None:
         after["error"] = type(error).__name__
     return ctx.event(EventKind.APPLY_COMPLETED, target=target, after=after)

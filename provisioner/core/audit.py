@@ -28,6 +28,8 @@ class EventKind(StrEnum):
     CHANGE_APPLIED = "change_applied"
     APPLY_COMPLETED = "apply_completed"
     CHANGE_RECOVERED = "change_recovered"
+    CHANGE_FAILED = "change_failed"
+    """A change the target refused; isolated, the rest of the run applied (issue 14)."""
     PLAN_REFUSED = "plan_refused"
     BREAKER_TRIPPED = "breaker_tripped"
     OVERRIDE = "override"

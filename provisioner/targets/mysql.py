@@ -6,7 +6,9 @@ transactional: every account statement commits at once.  Changes run one
 after another, each ordered so that any prefix is safe (see
 :mod:`provisioner.targets.mysql_apply`), serialised against other appliers of
 the same target by a named lock (``GET_LOCK``); ``on_change`` is called after
-each change, when it is committed.  A failure raises
+each change, when it is committed.  A change the server refuses is skipped and
+returned in ``ApplyResult.failed`` with the server's message while the others
+still apply; a lost connection or lock raises
 :class:`~provisioner.targets.mysql_apply.ChangeFailed` naming the change and
 how many were applied before it; the next run re-inspects and converges.
 """
@@ -25,7 +27,7 @@ from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
-from provisioner.targets.base import ApplyResult
+from provisioner.targets.base import ApplyResult, FailedChange
 from provisioner.targets.mysql_apply import (
     STEPS,
     ChangeFailed,
@@ -175,8 +177,15 @@ class MysqlTarget:
     def apply(self, changes: Sequence[Change], on_change: Callable[[Change], None] | None = None) -> ApplyResult:
         if not changes:
             return ApplyResult((), 0)
+        failed: list[FailedChange] = []
+        expressible = []
         for change in changes:  # refuse what cannot be expressed before anything runs
-            check(change)
+            try:
+                check(change)
+                expressible.append(change)
+            except ChangeFailed as exc:
+                failed.append(FailedChange(change, str(exc)))
+        changes = expressible
         if self._names is None:
             self.inspect()
         assert self._names is not None
@@ -194,7 +203,11 @@ class MysqlTarget:
                     try:
                         STEPS[change.kind](ex, change)
                     except (pymysql.err.MySQLError, ValueError, TypeError) as exc:
-                        raise self._failed(change, len(applied), len(changes), exc) from exc
+                        if isinstance(exc, pymysql.err.OperationalError) and not self.connection_open():
+                            raise self._failed(change, len(applied), len(changes), exc) from exc
+                        # refused by the server: this change alone is skipped, the others apply
+                        failed.append(FailedChange(change, mysql_message(exc)))
+                        continue
                     applied.append(change)
                     if on_change is not None:
                         on_change(change)
@@ -209,7 +222,7 @@ class MysqlTarget:
             self._names = None  # names and accounts are re-read by the next inspect
             if self._conn is not None and not self._conn.open:
                 self._discard()
-        return ApplyResult(tuple(applied), ex.statements)
+        return ApplyResult(tuple(applied), ex.statements, tuple(failed))
 
     def _failed(self, change: Change, done: int, total: int, exc: BaseException) -> ChangeFailed:
         lost = isinstance(exc, pymysql.err.OperationalError) and not self.connection_open()

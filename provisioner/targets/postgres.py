@@ -25,7 +25,7 @@ from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import TargetUnavailable
 from provisioner.targets import pg_drop, pg_inspect, pg_privileges
-from provisioner.targets.base import ApplyResult
+from provisioner.targets.base import ApplyResult, FailedChange
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
     BatchRunner,
@@ -242,8 +242,7 @@ class PostgresTarget:
         if not changes:
             return ApplyResult((), 0)
         drops = [c for c in changes if c.kind is ChangeKind.DROP_ROLE]
-        # refuses bad changes up front
-        steps = [compose(change) for change in changes if change.kind is not ChangeKind.DROP_ROLE]
+        steps, failed = self._compose_all([c for c in changes if c.kind is not ChangeKind.DROP_ROLE])
         conn = self.connection()
         here = str(conn.info.dbname)
         elsewhere = [s for s in steps if pg_privileges.database_of(s.change, here)]
@@ -254,7 +253,7 @@ class PostgresTarget:
                 runner.statements += pg_drop.hand_over_elsewhere(conn, self._connect, change, self.config.databases)
             with conn.transaction():
                 self._lock(conn, runner)
-                runner.run(self._with_grantors(conn, runner, steps))
+                failed += runner.run(self._with_grantors(conn, runner, steps))
                 for change in drops:
                     runner.statements += pg_drop.hand_over(conn, change.role, change.param("reassign_to"), drop=True)
         except ChangeFailed:
@@ -266,27 +265,46 @@ class PostgresTarget:
             what = "connection lost; the server rolled the transaction back" if lost else "apply failed"
             raise ChangeFailed(f"target {self.name}: {what}: {pg_message(exc)}", None) from exc
         self._count(runner)
+        refused = {id(f.change) for f in failed}
+        applied = [c for c in (*(step.change for step in steps), *drops) if id(c) not in refused]
         if on_change is not None:
-            for change in [*(step.change for step in steps), *drops]:
+            for change in applied:
                 on_change(change)
-        self._terminate_again(changes)
-        statements = runner.statements + self._apply_elsewhere(elsewhere, here, on_change)
-        return ApplyResult(tuple(changes), statements)
+        self._terminate_again([c for c in changes if id(c) not in refused])
+        more, more_failed, statements = self._apply_elsewhere(elsewhere, here, on_change)
+        return ApplyResult((*applied, *more), runner.statements + statements, (*failed, *more_failed))
 
-    def _apply_elsewhere(self, steps: Sequence[Step], here: str, on_change: Callable[[Change], None] | None) -> int:
+    @staticmethod
+    def _compose_all(changes: Sequence[Change]) -> tuple[list[Step], list[FailedChange]]:
+        """Statements per change; a change that cannot be expressed is refused alone."""
+        steps: list[Step] = []
+        failed: list[FailedChange] = []
+        for change in changes:
+            try:
+                steps.append(compose(change))
+            except ChangeFailed as exc:
+                failed.append(FailedChange(change, str(exc)))
+        return steps, failed
+
+    def _apply_elsewhere(
+        self, steps: Sequence[Step], here: str, on_change: Callable[[Change], None] | None
+    ) -> tuple[tuple[Change, ...], tuple[FailedChange, ...], int]:
         """Privilege changes of the other databases, one transaction each, after
-        the connected database committed (new roles must exist first).  A failure
-        leaves earlier databases committed; the next plan shows what is left."""
+        the connected database committed (new roles must exist first).  A refused
+        change is isolated like in the main transaction; a lost connection leaves
+        earlier databases committed and the next plan shows what is left."""
         by_db: dict[str, list[Step]] = {}
         for step in steps:
             by_db.setdefault(pg_privileges.database_of(step.change, here) or here, []).append(step)
         total = 0
+        applied: list[Change] = []
+        failed: list[FailedChange] = []
         for db in sorted(by_db):
             runner = BatchRunner(self.database_connection(db), self.batch_size)
             try:
                 with runner.conn.transaction():
                     self._lock(runner.conn, runner)
-                    runner.run(by_db[db])
+                    refused = runner.run(by_db[db])
             except (psycopg.Error, ChangeFailed) as exc:
                 self._count(runner)
                 change = exc.change if isinstance(exc, ChangeFailed) else None
@@ -297,10 +315,15 @@ class PostgresTarget:
                 ) from exc
             self._count(runner)
             total += runner.statements
-            if on_change is not None:
-                for step in by_db[db]:
+            failed += [FailedChange(f.change, f"database {db}: {f.error}") for f in refused]
+            skip = {id(f.change) for f in refused}
+            for step in by_db[db]:
+                if id(step.change) in skip:
+                    continue
+                applied.append(step.change)
+                if on_change is not None:
                     on_change(step.change)
-        return total
+        return tuple(applied), tuple(failed), total
 
     def _terminate_again(self, changes: Sequence[Change]) -> None:
         """pg_terminate_backend acts at once, before COMMIT makes the NOLOGIN
