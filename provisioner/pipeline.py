@@ -163,7 +163,8 @@ def _plan_run(
 
 def safety_findings(cfg: Config, plan: Plan, actual: Mapping[str, ActualState]) -> tuple[list[str], list[BreakerTrip]]:
     """Every safety-check violation and every breaker trip of ``plan``."""
-    breaker = BreakerPolicy(cfg.safety.max_revocation_share, cfg.safety.max_revocations)
+    sc = cfg.safety
+    breaker = BreakerPolicy(sc.max_revocation_share, sc.max_revocations, sc.max_mover_share, sc.max_movers)
     return check_plan(plan, actual, policies(cfg)), check_breaker(plan, actual, breaker)
 
 

@@ -4,7 +4,9 @@
   unreachable, apply rolled back) schedules a one-off retry after
   ``retry_after * 2**(n-1)`` seconds, capped at ``daemon.retry_max_delay``; after
   ``daemon.failure_alert_after`` consecutive failures the alert hook is called;
-* a :class:`~provisioner.errors.PermanentError` (bad rules, refused plan) pauses
+* a breaker trip or an unhealthy source refuses that run only (audited, alerted):
+  the job stays scheduled and the next run within the limits proceeds;
+* any other :class:`~provisioner.errors.PermanentError` (bad rules, refused plan) pauses
   the job, marks it failed (``/readyz`` turns 503) and calls the alert hook at
   once; a successful ``SIGHUP`` reload resumes it;
 * nothing a job raises stops the daemon.
@@ -23,7 +25,14 @@ from provisioner.daemon.alerting import JobFailure, alert_job_failure
 from provisioner.daemon.runner import Busy, Loaded, Runner, RunResult
 from provisioner.daemon.scheduler import Schedule
 from provisioner.daemon.status import Status
-from provisioner.errors import PermanentError, ProvisionerError, RunInterrupted, TemporaryError
+from provisioner.errors import (
+    BreakerTripped,
+    PermanentError,
+    ProvisionerError,
+    RunInterrupted,
+    SourceUnhealthy,
+    TemporaryError,
+)
 from provisioner.logs import log
 from provisioner.review.campaign import open_scheduled_campaign, remind_reviewers
 from provisioner.store.state import StateStore
@@ -97,6 +106,9 @@ class Jobs:
         except TemporaryError as exc:
             self._temporary(job, exc)
             return None
+        except (BreakerTripped, SourceUnhealthy) as exc:  # about this plan only: never pauses the job
+            self._refused(job, exc)
+            return None
         except PermanentError as exc:
             self._permanent(job, exc)
             return None
@@ -147,6 +159,16 @@ class Jobs:
         )
         if state.consecutive_failures >= cfg.daemon.failure_alert_after:
             alert_job_failure(self._failure(job, exc, False, state.consecutive_failures), cfg, self._store)
+
+    def _refused(self, job: str, exc: PermanentError) -> None:
+        """A breaker trip or an unhealthy source: this run is refused (audited and alerted),
+        the job stays scheduled, and the next run whose plan is within the limits proceeds."""
+        state = self._status.job(job)
+        state.consecutive_failures += 1
+        state.state, state.last_outcome, state.last_error = "scheduled", "refused", f"{type(exc).__name__}: {exc}"
+        state.last_finished = datetime.now(UTC)
+        log.error("run_refused", job=job, error=type(exc).__name__, message=str(exc))
+        alert_job_failure(self._failure(job, exc, False, state.consecutive_failures), self._current().cfg, self._store)
 
     def _permanent(self, job: str, exc: PermanentError) -> None:
         state = self._status.job(job)
