@@ -261,6 +261,8 @@ class DaemonConfig(_Model):
     ha_lock: bool = True
     retry_max_delay: Duration = 600.0
     failure_alert_after: int = Field(3, ge=1)
+    stuck_after: Duration = 1800.0
+    """A run in progress for longer is stuck: /readyz 503, alert (docs/daemon.md)."""
     jobs: DaemonJobsConfig = DaemonJobsConfig()
 
 

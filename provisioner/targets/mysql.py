@@ -83,8 +83,14 @@ class MysqlTarget:
             kwargs["database"] = cfg.database
         if cfg.unix_socket:
             kwargs["unix_socket"] = cfg.unix_socket
+        lock = max(1, round(cfg.lock_timeout))
+        kwargs["init_command"] = f"SET SESSION lock_wait_timeout = {lock}, innodb_lock_wait_timeout = {lock}"
         try:
-            return pymysql.connect(**kwargs)
+            conn = pymysql.connect(**kwargs)
+            if "mariadb" in conn.get_server_info().lower():  # MySQL's max_execution_time covers SELECT only
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION max_statement_time = %s", (float(cfg.statement_timeout),))
+            return conn
         except pymysql.err.MySQLError as exc:
             raise TargetUnavailable(
                 f"target {self.name}: cannot connect to MySQL/MariaDB at host={cfg.host} port={cfg.port} "

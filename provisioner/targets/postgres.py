@@ -1,10 +1,13 @@
 """The PostgreSQL target (psycopg 3).
 
 ``inspect()`` reads the role catalog in a constant number of queries inside one
-REPEATABLE READ, READ ONLY transaction.  ``apply()`` executes every change in
-one transaction, serialised against other appliers of the same target by a
-transaction-scoped advisory lock, many statements per round trip (see
-:mod:`provisioner.targets.pg_apply`).
+REPEATABLE READ, READ ONLY transaction.  ``apply()`` executes the changes it
+is given in one transaction, serialised against other appliers of the same
+target by a transaction-scoped advisory lock, many statements per round trip,
+isolating any change the server refuses (see :mod:`provisioner.targets.pg_apply`).
+Every session has ``lock_timeout`` and ``statement_timeout`` set (target
+configuration): a DBA's open transaction delays an apply by at most the lock
+timeout, never indefinitely.
 """
 
 from __future__ import annotations
@@ -40,6 +43,17 @@ from provisioner.targets.pg_apply import (
 APPLICATION_NAME = "provisioner"
 FIRST_VERSION_WITH_GRANTOR_ROWS = 160000
 """From PostgreSQL 16 a membership is recorded once per grantor."""
+
+
+SESSION_TIMEOUTS = (
+    "SELECT pg_catalog.set_config('lock_timeout', %s, false), pg_catalog.set_config('statement_timeout', %s, false)"
+)
+"""Set on every session of the target (inspect, apply, other databases) right after connecting."""
+
+
+def session_timeouts(lock_timeout: float, statement_timeout: float) -> tuple[str, str]:
+    """The two settings in milliseconds (PostgreSQL's unit), at least 1."""
+    return f"{max(1, round(lock_timeout * 1000))}ms", f"{max(1, round(statement_timeout * 1000))}ms"
 
 
 def advisory_lock_key(target_name: str) -> int:
@@ -114,7 +128,9 @@ class PostgresTarget:
         if dbname is not None:
             kwargs["dbname"] = dbname
         try:
-            return psycopg.connect(dsn, **kwargs)
+            conn = psycopg.connect(dsn, **kwargs)
+            conn.execute(SESSION_TIMEOUTS, session_timeouts(self.config.lock_timeout, self.config.statement_timeout))
+            return conn
         except psycopg.OperationalError as exc:
             raise TargetUnavailable(
                 f"target {self.name}: cannot connect to PostgreSQL at {describe_endpoint(dsn)}: "
