@@ -32,7 +32,7 @@ from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.refusal import refuse_unworkable
 from provisioner.core.safety import check_plan
-from provisioner.errors import BreakerTripped, PlanError, SafetyViolation
+from provisioner.errors import ApplyFailed, BreakerTripped, PlanError, SafetyViolation
 from provisioner.gcpause import paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
@@ -210,13 +210,30 @@ def apply_run(
         if on_planned is not None:
             on_planned(outcome)
         plan, actual = outcome.plan, outcome.actual
+        snapshots, missing = outcome.snapshots, outcome.missing
     else:
         actual = targets.inspect_all()
         ctx.audit([planned_event(ctx, saved, saved=True)])
         refuse_stale(saved, actual, cfg)
         plan = saved
+        snapshots, missing = saved_plan_reads(cfg, ctx, actual, mappings)
     safety(cfg, plan, actual, ctx)
-    execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
-    if saved is None:
-        health.record_success(ctx, outcome.snapshots, outcome.missing, ctx.now)
+    try:
+        execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
+    except ApplyFailed:  # isolated failures: everything else applied, so the reads count
+        health.record_success(ctx, snapshots, missing, ctx.now)
+        raise
+    health.record_success(ctx, snapshots, missing, ctx.now)
     return plan
+
+
+def saved_plan_reads(
+    cfg: Config, ctx: RunContext, actual: Mapping[str, ActualState], mappings: Mappings | None = None
+) -> tuple[tuple[SourceSnapshot, ...], Missing]:
+    """Applying a saved plan reads the sources too: through the health gate, and for the
+    vanish counters and the baseline that every apply records (issue 14)."""
+    mappings = mappings if mappings is not None else load_mappings(cfg.mappings_dir)
+    needs = source_needs(mappings.rules, cfg.naming.template)
+    snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
+    health.gate(cfg, ctx, snapshots)
+    return snapshots, health.missing_runs(ctx, snapshots, actual)
