@@ -29,7 +29,7 @@ from provisioner.errors import (
     VerificationFailed,
 )
 from provisioner.logs import log
-from provisioner.recovery import completion_event, intent_event
+from provisioner.recovery import begun_event, completion_event, intent_event
 from provisioner.retention import execute_drops
 from provisioner.sources.factory import build_source
 from provisioner.store.state import StateStore
@@ -230,8 +230,11 @@ def _apply_transaction(
     ctx.audit([intent_event(ctx, name, changes)])
     error: BaseException | None = None
     failed: tuple[FailedChange, ...] = ()
+    def on_begin(transaction: str | None) -> None:
+        ctx.audit([begun_event(ctx, name, transaction)])
+
     try:
-        result = target.apply(changes, on_change=on_change)
+        result = target.apply(changes, on_change=on_change, on_begin=on_begin)
         failed = result.failed
     except BaseException as exc:
         error = exc

@@ -40,7 +40,10 @@ class Target(Protocol):
         ...
 
     def apply(
-        self, changes: Sequence[Change], on_change: Callable[[Change], None] | None = None
+        self,
+        changes: Sequence[Change],
+        on_change: Callable[[Change], None] | None = None,
+        on_begin: Callable[[str | None], None] | None = None,
     ) -> ApplyResult:
         """Execute ``changes`` (already in execution order) in one transaction.
 
@@ -50,7 +53,18 @@ class Target(Protocol):
         still applies.  A lost connection or lock, or anything that cannot be
         pinned to one change, rolls back and raises
         :class:`provisioner.errors.ApplyFailed`.
+
+        ``on_begin`` is called once the target holds its apply lock, before the
+        first change, with the id of the transaction about to commit (PostgreSQL:
+        ``pg_current_xact_id()``) or None where statements commit one by one
+        (MariaDB).  The caller records it durably: crash recovery asks
+        :meth:`committed` about it instead of guessing from the catalog.
         """
+        ...
+
+    def committed(self, transaction: str) -> bool | None:
+        """Whether the transaction ``on_begin`` named committed; None when the
+        target cannot tell (too old, or not transactional)."""
         ...
 
     def close(self) -> None: ...

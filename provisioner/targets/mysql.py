@@ -180,7 +180,12 @@ class MysqlTarget:
 
     # ----------------------------------------------------------------- apply
 
-    def apply(self, changes: Sequence[Change], on_change: Callable[[Change], None] | None = None) -> ApplyResult:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        on_change: Callable[[Change], None] | None = None,
+        on_begin: Callable[[str | None], None] | None = None,
+    ) -> ApplyResult:
         if not changes:
             return ApplyResult((), 0)
         failed: list[FailedChange] = []
@@ -202,6 +207,8 @@ class MysqlTarget:
         changes = [c for c in changes if not _sets_default(c)] + [c for c in changes if _sets_default(c)]
         try:
             self._lock(ex)
+            if on_begin is not None:
+                on_begin(None)  # each account statement commits on its own: no transaction to name
             try:
                 ex.ensure_meta()
                 ex.drop_orphan_markers()
@@ -240,6 +247,10 @@ class MysqlTarget:
             change,
             done,
         )
+
+    def committed(self, transaction: str) -> bool | None:
+        """Account statements commit one by one: recovery reads the catalog instead."""
+        return None
 
     def connection_open(self) -> bool:
         return self._conn is not None and bool(self._conn.open)

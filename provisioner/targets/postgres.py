@@ -253,7 +253,10 @@ class PostgresTarget:
     # ----------------------------------------------------------------- apply
 
     def apply(
-        self, changes: Sequence[Change], on_change: Callable[[Change], None] | None = None
+        self,
+        changes: Sequence[Change],
+        on_change: Callable[[Change], None] | None = None,
+        on_begin: Callable[[str | None], None] | None = None,
     ) -> ApplyResult:
         if not changes:
             return ApplyResult((), 0)
@@ -269,6 +272,8 @@ class PostgresTarget:
                 runner.statements += pg_drop.hand_over_elsewhere(conn, self._connect, change, self.config.databases)
             with conn.transaction():
                 self._lock(conn, runner)
+                if on_begin is not None:
+                    on_begin(self._transaction_id(conn, runner))
                 failed += runner.run(self._with_grantors(conn, runner, steps))
                 for change in drops:
                     runner.statements += pg_drop.hand_over(conn, change.role, change.param("reassign_to"), drop=True)
@@ -352,6 +357,32 @@ class PostgresTarget:
                     self.connection().execute(statement)
         except (psycopg.Error, TargetUnavailable):
             self._discard()
+
+    @staticmethod
+    def _transaction_id(conn: psycopg.Connection[Any], runner: BatchRunner) -> str:
+        row = conn.execute("SELECT pg_catalog.pg_current_xact_id()::text").fetchone()
+        runner.statements += 1
+        runner.round_trips += 1
+        return str(row[0]) if row else ""
+
+    def committed(self, transaction: str) -> bool | None:
+        """``pg_xact_status``: True committed, False aborted (or never finished: a
+        killed session's transaction), None when too old for the server to tell."""
+        if not transaction:
+            return None
+        try:
+            with self.connection().transaction():
+                row = self.connection().execute(
+                    "SELECT pg_catalog.pg_xact_status(%s::xid8)", (transaction,)
+                ).fetchone()
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                self._discard()
+            return None
+        status = row[0] if row else None
+        if status is None:
+            return None
+        return str(status) == "committed"
 
     def _lock(self, conn: psycopg.Connection[Any], runner: BatchRunner) -> None:
         conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (advisory_lock_key(self.name),))
