@@ -212,7 +212,11 @@ class MysqlTarget:
             try:
                 ex.ensure_meta()
                 ex.drop_orphan_markers()
+                uncreated: set[str] = set()  # a failed CREATE: never grant to a namesake
                 for change in changes:
+                    if change.role in uncreated:
+                        failed.append(FailedChange(change, f"skipped: creating {change.role} failed in this run"))
+                        continue
                     try:
                         STEPS[change.kind](ex, change)
                     except (pymysql.err.MySQLError, ValueError, TypeError) as exc:
@@ -220,6 +224,8 @@ class MysqlTarget:
                             raise self._failed(change, len(applied), len(changes), exc) from exc
                         # refused by the server: this change alone is skipped, the others apply
                         failed.append(FailedChange(change, mysql_message(exc)))
+                        if change.kind is ChangeKind.CREATE_ROLE:
+                            uncreated.add(change.role)
                         continue
                     applied.append(change)
                     if on_change is not None:

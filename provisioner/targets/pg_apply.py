@@ -253,11 +253,15 @@ class BatchRunner:
         self.batch_size = max(1, batch_size)
         self.statements = 0
         self.round_trips = 0
+        self.uncreated: set[str] = set()
+        """Roles whose CREATE failed: their later changes are skipped, never applied to a namesake."""
 
     def run(self, steps: Sequence[Step]) -> list[FailedChange]:
         failed: list[FailedChange] = []
         for batch in batches(steps, self.batch_size):
-            failed += self._run_batch(batch)
+            kept = [step for step in batch if step.change.role not in self.uncreated]
+            failed += [_skipped(step.change) for step in batch if step.change.role in self.uncreated]
+            failed += self._run_batch(kept)
         return failed
 
     def _execute(self, query: sql.Composed | sql.SQL) -> None:
@@ -293,6 +297,9 @@ class BatchRunner:
             for step in batch:
                 if not step.statements:
                     continue
+                if step.change.role in self.uncreated:
+                    failed.append(_skipped(step.change))
+                    continue
                 try:
                     self._execute(_SAVEPOINT)
                     self._execute(sql.SQL("; ").join([*step.statements, _RELEASE]))
@@ -302,11 +309,17 @@ class BatchRunner:
                         raise
                     self._execute(sql.SQL("; ").join([_ROLLBACK_TO, _RELEASE]))
                     failed.append(FailedChange(step.change, pg_message(exc)))
+                    if step.change.kind is ChangeKind.CREATE_ROLE:
+                        self.uncreated.add(step.change.role)
         except psycopg.Error as exc:
             if self._lost():
                 raise lost_connection(batch, exc) from exc
             raise ChangeFailed(f"isolating a failed change: {pg_message(exc)}", None) from exc
         return failed
+
+
+def _skipped(change: Change) -> FailedChange:
+    return FailedChange(change, f"skipped: creating role {change.role} failed in this run")
 
 
 def lost_connection(batch: Sequence[Step], exc: BaseException) -> ChangeFailed:

@@ -125,3 +125,20 @@ def test_hand_granted_superuser_role_never_holds_back_a_leaver(
     level, code, message = _notices(plan)[p + "ann"]
     assert (level, code) == ("error", "not_permitted")
     assert "ann" in message and p + "dba_super" in message and "superuser" in message
+
+
+def test_a_namesake_created_after_the_plan_gets_nothing(pg_target: PostgresTarget, role_prefix: str) -> None:
+    """A DBA creates a role with a joiner's name between plan and apply: the CREATE
+    fails, and the joiner's grants are skipped -- never given to the DBA's role."""
+    p = role_prefix
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(p + "desk")))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(p + "late")))  # the namesake
+    create = make_change(ChangeKind.CREATE_ROLE, p + "late", (), login=True, role_kind="user")
+    grant = make_change(ChangeKind.GRANT_MEMBERSHIP, p + "late", (), group=p + "desk")
+    other = make_change(ChangeKind.CREATE_ROLE, p + "other", (), login=True, role_kind="user")
+    result = pg_target.apply([create, other, grant])
+    assert [(f.change, f.error.startswith("skipped")) for f in result.failed] == [(create, False), (grant, True)]
+    assert "already exists" in result.failed[0].error
+    assert access(p)[p + "late"] == (True, frozenset()), "the DBA's role got nothing"
+    assert list(result.applied) == [other]

@@ -125,9 +125,16 @@ def test_namesake_created_since_the_plan_stays_unmanaged(
     name = mysql_prefix + "late"
     mysql_target.inspect()
     M.q(mysql_admin, f"CREATE USER {M.account(mysql_admin, name)}")  # appears between plan and apply
-    result = mysql_target.apply([_user(name)])
-    assert [f.change.describe() for f in result.failed] == [f"create role {name} (user, LOGIN)"]
-    assert mysql_target.inspect().roles[name].marker is None  # its marker row was taken back
+    mysql_target.apply([_group(mysql_prefix + "desk")])
+    result = mysql_target.apply([_user(name), _grant(name, mysql_prefix + "desk")])
+    assert [f.change.describe() for f in result.failed] == [
+        f"create role {name} (user, LOGIN)",
+        f"grant {mysql_prefix}desk to {name}",
+    ]
+    assert result.failed[1].error.startswith("skipped"), "never granted to the namesake"
+    state = mysql_target.inspect()
+    assert state.roles[name].marker is None  # its marker row was taken back
+    assert state.roles[name].member_of == frozenset()
 
 
 def test_orphan_marker_row_is_removed(mysql_target: MysqlTarget, mysql_prefix: str, mysql_admin: Any) -> None:
