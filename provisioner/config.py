@@ -62,8 +62,12 @@ class LifecycleConfig(_Model):
 
 class SafetyConfig(_Model):
     max_revocation_share: float = Field(0.2, ge=0, le=1)
-    """Breaker: most managed identities of a target one run may take access from (share)."""
-    max_revocations: int = Field(500, ge=0)
+    """Breaker, leavers: most managed identities of a target whose login one run may end or limit (share)."""
+    max_revocations: int = Field(5000, ge=0)
+    """Breaker, leavers: the same as a count; the smaller limit applies (docs/lifecycle.md)."""
+    max_mover_share: float = Field(0.25, ge=0, le=1)
+    """Breaker, movers: most managed identities one run may revoke memberships or privileges from (share)."""
+    max_movers: int = Field(25000, ge=0)
     max_identity_drop: float = Field(0.2, ge=0, le=1)
     """Health gate: largest drop of a source's identity count against the last good read."""
     max_changes_per_transaction: int = Field(5000, ge=0)
@@ -261,6 +265,8 @@ class DaemonConfig(_Model):
     ha_lock: bool = True
     retry_max_delay: Duration = 600.0
     failure_alert_after: int = Field(3, ge=1)
+    stuck_after: Duration = 1800.0
+    """A run in progress for longer is stuck: /readyz 503, alert (docs/daemon.md)."""
     jobs: DaemonJobsConfig = DaemonJobsConfig()
 
 

@@ -30,9 +30,10 @@ from provisioner.core.needs import source_needs
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
+from provisioner.core.refusal import refuse_unworkable
 from provisioner.core.safety import check_plan
 from provisioner.core.savedplan import contained
-from provisioner.errors import BreakerTripped, PlanError, SafetyViolation, StalePlan
+from provisioner.errors import ApplyFailed, BreakerTripped, PlanError, SafetyViolation, StalePlan
 from provisioner.gcpause import paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
@@ -114,7 +115,8 @@ def make_plan(
     for name, state in actual.items():
         changes, notices = diff(desired, state, pols[name], ctx.now, DIFF_MEMO)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
-        changes, notices = execution_order((*changes, *more)), (*notices, *more_notices)
+        kept, refused = refuse_unworkable((*changes, *more), desired, state)  # reported, never failed at apply
+        changes, notices = execution_order(kept), (*notices, *more_notices, *refused)
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
         target_plans.append(TargetPlan(name, fingerprint, changes, notices))
     return Plan(
@@ -167,7 +169,8 @@ def _plan_run(
 
 def safety_findings(cfg: Config, plan: Plan, actual: Mapping[str, ActualState]) -> tuple[list[str], list[BreakerTrip]]:
     """Every safety-check violation and every breaker trip of ``plan``."""
-    breaker = BreakerPolicy(cfg.safety.max_revocation_share, cfg.safety.max_revocations)
+    sc = cfg.safety
+    breaker = BreakerPolicy(sc.max_revocation_share, sc.max_revocations, sc.max_mover_share, sc.max_movers)
     return check_plan(plan, actual, policies(cfg)), check_breaker(plan, actual, breaker)
 
 
@@ -213,6 +216,7 @@ def apply_run(
         if on_planned is not None:
             on_planned(outcome)
         plan, actual = outcome.plan, outcome.actual
+        snapshots, missing = outcome.snapshots, outcome.missing
     else:  # re-derived: a saved change is applied only if the current plan makes it too
         outcome = plan_run(cfg, ctx, targets, mappings)
         actual = outcome.actual
@@ -230,8 +234,13 @@ def apply_run(
             raise
         if refused:
             raise PlanError(f"Saved plan refused: {listing}")
+        snapshots, missing = outcome.snapshots, outcome.missing
     safety(cfg, plan, actual, ctx)
-    execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
-    if saved is None:
-        health.record_success(ctx, outcome.snapshots, outcome.missing, ctx.now)
+    try:
+        execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
+    except ApplyFailed:  # isolated failures: everything else applied, so the reads count
+        health.record_success(ctx, snapshots, missing, ctx.now)
+        raise
+    health.record_success(ctx, snapshots, missing, ctx.now)
     return plan
+

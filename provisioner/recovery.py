@@ -9,6 +9,12 @@ completion.  The next apply finds it (``recover_interrupted``), re-reads the
 target's catalog, and records each listed change the catalog shows as
 ``change_recovered``, then closes the intent with a completion marked
 ``recovered``.  See docs/audit.md.
+
+Only what committed is credited: an ``apply_begun`` record, written once the
+target holds its lock and before the first change, names the transaction about
+to commit (PostgreSQL).  No such record: nothing committed.  A transaction the
+server reports aborted: nothing committed, even when a later run has since made
+the same changes (the catalog alone would credit them to the dead run).
 """
 
 from __future__ import annotations
@@ -57,10 +63,18 @@ def intent_event(ctx: RunContext, target: str, changes: Sequence[Change]) -> Aud
     )
 
 
+def begun_event(ctx: RunContext, target: str, transaction: str | None) -> AuditEvent:
+    """Written after the target's lock is held and before the first change: without it,
+    nothing of the intent can have committed."""
+    return ctx.event(EventKind.APPLY_BEGUN, target=target, after={"transaction": transaction})
+
+
 def completion_event(
-    ctx: RunContext, target: str, intended: int, committed: int, error: BaseException | None
+    ctx: RunContext, target: str, intended: int, committed: int, error: BaseException | None, failed: int = 0
 ) -> AuditEvent:
     after: dict[str, Any] = {"intended": intended, "committed": committed}
+    if failed:
+        after["failed"] = failed
     if error is not None:
         after["error"] = type(error).__name__
     return ctx.event(EventKind.APPLY_COMPLETED, target=target, after=after)
@@ -97,8 +111,7 @@ def _recover(ctx: RunContext, targets: Targets, seq: int, intent: dict[str, Any]
         status = "target no longer configured; not checked"
         committed: list[Change] = []
     else:
-        state = targets.get(target).inspect(readback_scope(changes))
-        committed = [c for c in changes if not verify((c,), state)]
+        status, committed = _committed(ctx, targets, target, seq, intent, changes)
     for change in committed:
         events.append(
             ctx.event(
@@ -139,6 +152,46 @@ def _recover(ctx: RunContext, targets: Targets, seq: int, intent: dict[str, Any]
         intended=len(changes),
         committed=len(committed),
     )
+
+
+def _begun(ctx: RunContext, seq: int, intent: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``apply_begun`` record that followed this intent (same run and target,
+    before that run's next intent on the target), if the apply got that far."""
+    assert ctx.store is not None
+    for row in ctx.store.iter_audit(str(intent["run_id"])):
+        content = row.content
+        if row.seq <= seq or content.get("target") != intent["target"]:
+            continue
+        if content["kind"] == EventKind.APPLY_INTENT.value:
+            return None
+        if content["kind"] == EventKind.APPLY_BEGUN.value:
+            return content
+    return None
+
+
+def _committed(
+    ctx: RunContext, targets: Targets, target: str, seq: int, intent: dict[str, Any], changes: list[Change]
+) -> tuple[str, list[Change]]:
+    """What of the intent committed: nothing if the apply never held the lock; nothing
+    if the target says its transaction did not commit; else what the catalog shows.
+    (The catalog alone would credit what a later run committed.)"""
+    begun = _begun(ctx, seq, intent)
+    if begun is None:
+        return "recovered: the apply never started (no apply_begun record); nothing committed", []
+    transaction = (begun.get("after") or {}).get("transaction")
+    handle = targets.get(target)
+    if transaction:
+        verdict = handle.committed(str(transaction))
+        if verdict is False:
+            return f"recovered: transaction {transaction} did not commit; nothing committed", []
+        if verdict is None:
+            status = f"recovered: transaction {transaction} is too old to check; credited from the catalog"
+        else:
+            status = f"recovered: transaction {transaction} committed"
+    else:
+        status = "recovered: statements commit one by one; credited from the catalog"
+    state = handle.inspect(readback_scope(changes))
+    return status, [c for c in changes if not verify((c,), state)]
 
 
 def _with_origin(event: AuditEvent, intent: dict[str, Any], seq: int) -> AuditEvent:

@@ -17,6 +17,7 @@ from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, SourceSnapshot
 from provisioner.core.needs import ALL, SourceNeeds
+from provisioner.core.phases import apply_phases
 from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope, readback_scope, transactions
 from provisioner.core.verify import verify
 from provisioner.errors import (
@@ -28,11 +29,11 @@ from provisioner.errors import (
     VerificationFailed,
 )
 from provisioner.logs import log
-from provisioner.recovery import completion_event, intent_event
+from provisioner.recovery import begun_event, completion_event, intent_event
 from provisioner.retention import execute_drops
 from provisioner.sources.factory import build_source
 from provisioner.store.state import StateStore
-from provisioner.targets.base import Target
+from provisioner.targets.base import ApplyResult, FailedChange, Target
 from provisioner.targets.factory import build_target
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -162,41 +163,65 @@ def refuse_stale(saved: Plan, actual: Mapping[str, ActualState], cfg: Config) ->
 
 
 def execute(plan: Plan, targets: Targets, ctx: RunContext, limit: int = 0) -> None:
-    """``limit``: most changes per transaction (0 = one transaction per target)."""
-    failed_drops: list[str] = []
+    """``limit``: most changes per transaction (0 = one transaction per phase and target).
+
+    Every target is applied even when an earlier one had isolated failures; the
+    run then ends with :class:`ApplyFailed` listing every change that did not happen."""
+    not_done: list[str] = []
     for tp in plan.targets:
         if tp.changes:
             if ctx.stop_requested():
                 raise RunInterrupted(f"stop requested before target {tp.target!r}; nothing changed there")
-            failed_drops += _execute_target(tp, targets.get(tp.target), ctx, limit)
-    if failed_drops:
-        raise ApplyFailed("every other change was applied; these roles stay disabled:\n" + "\n".join(failed_drops))
+            not_done += _execute_target(tp, targets.get(tp.target), ctx, limit)
+    if not_done:
+        raise ApplyFailed(
+            f"{len(not_done)} change(s) did not happen (every other change was applied; "
+            "the next run retries them):\n" + "\n".join(not_done)
+        )
 
 
 def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext, limit: int = 0) -> list[str]:
     """Apply and verify one target's changes; retention drops run afterwards, each on its own.
 
-    Normally one transaction; a plan over ``limit`` changes is split by
-    :func:`provisioner.core.plan.transactions` (each transaction audited on its own)."""
+    Two phases (:func:`provisioner.core.phases.apply_phases`): the changes that end
+    or limit access commit first, then the rest.  Each phase is one transaction, or
+    several when over ``limit`` changes (:func:`provisioner.core.plan.transactions`),
+    each audited on its own.  A change the target refuses is isolated, audited as
+    ``change_failed`` and listed in the result; verify checks what was applied."""
     drops = [c for c in tp.changes if c.kind is ChangeKind.DROP_ROLE]
     main = tuple(c for c in tp.changes if c.kind is not ChangeKind.DROP_ROLE)
     done = [0]
     statements = 0
-    chunks = transactions(main, limit)
+    failed: list[FailedChange] = []
+    chunks = [chunk for phase in apply_phases(main) for chunk in transactions(phase, limit)]
     for i, chunk in enumerate(chunks):
         if i and ctx.stop_requested():
             raise RunInterrupted(f"stop requested on target {tp.target!r} after {i} of {len(chunks)} transactions")
-        statements += _apply_transaction(tp.target, chunk, target, ctx, done, len(tp.changes))
-    problems = verify(main, target.inspect(readback_scope(main)))
+        result = _apply_transaction(tp.target, chunk, target, ctx, done, len(tp.changes))
+        statements += result.statements
+        failed += result.failed
+    # a role with a refused change is not verified (its other changes may depend on it,
+    # e.g. sessions of a role whose NOLOGIN waited for a lock); it is reported instead
+    refused = {f.change.role for f in failed}
+    applied = tuple(c for c in main if c.role not in refused)
+    problems = verify(applied, target.inspect(readback_scope(applied))) if applied else []
     if problems:
         raise VerificationFailed(f"target {tp.target!r}: after apply the catalog disagrees:\n" + "\n".join(problems))
-    log.info("target_applied", target=tp.target, changes=done[0], statements=statements, transactions=len(chunks))
-    return execute_drops(tp.target, drops, target, ctx) if drops else []
+    log.info(
+        "target_applied",
+        target=tp.target,
+        changes=done[0],
+        failed=len(failed),
+        statements=statements,
+        transactions=len(chunks),
+    )
+    not_done = [f"{tp.target}: {f.describe()}" for f in failed]
+    return not_done + (execute_drops(tp.target, drops, target, ctx) if drops else [])
 
 
 def _apply_transaction(
     name: str, changes: tuple[Change, ...], target: Target, ctx: RunContext, done: list[int], total: int
-) -> int:
+) -> ApplyResult:
     applied: list[Change] = []
 
     def on_change(change: Change) -> None:
@@ -206,15 +231,21 @@ def _apply_transaction(
 
     ctx.audit([intent_event(ctx, name, changes)])
     error: BaseException | None = None
+    failed: tuple[FailedChange, ...] = ()
+    def on_begin(transaction: str | None) -> None:
+        ctx.audit([begun_event(ctx, name, transaction)])
+
     try:
-        result = target.apply(changes, on_change=on_change)
+        result = target.apply(changes, on_change=on_change, on_begin=on_begin)
+        failed = result.failed
     except BaseException as exc:
         error = exc
         raise
     finally:
         ctx.audit(
             [_applied_event(ctx, name, c) for c in applied]
-            + [completion_event(ctx, name, len(changes), len(applied), error)]
+            + [_failed_event(ctx, name, f) for f in failed]
+            + [completion_event(ctx, name, len(changes), len(applied), error, len(failed))]
         )
         for change in applied:
             log.info(
@@ -224,7 +255,22 @@ def _apply_transaction(
                 reasons=[r.describe() for r in change.reasons],
                 run_id=ctx.run_id,
             )
-    return result.statements
+        for f in failed:
+            log.error("change_failed", target=name, change=f.change.describe(), error=f.error, run_id=ctx.run_id)
+    return result
+
+
+def _failed_event(ctx: RunContext, target: str, failure: FailedChange) -> AuditEvent:
+    change = failure.change
+    return ctx.event(
+        EventKind.CHANGE_FAILED,
+        target=target,
+        role=change.role,
+        change=change.to_json(),
+        reason=failure.error,
+        before=dict(change.before),
+        after=dict(change.after),
+    )
 
 
 def _applied_event(ctx: RunContext, target: str, change: Change) -> AuditEvent:

@@ -41,6 +41,11 @@ class TargetBase(_Model):
     break_glass: list[str] = []
     """Emergency roles of this target, in addition to ``lifecycle.break_glass``."""
     connect_timeout: int = Field(10, ge=1)
+    lock_timeout: float = Field(10.0, gt=0, le=3600)
+    """Seconds any statement of the provisioner waits for a lock (a DBA's open transaction)
+    before it fails; the change is then reported and retried by the next run (docs/lifecycle.md)."""
+    statement_timeout: float = Field(300.0, gt=0, le=86400)
+    """Seconds any one statement of the provisioner may run."""
 
     @property
     def privilege_owners(self) -> tuple[str, ...]:

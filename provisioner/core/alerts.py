@@ -117,10 +117,30 @@ def evaluate(
                 },
             )
         )
+    refused = [r for r in records if r.get("kind") == EventKind.CHANGE_FAILED.value]
+    if refused:
+        alerts.append(_changes_failed(refused))
     failed = [r for r in records if r.get("kind") == EventKind.RUN_FAILED.value]
     if failed and history.failure_streak >= policy.failure_streak:
         alerts.append(_failing(failed[-1], history.failure_streak))
     return alerts
+
+
+def _changes_failed(records: Sequence[Mapping[str, Any]]) -> Alert:
+    """Changes a target refused (isolated; everything else of the run applied)."""
+    lines = [
+        f"{r.get('target')}: {(r.get('change') or {}).get('summary', r.get('role'))}: {r.get('reason')}"
+        for r in records
+    ]
+    first = records[0]
+    return Alert(
+        Severity.CRITICAL,
+        f"change_failed:{first.get('run_id')}",
+        f"{len(records)} change(s) did not happen",
+        "The target refused these changes; every other change of the run was applied and the "
+        "next run retries them:\n" + "\n".join(lines),
+        _facts(first, failed=str(len(records))),
+    )
 
 
 def _facts(rec: Mapping[str, Any], **more: str) -> dict[str, str]:

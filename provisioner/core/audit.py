@@ -25,9 +25,13 @@ GENESIS = "sha256:" + "0" * 64
 class EventKind(StrEnum):
     RUN_PLANNED = "run_planned"
     APPLY_INTENT = "apply_intent"
+    APPLY_BEGUN = "apply_begun"
+    """The target holds its lock; ``after.transaction`` names the transaction about to commit (issue 14)."""
     CHANGE_APPLIED = "change_applied"
     APPLY_COMPLETED = "apply_completed"
     CHANGE_RECOVERED = "change_recovered"
+    CHANGE_FAILED = "change_failed"
+    """A change the target refused; isolated, the rest of the run applied (issue 14)."""
     PLAN_REFUSED = "plan_refused"
     BREAKER_TRIPPED = "breaker_tripped"
     OVERRIDE = "override"

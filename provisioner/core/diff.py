@@ -205,11 +205,12 @@ def _plan_user(
             role.name,
         )
         return
-    if role.marker is None:
+    if role.marker is None:  # a DBA's login: a warning; a business or group role: the identity cannot have it
         out.note(
-            NoticeLevel.WARNING,
+            NoticeLevel.WARNING if role.login else NoticeLevel.ERROR,
             "unmanaged",
-            f"role {role.name!r} exists but is not managed by provisioner; not touched",
+            f"role {role.name!r} exists but is not managed by provisioner; not touched"
+            + ("" if role.login else f" (identity {user.username!r} ({user.stable_id}) is not provisioned)"),
             role.name,
         )
         return

@@ -4,7 +4,9 @@
   unreachable, apply rolled back) schedules a one-off retry after
   ``retry_after * 2**(n-1)`` seconds, capped at ``daemon.retry_max_delay``; after
   ``daemon.failure_alert_after`` consecutive failures the alert hook is called;
-* a :class:`~provisioner.errors.PermanentError` (bad rules, refused plan) pauses
+* a breaker trip or an unhealthy source refuses that run only (audited, alerted):
+  the job stays scheduled and the next run within the limits proceeds;
+* any other :class:`~provisioner.errors.PermanentError` (bad rules, refused plan) pauses
   the job, marks it failed (``/readyz`` turns 503) and calls the alert hook at
   once; a successful ``SIGHUP`` reload resumes it;
 * nothing a job raises stops the daemon.
@@ -23,7 +25,14 @@ from provisioner.daemon.alerting import JobFailure, alert_job_failure
 from provisioner.daemon.runner import Busy, Loaded, Runner, RunResult
 from provisioner.daemon.scheduler import Schedule
 from provisioner.daemon.status import Status
-from provisioner.errors import PermanentError, ProvisionerError, RunInterrupted, TemporaryError
+from provisioner.errors import (
+    BreakerTripped,
+    PermanentError,
+    ProvisionerError,
+    RunInterrupted,
+    SourceUnhealthy,
+    TemporaryError,
+)
 from provisioner.logs import log
 from provisioner.review.campaign import open_scheduled_campaign, remind_reviewers
 from provisioner.store.state import StateStore
@@ -46,6 +55,8 @@ class Jobs:
         self._status = status
         self._current = current
         self.schedule: Schedule | None = None
+        self._stuck_alerted: dict[str, datetime] = {}
+        """Per job, the start of the stuck run already alerted."""
 
     def dispatch(self, job: str, trigger: str) -> None:
         """Entry point of every scheduler job; never raises."""
@@ -78,24 +89,32 @@ class Jobs:
 
     def _attempt(self, job: str, trigger: str, action: Callable[[], T]) -> T | None:
         state = self._status.job(job)
+        if state.state == "running":  # the same job still in progress: leave its state alone
+            log.info("run_skipped_busy", job=job, trigger=trigger)
+            self.check_stuck()
+            return None
         if state.state == "failed" and trigger != "leave_timer":
             log.warning("job_paused_after_failure", job=job, error=state.last_error)
             return None
-        state.state = "running"
+        state.state, state.started = "running", datetime.now(UTC)
         try:
             result = action()
         except Busy:
-            state.state = "scheduled"
+            state.state, state.started = "scheduled", None
             log.info("run_skipped_busy", job=job, trigger=trigger)
+            self.check_stuck()
             if trigger in ("leave_timer", "retry") and self.schedule is not None:
                 self.schedule.retry(job, BUSY_RETRY_SECONDS)
             return None
         except RunInterrupted as exc:
-            state.state = "scheduled"
+            state.state, state.started = "scheduled", None
             log.warning("run_interrupted", job=job, message=str(exc))
             return None
         except TemporaryError as exc:
             self._temporary(job, exc)
+            return None
+        except (BreakerTripped, SourceUnhealthy) as exc:  # about this plan only: never pauses the job
+            self._refused(job, exc)
             return None
         except PermanentError as exc:
             self._permanent(job, exc)
@@ -104,7 +123,7 @@ class Jobs:
             log.exception("run_crashed", job=job, error=repr(exc))
             self._temporary(job, TemporaryError(repr(exc)))
             return None
-        state.state = "scheduled"
+        state.state, state.started = "scheduled", None
         state.consecutive_failures = 0
         state.last_outcome, state.last_error = "ok", None
         state.last_finished = datetime.now(UTC)
@@ -131,6 +150,7 @@ class Jobs:
         cfg = self._current().cfg
         state = self._status.job(job)
         state.consecutive_failures += 1
+        state.started = None
         state.state, state.last_outcome, state.last_error = "retrying", "failed", f"{type(exc).__name__}: {exc}"
         state.last_finished = datetime.now(UTC)
         delay = backoff(state.consecutive_failures, exc.retry_after, cfg.daemon.retry_max_delay)
@@ -148,9 +168,39 @@ class Jobs:
         if state.consecutive_failures >= cfg.daemon.failure_alert_after:
             alert_job_failure(self._failure(job, exc, False, state.consecutive_failures), cfg, self._store)
 
+    def check_stuck(self) -> None:
+        """A scheduled run found the previous one still in progress: past ``stuck_after``
+        that is an incident (alerted once per stuck run; /readyz and the
+        ``provisioner_run_in_progress_seconds`` gauge show it too)."""
+        for name, seconds in self._status.stuck().items():
+            started = self._status.job(name).started
+            if started is None or started == self._stuck_alerted.get(name):
+                continue
+            self._stuck_alerted[name] = started
+            message = (
+                f"the run of job {name} started {started.isoformat()} is still in progress after {seconds:.0f} s "
+                f"([daemon] stuck_after = {self._status.stuck_after():g} s); scheduled runs are skipped meanwhile. "
+                "Look for a blocked session on the targets (pg_stat_activity / SHOW PROCESSLIST)."
+            )
+            log.error("run_stuck", job=name, started=started.isoformat(), seconds=round(seconds))
+            failure = JobFailure(name, "RunStuck", message, False, 1, datetime.now(UTC), None)
+            alert_job_failure(failure, self._current().cfg, self._store)
+
+    def _refused(self, job: str, exc: PermanentError) -> None:
+        """A breaker trip or an unhealthy source: this run is refused (audited and alerted),
+        the job stays scheduled, and the next run whose plan is within the limits proceeds."""
+        state = self._status.job(job)
+        state.consecutive_failures += 1
+        state.started = None
+        state.state, state.last_outcome, state.last_error = "scheduled", "refused", f"{type(exc).__name__}: {exc}"
+        state.last_finished = datetime.now(UTC)
+        log.error("run_refused", job=job, error=type(exc).__name__, message=str(exc))
+        alert_job_failure(self._failure(job, exc, False, state.consecutive_failures), self._current().cfg, self._store)
+
     def _permanent(self, job: str, exc: PermanentError) -> None:
         state = self._status.job(job)
         state.consecutive_failures += 1
+        state.started = None
         state.state, state.last_outcome, state.last_error = "failed", "failed", f"{type(exc).__name__}: {exc}"
         state.last_finished = datetime.now(UTC)
         if self.schedule is not None:

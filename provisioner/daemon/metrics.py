@@ -43,6 +43,11 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self.run_in_progress = Gauge(
+            "provisioner_run_in_progress_seconds",
+            "Seconds the run in progress has taken so far (0 when idle); alert on it above [daemon] stuck_after.",
+            registry=r,
+        )
         self.leaver_latency = Histogram(
             "provisioner_leaver_latency_seconds",
             "From a leaver's leave instant (or first sight as a leaver) to the role being disabled.",

@@ -54,6 +54,8 @@ class Daemon:
         self.jobs.schedule = self.schedule
         self.status.scheduler_running = lambda: self.schedule.running
         self.status.leadership = self.leadership.status
+        self.status.stuck_after = lambda: self._loaded.cfg.daemon.stuck_after
+        self.metrics.run_in_progress.set_function(self.status.running_for)
         self.http = HttpServer(cfg.daemon.listen, Api(self.status, self.metrics, self.runner, self.current))
 
     def current(self) -> Loaded:
@@ -125,6 +127,7 @@ class Daemon:
         while not self.stopping.is_set():
             self._wake.wait(1.0)
             self._wake.clear()
+            self.jobs.check_stuck()  # a run past [daemon] stuck_after: alerted once (and /readyz 503)
             if self._reload_requested and not self.stopping.is_set():
                 self._reload_requested = False
                 self.reload()

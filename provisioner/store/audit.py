@@ -278,12 +278,23 @@ class AuditLog:
         q = select(audit).where(audit.c.seq > after_seq, audit.c.kind.in_(kinds)).order_by(audit.c.seq)
         with self.engine.connect() as conn:
             rows = list(conn.execute(q).mappings())
-        done = {(r["run_id"], r["target"]) for r in rows if r["kind"] == EventKind.APPLY_COMPLETED.value}
-        return [
-            AuditRow(int(r["seq"]), json.loads(r["content"]), r["prev_hash"], r["hash"])
-            for r in rows
-            if r["kind"] == EventKind.APPLY_INTENT.value and (r["run_id"], r["target"]) not in done
-        ]
+        # A run may have several transactions per target (removals first, then the rest;
+        # large plans split): each completion closes the latest open intent of its run and
+        # target, or the one it names (``intent_seq``, written by recovery).
+        open_intents: dict[tuple[Any, Any], list[Any]] = {}
+        for r in rows:
+            key = (r["run_id"], r["target"])
+            if r["kind"] == EventKind.APPLY_INTENT.value:
+                open_intents.setdefault(key, []).append(r)
+                continue
+            pending = open_intents.get(key, [])
+            named = json.loads(r["content"]).get("after", {}).get("intent_seq")
+            if named is not None:
+                pending[:] = [i for i in pending if int(i["seq"]) != int(named)]
+            elif pending:
+                pending.pop()
+        left = sorted((r for rs in open_intents.values() for r in rs), key=lambda r: int(r["seq"]))
+        return [AuditRow(int(r["seq"]), json.loads(r["content"]), r["prev_hash"], r["hash"]) for r in left]
 
 
 def _where(q: Any, f: AuditFilter) -> Any:

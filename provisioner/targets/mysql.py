@@ -6,7 +6,9 @@ transactional: every account statement commits at once.  Changes run one
 after another, each ordered so that any prefix is safe (see
 :mod:`provisioner.targets.mysql_apply`), serialised against other appliers of
 the same target by a named lock (``GET_LOCK``); ``on_change`` is called after
-each change, when it is committed.  A failure raises
+each change, when it is committed.  A change the server refuses is skipped and
+returned in ``ApplyResult.failed`` with the server's message while the others
+still apply; a lost connection or lock raises
 :class:`~provisioner.targets.mysql_apply.ChangeFailed` naming the change and
 how many were applied before it; the next run re-inspects and converges.
 """
@@ -25,7 +27,7 @@ from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
-from provisioner.targets.base import ApplyResult
+from provisioner.targets.base import ApplyResult, FailedChange
 from provisioner.targets.mysql_apply import (
     STEPS,
     ChangeFailed,
@@ -81,8 +83,14 @@ class MysqlTarget:
             kwargs["database"] = cfg.database
         if cfg.unix_socket:
             kwargs["unix_socket"] = cfg.unix_socket
+        lock = max(1, round(cfg.lock_timeout))
+        kwargs["init_command"] = f"SET SESSION lock_wait_timeout = {lock}, innodb_lock_wait_timeout = {lock}"
         try:
-            return pymysql.connect(**kwargs)
+            conn = pymysql.connect(**kwargs)
+            if "mariadb" in conn.get_server_info().lower():  # MySQL's max_execution_time covers SELECT only
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION max_statement_time = %s", (float(cfg.statement_timeout),))
+            return conn
         except pymysql.err.MySQLError as exc:
             raise TargetUnavailable(
                 f"target {self.name}: cannot connect to MySQL/MariaDB at host={cfg.host} port={cfg.port} "
@@ -182,11 +190,23 @@ class MysqlTarget:
 
     # ----------------------------------------------------------------- apply
 
-    def apply(self, changes: Sequence[Change], on_change: Callable[[Change], None] | None = None) -> ApplyResult:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        on_change: Callable[[Change], None] | None = None,
+        on_begin: Callable[[str | None], None] | None = None,
+    ) -> ApplyResult:
         if not changes:
             return ApplyResult((), 0)
+        failed: list[FailedChange] = []
+        expressible = []
         for change in changes:  # refuse what cannot be expressed before anything runs
-            check(change)
+            try:
+                check(change)
+                expressible.append(change)
+            except ChangeFailed as exc:
+                failed.append(FailedChange(change, str(exc)))
+        changes = expressible
         if self._names is None:
             self.inspect()
         assert self._names is not None
@@ -197,14 +217,26 @@ class MysqlTarget:
         changes = [c for c in changes if not _sets_default(c)] + [c for c in changes if _sets_default(c)]
         try:
             self._lock(ex)
+            if on_begin is not None:
+                on_begin(None)  # each account statement commits on its own: no transaction to name
             try:
                 ex.ensure_meta()
                 ex.drop_orphan_markers()
+                uncreated: set[str] = set()  # a failed CREATE: never grant to a namesake
                 for change in changes:
+                    if change.role in uncreated:
+                        failed.append(FailedChange(change, f"skipped: creating {change.role} failed in this run"))
+                        continue
                     try:
                         STEPS[change.kind](ex, change)
                     except (pymysql.err.MySQLError, ValueError, TypeError) as exc:
-                        raise self._failed(change, len(applied), len(changes), exc) from exc
+                        if isinstance(exc, pymysql.err.OperationalError) and not self.connection_open():
+                            raise self._failed(change, len(applied), len(changes), exc) from exc
+                        # refused by the server: this change alone is skipped, the others apply
+                        failed.append(FailedChange(change, mysql_message(exc)))
+                        if change.kind is ChangeKind.CREATE_ROLE:
+                            uncreated.add(change.role)
+                        continue
                     applied.append(change)
                     if on_change is not None:
                         on_change(change)
@@ -219,7 +251,7 @@ class MysqlTarget:
             self._names = None  # names and accounts are re-read by the next inspect
             if self._conn is not None and not self._conn.open:
                 self._discard()
-        return ApplyResult(tuple(applied), ex.statements)
+        return ApplyResult(tuple(applied), ex.statements, tuple(failed))
 
     def _failed(self, change: Change, done: int, total: int, exc: BaseException) -> ChangeFailed:
         lost = isinstance(exc, pymysql.err.OperationalError) and not self.connection_open()
@@ -231,6 +263,10 @@ class MysqlTarget:
             change,
             done,
         )
+
+    def committed(self, transaction: str) -> bool | None:
+        """Account statements commit one by one: recovery reads the catalog instead."""
+        return None
 
     def connection_open(self) -> bool:
         return self._conn is not None and bool(self._conn.open)

@@ -5,10 +5,11 @@ value with :class:`psycopg.sql.Literal`; no SQL text is ever built by string
 formatting.
 
 Statements are sent many per round trip: a batch of up to ``batch_size``
-statements is joined with ``;`` and executed as one simple query, wrapped in
-``SAVEPOINT``/``RELEASE``.  When a batch fails, the batch is rolled back to its
-savepoint and replayed one statement at a time to find the change that failed;
-the caller then rolls the whole transaction back.
+statements is joined with ``;`` and executed as one simple query after a
+``SAVEPOINT`` of its own (one more round trip) and ending with ``RELEASE``.
+When a batch fails, the batch is rolled back to its savepoint and replayed one
+change at a time, each under its own savepoint: a change the server refuses is
+rolled back alone and reported, the others apply (see :class:`BatchRunner`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from provisioner.core import marker as marker_codec
 from provisioner.core.model import Marker
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
+from provisioner.targets.base import FailedChange
 from provisioner.targets.pg_privileges import privilege_statements
 
 DEFAULT_BATCH_SIZE = 500
@@ -240,62 +242,86 @@ def pg_message(exc: BaseException) -> str:
 
 
 class BatchRunner:
-    """Executes steps inside the caller's open transaction."""
+    """Executes steps inside the caller's open transaction.
+
+    A batch that fails is rolled back to its savepoint and replayed one step at
+    a time, each under its own savepoint: a step the server refuses is rolled
+    back alone and returned as a :class:`FailedChange` (with the server's
+    message) while every other step of the batch still applies.  A lost
+    connection raises :class:`ChangeFailed` (the server rolled everything back)."""
 
     def __init__(self, conn: psycopg.Connection[Any], batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.conn = conn
         self.batch_size = max(1, batch_size)
         self.statements = 0
         self.round_trips = 0
+        self.uncreated: set[str] = set()
+        """Roles whose CREATE failed: their later changes are skipped, never applied to a namesake."""
 
-    def run(self, steps: Sequence[Step]) -> None:
+    def run(self, steps: Sequence[Step]) -> list[FailedChange]:
+        failed: list[FailedChange] = []
         for batch in batches(steps, self.batch_size):
-            self._run_batch(batch)
+            kept = [step for step in batch if step.change.role not in self.uncreated]
+            failed += [_skipped(step.change) for step in batch if step.change.role in self.uncreated]
+            failed += self._run_batch(kept)
+        return failed
 
     def _execute(self, query: sql.Composed | sql.SQL) -> None:
         self.round_trips += 1
         self.conn.execute(query)
 
-    def _run_batch(self, batch: Sequence[Step]) -> None:
+    def _lost(self) -> bool:
+        return bool(self.conn.broken or self.conn.closed)
+
+    def _run_batch(self, batch: Sequence[Step]) -> list[FailedChange]:
         body = [s for step in batch for s in step.statements]
         if not body:
-            return
+            return []
         try:
-            self._execute(sql.SQL("; ").join([_SAVEPOINT, *body, _RELEASE]))
+            # The savepoint goes first on its own: a statement PostgreSQL rejects while
+            # parsing (CREATE ROLE "public") fails the whole query string before any
+            # of it runs, which would leave no savepoint to roll back to.
+            self._execute(_SAVEPOINT)
+            self._execute(sql.SQL("; ").join([*body, _RELEASE]))
         except psycopg.Error as exc:
-            self._raise_for(batch, exc)
+            if self._lost():
+                raise lost_connection(batch, exc) from exc
+            return self._isolate(batch)
         self.statements += len(body)
+        return []
 
-    def _raise_for(self, batch: Sequence[Step], exc: psycopg.Error) -> None:
-        if self.conn.broken or self.conn.closed:
-            raise lost_connection(batch, exc) from exc
+    def _isolate(self, batch: Sequence[Step]) -> list[FailedChange]:
+        """Undo the failed batch, then apply its steps one by one, each under a
+        savepoint; the steps the server refuses are rolled back and returned."""
+        failed: list[FailedChange] = []
         try:
-            self._execute(_ROLLBACK_TO)
-            culprit, error = self._replay(batch)
-        except psycopg.Error as replay_exc:
-            if self.conn.broken or self.conn.closed:
-                raise lost_connection(batch, replay_exc) from replay_exc
-            raise
-        if culprit is None:  # the batch failed but every statement alone succeeded
-            first, last = batch[0].change.describe(), batch[-1].change.describe()
-            raise ChangeFailed(
-                f"a batch of {len(batch)} changes ({first} ... {last}) failed: {pg_message(exc)}",
-                None,
-            ) from exc
-        raise ChangeFailed(
-            f"change {culprit.describe()} failed: {pg_message(error)}", culprit
-        ) from error
-
-    def _replay(self, batch: Sequence[Step]) -> tuple[Change | None, BaseException]:
-        for step in batch:
-            for statement in step.statements:
+            self._execute(sql.SQL("; ").join([_ROLLBACK_TO, _RELEASE]))
+            for step in batch:
+                if not step.statements:
+                    continue
+                if step.change.role in self.uncreated:
+                    failed.append(_skipped(step.change))
+                    continue
                 try:
-                    self._execute(statement)
+                    self._execute(_SAVEPOINT)
+                    self._execute(sql.SQL("; ").join([*step.statements, _RELEASE]))
+                    self.statements += len(step.statements)
                 except psycopg.Error as exc:
-                    if self.conn.broken or self.conn.closed:
+                    if self._lost():
                         raise
-                    return step.change, exc
-        return None, RuntimeError("no statement failed on replay")
+                    self._execute(sql.SQL("; ").join([_ROLLBACK_TO, _RELEASE]))
+                    failed.append(FailedChange(step.change, pg_message(exc)))
+                    if step.change.kind is ChangeKind.CREATE_ROLE:
+                        self.uncreated.add(step.change.role)
+        except psycopg.Error as exc:
+            if self._lost():
+                raise lost_connection(batch, exc) from exc
+            raise ChangeFailed(f"isolating a failed change: {pg_message(exc)}", None) from exc
+        return failed
+
+
+def _skipped(change: Change) -> FailedChange:
+    return FailedChange(change, f"skipped: creating role {change.role} failed in this run")
 
 
 def lost_connection(batch: Sequence[Step], exc: BaseException) -> ChangeFailed:

@@ -1,10 +1,13 @@
 """The PostgreSQL target (psycopg 3).
 
 ``inspect()`` reads the role catalog in a constant number of queries inside one
-REPEATABLE READ, READ ONLY transaction.  ``apply()`` executes every change in
-one transaction, serialised against other appliers of the same target by a
-transaction-scoped advisory lock, many statements per round trip (see
-:mod:`provisioner.targets.pg_apply`).
+REPEATABLE READ, READ ONLY transaction.  ``apply()`` executes the changes it
+is given in one transaction, serialised against other appliers of the same
+target by a transaction-scoped advisory lock, many statements per round trip,
+isolating any change the server refuses (see :mod:`provisioner.targets.pg_apply`).
+Every session has ``lock_timeout`` and ``statement_timeout`` set (target
+configuration): a DBA's open transaction delays an apply by at most the lock
+timeout, never indefinitely.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import TargetUnavailable
 from provisioner.targets import pg_drop, pg_inspect, pg_privileges
-from provisioner.targets.base import ApplyResult
+from provisioner.targets.base import ApplyResult, FailedChange
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
     BatchRunner,
@@ -40,6 +43,17 @@ from provisioner.targets.pg_apply import (
 APPLICATION_NAME = "provisioner"
 FIRST_VERSION_WITH_GRANTOR_ROWS = 160000
 """From PostgreSQL 16 a membership is recorded once per grantor."""
+
+
+SESSION_TIMEOUTS = (
+    "SELECT pg_catalog.set_config('lock_timeout', %s, false), pg_catalog.set_config('statement_timeout', %s, false)"
+)
+"""Set on every session of the target (inspect, apply, other databases) right after connecting."""
+
+
+def session_timeouts(lock_timeout: float, statement_timeout: float) -> tuple[str, str]:
+    """The two settings in milliseconds (PostgreSQL's unit), at least 1."""
+    return f"{max(1, round(lock_timeout * 1000))}ms", f"{max(1, round(statement_timeout * 1000))}ms"
 
 
 def advisory_lock_key(target_name: str) -> int:
@@ -114,7 +128,9 @@ class PostgresTarget:
         if dbname is not None:
             kwargs["dbname"] = dbname
         try:
-            return psycopg.connect(dsn, **kwargs)
+            conn = psycopg.connect(dsn, **kwargs)
+            conn.execute(SESSION_TIMEOUTS, session_timeouts(self.config.lock_timeout, self.config.statement_timeout))
+            return conn
         except psycopg.OperationalError as exc:
             raise TargetUnavailable(
                 f"target {self.name}: cannot connect to PostgreSQL at {describe_endpoint(dsn)}: "
@@ -237,13 +253,15 @@ class PostgresTarget:
     # ----------------------------------------------------------------- apply
 
     def apply(
-        self, changes: Sequence[Change], on_change: Callable[[Change], None] | None = None
+        self,
+        changes: Sequence[Change],
+        on_change: Callable[[Change], None] | None = None,
+        on_begin: Callable[[str | None], None] | None = None,
     ) -> ApplyResult:
         if not changes:
             return ApplyResult((), 0)
         drops = [c for c in changes if c.kind is ChangeKind.DROP_ROLE]
-        # refuses bad changes up front
-        steps = [compose(change) for change in changes if change.kind is not ChangeKind.DROP_ROLE]
+        steps, failed = self._compose_all([c for c in changes if c.kind is not ChangeKind.DROP_ROLE])
         conn = self.connection()
         here = str(conn.info.dbname)
         elsewhere = [s for s in steps if pg_privileges.database_of(s.change, here)]
@@ -254,7 +272,9 @@ class PostgresTarget:
                 runner.statements += pg_drop.hand_over_elsewhere(conn, self._connect, change, self.config.databases)
             with conn.transaction():
                 self._lock(conn, runner)
-                runner.run(self._with_grantors(conn, runner, steps))
+                if on_begin is not None:
+                    on_begin(self._transaction_id(conn, runner))
+                failed += runner.run(self._with_grantors(conn, runner, steps))
                 for change in drops:
                     runner.statements += pg_drop.hand_over(conn, change.role, change.param("reassign_to"), drop=True)
         except ChangeFailed:
@@ -266,27 +286,46 @@ class PostgresTarget:
             what = "connection lost; the server rolled the transaction back" if lost else "apply failed"
             raise ChangeFailed(f"target {self.name}: {what}: {pg_message(exc)}", None) from exc
         self._count(runner)
+        refused = {id(f.change) for f in failed}
+        applied = [c for c in (*(step.change for step in steps), *drops) if id(c) not in refused]
         if on_change is not None:
-            for change in [*(step.change for step in steps), *drops]:
+            for change in applied:
                 on_change(change)
-        self._terminate_again(changes)
-        statements = runner.statements + self._apply_elsewhere(elsewhere, here, on_change)
-        return ApplyResult(tuple(changes), statements)
+        self._terminate_again([c for c in changes if id(c) not in refused])
+        more, more_failed, statements = self._apply_elsewhere(elsewhere, here, on_change)
+        return ApplyResult((*applied, *more), runner.statements + statements, (*failed, *more_failed))
 
-    def _apply_elsewhere(self, steps: Sequence[Step], here: str, on_change: Callable[[Change], None] | None) -> int:
+    @staticmethod
+    def _compose_all(changes: Sequence[Change]) -> tuple[list[Step], list[FailedChange]]:
+        """Statements per change; a change that cannot be expressed is refused alone."""
+        steps: list[Step] = []
+        failed: list[FailedChange] = []
+        for change in changes:
+            try:
+                steps.append(compose(change))
+            except ChangeFailed as exc:
+                failed.append(FailedChange(change, str(exc)))
+        return steps, failed
+
+    def _apply_elsewhere(
+        self, steps: Sequence[Step], here: str, on_change: Callable[[Change], None] | None
+    ) -> tuple[tuple[Change, ...], tuple[FailedChange, ...], int]:
         """Privilege changes of the other databases, one transaction each, after
-        the connected database committed (new roles must exist first).  A failure
-        leaves earlier databases committed; the next plan shows what is left."""
+        the connected database committed (new roles must exist first).  A refused
+        change is isolated like in the main transaction; a lost connection leaves
+        earlier databases committed and the next plan shows what is left."""
         by_db: dict[str, list[Step]] = {}
         for step in steps:
             by_db.setdefault(pg_privileges.database_of(step.change, here) or here, []).append(step)
         total = 0
+        applied: list[Change] = []
+        failed: list[FailedChange] = []
         for db in sorted(by_db):
             runner = BatchRunner(self.database_connection(db), self.batch_size)
             try:
                 with runner.conn.transaction():
                     self._lock(runner.conn, runner)
-                    runner.run(by_db[db])
+                    refused = runner.run(by_db[db])
             except (psycopg.Error, ChangeFailed) as exc:
                 self._count(runner)
                 change = exc.change if isinstance(exc, ChangeFailed) else None
@@ -297,10 +336,15 @@ class PostgresTarget:
                 ) from exc
             self._count(runner)
             total += runner.statements
-            if on_change is not None:
-                for step in by_db[db]:
+            failed += [FailedChange(f.change, f"database {db}: {f.error}") for f in refused]
+            skip = {id(f.change) for f in refused}
+            for step in by_db[db]:
+                if id(step.change) in skip:
+                    continue
+                applied.append(step.change)
+                if on_change is not None:
                     on_change(step.change)
-        return total
+        return tuple(applied), tuple(failed), total
 
     def _terminate_again(self, changes: Sequence[Change]) -> None:
         """pg_terminate_backend acts at once, before COMMIT makes the NOLOGIN
@@ -313,6 +357,32 @@ class PostgresTarget:
                     self.connection().execute(statement)
         except (psycopg.Error, TargetUnavailable):
             self._discard()
+
+    @staticmethod
+    def _transaction_id(conn: psycopg.Connection[Any], runner: BatchRunner) -> str:
+        row = conn.execute("SELECT pg_catalog.pg_current_xact_id()::text").fetchone()
+        runner.statements += 1
+        runner.round_trips += 1
+        return str(row[0]) if row else ""
+
+    def committed(self, transaction: str) -> bool | None:
+        """``pg_xact_status``: True committed, False aborted (or never finished: a
+        killed session's transaction), None when too old for the server to tell."""
+        if not transaction:
+            return None
+        try:
+            with self.connection().transaction():
+                row = self.connection().execute(
+                    "SELECT pg_catalog.pg_xact_status(%s::xid8)", (transaction,)
+                ).fetchone()
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                self._discard()
+            return None
+        status = row[0] if row else None
+        if status is None:
+            return None
+        return str(status) == "committed"
 
     def _lock(self, conn: psycopg.Connection[Any], runner: BatchRunner) -> None:
         conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (advisory_lock_key(self.name),))

@@ -176,7 +176,7 @@ def test_interrupted_apply_is_recovered_next_run(
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     try:
-        assert [r.content["kind"] for r in store.iter_audit()] == ["run_planned", "apply_intent"]
+        assert [r.content["kind"] for r in store.iter_audit()] == ["run_planned", "apply_intent", "apply_begun"]
     finally:
         store.close()
 

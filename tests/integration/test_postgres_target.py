@@ -260,9 +260,11 @@ def test_hostile_role_names_are_quoted(
 
 
 @pytest.mark.parametrize("batch_size", [500, 2])
-def test_failing_change_rolls_back_everything_and_is_named(
+def test_failing_change_is_isolated_and_named(
     pg_admin: Conn, role_prefix: str, pg_target_config: PostgresTargetConfig, batch_size: int
 ) -> None:
+    """A change the server refuses is rolled back alone (its own savepoint) and
+    returned with the server's message; the others commit (issue 14)."""
     bad = grant(f"{role_prefix}a", f"{role_prefix}missing")
     changes = [
         create(f"{role_prefix}a"),
@@ -274,28 +276,25 @@ def test_failing_change_rolls_back_everything_and_is_named(
     target = PostgresTarget(pg_target_config, batch_size=batch_size)
     called: list[Change] = []
     try:
-        with pytest.raises(ApplyFailed) as info:
-            target.apply(changes, on_change=called.append)
-        assert getattr(info.value, "change", None) == bad
-        assert bad.describe() in str(info.value)
-        assert "does not exist" in str(info.value)
-        assert pg.roles_with_prefix(pg_admin, role_prefix) == []
-        assert called == []
+        result = target.apply(changes, on_change=called.append)
+        assert [(f.change, "does not exist" in f.error) for f in result.failed] == [(bad, True)]
+        assert bad.describe() in result.failed[0].describe()
+        good = [c for c in changes if c is not bad]
+        assert list(result.applied) == good and called == good
+        assert pg.roles_with_prefix(pg_admin, role_prefix) == [f"{role_prefix}{n}" for n in "abcd"]
         target.apply([create(f"{role_prefix}e")])  # the session is usable again
-        assert pg.roles_with_prefix(pg_admin, role_prefix) == [f"{role_prefix}e"]
+        assert f"{role_prefix}e" in pg.roles_with_prefix(pg_admin, role_prefix)
     finally:
         target.close()
 
 
-def test_unsupported_change_is_refused_before_anything_runs(
+def test_unsupported_change_is_refused_and_the_rest_applies(
     pg_target: PostgresTarget, pg_admin: Conn, role_prefix: str
 ) -> None:
     odd = change(ChangeKind.GRANT_PRIVILEGE, f"{role_prefix}a", privilege="SELECT")
-    with pytest.raises(ApplyFailed) as info:
-        pg_target.apply([create(f"{role_prefix}a"), odd])
-    assert getattr(info.value, "change", None) == odd
-    assert pg.roles_with_prefix(pg_admin, role_prefix) == []
-    assert pg_target.statements_executed == 0
+    result = pg_target.apply([create(f"{role_prefix}a"), odd])
+    assert [f.change for f in result.failed] == [odd] and "cannot be applied" in result.failed[0].error
+    assert pg.roles_with_prefix(pg_admin, role_prefix) == [f"{role_prefix}a"]
 
 
 def _wait_for_blocked_backend(conn: Conn, blocker_pid: int, timeout: float = 15.0) -> int:

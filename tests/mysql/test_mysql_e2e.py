@@ -133,18 +133,16 @@ def test_failing_change_mid_apply_names_it_and_next_run_converges(
     with pytest.raises(ApplyFailed) as failed:
         env.setup.apply()
     message = str(failed.value)
+    assert message.startswith("1 change(s) did not happen")  # isolated: everything else applied
     assert f"grant {p}foreign to {p}alice" in message
-    assert "were applied and committed before it" in message
-    assert "5 of 10 change(s)" in message  # the accounts and roles, committed before it
     assert M.locked(f"{p}alice") is False and M.locked(f"{p}bob") is False
     assert _meta(mysql_login, f"{p}alice") is not None  # every created account is marked
-    assert M.role_grants(p) == {}
+    assert M.role_grants(p) == {f"{p}alice": {f"{p}trader", f"{p}reader"}, f"{p}bob": {f"{p}ops", f"{p}reader"}}
 
     # the documented remedy: hand the provisioner ADMIN OPTION on the existing role
     M.q(mysql_admin, f"GRANT {M.ident(p + 'foreign')} TO {M.account(mysql_admin, mysql_login.user)} WITH ADMIN OPTION")
     rest = env.setup.apply()
-    assert {c.kind for c in rest.changes} == {ChangeKind.GRANT_MEMBERSHIP}  # only what was left
-    assert len(rest.changes) == 5
+    assert [c.describe() for c in rest.changes] == [f"grant {p}foreign to {p}alice"]  # only what was left
     assert M.role_grants(p) == {
         f"{p}alice": {f"{p}trader", f"{p}reader", f"{p}foreign"},
         f"{p}bob": {f"{p}ops", f"{p}reader"},

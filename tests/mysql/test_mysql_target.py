@@ -24,7 +24,7 @@ from provisioner.core.plan import Change, ChangeKind, make_change
 from provisioner.errors import ConfigError
 from provisioner.targets.factory import build_target
 from provisioner.targets.mysql import MysqlTarget
-from provisioner.targets.mysql_apply import ChangeFailed, quote_ident
+from provisioner.targets.mysql_apply import quote_ident
 from tests.support import mysql as M
 
 WHY = [Reason("test", "test")]
@@ -99,24 +99,24 @@ def test_odd_names_round_trip(mysql_target: MysqlTarget, mysql_prefix: str, mysq
     assert user in names and group in names
 
 
-def test_failure_names_change_and_count(mysql_target: MysqlTarget, mysql_prefix: str) -> None:
+def test_refused_change_is_skipped_and_named(mysql_target: MysqlTarget, mysql_prefix: str) -> None:
+    """A change the server refuses is skipped with its message; the others apply (issue 14)."""
     p = mysql_prefix
     applied: list[Change] = []
     changes = [_user(p + "a"), _user(p + "b"), _grant(p + "a", p + "missing"), _user(p + "c")]
-    with pytest.raises(ChangeFailed) as failed:
-        mysql_target.apply(changes, on_change=applied.append)
-    assert failed.value.change == changes[2] and failed.value.applied == 2
-    assert f"grant {p}missing to {p}a" in str(failed.value) and "2 of 4" in str(failed.value)
-    assert applied == changes[:2]  # each reported when committed
+    result = mysql_target.apply(changes, on_change=applied.append)
+    assert [f.change for f in result.failed] == [changes[2]] and result.failed[0].error
+    assert f"grant {p}missing to {p}a" in result.failed[0].describe()
+    assert applied == list(result.applied) == [changes[0], changes[1], changes[3]]  # each reported when committed
     state = mysql_target.inspect()
-    assert state.roles[p + "a"].managed and state.roles[p + "b"].managed and p + "c" not in state.roles
+    assert all(state.roles[p + n].managed for n in "abc")
 
 
 def test_unsupported_change_refused_before_anything_runs(mysql_target: MysqlTarget, mysql_prefix: str) -> None:
     priv = make_change(ChangeKind.GRANT_PRIVILEGE, mysql_prefix + "g", WHY, privileges="SELECT", object="t")
-    with pytest.raises(ChangeFailed, match="not supported"):
-        mysql_target.apply([_user(mysql_prefix + "a"), priv])
-    assert mysql_prefix + "a" not in mysql_target.inspect().roles
+    result = mysql_target.apply([_user(mysql_prefix + "a"), priv])
+    assert [f.change for f in result.failed] == [priv] and "not supported" in result.failed[0].error
+    assert mysql_target.inspect().roles[mysql_prefix + "a"].managed
 
 
 def test_namesake_created_since_the_plan_stays_unmanaged(
@@ -125,9 +125,16 @@ def test_namesake_created_since_the_plan_stays_unmanaged(
     name = mysql_prefix + "late"
     mysql_target.inspect()
     M.q(mysql_admin, f"CREATE USER {M.account(mysql_admin, name)}")  # appears between plan and apply
-    with pytest.raises(ChangeFailed, match="create role"):
-        mysql_target.apply([_user(name)])
-    assert mysql_target.inspect().roles[name].marker is None  # its marker row was taken back
+    mysql_target.apply([_group(mysql_prefix + "desk")])
+    result = mysql_target.apply([_user(name), _grant(name, mysql_prefix + "desk")])
+    assert [f.change.describe() for f in result.failed] == [
+        f"create role {name} (user, LOGIN)",
+        f"grant {mysql_prefix}desk to {name}",
+    ]
+    assert result.failed[1].error.startswith("skipped"), "never granted to the namesake"
+    state = mysql_target.inspect()
+    assert state.roles[name].marker is None  # its marker row was taken back
+    assert state.roles[name].member_of == frozenset()
 
 
 def test_orphan_marker_row_is_removed(mysql_target: MysqlTarget, mysql_prefix: str, mysql_admin: Any) -> None:

@@ -49,6 +49,7 @@ RELAXED_SAFETY = """
 # Small test directories: the breaker and the health gate have their own tests
 # (tests/lifecycle); elsewhere they would trip on every leaver.
 max_revocation_share = 1.0
+max_mover_share = 1.0
 max_identity_drop = 1.0
 """
 """Extra TOML appended to the config; pass ``extra=""`` (or your own) for the defaults."""
