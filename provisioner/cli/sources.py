@@ -17,6 +17,7 @@ from provisioner.core.lifecycle import LifecyclePolicy, classify
 from provisioner.core.model import Identity, SourceSnapshot
 from provisioner.errors import ProvisionerError
 from provisioner.mappings import load_mappings
+from provisioner.pipeline import lifecycle_policy
 from provisioner.sources.factory import build_source
 
 SAMPLE_ATTRIBUTES = ("department", "title", "employee_type", "status", "hire_date", "leave_date")
@@ -74,7 +75,7 @@ def check(config_path: str, only: str | None, sample: int) -> None:
         names = ", ".join(s.name for s in cfg.sources)
         raise ProvisionerError(f"{cfg.path}: no source named {only!r} (configured: {names})")
     groups, note = _rule_groups(cfg)
-    policy = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
+    policy = lifecycle_policy(cfg)
     failed = 0
     for scfg in chosen:
         click.echo(f"source {scfg.name} ({scfg.type}):")

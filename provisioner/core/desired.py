@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from provisioner.core.lifecycle import LifecyclePolicy, classify
+from provisioner.core.lifecycle import INVALID, LifecyclePolicy, classify, invalid_problem
 from provisioner.core.memo import GrantMemo
 from provisioner.core.model import (
     DesiredState,
@@ -37,6 +37,7 @@ def desired_state(
     users: dict[str, DesiredUser] = {}
     groups: set[str] = set()
     states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
+    problems = [*names.problems, *(f"{s.source}: {e}" for s in snaps for e in s.errors)]
     for ident in identities:
         name = names.names.get(ident.stable_id)
         if name is None or name in users:
@@ -46,6 +47,8 @@ def desired_state(
         state = states.get(key)
         if state is None:
             state = states[key] = classify(ident, now, lifecycle)
+        if state[1].rule == INVALID:
+            problems.append(invalid_problem(ident, name, state[1]))
         user = memo.user(ident, name, state)
         if user is None:
             user = _desired_user(ident, name, rules, state, memo, today)
@@ -57,7 +60,8 @@ def desired_state(
         users=users,
         groups=frozenset(groups),
         sources=frozenset(s.source for s in snaps),
-        problems=names.problems,
+        problems=tuple(problems),
+        partial=frozenset(s.source for s in snaps if not s.complete),
         held=names.held,
     )
 

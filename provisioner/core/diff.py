@@ -347,6 +347,8 @@ def _plan_vanished(
         m = role.marker
         if m is None or m.kind is not RoleKind.USER or m.source not in desired.sources:
             continue
+        if m.source in desired.partial:  # unknown, not gone: an error notice says why
+            continue
         if name in desired.users or name in moved or name in desired.held or is_protected(role, actual, policy):
             continue
         gone, runs = vanished_is_leaver(m, policy.leavers)

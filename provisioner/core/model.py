@@ -55,6 +55,9 @@ class SourceSnapshot:
     complete: bool = True
     read_at: datetime | None = None
     warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    """Partial reads (a referral not followed ...): error notices in every plan; with
+    ``complete`` False nobody of this source counts as vanished."""
 
 
 # --------------------------------------------------------------------------- reasons
@@ -116,6 +119,8 @@ class DesiredState:
     problems: tuple[str, ...] = ()
     held: frozenset[str] = frozenset()
     """Role names nobody may touch this run (e.g. name collisions)."""
+    partial: frozenset[str] = frozenset()
+    """Sources read only in part: their missing identities are not leavers this run."""
 
 
 # --------------------------------------------------------------------------- actual state

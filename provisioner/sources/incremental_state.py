@@ -34,7 +34,7 @@ from typing import Any
 from provisioner.sources.groups import GroupRecord, UserRecord, norm_dn
 from provisioner.sources.ldap_wire import KeyValueStore
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: dates keep their time of day; unusable lifecycle values kept raw
 
 
 DELTA_SHARE = 10
