@@ -19,6 +19,7 @@ from provisioner.errors import ConfigError
 from provisioner.target_config import MysqlTargetConfig as MysqlTargetConfig
 from provisioner.target_config import PostgresTargetConfig as PostgresTargetConfig
 from provisioner.target_config import Secret, TargetConfig
+from provisioner.transform_config import AttributeTransform as AttributeTransform
 
 
 class _Model(BaseModel):
@@ -81,34 +82,6 @@ class SafetyConfig(_Model):
     max_changes_per_transaction: int = Field(5000, ge=0)
     """Larger plans (a first sync of a big directory) are applied in several transactions,
     never splitting one role's changes; 0 = always one transaction per target."""
-
-
-class AttributeTransform(_Model):
-    """A canonical attribute read out of a directory attribute's values."""
-
-    attribute: str = Field(min_length=1)
-    pattern: str | None = None
-    """Regular expression with exactly one capture group; values it does not match are not this attribute's."""
-    format: str | None = None
-    """strptime format of a hire or leave date (``%d/%m/%Y``); or several in ``formats``, tried in order."""
-    formats: list[str] = []
-
-    @model_validator(mode="after")
-    def _check(self) -> AttributeTransform:
-        if self.pattern is not None:
-            try:
-                groups = re.compile(self.pattern).groups
-            except re.error as exc:
-                raise ValueError(f"pattern {self.pattern!r} is not a regular expression: {exc}") from None
-            if groups != 1:
-                raise ValueError(f"pattern {self.pattern!r} must have exactly one capture group, not {groups}")
-        if self.format is not None and self.formats:
-            raise ValueError("set format or formats, not both")
-        return self
-
-    @property
-    def all_formats(self) -> tuple[str, ...]:
-        return (self.format,) if self.format is not None else tuple(self.formats)
 
 
 class _SourceBase(_Model):

@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from provisioner import health, shortcircuit
+from provisioner import health, shortcircuit, unicode_data
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
@@ -92,7 +92,8 @@ def lifecycle_policy(cfg: Config) -> LifecyclePolicy:
 
 
 def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime) -> DesiredState:
-    naming = NamingPolicy(cfg.naming.template, cfg.naming.prefix, cfg.naming.max_bytes)
+    n = cfg.naming
+    naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, unicode_data.scripts())
     lifecycle = lifecycle_policy(cfg)
     with paused_gc():
         return desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
