@@ -40,7 +40,7 @@ def test_every_script_is_transliterated_and_lookalikes_are_refused(
     s.apply(now=NOW)
     assert access(p)[f"{p}alice"][0] is True
 
-    ldap_ou.add_user("\u0430lice", **person("Operations"))  # Cyrillic а: looks like alice
+    ldap_ou.add_user("\u0430lice", **person("Operations"))  # Cyrillic small a (U+0430): looks like alice
     ldap_ou.add_user("Γιάννης", **person("Operations"))
     ldap_ou.add_user("zoë.müller", **person("Operations"))
     ldap_ou.add_user("---", **person("Operations"))
