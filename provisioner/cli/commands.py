@@ -12,6 +12,7 @@ from provisioner.cli import cli
 from provisioner.cli.common import config_option, load, open_store, read_plan, recorded_run, write_plan
 from provisioner.cli.progress import terminal_progress
 from provisioner.cli.render import render_explanation, render_plan
+from provisioner.config import Config
 from provisioner.core.explain import explain
 from provisioner.core.plan import NoticeLevel, Plan
 from provisioner.core.ruletests import run_cases
@@ -159,14 +160,32 @@ def explain_cmd(config_path: str, user: str) -> None:
 
 @cli.command()
 @config_option
-def validate(config_path: str) -> None:
+@click.option("--online", is_flag=True, help="Also look for the configured role names on the targets.")
+def validate(config_path: str, online: bool) -> None:
     """Check the configuration and every mapping file; report every problem at once."""
-    cfg = load(config_path)
-    m = load_mappings(cfg.mappings_dir)
+    from pathlib import Path
+
+    from provisioner.validation import validate as check
+
+    report = check(Path(config_path), _target_roles if online else None)
+    for line in report.errors:
+        click.echo(escape_text(f"error: {line}"), err=True)
+    for line in report.warnings:
+        click.echo(escape_text(f"warning: {line}"), err=True)
+    if report.errors:
+        raise ConfigError(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    cfg, m = report.config, report.mappings
+    assert cfg is not None and m is not None
     click.echo(
         f"OK: {config_path}: {len(cfg.sources)} source(s), {len(cfg.targets)} target(s); "
         f"{m.root}: {len(m.rules.rules)} rule(s), {len(m.catalog.roles)} catalog role(s), {len(m.cases)} rule test(s)"
+        + (f"; {len(report.warnings)} warning(s)" if report.warnings else "")
     )
+
+
+def _target_roles(cfg: Config) -> set[str]:
+    with Targets(cfg) as targets:
+        return {name for state in targets.inspect_all().values() for name in state.roles}
 
 
 @cli.group()
