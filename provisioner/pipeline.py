@@ -96,7 +96,8 @@ def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot
     naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, unicode_data.scripts())
     lifecycle = lifecycle_policy(cfg)
     with paused_gc():
-        return desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
+        granted = frozenset(s.name for s in cfg.sources if s.login_for == "granted")
+        return desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO, granted)
 
 
 def make_plan(

@@ -58,6 +58,8 @@ def render_explanation(exp: Explanation) -> str:
         lines.append(f"  {mark} {v.rule_id} -> {', '.join(v.roles)}  ({v.where})")
         if detail:
             lines.append(f"        because {detail}")
+        if v.failed:
+            lines.append(f"        failed: {v.failed}")
     roles = exp.roles
     lines += [
         "",

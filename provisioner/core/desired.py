@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date, datetime
 
 from provisioner.core.lifecycle import INVALID, LifecyclePolicy, classify, invalid_problem
@@ -26,8 +27,11 @@ def desired_state(
     lifecycle: LifecyclePolicy,
     now: datetime,
     memo: GrantMemo | None = None,
+    granted_only: frozenset[str] = frozenset(),
 ) -> DesiredState:
-    """``memo``: grants memoised across calls (the daemon keeps one); a fresh one otherwise."""
+    """``memo``: grants memoised across calls (the daemon keeps one); a fresh one otherwise.
+    ``granted_only``: sources with ``login_for = "granted"``: their active identities no
+    rule grants anything get no role (an existing one is disabled like a leaver's)."""
     memo = memo if memo is not None else GrantMemo()
     snaps = list(snapshots)
     identities = [i for s in snaps for i in s.identities]
@@ -53,6 +57,9 @@ def desired_state(
         if user is None:
             user = _desired_user(ident, name, rules, state, memo, today)
         memo.keep(ident, name, state, user)
+        if ident.source in granted_only and user.lifecycle is Lifecycle.ACTIVE and not user.memberships:
+            why = Reason("login_for:granted", f"no rule grants {ident.username!r} anything (login_for = \"granted\")")
+            user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
         users[name] = user
         groups.update(user.memberships)
     memo.end()
