@@ -15,6 +15,7 @@ from provisioner.config import Config
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LifecyclePolicy, classify
 from provisioner.core.model import Identity, SourceSnapshot
+from provisioner.core.textsafe import escape_text
 from provisioner.errors import ProvisionerError
 from provisioner.mappings import load_mappings
 from provisioner.pipeline import lifecycle_policy
@@ -50,9 +51,11 @@ def _describe(ident: Identity, policy: LifecyclePolicy, now: datetime) -> list[s
 
 
 def _report(snap: SourceSnapshot, seconds: float, sample: int, policy: LifecyclePolicy) -> None:
+    for error in snap.errors:
+        click.echo(escape_text(f"  error: {error}"))
     click.echo(f"  identities: {len(snap.identities)}   groups: {snap.group_count}   read in {seconds:.2f} s")
     for warning in snap.warnings[:10]:
-        click.echo(f"  warning: {warning}")
+        click.echo(escape_text(f"  warning: {warning}"))
     if len(snap.warnings) > 10:
         click.echo(f"  ... and {len(snap.warnings) - 10} more warning(s)")
     if sample and snap.identities:
@@ -60,7 +63,7 @@ def _report(snap: SourceSnapshot, seconds: float, sample: int, policy: Lifecycle
         now = datetime.now(UTC)
         for ident in snap.identities[:sample]:
             for line in _describe(ident, policy, now):
-                click.echo(line)
+                click.echo(escape_text(line))
 
 
 @sources.command(name="check")
@@ -90,7 +93,7 @@ def check(config_path: str, only: str | None, sample: int) -> None:
                 source.close()
         except ProvisionerError as exc:
             failed += 1
-            click.echo(f"  FAILED ({type(exc).__name__}): {exc}")
+            click.echo(escape_text(f"  FAILED ({type(exc).__name__}): {exc}"))
             continue
         _report(snap, time.perf_counter() - started, sample, policy)
         if not snap.identities:
