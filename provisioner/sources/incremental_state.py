@@ -90,6 +90,10 @@ class SnapshotStore:
         self.store = store
         self.key = key
 
+    def invalidate(self) -> None:
+        """The next read is a full one (after a partial read, whose gaps must not persist)."""
+        self.store.put(self.key + ":mark", {"v": 0})
+
     def memory(self) -> Memory | None:
         mem = _memory_of(self.store)
         return mem.get(self.key) if mem is not None else None

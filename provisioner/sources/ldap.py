@@ -83,6 +83,8 @@ class LdapSource:
                 reader = IncrementalReader(self, self.store)
                 snapshot: SourceSnapshot = reader.read(conn)
                 self.last_stats = reader.stats
+                if self.referrals:  # what hid behind a referral must be read again, in full
+                    reader.saved.invalidate()
             else:
                 snapshot = self._full_read(conn)
         except (LDAPException, OSError) as exc:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
@@ -142,14 +143,15 @@ def test_plain_mapping_of_description_is_unusable_not_silent(
     assert f"{p}carl" not in access(p)
 
 
+@pytest.mark.parametrize("incremental", [False, True])
 def test_referral_is_a_partial_read_error_and_disables_nobody(
-    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, incremental: bool
 ) -> None:
     p = role_prefix
     business_roles(p)
     ldap_ou.add_user("anna", **person("Operations"))
     bob = ldap_ou.add_user("bob", **person("Operations"))
-    s = hr_setup(tmp_path, ldap_ou, p, incremental=False)
+    s = hr_setup(tmp_path, ldap_ou, p, incremental=incremental)
     s.apply(now=datetime(2026, 1, 5, 9, tzinfo=UTC))
     assert access(p)[f"{p}bob"][0] is True
 
