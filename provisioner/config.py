@@ -19,6 +19,7 @@ from provisioner.errors import ConfigError
 from provisioner.target_config import MysqlTargetConfig as MysqlTargetConfig
 from provisioner.target_config import PostgresTargetConfig as PostgresTargetConfig
 from provisioner.target_config import Secret, TargetConfig
+from provisioner.transform_config import AttributeTransform as AttributeTransform
 
 
 class _Model(BaseModel):
@@ -47,6 +48,8 @@ class NamingConfig(_Model):
     template: str = "{username}"
     prefix: str = ""
     max_bytes: int = Field(63, ge=8, le=63)
+    charset: Literal["ascii", "unicode"] = "ascii"
+    """ascii: every script transliterated to a-z 0-9 _; unicode: NFC lower-case letters and digits kept."""
 
 
 class LifecycleConfig(_Model):
@@ -58,6 +61,20 @@ class LifecycleConfig(_Model):
     """Heir of a dropped role's objects in every database; default: the provisioner's own role."""
     break_glass: list[str] = []
     """Emergency roles on every target: never changed, reported when used or granted outside the rules."""
+    timezone: str = "UTC"
+    """IANA zone of date-only hire and leave dates (``Europe/London``)."""
+    leave_at: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    """HH:MM a date-only leave date takes effect in ``timezone``; default: the end of that day."""
+
+    @model_validator(mode="after")
+    def _check_zone(self) -> LifecycleConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (such as 'Europe/London')") from None
+        return self
 
 
 class SafetyConfig(_Model):
@@ -78,8 +95,17 @@ class SafetyConfig(_Model):
 class _SourceBase(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     preset: Literal["openldap", "ad"] = "openldap"
-    attributes: dict[str, str] = {}
-    """Canonical attribute name -> directory attribute, overriding the preset."""
+    attributes: dict[str, str | AttributeTransform] = {}
+    """Canonical attribute name -> directory attribute (or a transform table), overriding the preset."""
+    login_for: Literal["everyone", "granted"] = "everyone"
+    """granted: an identity no rule grants anything gets no role at all."""
+
+    @model_validator(mode="after")
+    def _check_formats(self) -> _SourceBase:
+        for name, value in self.attributes.items():
+            if isinstance(value, AttributeTransform) and value.all_formats and name not in ("hire_date", "leave_date"):
+                raise ValueError(f"attributes.{name}: format(s) apply to hire_date and leave_date only")
+        return self
     stable_id_attribute: str | None = None
     username_attribute: str | None = None
 

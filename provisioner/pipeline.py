@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from provisioner import health, shortcircuit
+from provisioner import health, shortcircuit, unicode_data
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
@@ -86,11 +87,20 @@ DIFF_MEMO = DiffMemo()
 """Per target, what the last diff planned per person (reused while nothing it read changed)."""
 
 
+def lifecycle_policy(cfg: Config) -> LifecyclePolicy:
+    """``[lifecycle]`` as the core's value (the time zone resolved from the tz database)."""
+    lc = cfg.lifecycle
+    leave_at = time.fromisoformat(lc.leave_at) if lc.leave_at else None
+    return LifecyclePolicy.from_statuses(lc.terminated_statuses, ZoneInfo(lc.timezone), leave_at)
+
+
 def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime) -> DesiredState:
-    naming = NamingPolicy(cfg.naming.template, cfg.naming.prefix, cfg.naming.max_bytes)
-    lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
+    n = cfg.naming
+    naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, unicode_data.scripts())
+    lifecycle = lifecycle_policy(cfg)
     with paused_gc():
-        desired = desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
+        granted = frozenset(s.name for s in cfg.sources if s.login_for == "granted")
+        desired = desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO, granted)
     problems, frozen = ambiguous_rules(mappings.rules, snaps)
     if problems or frozen:
         desired = replace(desired, problems=(*desired.problems, *problems), frozen=desired.frozen | frozen)

@@ -12,18 +12,23 @@ from provisioner.cli import cli
 from provisioner.cli.common import config_option, load, open_store, read_plan, recorded_run, write_plan
 from provisioner.cli.progress import terminal_progress
 from provisioner.cli.render import render_explanation, render_plan
+from provisioner.config import Config
 from provisioner.core.explain import explain
-from provisioner.core.lifecycle import LifecyclePolicy
-from provisioner.core.plan import Plan
+from provisioner.core.plan import NoticeLevel, Plan
 from provisioner.core.ruletests import run_cases
+from provisioner.core.textsafe import escape_text
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.mappings import load_mappings
-from provisioner.pipeline import apply_run, plan_run, refusal, safety_findings
+from provisioner.pipeline import apply_run, lifecycle_policy, plan_run, refusal, safety_findings
 from provisioner.runtime import RunContext, Targets
 
 
 def _summary(plan: Plan) -> dict[str, object]:
     return {"identities": plan.identities_seen, "changes": len(plan.changes), "by_kind": plan.counts()}
+
+
+def _error_notices(plan: Plan) -> int:
+    return sum(n.level is NoticeLevel.ERROR for tp in plan.targets for n in tp.notices)
 
 
 def _emit(plan: Plan, fmt: str) -> None:
@@ -40,7 +45,9 @@ def _emit(plan: Plan, fmt: str) -> None:
     "--out", "out", type=click.Path(dir_okay=False), help="Save the plan as JSON for a later apply."
 )
 @click.option(
-    "--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when changes are planned."
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing changes, 2 when changes are planned, 3 when error notices exist.",
 )
 @click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
 def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, actor: str | None) -> None:
@@ -62,6 +69,11 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
     refused = refusal(violations, trips)
     if refused is not None:
         raise refused
+    errors = _error_notices(result)
+    if errors:
+        click.echo(f"{errors} error notice(s) in this plan (bad directory data, partial reads ...)", err=True)
+    if detailed_exitcode and errors:
+        sys.exit(3)
     if detailed_exitcode and result.has_changes:
         sys.exit(2)
 
@@ -97,6 +109,9 @@ def apply(
     _emit(result, fmt)
     if fmt == "text":
         click.echo(f"\nApply complete: {len(result.changes)} change(s) applied and verified.")
+    errors = _error_notices(result)
+    if errors:
+        click.echo(f"{errors} error notice(s) in the applied plan (bad directory data, partial reads ...)", err=True)
 
 
 @cli.command(name="explain")
@@ -118,7 +133,7 @@ def explain_cmd(config_path: str, user: str) -> None:
     ]
     if not found:
         raise ProvisionerError(f"no identity with username, id or DN {user!r} in {', '.join(s.source for s in snaps)}")
-    lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
+    lifecycle = lifecycle_policy(cfg)
     for ident in found:
         click.echo(render_explanation(explain(ident, mappings.rules, lifecycle, ctx.now)))
     ids = {i.stable_id for i in found}
@@ -130,10 +145,10 @@ def explain_cmd(config_path: str, user: str) -> None:
             if c.role in names:
                 any_change = True
                 why = "; ".join(r.describe() for r in c.reasons)
-                click.echo(f"  [{tp.target}] {c.describe()}  <- {why}")
+                click.echo(escape_text(f"  [{tp.target}] {c.describe()}  <- {why}"))
         for n in tp.notices:
-            if n.role in names:
-                click.echo(f"  [{tp.target}] {n.level.value} {n.code}: {n.message}")
+            if n.role in names or (n.role is None and any(i.username in n.message for i in found)):
+                click.echo(escape_text(f"  [{tp.target}] {n.level.value} {n.code}: {n.message}"))
     if not any_change:
         click.echo("  none (the targets already match)")
     from provisioner.cli.roles import render_access  # down to tables, through the role catalog
@@ -145,16 +160,34 @@ def explain_cmd(config_path: str, user: str) -> None:
 
 @cli.command()
 @config_option
-def validate(config_path: str) -> None:
+@click.option("--online", is_flag=True, help="Also look for the configured role names on the targets.")
+def validate(config_path: str, online: bool) -> None:
     """Check the configuration and every mapping file; report every problem at once."""
-    cfg = load(config_path)
-    m = load_mappings(cfg.mappings_dir)
+    from pathlib import Path
+
+    from provisioner.validation import validate as check
+
+    report = check(Path(config_path), _target_roles if online else None)
+    for line in report.errors:
+        click.echo(escape_text(f"error: {line}"), err=True)
+    for line in report.warnings:
+        click.echo(escape_text(f"warning: {line}"), err=True)
+    if report.errors:
+        raise ConfigError(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    cfg, m = report.config, report.mappings
+    assert cfg is not None and m is not None
     click.echo(
         f"OK: {config_path}: {len(cfg.sources)} source(s), {len(cfg.targets)} target(s); "
         f"{m.root}: {len(m.rules.rules)} rule(s), {len(m.catalog.roles)} catalog role(s), {len(m.cases)} rule test(s)"
+        + (f"; {len(report.warnings)} warning(s)" if report.warnings else "")
     )
     how = "derived from the sources; set [provisioner] instance to pin it" if cfg.instance_derived else "configured"
     click.echo(f"installation: {cfg.instance} ({how})")
+
+
+def _target_roles(cfg: Config) -> set[str]:
+    with Targets(cfg) as targets:
+        return {name for state in targets.inspect_all().values() for name in state.roles}
 
 
 @cli.group()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from provisioner.core.explain import Explanation
 from provisioner.core.plan import ChangeKind, NoticeLevel, Plan
+from provisioner.core.textsafe import escape_lines
 
 _SIGN = {
     ChangeKind.CREATE_ROLE: "+",
@@ -35,8 +36,9 @@ def render_plan(plan: Plan, verbose: bool = True) -> str:
                 lines.append(f"  [{notice.level.value}] {notice.code}: {notice.message}")
     counts = plan.counts()
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no changes"
-    lines += ["", f"Summary: {summary}."]
-    return "\n".join(lines)
+    errors = sum(n.level is NoticeLevel.ERROR for tp in plan.targets for n in tp.notices)
+    lines += ["", f"Summary: {summary}." + (f" {errors} error notice(s): read them above." if errors else "")]
+    return escape_lines(lines)
 
 
 def render_explanation(exp: Explanation) -> str:
@@ -56,10 +58,12 @@ def render_explanation(exp: Explanation) -> str:
         lines.append(f"  {mark} {v.rule_id} -> {', '.join(v.roles)}  ({v.where})")
         if detail:
             lines.append(f"        because {detail}")
+        if v.failed:
+            lines.append(f"        failed: {v.failed}")
     roles = exp.roles
     lines += [
         "",
         "Roles from rules: "
         + (", ".join(f"{r} [{', '.join(ids)}]" for r, ids in sorted(roles.items())) or "none"),
     ]
-    return "\n".join(lines)
+    return escape_lines(lines)

@@ -15,8 +15,10 @@ from provisioner.config import Config
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LifecyclePolicy, classify
 from provisioner.core.model import Identity, SourceSnapshot
+from provisioner.core.textsafe import escape_text
 from provisioner.errors import ProvisionerError
 from provisioner.mappings import load_mappings
+from provisioner.pipeline import lifecycle_policy
 from provisioner.sources.factory import build_source
 
 SAMPLE_ATTRIBUTES = ("department", "title", "employee_type", "status", "hire_date", "leave_date")
@@ -49,9 +51,11 @@ def _describe(ident: Identity, policy: LifecyclePolicy, now: datetime) -> list[s
 
 
 def _report(snap: SourceSnapshot, seconds: float, sample: int, policy: LifecyclePolicy) -> None:
+    for error in snap.errors:
+        click.echo(escape_text(f"  error: {error}"))
     click.echo(f"  identities: {len(snap.identities)}   groups: {snap.group_count}   read in {seconds:.2f} s")
     for warning in snap.warnings[:10]:
-        click.echo(f"  warning: {warning}")
+        click.echo(escape_text(f"  warning: {warning}"))
     if len(snap.warnings) > 10:
         click.echo(f"  ... and {len(snap.warnings) - 10} more warning(s)")
     if sample and snap.identities:
@@ -59,7 +63,7 @@ def _report(snap: SourceSnapshot, seconds: float, sample: int, policy: Lifecycle
         now = datetime.now(UTC)
         for ident in snap.identities[:sample]:
             for line in _describe(ident, policy, now):
-                click.echo(line)
+                click.echo(escape_text(line))
 
 
 @sources.command(name="check")
@@ -74,7 +78,7 @@ def check(config_path: str, only: str | None, sample: int) -> None:
         names = ", ".join(s.name for s in cfg.sources)
         raise ProvisionerError(f"{cfg.path}: no source named {only!r} (configured: {names})")
     groups, note = _rule_groups(cfg)
-    policy = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
+    policy = lifecycle_policy(cfg)
     failed = 0
     for scfg in chosen:
         click.echo(f"source {scfg.name} ({scfg.type}):")
@@ -89,7 +93,7 @@ def check(config_path: str, only: str | None, sample: int) -> None:
                 source.close()
         except ProvisionerError as exc:
             failed += 1
-            click.echo(f"  FAILED ({type(exc).__name__}): {exc}")
+            click.echo(escape_text(f"  FAILED ({type(exc).__name__}): {exc}"))
             continue
         _report(snap, time.perf_counter() - started, sample, policy)
         if not snap.identities:

@@ -5,6 +5,7 @@ Catalog files live in ``mappings/roles/*.toml`` as ``[role.NAME]`` tables.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class CatalogRole:
     owner: str
     sensitivity: Sensitivity
     file: str
+    """``path:line`` of its ``[role.NAME]`` header."""
     extra: Mapping[str, Any]
     """Keys later features read (privileges, inherits ...)."""
 
@@ -62,22 +64,36 @@ def build_catalog(
             problems.append(
                 f"{filename}: unknown top-level key(s) {sorted(set(data) - {'role'})}; expected [role.NAME]"
             )
+        lines = _header_lines(text)
         for name, body in (data.get("role") or {}).items():
-            role, probs = _parse_role(name, body, filename, allowed)
+            role, probs = _parse_role(name, body, f"{filename}:{lines.get(name, 1)}", allowed)
             problems += probs
             if role is None:
                 continue
             if name in roles:
-                problems.append(f"{filename}: role {name!r} already defined in {roles[name].file}")
+                problems.append(f"{filename}:{lines.get(name, 1)}: role {name!r} already defined in {roles[name].file}")
                 continue
             roles[name] = role
     return Catalog(roles), problems
 
 
+_HEADER = re.compile(r"""^\s*\[\s*role\s*\.\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*[\].]""")
+
+
+def _header_lines(text: str) -> dict[str, int]:
+    """Role name -> the line of its first ``[role.NAME]`` (or ``[role.NAME.sub]``) header."""
+    out: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if m:
+            out.setdefault(next(g for g in m.groups() if g is not None), number)
+    return out
+
+
 def _parse_role(
-    name: str, body: Any, filename: str, allowed: set[str]
+    name: str, body: Any, location: str, allowed: set[str]
 ) -> tuple[CatalogRole | None, list[str]]:
-    where = f"{filename}: [role.{name}]"
+    where = f"{location}: [role.{name}]"
     if not isinstance(body, dict):
         return None, [f"{where}: must be a table"]
     problems = []
@@ -96,4 +112,4 @@ def _parse_role(
     if problems:
         return None, problems
     extra = {k: v for k, v in body.items() if k not in ROLE_KEYS}
-    return CatalogRole(name, body["description"].strip(), body["owner"].strip(), sens, filename, extra), []
+    return CatalogRole(name, body["description"].strip(), body["owner"].strip(), sens, location, extra), []

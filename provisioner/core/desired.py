@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date, datetime
 
-from provisioner.core.lifecycle import LifecyclePolicy, classify
+from provisioner.core.lifecycle import INVALID, LifecyclePolicy, classify, invalid_problem
 from provisioner.core.memo import GrantMemo
 from provisioner.core.model import (
     DesiredState,
@@ -26,8 +27,11 @@ def desired_state(
     lifecycle: LifecyclePolicy,
     now: datetime,
     memo: GrantMemo | None = None,
+    granted_only: frozenset[str] = frozenset(),
 ) -> DesiredState:
-    """``memo``: grants memoised across calls (the daemon keeps one); a fresh one otherwise."""
+    """``memo``: grants memoised across calls (the daemon keeps one); a fresh one otherwise.
+    ``granted_only``: sources with ``login_for = "granted"``: their active identities no
+    rule grants anything get no role (an existing one is disabled like a leaver's)."""
     memo = memo if memo is not None else GrantMemo()
     snaps = list(snapshots)
     identities = [i for s in snaps for i in s.identities]
@@ -37,6 +41,7 @@ def desired_state(
     users: dict[str, DesiredUser] = {}
     groups: set[str] = set()
     states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
+    problems = [*names.problems, *(f"{s.source}: {e}" for s in snaps for e in s.errors)]
     for ident in identities:
         name = names.names.get(ident.stable_id)
         if name is None or name in users:
@@ -46,10 +51,15 @@ def desired_state(
         state = states.get(key)
         if state is None:
             state = states[key] = classify(ident, now, lifecycle)
+        if state[1].rule == INVALID:
+            problems.append(invalid_problem(ident, name, state[1]))
         user = memo.user(ident, name, state)
         if user is None:
             user = _desired_user(ident, name, rules, state, memo, today)
         memo.keep(ident, name, state, user)
+        if ident.source in granted_only and user.lifecycle is Lifecycle.ACTIVE and not user.memberships:
+            why = Reason("login_for:granted", f"no rule grants {ident.username!r} anything (login_for = \"granted\")")
+            user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
         users[name] = user
         groups.update(user.memberships)
     memo.end()
@@ -57,7 +67,8 @@ def desired_state(
         users=users,
         groups=frozenset(groups),
         sources=frozenset(s.source for s in snaps),
-        problems=names.problems,
+        problems=tuple(problems),
+        partial=frozenset(s.source for s in snaps if not s.complete),
         held=names.held,
     )
 

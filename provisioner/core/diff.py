@@ -401,6 +401,8 @@ def _plan_vanished(
         m = mine(role, policy.instance)
         if m is None or m.kind is not RoleKind.USER or m.source not in desired.sources:
             continue
+        if m.source in desired.partial:  # unknown, not gone: an error notice says why
+            continue
         if (m.source, m.stable_id) in present or name in moved or name in desired.held:
             continue  # the identity is still there (its role renamed, or the name held this run)
         if is_protected(role, actual, policy):

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
-from provisioner.core.conditions import evaluate
+from provisioner.core.conditions import (
+    AllCondition,
+    AnyCondition,
+    AttrCondition,
+    Condition,
+    GroupCondition,
+    evaluate,
+)
 from provisioner.core.lifecycle import LifecyclePolicy, classify
 from provisioner.core.model import Identity, Lifecycle, Reason
 from provisioner.core.rules import RuleSet, render
@@ -19,6 +27,8 @@ class RuleVerdict:
     matched: bool
     evidence: tuple[tuple[str, str], ...]
     roles: tuple[str, ...]
+    failed: str = ""
+    """For a rule that does not match: its first condition that fails, with the values seen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +56,30 @@ def explain(ident: Identity, rules: RuleSet, lifecycle: LifecyclePolicy, now: da
     verdicts = []
     for rule in rules.rules:
         ok, evidence = evaluate(rule.when, ident, now.date())
-        ok = ok and rule.enabled
+        failed = "" if ok else first_failure(rule.when, ident, now.date())
+        if not rule.enabled:
+            ok, failed = False, "the rule is disabled (enabled = false)"
         roles = tuple(r for t in rule.grants for r in render(t, ident)) if ok else rule.grants
-        verdicts.append(RuleVerdict(rule.id, rule.description, rule.where, ok, evidence, roles))
+        verdicts.append(RuleVerdict(rule.id, rule.description, rule.where, ok, evidence, roles, failed))
     return Explanation(ident, state, why, tuple(verdicts))
+
+
+def first_failure(cond: Condition, ident: Identity, today: date) -> str:
+    """The first condition inside ``cond`` that is false for ``ident``, in words."""
+    if isinstance(cond, AttrCondition):
+        values = ident.attributes.get(cond.attr, ())
+        seen = f"has {' | '.join(repr(v) for v in values)}" if values else "has no value"
+        shown = cond.value.pattern if isinstance(cond.value, re.Pattern) else cond.value
+        return f"{cond.attr} {cond.op} {shown!r} ({seen})"
+    if isinstance(cond, GroupCondition):
+        return f"not in group {cond.group!r} (directly or nested)"
+    if isinstance(cond, AllCondition):
+        for item in cond.items:
+            if not evaluate(item, ident, today)[0]:
+                return first_failure(item, ident, today)
+        return "all"  # unreachable for a failing condition
+    if isinstance(cond, AnyCondition):
+        return "none of: " + "; ".join(first_failure(item, ident, today) for item in cond.items)
+    _, evidence = evaluate(cond.item, ident, today)
+    shown = ", ".join(f"{k}={v!r}" for k, v in evidence)
+    return f"not (...) is false: the inner condition matched ({shown or 'true'})"

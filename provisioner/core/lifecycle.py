@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -24,45 +24,116 @@ from provisioner.core.plan import Change, ChangeKind, Notice, NoticeLevel, make_
 
 @dataclass(frozen=True, slots=True)
 class LifecyclePolicy:
+    """``zone``: the time zone of date-only hire and leave dates (a ``zoneinfo.ZoneInfo``
+    built by the shell); ``leave_at``: the time of day a date-only leave date takes
+    effect in that zone, None = the end of that day (the next day's 00:00)."""
+
     terminated_statuses: frozenset[str] = frozenset({"terminated", "inactive", "leaver", "retired"})
+    zone: tzinfo = UTC
+    leave_at: time | None = None
 
     @classmethod
-    def from_statuses(cls, statuses: Iterable[str]) -> LifecyclePolicy:
-        return cls(frozenset(s.casefold() for s in statuses))
+    def from_statuses(
+        cls, statuses: Iterable[str], zone: tzinfo = UTC, leave_at: time | None = None
+    ) -> LifecyclePolicy:
+        return cls(frozenset(s.casefold() for s in statuses), zone, leave_at)
 
 
-def parse_instant(text: str) -> datetime | None:
-    """``YYYY-MM-DD`` means 00:00 UTC that day; a full ISO timestamp is used as is."""
+INVALID = "lifecycle:invalid"
+LIFECYCLE_ATTRIBUTES = ("leave_date", "hire_date")
+"""Attributes whose value decides access by itself: an unusable one fails safe."""
+
+
+def parse_instant(
+    text: str, zone: tzinfo = UTC, leave_at: time | None = None, *, leave: bool = False
+) -> datetime | None:
+    """The instant a hire or leave date takes effect; None when ``text`` is no date.
+
+    ``YYYY-MM-DD`` is a date in ``zone``: a hire date starts at 00:00 that day, a
+    leave date (``leave=True``) takes effect at ``leave_at`` that day or, when
+    None, at the end of that day.  A timestamp keeps its time: with an offset
+    (``Z``, ``+02:00``) as written, without one in ``zone``."""
+    value = text.strip()
+    if len(value) == 10:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            return None
+        if not leave:
+            return datetime.combine(day, time(0), zone)
+        if leave_at is None:
+            return datetime.combine(day + timedelta(days=1), time(0), zone)
+        return datetime.combine(day, leave_at, zone)
+    if len(value) < 16 or value[10] not in "Tt ":
+        return None
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def unusable_values(ident: Identity, policy: LifecyclePolicy) -> tuple[tuple[str, str], ...]:
+    """(attribute, raw value) of every lifecycle value that is not a date."""
+    return tuple(
+        (name, raw)
+        for name in LIFECYCLE_ATTRIBUTES
+        for raw in ident.attributes.get(name, ())[:1]
+        if parse_instant(raw, policy.zone, policy.leave_at, leave=name == "leave_date") is None
+    )
+
+
+def invalid_problem(ident: Identity, role: str, why: Reason) -> str:
+    """The error notice for an identity whose lifecycle value is not a date."""
+    values = ", ".join(f"{name} = {raw!r}" for name, raw in why.attributes)
+    return (
+        f"{ident.source}: {ident.username!r} ({(ident.dn or ident.stable_id)!r}, role {role}): {values} is not a "
+        "date; treated as left now (no new access, everything revoked) until the directory is fixed"
+    )
 
 
 def classify(ident: Identity, now: datetime, policy: LifecyclePolicy) -> tuple[Lifecycle, Reason, datetime | None]:
-    """Return the lifecycle state, why, and the instant access must end (if any)."""
+    """Return the lifecycle state, why, and the instant access must end (if any).
+
+    A hire or leave value that is not a date fails safe: the identity is treated
+    as if it had left now (no new access, everything it holds revoked) until the
+    directory is fixed; the caller reports it as an error."""
     if not ident.enabled:
         return Lifecycle.LEAVER, Reason("lifecycle:leaver", "account disabled in the directory"), None
     status = ident.first("status")
     if status and status.casefold() in policy.terminated_statuses:
         return Lifecycle.LEAVER, Reason("lifecycle:leaver", f"status={status!r}", (("status", status),)), None
+    bad = unusable_values(ident, policy)
+    if bad:
+        what = ", ".join(f"{name}={raw!r}" for name, raw in bad)
+        return Lifecycle.LEAVER, Reason(INVALID, f"{what} is not a date; treated as left now", bad), None
     leave_raw = ident.first("leave_date")
-    leave = parse_instant(leave_raw) if leave_raw else None
+    leave = parse_instant(leave_raw, policy.zone, policy.leave_at, leave=True) if leave_raw else None
     if leave_raw and leave is not None and leave <= now:
         return (
             Lifecycle.LEAVER,
-            Reason("lifecycle:leaver", f"leave_date={leave_raw!r} has passed", (("leave_date", leave_raw),)),
+            Reason(
+                "lifecycle:leaver",
+                f"leave_date={leave_raw!r} has passed (effective {leave.isoformat()})",
+                (("leave_date", leave_raw), ("leave_at", leave.isoformat())),
+            ),
             None,
         )
     hire_raw = ident.first("hire_date")
-    hire = parse_instant(hire_raw) if hire_raw else None
+    hire = parse_instant(hire_raw, policy.zone) if hire_raw else None
     if hire_raw and hire is not None and hire > now:
         return (
             Lifecycle.FUTURE_HIRE,
-            Reason("lifecycle:joiner", f"hire_date={hire_raw!r} is in the future", (("hire_date", hire_raw),)),
+            Reason(
+                "lifecycle:joiner",
+                f"hire_date={hire_raw!r} is in the future (effective {hire.isoformat()})",
+                (("hire_date", hire_raw), ("hire_at", hire.isoformat())),
+            ),
             leave,
         )
+    if leave is not None:
+        why = f"active in the directory; leaves {leave.isoformat()} (leave_date={leave_raw!r})"
+        return Lifecycle.ACTIVE, Reason("lifecycle:active", why, (("leave_at", leave.isoformat()),)), leave
     return Lifecycle.ACTIVE, Reason("lifecycle:active", "active in the directory"), leave
 
 
@@ -110,7 +181,7 @@ def next_lifecycle_events(desired: DesiredState, now: datetime) -> list[Lifecycl
     out: list[LifecycleEvent] = []
     for user in desired.users.values():
         if user.lifecycle is Lifecycle.FUTURE_HIRE:
-            raw = dict(user.lifecycle_reason.attributes).get("hire_date")
+            raw = dict(user.lifecycle_reason.attributes).get("hire_at")
             hire = parse_instant(raw) if raw else None
             if hire is not None and hire > now:
                 out.append(LifecycleEvent(hire, user.name, EventKindName.HIRE))
@@ -134,7 +205,7 @@ def missing_counts(
 
     Only managed login roles (on any target) of a source that was read count;
     an identity seen again starts from zero."""
-    snaps = {s.source: {i.stable_id for i in s.identities} for s in snapshots}
+    snaps = {s.source: {i.stable_id for i in s.identities} for s in snapshots if s.complete}  # partial: unknown
     out: dict[str, dict[str, int]] = {source: {} for source in snaps}
     for state in actual:
         for role in state.roles.values():

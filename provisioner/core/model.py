@@ -58,6 +58,9 @@ class SourceSnapshot:
     complete: bool = True
     read_at: datetime | None = None
     warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    """Partial reads (a referral not followed ...): error notices in every plan; with
+    ``complete`` False nobody of this source counts as vanished."""
 
 
 # --------------------------------------------------------------------------- reasons
@@ -122,6 +125,8 @@ class DesiredState:
     frozen: frozenset[str] = frozenset()
     """Group roles whose memberships are neither granted nor revoked this run (granted by a
     rule whose group is ambiguous: core/groupref.py)."""
+    partial: frozenset[str] = frozenset()
+    """Sources read only in part: their missing identities are not leavers this run."""
 
 
 # --------------------------------------------------------------------------- actual state

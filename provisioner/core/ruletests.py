@@ -7,6 +7,14 @@ Cases live in ``mappings/tests/*.toml`` as ``[[case]]`` tables::
     attributes = { department = "Trading", title = "Equity Trader" }
     groups = ["desk-equities"]
     expect = ["trade_executor", "trade_reader"]
+
+A file may describe nested groups once for all its cases: ``[hierarchy]`` maps a group
+to the groups it is a member of, so a case in ``desk-equities`` below is also in
+``trading-floor`` and ``all-staff``, as a directory with nested groups would say::
+
+    [hierarchy]
+    desk-equities = ["trading-floor"]
+    trading-floor = ["all-staff"]
 """
 
 from __future__ import annotations
@@ -56,17 +64,51 @@ def parse_cases(files: Iterable[tuple[str, str]]) -> tuple[list[RuleCase], list[
         except tomllib.TOMLDecodeError as exc:
             problems.append(f"{filename}: not valid TOML: {exc}")
             continue
+        unknown = set(data) - {"case", "hierarchy"}
+        if unknown:
+            problems.append(f"{filename}: unknown top-level key(s) {sorted(unknown)}; expected [[case]], [hierarchy]")
+        parents, probs = _parse_hierarchy(data.get("hierarchy", {}), filename, text)
+        problems += probs
         lines = [i for i, ln in enumerate(text.splitlines(), 1) if ln.strip().startswith("[[case]]")]
         for i, raw in enumerate(data.get("case", [])):
             where = f"{filename}:{lines[i] if i < len(lines) else 1}"
-            case, probs = _parse_case(raw, where)
+            case, probs = _parse_case(raw, where, parents)
             problems += probs
             if case:
                 cases.append(case)
     return cases, problems
 
 
-def _parse_case(raw: dict[str, Any], where: str) -> tuple[RuleCase | None, list[str]]:
+def _parse_hierarchy(raw: Any, filename: str, text: str) -> tuple[dict[str, frozenset[str]], list[str]]:
+    line = next((i for i, ln in enumerate(text.splitlines(), 1) if ln.strip().startswith("[hierarchy]")), 1)
+    where = f"{filename}:{line}: [hierarchy]"
+    if not isinstance(raw, dict):
+        return {}, [f"{where}: must be a table of group = [parent groups]"]
+    parents: dict[str, frozenset[str]] = {}
+    problems = []
+    for group, ups in raw.items():
+        if not isinstance(ups, list) or not all(isinstance(u, str) for u in ups):
+            problems.append(f"{where}: {group!r} must be a list of the groups it is a member of")
+            continue
+        parents[group.lower()] = frozenset(u.lower() for u in ups)
+    return parents, problems
+
+
+def nested(groups: Iterable[str], parents: dict[str, frozenset[str]]) -> frozenset[str]:
+    """``groups`` and every group they are nested in, transitively (cycles end the walk)."""
+    seen: set[str] = set()
+    todo = list(groups)
+    while todo:
+        group = todo.pop()
+        if group not in seen:
+            seen.add(group)
+            todo.extend(parents.get(group, ()))
+    return frozenset(seen)
+
+
+def _parse_case(
+    raw: dict[str, Any], where: str, parents: dict[str, frozenset[str]] | None = None
+) -> tuple[RuleCase | None, list[str]]:
     problems = []
     if set(raw) - CASE_KEYS:
         problems.append(f"{where}: unknown key(s) {sorted(set(raw) - CASE_KEYS)}")
@@ -93,7 +135,7 @@ def _parse_case(raw: dict[str, Any], where: str) -> tuple[RuleCase | None, list[
         username=str(values.get("username", (str(name),))[0]),
         source="rule-test",
         attributes=values,
-        groups=frozenset(str(g).lower() for g in groups),
+        groups=nested((str(g).lower() for g in groups), parents or {}),
     )
     return RuleCase(str(name), ident, frozenset(map(str, expect or [])), today, where), []
 

@@ -79,9 +79,10 @@ def upcoming_instants(desired: DesiredState, now: datetime) -> tuple[datetime, .
 
 def _leaver_since(change: Change) -> datetime | None:
     for reason in change.reasons:
-        raw = dict(reason.attributes).get("leave_date")
+        attrs = dict(reason.attributes)
+        raw = attrs.get("leave_at") or attrs.get("leave_date")
         if raw:
-            return parse_instant(raw)
+            return parse_instant(raw, leave=True)
     return None
 
 

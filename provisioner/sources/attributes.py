@@ -12,9 +12,9 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
-from provisioner.config import _SourceBase
+from provisioner.config import AttributeTransform, _SourceBase
 from provisioner.core.needs import SourceNeeds
 
 RawAttributes = Mapping[str, Sequence[bytes]]
@@ -78,6 +78,59 @@ _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
+class Transform:
+    """``[sources.attributes]`` table form: the part of each value ``pattern``'s one
+    capture group matches (values it does not match are skipped), and for a hire or
+    leave date the strptime ``formats`` tried in order."""
+
+    pattern: re.Pattern[str] | None = None
+    formats: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: AttributeTransform) -> Transform:
+        return cls(re.compile(config.pattern) if config.pattern is not None else None, config.all_formats)
+
+
+_TIME_DIRECTIVES = ("%H", "%I", "%M", "%S", "%f", "%p", "%z", "%Z", "%c", "%X")
+
+
+def apply_transform(canonical: str, texts: Sequence[str], transform: Transform | None) -> tuple[str, ...]:
+    """Each value through ``transform``; for a hire or leave date normalised to ISO 8601.
+
+    A date that cannot be read is kept as written: the core treats the identity as a
+    leaver and reports it (see docs/rules.md), so a bad value is never silently dropped.
+    Raises nothing."""
+    out: list[str] = []
+    for text in texts:
+        if transform is not None and transform.pattern is not None:
+            m = transform.pattern.search(text)
+            if m is None or m.group(1) is None:
+                continue
+            text = m.group(1).strip()
+        if not text:
+            continue
+        if canonical in DATE_NAMES:
+            text = _date_text(text, transform.formats if transform is not None else ())
+        out.append(text)
+    return tuple(out)
+
+
+def _date_text(text: str, formats: Sequence[str]) -> str:
+    for fmt in formats:
+        try:
+            moment = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if any(d in fmt for d in _TIME_DIRECTIVES):
+            return moment.isoformat()
+        return moment.date().isoformat()
+    try:
+        return normalize_date(text)
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class AttributeMap:
     """Canonical name -> directory attribute, for one source."""
 
@@ -91,12 +144,16 @@ class AttributeMap:
             plan = tuple((c, a.lower(), a) for c, a in self.fields.items())
             object.__setattr__(self, "plan", plan)
 
+    transforms: Mapping[str, Transform] = field(default_factory=dict)
+    """Canonical name -> its transform (the table form of ``[sources.attributes]``)."""
+
     def restrict(self, needs: SourceNeeds) -> AttributeMap:
         """Only the fields ``needs`` asks for (stable id and username always)."""
         if needs.attributes is None:
             return self
         keep = needs.attributes | {"stable_id", "username"}
-        return AttributeMap(self.preset, {c: a for c, a in self.fields.items() if c in keep})
+        fields = {c: a for c, a in self.fields.items() if c in keep}
+        return AttributeMap(self.preset, fields, transforms={c: t for c, t in self.transforms.items() if c in keep})
 
     @property
     def stable_id(self) -> str:
@@ -120,12 +177,18 @@ class MappedEntry:
 def attribute_map(config: _SourceBase) -> AttributeMap:
     """The preset of ``config`` with its overrides applied."""
     fields = dict(PRESETS[config.preset])
-    fields.update({k.lower(): v for k, v in config.attributes.items()})
+    transforms: dict[str, Transform] = {}
+    for key, value in config.attributes.items():
+        if isinstance(value, AttributeTransform):
+            fields[key.lower()] = value.attribute
+            transforms[key.lower()] = Transform.of(value)
+        else:
+            fields[key.lower()] = value
     if config.stable_id_attribute:
         fields["stable_id"] = config.stable_id_attribute
     if config.username_attribute:
         fields["username"] = config.username_attribute
-    return AttributeMap(config.preset, fields)
+    return AttributeMap(config.preset, fields, transforms={c: t for c, t in transforms.items() if fields.get(c)})
 
 
 def requested_attributes(amap: AttributeMap) -> list[str]:
@@ -176,14 +239,27 @@ _GENERALIZED = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})?(\d{2})?(\d{2})?(?:[.,
 
 
 def normalize_date(text: str) -> str:
-    """``YYYY-MM-DD``, ``YYYYMMDD`` or GeneralizedTime -> ``YYYY-MM-DD``."""
+    """``YYYY-MM-DD``, ``YYYYMMDD``, an ISO 8601 timestamp or GeneralizedTime -> ISO 8601:
+    a date stays a date, a timestamp keeps its time of day and its offset (``Z`` ->
+    ``+00:00``); one without an offset is read in ``[lifecycle] timezone`` later."""
     value = text.strip()
     try:
-        if len(value) >= 10 and value[4] == "-":
-            return date.fromisoformat(value[:10]).isoformat()
+        if len(value) == 10 and value[4] == "-":
+            return date.fromisoformat(value).isoformat()
+        if len(value) > 10 and value[4] == "-" and value[10] in "Tt ":
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
         m = _GENERALIZED.match(value)
         if m:
-            return date(int(m[1]), int(m[2]), int(m[3])).isoformat()
+            if m[4] is None:
+                return date(int(m[1]), int(m[2]), int(m[3])).isoformat()
+            moment = datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5] or 0), int(m[6] or 0))
+            if m[7] == "Z":
+                moment = moment.replace(tzinfo=UTC)
+            elif m[7]:
+                sign = 1 if m[7][0] == "+" else -1
+                offset = timedelta(hours=int(m[7][1:3]), minutes=int(m[7][3:5]))
+                moment = moment.replace(tzinfo=timezone(sign * offset))
+            return moment.isoformat()
     except ValueError:
         pass
     raise ValueError(f"not a date: {text!r}")
@@ -202,10 +278,7 @@ def _decode(canonical: str, attr: str, values: Sequence[bytes]) -> tuple[str, ..
     if kind == "accountexpires":
         out = (filetime_to_iso(int(v)) for v in values)
         return tuple(v for v in out if v is not None)
-    texts = tuple(t for t in (decode_text(v) for v in values) if t)
-    if canonical in DATE_NAMES:
-        return tuple(normalize_date(t) for t in texts)
-    return texts
+    return tuple(t for t in (decode_text(v) for v in values) if t)
 
 
 _SPECIAL = frozenset({"objectguid", "useraccountcontrol", "accountexpires"})
@@ -214,11 +287,12 @@ _SPECIAL = frozenset({"objectguid", "useraccountcontrol", "accountexpires"})
 def map_entry(dn: str, raw: RawAttributes, amap: AttributeMap) -> MappedEntry:
     """Decode every mapped attribute of one entry (``raw`` keys lower-cased)."""
     entry = MappedEntry(dn=dn, attributes={})
+    transforms = amap.transforms
     for canonical, key, attr in amap.plan:
         values = raw.get(key)
         if not values:
             continue
-        if key not in _SPECIAL and canonical not in DATE_NAMES:
+        if key not in _SPECIAL and canonical not in DATE_NAMES and canonical not in transforms:
             try:
                 texts = tuple(t for t in (v.decode("utf-8").strip() for v in values) if t)
             except UnicodeDecodeError:
@@ -229,8 +303,19 @@ def map_entry(dn: str, raw: RawAttributes, amap: AttributeMap) -> MappedEntry:
         try:
             decoded = _decode(canonical, attr, values)
         except ValueError as exc:
-            entry.problems.append(f"{dn}: {canonical} ({attr}): {exc}; value ignored")
-            continue
+            if canonical not in DATE_NAMES:
+                entry.problems.append(f"{dn}: {canonical} ({attr}): {exc}; value ignored")
+                continue
+            decoded = tuple(t for t in (decode_text(v) for v in values) if t)  # kept raw: fails safe in the core
+        if key not in _SPECIAL or canonical in transforms:
+            decoded = apply_transform(canonical, decoded, transforms.get(canonical))
+        for text in decoded if canonical in DATE_NAMES else ():
+            try:
+                normalize_date(text)
+            except ValueError:
+                entry.problems.append(
+                    f"{dn}: {canonical} ({attr}) = {text!r} is not a date; the person is treated as a leaver"
+                )
         if decoded:
             entry.attributes[canonical] = decoded
     uac = raw.get("useraccountcontrol")

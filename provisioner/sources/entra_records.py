@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from provisioner.config import EntraSourceConfig
 from provisioner.core.model import Identity
-from provisioner.sources.attributes import normalize_date
+from provisioner.sources.attributes import Transform, apply_transform, normalize_date
 
 Record = dict[str, Any]
 
@@ -59,7 +58,8 @@ def user_properties(cfg: EntraSourceConfig) -> list[str]:
     props = list(BASE_PROPERTIES)
     if cfg.extension_attributes:
         props.append(EXTENSIONS)
-    for prop in cfg.attributes.values():
+    for value in cfg.attributes.values():
+        prop = value if isinstance(value, str) else value.attribute
         if prop not in props:
             props.append(prop)
     return props
@@ -192,25 +192,24 @@ def to_identity(
     for prop, canonical in CANONICAL.items():
         if record.get(prop) not in (None, ""):
             attrs[canonical] = _texts(record[prop])
-    if record.get("employeeHireDate"):
-        try:
-            attrs["hire_date"] = (normalize_date(str(record["employeeHireDate"])),)
-        except ValueError as exc:
-            notes.append(f"{where}: hire_date (employeeHireDate): {exc}; value ignored")
-    if record.get("employeeLeaveDateTime"):
-        text = str(record["employeeLeaveDateTime"])
-        try:
-            datetime.fromisoformat(text.replace("Z", "+00:00"))
-            attrs["leave_date"] = (text,)
-        except ValueError:
-            notes.append(f"{where}: leave_date (employeeLeaveDateTime): not a date-time: {text!r}; value ignored")
+    for prop, canonical in (("employeeHireDate", "hire_date"), ("employeeLeaveDateTime", "leave_date")):
+        if record.get(prop):
+            text = str(record[prop]).strip()
+            try:
+                attrs[canonical] = (normalize_date(text),)
+            except ValueError:
+                attrs[canonical] = (text,)  # kept as written: the core fails safe and reports it
+                notes.append(f"{where}: {canonical} ({prop}) = {text!r} is not a date; treated as a leaver")
     ext = record.get(EXTENSIONS) or {}
     for key, canonical in cfg.extension_attributes.items():
         if ext.get(key) not in (None, ""):
             attrs[canonical.lower()] = _texts(ext[key])
-    for canonical, prop in cfg.attributes.items():
+    for canonical, value in cfg.attributes.items():
+        prop, transform = (value, None) if isinstance(value, str) else (value.attribute, Transform.of(value))
         if record.get(prop) not in (None, ""):
-            attrs[canonical.lower()] = _texts(record[prop])
+            texts = apply_transform(canonical.lower(), _texts(record[prop]), transform)
+            if texts:
+                attrs[canonical.lower()] = texts
     mgr = record.get("_mgr")
     if mgr:
         attrs["manager_id"] = (str(mgr),)

@@ -34,7 +34,7 @@ from typing import Any
 from provisioner.sources.groups import GroupRecord, UserRecord, norm_dn
 from provisioner.sources.ldap_wire import KeyValueStore
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: dates keep their time of day; unusable lifecycle values kept raw
 
 
 DELTA_SHARE = 10
@@ -89,6 +89,10 @@ class SnapshotStore:
     def __init__(self, store: KeyValueStore, key: str) -> None:
         self.store = store
         self.key = key
+
+    def invalidate(self) -> None:
+        """The next read is a full one (after a partial read, whose gaps must not persist)."""
+        self.store.put(self.key + ":mark", {"v": 0})
 
     def memory(self) -> Memory | None:
         mem = _memory_of(self.store)

@@ -14,6 +14,7 @@ import gc
 import math
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import ldap3
@@ -68,6 +69,7 @@ class LdapSource:
         self.amap: AttributeMap = attribute_map(config).restrict(needs)
         self._conn: ldap3.Connection | None = None
         self.referrals = 0
+        self.referral_uris: list[str] = []
         self.last_stats: dict[str, Any] = {}
         """Incremental reads: mode (full / incremental), why, how much changed."""
 
@@ -76,6 +78,7 @@ class LdapSource:
     def read(self) -> SourceSnapshot:
         cfg = self.config
         self.referrals = 0
+        self.referral_uris = []
         conn = self._connect()
         # A read allocates millions of small, long-lived objects and no cycles:
         # the cyclic GC would rescan them over and over (superlinear time).
@@ -88,6 +91,8 @@ class LdapSource:
                 reader = IncrementalReader(self, self.store)
                 snapshot: SourceSnapshot = reader.read(conn)
                 self.last_stats = reader.stats
+                if self.referrals:  # what hid behind a referral must be read again, in full
+                    reader.saved.invalidate()
             else:
                 snapshot = self._full_read(conn)
         except (LDAPException, OSError) as exc:
@@ -96,6 +101,7 @@ class LdapSource:
             if gc_was_enabled:
                 gc.enable()
             self.close()
+        snapshot = self.mark_partial(snapshot)
         log.info(
             "ldap source read",
             source=self.name,
@@ -118,7 +124,19 @@ class LdapSource:
         return assemble(self.name, records, membership, self.amap, self.warnings())
 
     def warnings(self) -> list[str]:
-        return [f"{self.referrals} search referral(s) not followed"] if self.referrals else []
+        return []
+
+    def mark_partial(self, snapshot: SourceSnapshot) -> SourceSnapshot:
+        """A read that met referrals is partial: the entries behind them are unknown, so
+        it carries an error notice and nobody of this source counts as vanished."""
+        if not self.referrals:
+            return snapshot
+        uris = ", ".join(sorted(set(self.referral_uris))[:5]) or "no URI"
+        error = (
+            f"partial read: {self.referrals} search referral(s) not followed ({uris}); the entries "
+            "behind them are unknown, so nobody of this source is disabled for being missing this run"
+        )
+        return replace(snapshot, complete=False, errors=(*snapshot.errors, error))
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -209,6 +227,7 @@ class LdapSource:
                     yield item["dn"], item["raw_attributes"]
                 else:
                     self.referrals += 1
+                    self.referral_uris.extend(str(u) for u in item.get("uri") or ())
             cookie = cookie_of(conn.result)
             if not cookie:
                 return

@@ -55,7 +55,7 @@ def test_reads_mapped_identity_with_dn_and_uuid(ldap_ou: LdapOu) -> None:
     assert ident.first("title") == "Equity Trader"
     assert ident.first("employee_type") == "contractor"
     assert ident.first("employee_id") == "E100"
-    assert ident.first("hire_date") == "2030-01-02"
+    assert ident.first("hire_date") == "2030-01-02T00:00:00+00:00"  # a timestamp keeps its time
     assert ident.first("leave_date") == "2031-05-06"
     assert ident.first("display_name") == "Jane Doe"
     assert "sn" not in ident.attributes

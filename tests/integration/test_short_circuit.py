@@ -59,7 +59,7 @@ class Warm:
 def warm(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Iterator[Warm]:
     ldap_ou.add_user("ann", **person("Trading", "Equity Trader"))
     ldap_ou.add_user("dan", **person("Operations"))
-    ldap_ou.add_user("cat", **person("Trading", "Equity Trader", hrLeaveDate="20310105"))
+    ldap_ou.add_user("cat", **person("Trading", "Equity Trader", hrLeaveDate="20310104"))  # leaves at its end
     s = make_setup(
         tmp_path, ldap_ou.config(name=f"{role_prefix}src"), role_prefix, rules=RULES, extra=RELAXED, drift="revoke"
     )

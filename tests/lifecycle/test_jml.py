@@ -59,14 +59,14 @@ def test_joiner_mover_leaver_over_simulated_days(
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(heir)))
     ldap_ou.add_user("ann", **person("Trading", "Equity Trader"))
     bob = ldap_ou.add_user("bob", **person("Operations", hrHireDate="20310103"))
-    ldap_ou.add_user("cat", **person("Trading", hrLeaveDate="20310105"))
+    ldap_ou.add_user("cat", **person("Trading", hrLeaveDate="20310104"))  # last working day: day 4
     ldap_ou.add_user("dan", **person("Trading"))
     lifecycle = f'\n[lifecycle]\nretention_days = 30\nreassign_owned_to = "{heir}"\n'
     s = setup(tmp_path, ldap_ou, p, extra=RELAXED + lifecycle)
     with pg.admin_connect() as conn:  # to end a leaver's sessions
         conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(s.login)))
 
-    # day 1: ann, cat, dan join; bob is hired on day 3; cat leaves on day 5 (00:00 UTC)
+    # day 1: ann, cat, dan join; bob is hired on day 3; cat leaves at the end of day 4 (day 5 00:00 UTC)
     plan = s.apply(now=day(1))
     notices = {(n.code, n.role) for t in plan.targets for n in t.notices}
     assert ("scheduled_joiner", f"{p}bob") in notices and ("scheduled_disable", f"{p}cat") in notices

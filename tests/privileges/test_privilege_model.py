@@ -46,9 +46,9 @@ privileges = ["SELECT"]
 """
     )
     text = "\n".join(problems)
-    assert "roles.toml: [role.a]: extras 'delete' is not one of 'report', 'revoke'" in text
+    assert "roles.toml:2: [role.a]: extras 'delete' is not one of 'report', 'revoke'" in text
     assert "inherits unknown catalog role 'nobody'" in text
-    assert "[role.a] grants[0]: privilege 'EXECUTE' is not valid on tables" in text
+    assert "roles.toml:2: [role.a] grants[0]: privilege 'EXECUTE' is not valid on tables" in text
     assert "[role.a] grants[0]: unknown key(s) ['colour']" in text
     assert "grants[1]: on = \"columns\" needs 'objects'" in text
     assert "grants[1]: on = \"columns\" needs 'columns'" in text
@@ -59,8 +59,8 @@ def test_inheritance_cycles_are_reported_with_the_full_path() -> None:
     _, problems = catalog(
         "".join(f'[role.{n}]\n{HEAD}inherits = ["{p}"]\n' for n, p in [("a", "b"), ("b", "c"), ("c", "a"), ("d", "d")])
     )
-    assert "roles.toml: inheritance cycle: a -> b -> c -> a" in problems
-    assert "roles.toml: inheritance cycle: d -> d" in problems
+    assert "roles.toml:1: inheritance cycle: a -> b -> c -> a" in problems
+    assert "roles.toml:13: inheritance cycle: d -> d" in problems
     assert len([p for p in problems if "cycle" in p]) == 2
 
 

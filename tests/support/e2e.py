@@ -59,15 +59,22 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)
 
 
+def _inline(value: Any) -> str:
+    """A TOML inline value (tables inline, strings as JSON strings, which TOML reads alike)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items() if v not in (None, [])) + " }"
+    return _toml_value(value)
+
+
 def source_toml(cfg: LdapSourceConfig | LdifSourceConfig) -> str:
     data = cfg.model_dump(exclude_none=True)
     secret = getattr(cfg, "bind_password", None)
     data["bind_password"] = secret.ref if secret else None
     lines = ["[[sources]]"]
     for key, value in data.items():
-        if value is None or key == "attributes":
+        if value is None or (key == "attributes" and not value):
             continue
-        lines.append(f"{key} = {_toml_value(value)}")
+        lines.append(f"{key} = {_inline(value) if key == 'attributes' else _toml_value(value)}")
     return "\n".join(lines)
 
 

@@ -157,9 +157,11 @@ def test_ad_garbage_uac_is_disabled_with_problem() -> None:
     ("text", "expected"),
     [
         ("2024-03-01", "2024-03-01"),
-        ("20240301000000Z", "2024-03-01"),
+        ("20240301000000Z", "2024-03-01T00:00:00+00:00"),
+        ("20261206162003Z", "2026-12-06T16:20:03+00:00"),
+        ("20261206162003+0100", "2026-12-06T16:20:03+01:00"),
         ("20240301", "2024-03-01"),
-        ("2024-03-01T10:00:00Z", "2024-03-01"),
+        ("2024-03-01T10:00:00Z", "2024-03-01T10:00:00+00:00"),
         (" 2030-12-31 ", "2030-12-31"),
     ],
 )
@@ -167,11 +169,14 @@ def test_normalize_date(text: str, expected: str) -> None:
     assert normalize_date(text) == expected
 
 
-def test_bad_date_is_dropped_with_problem() -> None:
+def test_bad_date_is_kept_raw_with_problem() -> None:
+    """Never silently dropped: kept as written (the core fails safe on it) and reported."""
     raw = {"entryuuid": [b"u1"], "uid": [b"x"], "hrleavedate": [b"31/12/2024"]}
     entry = map_entry("uid=x", raw, attribute_map(_cfg()))
-    assert "leave_date" not in entry.attributes
-    assert entry.problems == ["uid=x: leave_date (hrLeaveDate): not a date: '31/12/2024'; value ignored"]
+    assert entry.attributes["leave_date"] == ("31/12/2024",)
+    assert entry.problems == [
+        "uid=x: leave_date (hrLeaveDate) = '31/12/2024' is not a date; the person is treated as a leaver"
+    ]
 
 
 # --------------------------------------------------------------------------- groups

@@ -158,7 +158,7 @@ def test_future_hire_and_future_leave() -> None:
     leaving = person("fay", "Trading", leave_date="2026-12-31")
     changes, notices = plan_for([leaving], empty_state())
     create = next(c for c in changes if c.kind is ChangeKind.CREATE_ROLE and c.role == "fay")
-    assert create.param("valid_until") == "2026-12-31T00:00:00+00:00"
+    assert create.param("valid_until") == "2027-01-01T00:00:00+00:00"  # the end of the last working day
     assert any(n.code == "scheduled_disable" for n in notices)
 
 

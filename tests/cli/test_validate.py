@@ -1,0 +1,96 @@
+"""``provisioner validate`` in one pass (issue 15): configuration and mapping errors
+together, file:line everywhere (the role catalog too), attributes no source maps,
+role names that exist nowhere (offline near misses; ``--online`` against PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from psycopg import sql
+
+from tests.cli.test_cli import run
+from tests.support import pg
+
+RULES = """
+[[rule]]
+id = "ops"
+description = "operations settle"
+grant = ["{p}ops_settlement"]
+when = {{ attr = "departmnet", equals = "Operations" }}
+
+[[rule]]
+id = "approvers"
+description = "approvers"
+grant = ["{p}trade_approver"]
+when = {{ attr = "title", equals = "Approver" }}
+"""
+
+CATALOG = """
+[role.{p}ops_settlement]
+description = "settlement"
+owner = "ops"
+
+[role.{p}trade_approver]
+description = "approve"
+owner = "desk"
+sensitivity = "extreme"
+"""
+
+
+def _mappings(root: Path, p: str, catalog: str = CATALOG) -> None:
+    (root / "rules").mkdir(parents=True)
+    (root / "roles").mkdir()
+    (root / "rules" / "r.toml").write_text(RULES.format(p=p))
+    (root / "roles" / "c.toml").write_text(catalog.format(p=p))
+
+
+def test_config_and_mapping_errors_are_reported_together(tmp_path: Path) -> None:
+    _mappings(tmp_path / "m", "x_")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[provisioner]\nmappings = "m"\n[naming]\ncharset = "klingon"\n'
+        '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n'
+        '[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\n'
+    )
+    res = run("validate", "-c", str(cfg))
+    assert res.returncode == 1
+    assert f"{cfg}: naming.charset" in res.stderr, res.stderr
+    catalog = tmp_path / "m" / "roles" / "c.toml"
+    assert f"{catalog}:6: [role.x_trade_approver]: sensitivity 'extreme'" in res.stderr, res.stderr
+
+
+def test_unmapped_attributes_and_unknown_names(tmp_path: Path, role_prefix: str) -> None:
+    p = role_prefix
+    _mappings(tmp_path / "m", p, CATALOG.replace('sensitivity = "extreme"', 'sensitivity = "high"'))
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(f"{p}dba")))
+    dsn = pg.admin_dsn()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[provisioner]\nmappings = "m"\n[lifecycle]\nbreak_glass = ["{p}breakglass"]\n'
+        '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n'
+        '[sources.attributes]\ncostcentre = "ou"\nleave_date = { attribute = "description", '
+        'pattern = "leave-date:(\\\\d{4}-\\\\d{2}-\\\\d{2})", format = "%Y-%m-%d" }\n'
+        f'[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = {json.dumps(dsn)}\n'
+        f'protected_roles = ["{p}trade_aprover", "{p}dba"]\n'
+    )
+    res = run("validate", "-c", str(cfg))
+    assert res.returncode == 1, res.stdout + res.stderr
+    rules = tmp_path / "m" / "rules" / "r.toml"
+    assert f"{rules}:2: rule 'ops' reads attribute 'departmnet', which no source maps (did you mean 'department'?)" in (
+        res.stderr
+    ), res.stderr
+    assert f"protected_roles: role '{p}trade_aprover' exists nowhere" in res.stderr
+    assert f"did you mean '{p}trade_approver'?" in res.stderr
+    assert "sources[0].attributes.costcentre: 'costcentre' is no canonical attribute" in res.stderr
+    assert f"'{p}dba'" not in res.stderr and f"'{p}breakglass'" not in res.stderr, "offline: near misses only"
+
+    (rules).write_text(RULES.format(p=p).replace("departmnet", "department"))
+    res = run("validate", "-c", str(cfg), "--online")
+    assert res.returncode == 0, res.stderr
+    assert f"lifecycle.break_glass: role '{p}breakglass' exists nowhere in the role catalog, in any rule or on any target" in (
+        res.stderr
+    )
+    assert f"'{p}dba'" not in res.stderr, "it exists on the target"
+    assert "2 warning(s)" not in res.stdout and "warning(s)" in res.stdout
