@@ -28,7 +28,9 @@ from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
+from provisioner.core.catalog import Catalog
 from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
+from provisioner.core.privdrift import DriftPolicy, plan_privilege_drift
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.safety import check_plan
 from provisioner.errors import BreakerTripped, PlanError, SafetyViolation
@@ -99,6 +101,7 @@ def make_plan(
     privileges: PrivilegeCatalog = EMPTY,
     missing: Missing | None = None,
     reused: Mapping[str, Any] | None = None,
+    catalog: Catalog | None = None,
 ) -> Plan:
     """``reused``: targets whose actual state the daemon took from its last full run
     (provisioner/shortcircuit.py), recorded in ``plan.meta`` for the audit trail."""
@@ -108,7 +111,10 @@ def make_plan(
     for name, state in actual.items():
         changes, notices = diff(desired, state, pols[name], ctx.now, DIFF_MEMO)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
-        changes, notices = execution_order((*changes, *more)), (*notices, *more_notices)
+        drift_policy = DriftPolicy(pols[name], catalog.public if catalog else "report", owners[name])
+        drift, drift_notices = plan_privilege_drift(privileges, catalog or Catalog({}), state, drift_policy)
+        changes = execution_order((*changes, *more, *drift))
+        notices = (*notices, *more_notices, *drift_notices)
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
         target_plans.append(TargetPlan(name, fingerprint, changes, notices))
     return Plan(
@@ -151,7 +157,7 @@ def _plan_run(
     actual, reused = shortcircuit.inspect(cfg, facts, targets) if facts is not None else (targets.inspect_all(), {})
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)
-    plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused)
+    plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused, mappings.catalog)
     plan, violations = enforce_sod(cfg, mappings, plan, desired, actual, ctx)  # withheld grants, audited
     ctx.audit([planned_event(ctx, plan)])
     if facts is not None:
