@@ -15,6 +15,7 @@ from typing import Any
 
 from provisioner.core.audit import CHANGE_KINDS, EventKind
 from provisioner.core.catalog import Catalog, Sensitivity
+from provisioner.core.privdrift import DRIFT_CODE, PUBLIC_CODE, notice_sensitivity
 
 MEMBERSHIP_KINDS = {"grant_membership": "granted", "revoke_membership": "revoked"}
 PRIVILEGE_KINDS = {"grant_privilege": "granted", "revoke_privilege": "revoked"}
@@ -169,6 +170,8 @@ def _drift(rec: Mapping[str, Any], catalog: Catalog, policy: AlertPolicy) -> lis
     sensitive = [n for n, r in catalog.roles.items() if r.sensitivity >= policy.min_sensitivity]
     out = []
     for notice in notices:
+        if isinstance(notice, Mapping) and notice.get("code") in (DRIFT_CODE, PUBLIC_CODE):
+            out += _privilege_drift(rec, notice, policy)
         if not isinstance(notice, Mapping) or notice.get("code") != "drift":
             continue
         message = str(notice.get("message", ""))
@@ -185,6 +188,27 @@ def _drift(rec: Mapping[str, Any], catalog: Catalog, policy: AlertPolicy) -> lis
                     )
                 )
     return out
+
+
+def _privilege_drift(rec: Mapping[str, Any], notice: Mapping[str, Any], policy: AlertPolicy) -> list[Alert]:
+    """A privilege outside the catalog (held by a managed role or PUBLIC) on an
+    object of sensitivity ``min_sensitivity`` or above."""
+    message = str(notice.get("message", ""))
+    level = notice_sensitivity(message)
+    if level is None or level < policy.min_sensitivity:
+        return []
+    holder = str(notice.get("role"))
+    target = str(notice.get("target") or rec.get("target") or "")
+    who = "PUBLIC (every role)" if notice.get("code") == PUBLIC_CODE else holder
+    return [
+        Alert(
+            Severity.CRITICAL if level >= Sensitivity.CRITICAL else Severity.WARNING,
+            f"privilege_drift:{target}:{holder}:{message}",
+            f"Privilege outside the catalog on a {level.name.lower()} object: {who}",
+            f"{message}. The role catalog does not grant this; investigate.",
+            _facts(rec, role=holder, sensitivity=level.name.lower(), target=target),
+        )
+    ]
 
 
 def _failing(rec: Mapping[str, Any], streak: int) -> Alert:

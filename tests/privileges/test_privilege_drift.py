@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.core.alerts import AlertPolicy, History, Severity, evaluate
+from provisioner.core.catalog import Sensitivity
 from provisioner.core.plan import Plan
+from provisioner.mappings import load_mappings
+from provisioner.recovery import planned_event
 from tests.privileges.support import CATALOG, RULES, Env, environment, run
 
 DEPT_RULE = """
@@ -113,3 +117,23 @@ def test_public_revoke_is_opt_in_and_keeps_catalog_access(env: Env) -> None:
         ).fetchone()
     assert row == (False, True, False)
     assert notices(env.plan(), "public_privilege") == []
+
+
+def test_drift_on_sensitive_objects_alerts_when_the_run_closes(env: Env) -> None:
+    p = env.prefix
+    env.apply()
+    with env.as_owner() as conn:
+        run(conn, "GRANT UPDATE ON trading.approvals TO {}", f"{p}bkaczmarek")  # critical object
+        run(conn, "GRANT SELECT ON reference.instruments TO {}", f"{p}bkaczmarek")  # no catalog role: low
+    plan = env.plan()
+    record = planned_event(env.ctx(), plan).content()
+    catalog = load_mappings(env.config().mappings_dir).catalog
+    alerts = evaluate([record], catalog, History(), AlertPolicy())
+    drift = [a for a in alerts if a.key.startswith("privilege_drift:")]
+    people = [a for a in drift if a.facts["role"] == f"{p}bkaczmarek"]
+    assert [(a.severity, a.facts["sensitivity"]) for a in people] == [(Severity.CRITICAL, "critical")], people
+    assert "UPDATE on table trading.approvals" in people[0].body
+    public = [a for a in drift if a.facts["role"] == "public"]
+    assert any("approve_order" in a.body for a in public), public
+    low = evaluate([record], catalog, History(), AlertPolicy(min_sensitivity=Sensitivity.LOW))
+    assert any("reference.instruments" in a.body for a in low)
