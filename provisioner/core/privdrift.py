@@ -143,7 +143,8 @@ def _managed(
         )
         return
     if policy.diff.drift_overrides.get(holder, policy.diff.drift) == "revoke":
-        reason = Reason("drift", f"{holder} holds {text} on {obj.describe()} outside the catalog (drift = revoke) {tag}")
+        why = f"{holder} holds {text} on {obj.describe()} outside the catalog (drift = revoke) {tag}"
+        reason = Reason("drift", why)
         out.changes.append(_revoke(holder, obj, privs, reason))
         return
     out.note(
