@@ -16,7 +16,7 @@ from provisioner.core.audit import EventKind
 from provisioner.core.model import ActualState, DesiredState
 from provisioner.core.plan import Plan
 from provisioner.core.privileges import PrivilegeCatalog, effective_privileges
-from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod
+from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
 from provisioner.logs import log
 from provisioner.mappings import Mappings
 from provisioner.runtime import RunContext
@@ -110,4 +110,15 @@ def conflicts(
     out: list[Conflict] = []
     for name in sorted(actual):
         out += detect(desired, actual[name], mappings.sod, mappings.exceptions, model, ctx.now)
+    return out
+
+
+def withheld(
+    mappings: Mappings, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext
+) -> list[Conflict]:
+    """Every request the rules make that SoD withholds on every target now (the report)."""
+    model = access_model(mappings)
+    out: list[Conflict] = []
+    for name in sorted(actual):
+        out += withheld_requests(desired, actual[name], mappings.sod, mappings.exceptions, model, ctx.now)
     return out

@@ -16,6 +16,7 @@ from provisioner.core.explain import explain
 from provisioner.core.lifecycle import LifecyclePolicy
 from provisioner.core.plan import Plan
 from provisioner.core.ruletests import run_cases
+from provisioner.core.sodeval import withheld_count
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.mappings import load_mappings
 from provisioner.pipeline import apply_run, plan_run, refusal, safety_findings
@@ -40,7 +41,9 @@ def _emit(plan: Plan, fmt: str) -> None:
     "--out", "out", type=click.Path(dir_okay=False), help="Save the plan as JSON for a later apply."
 )
 @click.option(
-    "--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when changes are planned."
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing changes, 2 when changes are planned, 3 while segregation of duties withholds a request.",
 )
 @click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
 def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, actor: str | None) -> None:
@@ -62,6 +65,9 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
     refused = refusal(violations, trips)
     if refused is not None:
         raise refused
+    if detailed_exitcode and withheld_count(result):
+        click.echo(f"{withheld_count(result)} request(s) withheld by segregation of duties", err=True)
+        sys.exit(3)
     if detailed_exitcode and result.has_changes:
         sys.exit(2)
 

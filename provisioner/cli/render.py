@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from provisioner.core.explain import Explanation
 from provisioner.core.plan import ChangeKind, NoticeLevel, Plan
+from provisioner.core.sodeval import withheld_count
 
 _SIGN = {
     ChangeKind.CREATE_ROLE: "+",
@@ -36,6 +37,12 @@ def render_plan(plan: Plan, verbose: bool = True) -> str:
     counts = plan.counts()
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no changes"
     lines += ["", f"Summary: {summary}."]
+    held_back = withheld_count(plan)
+    if held_back:
+        lines.append(
+            f"Withheld: {held_back} request(s) by segregation of duties (sod_violation above); "
+            "they stay withheld until the rule changes, an exception is recorded or the other access goes."
+        )
     return "\n".join(lines)
 
 

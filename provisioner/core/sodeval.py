@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from provisioner.core.model import ActualState, DesiredState, Reason, RoleKind
-from provisioner.core.plan import Change, ChangeKind, Notice, NoticeLevel, Plan, TargetPlan
+from provisioner.core.plan import Change, ChangeKind, Notice, NoticeLevel, Plan, TargetPlan, make_change
 from provisioner.core.sod import Policy, Side, SodException
 
 
@@ -366,3 +366,37 @@ def enforce_sod(
         violations += found
         targets.append(replace(tp, changes=changes, notices=(*tp.notices, *notices)))
     return replace(plan, targets=tuple(targets)), tuple(violations)
+
+
+# --------------------------------------------------------------------------- withheld requests
+
+
+def withheld_requests(
+    desired: DesiredState,
+    state: ActualState,
+    policies: Sequence[Policy],
+    exceptions: Sequence[SodException],
+    model: AccessModel,
+    now: datetime,
+) -> list[Conflict]:
+    """Every membership the rules ask for that SoD withholds now: the requests
+    each plan withholds again until a human decides (the report lists them)."""
+    if not any(p.enabled for p in policies):
+        return []
+    asked = []
+    for name, user in sorted(desired.users.items()):
+        if not user.login:
+            continue
+        role = state.roles.get(name)
+        have = role.member_of if role is not None else frozenset()
+        for group, reasons in sorted(user.memberships.items()):
+            if group not in have:
+                asked.append(make_change(ChangeKind.GRANT_MEMBERSHIP, name, reasons, group=group))
+    if not asked:
+        return []
+    return prevent(TargetPlan(state.target, "", tuple(asked)), desired, state, policies, exceptions, model, now)
+
+
+def withheld_count(plan: Plan) -> int:
+    """Requests SoD withheld from ``plan`` (its ``sod_violation`` notices)."""
+    return sum(1 for tp in plan.targets for n in tp.notices if n.code == "sod_violation")
