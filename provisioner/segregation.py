@@ -8,6 +8,7 @@ The pure parts are :mod:`provisioner.core.sod` (files) and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from provisioner.alerts.dispatch import dispatch_alerts
 from provisioner.config import Config
@@ -17,6 +18,7 @@ from provisioner.core.model import ActualState, DesiredState
 from provisioner.core.plan import Plan
 from provisioner.core.privileges import PrivilegeCatalog, effective_privileges
 from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
+from provisioner.core.sodrefs import missing_tables
 from provisioner.logs import log
 from provisioner.mappings import Mappings
 from provisioner.runtime import RunContext
@@ -65,6 +67,14 @@ def enforce(
     """The plan without conflicting grants; every violation audited and alerted."""
     plan, violations = enforce_sod(
         plan, desired, actual, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now
+    )
+    plan = replace(
+        plan,
+        targets=tuple(
+            replace(tp, notices=(*tp.notices, *missing_tables(mappings.sod, actual[tp.target])))
+            if tp.target in actual else tp
+            for tp in plan.targets
+        ),
     )
     if violations:
         record_violations(cfg, ctx, violations)

@@ -83,6 +83,7 @@ def sod() -> None:
 )
 def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
     """Every conflict present on every target, every request withheld, causes and exceptions."""
+    from provisioner.core.sodrefs import missing_tables
     from provisioner.review.campaign import read_inputs
     from provisioner.segregation import conflicts, withheld
 
@@ -92,14 +93,18 @@ def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
         inp = read_inputs(cfg, ctx, targets)
     found = conflicts(inp.mappings, inp.desired, inp.actual, ctx)
     held_back = withheld(inp.mappings, inp.desired, inp.actual, ctx)
+    unchecked = [n.message for state in inp.actual.values() for n in missing_tables(inp.mappings.sod, state)]
     if fmt == "json":
         click.echo(json.dumps({"policies": [p.id for p in inp.mappings.sod],
                                "conflicts": [{**c.to_json(), "status": _status(c)} for c in found],
-                               "withheld": [{**c.to_json(), "status": _status(c)} for c in held_back]},
+                               "withheld": [{**c.to_json(), "status": _status(c)} for c in held_back],
+                               "reference_problems": unchecked},
                               indent=2, sort_keys=True))
     elif fmt == "csv":
         click.echo(_csv([*held_back, *found]), nl=False)
     else:
-        click.echo(_text(found, len(inp.mappings.sod), held_back))
-    if detailed_exitcode and (held_back or any(c.exception is None for c in found)):
+        click.echo("".join(f"ERROR {m}\n" for m in unchecked) + _text(found, len(inp.mappings.sod), held_back))
+    if unchecked and fmt == "csv":
+        click.echo("".join(f"ERROR {m}\n" for m in unchecked), err=True, nl=False)
+    if detailed_exitcode and (unchecked or held_back or any(c.exception is None for c in found)):
         sys.exit(2)
