@@ -18,9 +18,11 @@ from provisioner import health, shortcircuit
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
+from provisioner.core.catalog import Catalog
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.diffmemo import DiffMemo
+from provisioner.core.escalation import plan_escalations
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.memo import GrantMemo
@@ -28,7 +30,6 @@ from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
-from provisioner.core.catalog import Catalog
 from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
 from provisioner.core.privdrift import DriftPolicy, plan_privilege_drift
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
@@ -113,8 +114,9 @@ def make_plan(
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
         drift_policy = DriftPolicy(pols[name], catalog.public if catalog else "report", owners[name])
         drift, drift_notices = plan_privilege_drift(privileges, catalog or Catalog({}), state, drift_policy)
-        changes = execution_order((*changes, *more, *drift))
-        notices = (*notices, *more_notices, *drift_notices)
+        escalated, escalated_notices = plan_escalations(desired, state, pols[name])
+        changes = execution_order((*changes, *more, *drift, *escalated))
+        notices = (*notices, *more_notices, *drift_notices, *escalated_notices)
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
         target_plans.append(TargetPlan(name, fingerprint, changes, notices))
     return Plan(

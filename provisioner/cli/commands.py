@@ -12,6 +12,7 @@ from provisioner.cli import cli
 from provisioner.cli.common import config_option, load, open_store, read_plan, recorded_run, write_plan
 from provisioner.cli.progress import terminal_progress
 from provisioner.cli.render import render_explanation, render_plan
+from provisioner.core.escalation import ATTRIBUTE_CODE, INCOMPLETE_CODE
 from provisioner.core.explain import explain
 from provisioner.core.lifecycle import LifecyclePolicy
 from provisioner.core.plan import Plan
@@ -32,6 +33,15 @@ def _emit(plan: Plan, fmt: str) -> None:
         click.echo(json.dumps(plan.to_json(), indent=2, sort_keys=True))
     else:
         click.echo(render_plan(plan))
+
+
+def _exit_if_escalated(plan: Plan) -> None:
+    """Exit 3 when a managed role holds SUPERUSER (etc.) by hand (docs/privileges.md)."""
+    found = [n for tp in plan.targets for n in tp.notices if n.code in (ATTRIBUTE_CODE, INCOMPLETE_CODE)]
+    if found:
+        for n in found:
+            click.echo(f"error: {n.code}: {n.message}", err=True)
+        sys.exit(3)
 
 
 @cli.command()
@@ -65,6 +75,7 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
     refused = refusal(violations, trips)
     if refused is not None:
         raise refused
+    _exit_if_escalated(result)
     if detailed_exitcode and withheld_count(result):
         click.echo(f"{withheld_count(result)} request(s) withheld by segregation of duties", err=True)
         sys.exit(3)
@@ -103,6 +114,7 @@ def apply(
     _emit(result, fmt)
     if fmt == "text":
         click.echo(f"\nApply complete: {len(result.changes)} change(s) applied and verified.")
+    _exit_if_escalated(result)
 
 
 @cli.command(name="explain")

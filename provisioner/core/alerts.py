@@ -15,6 +15,7 @@ from typing import Any
 
 from provisioner.core.audit import CHANGE_KINDS, EventKind
 from provisioner.core.catalog import Catalog, Sensitivity
+from provisioner.core.escalation import ATTRIBUTE_CODE, INCOMPLETE_CODE
 from provisioner.core.privdrift import DRIFT_CODE, PUBLIC_CODE, notice_sensitivity
 
 MEMBERSHIP_KINDS = {"grant_membership": "granted", "revoke_membership": "revoked"}
@@ -172,6 +173,8 @@ def _drift(rec: Mapping[str, Any], catalog: Catalog, policy: AlertPolicy) -> lis
     for notice in notices:
         if isinstance(notice, Mapping) and notice.get("code") in (DRIFT_CODE, PUBLIC_CODE):
             out += _privilege_drift(rec, notice, policy)
+        if isinstance(notice, Mapping) and notice.get("code") in (ATTRIBUTE_CODE, INCOMPLETE_CODE):
+            out.append(_escalation(rec, notice))
         if not isinstance(notice, Mapping) or notice.get("code") != "drift":
             continue
         message = str(notice.get("message", ""))
@@ -209,6 +212,20 @@ def _privilege_drift(rec: Mapping[str, Any], notice: Mapping[str, Any], policy: 
             _facts(rec, role=holder, sensitivity=level.name.lower(), target=target),
         )
     ]
+
+
+def _escalation(rec: Mapping[str, Any], notice: Mapping[str, Any]) -> Alert:
+    role = str(notice.get("role"))
+    target = str(notice.get("target") or rec.get("target") or "")
+    leaver = notice.get("code") == INCOMPLETE_CODE
+    title = f"Leaver {role} could not be fully disabled" if leaver else f"Managed role {role} bypasses all controls"
+    return Alert(
+        Severity.CRITICAL,
+        f"{notice.get('code')}:{target}:{role}",
+        title,
+        str(notice.get("message", "")),
+        _facts(rec, role=role, target=target),
+    )
 
 
 def _failing(rec: Mapping[str, Any], streak: int) -> Alert:
