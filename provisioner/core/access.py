@@ -192,7 +192,7 @@ def who_can(
     for grantee, grants in sorted(grantees.items()):
         for chain in _chains(grantee, members):
             steps = tuple(
-                _membership_step(member, group, actual, desired, catalog) for member, group in pairwise(chain)
+                membership_step(member, group, actual, desired, catalog) for member, group in pairwise(chain)
             )
             for g in grants:
                 paths.append(_path(chain, (*steps, g.step), g, actual, desired))
@@ -257,9 +257,10 @@ def _chains(grantee: str, members: Mapping[str, Sequence[str]]) -> list[tuple[st
     return out
 
 
-def _membership_step(
+def membership_step(
     member: str, group: str, actual: ActualState, desired: DesiredState, catalog: PrivilegeCatalog
 ) -> Step:
+    """Why ``member`` is a member of ``group``: a rule, the catalog's ``inherits``, or a hand grant."""
     user = desired.users.get(member)
     role = actual.roles.get(member)
     managed = role is not None and role.marker is not None
