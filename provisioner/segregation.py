@@ -76,7 +76,7 @@ def enforce(
             for tp in plan.targets
         ),
     )
-    if violations:
+    if violations and ctx.store is not None:  # a recorded run; never explain or a report
         record_violations(cfg, ctx, violations)
     return plan, violations
 

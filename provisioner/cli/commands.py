@@ -153,12 +153,22 @@ def explain_cmd(config_path: str, user: str) -> None:
             if n.role in names:
                 click.echo(f"  [{tp.target}] {n.level.value} {n.code}: {n.message}")
     if not any_change:
-        click.echo("  none (the targets already match)")
-    from provisioner.cli.roles import render_access  # down to tables, through the role catalog
+        errors = sum(
+            1 for tp in result.targets for n in tp.notices if n.role in names and n.level.value == "error"
+        )
+        tail = f"; {errors} error notice(s) above: requests withheld or refused" if errors else ""
+        click.echo(f"  none (the targets already match{tail})" if not errors else f"  none{tail}")
+    from provisioner.cli.roles import render_access  # down to tables: effective access, every path
+    from provisioner.segregation import withheld
 
+    held_back = withheld(mappings, outcome.desired, outcome.actual, ctx)
+    plans = {tp.target: tp for tp in result.targets}
     for ident in found:
-        roles = explain(ident, mappings.rules, lifecycle, ctx.now).roles
-        click.echo(render_access(ident.username, roles, mappings.privileges, outcome.actual))
+        logins = [u.name for u in outcome.desired.users.values() if u.stable_id == ident.stable_id]
+        for target, state in outcome.actual.items():
+            for login in logins:
+                click.echo(render_access(ident.username, login, plans.get(target), state, outcome.desired,
+                                         mappings.privileges, held_back))
 
 
 @cli.command()

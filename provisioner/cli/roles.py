@@ -5,19 +5,21 @@ it comes from; and the table-level part of ``provisioner explain``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
 
 from provisioner.cli import cli
 from provisioner.cli.common import config_option, load
-from provisioner.core.access import membership_step
+from provisioner.core.access import StepKind, membership_step
 from provisioner.core.catalog import Catalog
 from provisioner.core.escalation import privileged_attributes
-from provisioner.core.grants import COLUMN, DEFAULT, FUNCTION, SEQUENCE, TABLE, Grant, Obj
+from provisioner.core.grants import COLUMN, DEFAULT, FUNCTION, PUBLIC, SEQUENCE, TABLE, Grant, Obj
 from provisioner.core.model import ActualState, DesiredState, RoleKind
+from provisioner.core.plan import ChangeKind, TargetPlan
 from provisioner.core.privileges import EffectivePrivilege, PrivilegeCatalog, effective_privileges
+from provisioner.core.sodeval import Conflict
 from provisioner.errors import ConfigError
 from provisioner.mappings import load_mappings
 from provisioner.runtime import RunContext, Targets
@@ -61,26 +63,82 @@ def render_role(catalog: PrivilegeCatalog, role: str, actual: Mapping[str, Actua
 
 
 def render_access(
-    user: str, roles: Mapping[str, list[str]], catalog: PrivilegeCatalog, actual: Mapping[str, ActualState]
+    user: str,
+    login: str,
+    tp: TargetPlan | None,
+    state: ActualState,
+    desired: DesiredState,
+    catalog: PrivilegeCatalog,
+    held_back: Sequence[Conflict],
 ) -> str:
-    """``alice can INSERT trading.orders because rule `desk-traders` gives `trade_executor`, which grants ...``"""
-    lines = ["", f"Access of {user} through the role catalog:"]
-    granted = sorted(r for r in roles if r in catalog.roles)
-    if not granted:
-        return "\n".join([*lines, "  none (no catalog role with privileges)"])
-    items: list[tuple[str, ActualState | None]] = list(actual.items()) or [("(no target)", None)]
-    for name, state in items:
-        lines.append(f"  [{name}]")
-        seen: set[tuple[str, Obj]] = set()
-        for role in granted:
-            eff, many = _effective(catalog, [role], state)
-            rule = ", ".join(f"`{r}`" for r in roles[role])
-            for e in eff:
-                if (e.privilege, e.obj) in seen:
-                    continue
-                seen.add((e.privilege, e.obj))
-                lines.append(f"  {user} can {e.privilege} {short(e.obj, many)} because rule {rule} gives {e.because()}")
+    """What ``user`` (login role ``login``) can do on one target once this plan is
+    applied -- effective access only, every path -- and what SoD withholds."""
+    changes = tp.changes if tp is not None else ()
+    role = state.roles.get(login)
+    granted = {str(c.param("group")) for c in changes if c.role == login and c.kind is ChangeKind.GRANT_MEMBERSHIP}
+    revoked = {str(c.param("group")) for c in changes if c.role == login and c.kind is ChangeKind.REVOKE_MEMBERSHIP}
+    disabled = any(
+        c.role == login and c.kind is ChangeKind.ALTER_ROLE and c.param("login", True) is False for c in changes
+    )
+    lines = ["", f"Effective access of {user} on target {state.target} (once this plan is applied):"]
+    if role is None and not granted:
+        lines.append(f"  none: no role {login} on this target" + (" and none planned" if tp is not None else ""))
+    elif disabled or (role is not None and not role.login and not granted):
+        lines.append(f"  none: {login} cannot log in (disabled)")
+    else:
+        lines += _effective_lines(user, login, state, desired, catalog, (set(role.member_of) if role else set())
+                                  - revoked | granted, granted)
+    mine = [c for c in held_back if c.user == login]
+    for c in mine:
+        for group in c.withheld:
+            policy = c.policy
+            lines.append(f"  WITHHELD {group} by SoD policy {policy.id} ({policy.severity}): {policy.description}")
+            snap = state.privileges
+            many = snap is not None and len(snap.databases) > 1
+            for e in effective_privileges(catalog, [group], snap):
+                lines.append(f"    would {e.privilege} {short(e.obj, many)} (not granted)")
     return "\n".join(lines)
+
+
+def _effective_lines(
+    user: str, login: str, state: ActualState, desired: DesiredState, catalog: PrivilegeCatalog,
+    groups: set[str], planned: set[str],
+) -> list[str]:
+    snap = state.privileges
+    many = snap is not None and len(snap.databases) > 1
+    lines: list[str] = []
+    for group in sorted(groups):
+        step = membership_step(login, group, state, desired, catalog)
+        if group in planned:
+            user_ = desired.users.get(login)
+            why = "; ".join(r.describe() for r in user_.memberships.get(group, ())) if user_ else ""
+            how, hand = f"rule {why or '(planned)'} gives (planned in this run)", False
+        elif step.kind is StepKind.RULE:
+            rules = desired.users[login].memberships[group]
+            how, hand = "rule " + ", ".join(f"`{r.rule}`" for r in rules) + " gives", False
+        else:
+            how, hand = f"{step.text}, which gives", step.kind is not StepKind.CATALOG_INHERITS
+        mark = "  [HAND GRANT]" if hand else ""
+        eff = effective_privileges(catalog, [group], snap)
+        for e in eff:
+            lines.append(f"  {user} can {e.privilege} {short(e.obj, many)} because {how} {e.because()}{mark}")
+        if snap is not None and group not in catalog.roles:
+            for g in sorted(snap.of(group)):
+                if g.obj.kind != DEFAULT:
+                    lines.append(
+                        f"  {user} can {g.privilege} {short(g.obj, many)} because {how} `{group}`, "
+                        f"which holds it by hand grant (not in the catalog)  [HAND GRANT]"
+                    )
+        if not eff and (snap is None or not snap.of(group)):
+            lines.append(f"  {user} is a member of {group} ({how.removesuffix(' gives')}): no privileges of its own")
+    for g in sorted(snap.of(login)) if snap is not None else ():
+        if g.obj.kind != DEFAULT:
+            lines.append(f"  {user} can {g.privilege} {short(g.obj, many)} by a hand grant to {login}  [HAND GRANT]")
+    public = sorted(snap.of(PUBLIC)) if snap is not None else []
+    if public:
+        what = ", ".join(f"{g.privilege} {short(g.obj, many)}" for g in public if g.obj.kind != DEFAULT)
+        lines.append(f"  everyone (PUBLIC), so {user} too, can: {what}")
+    return lines or ["  none"]
 
 
 @cli.group()

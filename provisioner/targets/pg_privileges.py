@@ -123,11 +123,11 @@ def read_privileges(
     query_in: Callable[[str], Query],
 ) -> PrivilegeSnapshot:
     """Grants of every managed role (group and login roles: a hand grant to a
-    person is drift too) and of PUBLIC, and the inventory of every database in
+    person is drift too), of every role they are members of, and of PUBLIC, and the inventory of every database in
     ``databases`` (empty: ``home``, the connected one).  ``query_home`` runs in
     the caller's snapshot; ``query_in(db)`` gives a query function of another
     database (its own REPEATABLE READ transaction)."""
-    managed = sorted(n for n, r in roles.items() if r.marker is not None)
+    managed = sorted(_reachable(roles))
     names = list(databases) or [home]
     inventories: dict[str, Inventory] = {}
     grants: set[Grant] = set()
@@ -135,6 +135,20 @@ def read_privileges(
         inventories[db], found = read_database(query_home if db == home else query_in(db), managed)
         grants |= found
     return PrivilegeSnapshot(names[0], inventories, frozenset(grants))
+
+
+def _reachable(roles: Mapping[str, ActualRole]) -> set[str]:
+    """Every managed role and every role a managed role is a member of, transitively
+    (a DBA's group a person was put in by hand passes its grants on too)."""
+    out = {n for n, r in roles.items() if r.marker is not None}
+    queue = list(out)
+    while queue:
+        role = roles.get(queue.pop())
+        for group in role.member_of if role is not None else ():
+            if group not in out:
+                out.add(group)
+                queue.append(group)
+    return out
 
 
 def read_database(query: Query, managed: Sequence[str]) -> tuple[Inventory, set[Grant]]:
