@@ -15,9 +15,10 @@ from provisioner.config import Config
 from provisioner.core.alerts import Alert, Severity
 from provisioner.core.audit import EventKind
 from provisioner.core.model import ActualState, DesiredState
-from provisioner.core.plan import Plan
+from provisioner.core.plan import Plan, TargetPlan, execution_order
 from provisioner.core.privileges import PrivilegeCatalog, effective_privileges
 from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
+from provisioner.core.sodexpiry import expired_actions, expiring_notices
 from provisioner.core.sodrefs import missing_tables
 from provisioner.logs import log
 from provisioner.mappings import Mappings
@@ -68,17 +69,26 @@ def enforce(
     plan, violations = enforce_sod(
         plan, desired, actual, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now
     )
-    plan = replace(
-        plan,
-        targets=tuple(
-            replace(tp, notices=(*tp.notices, *missing_tables(mappings.sod, actual[tp.target])))
-            if tp.target in actual else tp
-            for tp in plan.targets
-        ),
-    )
+    targets = tuple(_expiry_and_references(mappings, tp, desired, actual, ctx) for tp in plan.targets)
+    plan = replace(plan, targets=targets)
     if violations and ctx.store is not None:  # a recorded run; never explain or a report
         record_violations(cfg, ctx, violations)
     return plan, violations
+
+
+def _expiry_and_references(
+    mappings: Mappings, tp: TargetPlan, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext
+) -> TargetPlan:
+    """Exceptions expiring or expired (revokes under on_expiry = revoke) and policy
+    sides naming tables the target does not have."""
+    state = actual.get(tp.target)
+    if state is None or not mappings.sod:
+        return tp
+    present = detect(desired, state, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now)
+    changes, notices = expired_actions(tp, present)
+    notices += expiring_notices(mappings.sod, mappings.exceptions, desired, ctx.now)
+    notices += missing_tables(mappings.sod, state)
+    return replace(tp, changes=execution_order((*tp.changes, *changes)), notices=(*tp.notices, *notices))
 
 
 def violation_alert(c: Conflict) -> Alert:

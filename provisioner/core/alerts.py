@@ -17,6 +17,7 @@ from provisioner.core.audit import CHANGE_KINDS, EventKind
 from provisioner.core.catalog import Catalog, Sensitivity
 from provisioner.core.escalation import ATTRIBUTE_CODE, INCOMPLETE_CODE
 from provisioner.core.privdrift import DRIFT_CODE, PUBLIC_CODE, notice_sensitivity
+from provisioner.core.sodexpiry import EXPIRED_CODE, EXPIRING_CODE
 
 MEMBERSHIP_KINDS = {"grant_membership": "granted", "revoke_membership": "revoked"}
 PRIVILEGE_KINDS = {"grant_privilege": "granted", "revoke_privilege": "revoked"}
@@ -175,6 +176,8 @@ def _drift(rec: Mapping[str, Any], catalog: Catalog, policy: AlertPolicy) -> lis
             out += _privilege_drift(rec, notice, policy)
         if isinstance(notice, Mapping) and notice.get("code") in (ATTRIBUTE_CODE, INCOMPLETE_CODE):
             out.append(_escalation(rec, notice))
+        if isinstance(notice, Mapping) and notice.get("code") in (EXPIRING_CODE, EXPIRED_CODE):
+            out.append(_exception_expiry(rec, notice))
         if not isinstance(notice, Mapping) or notice.get("code") != "drift":
             continue
         message = str(notice.get("message", ""))
@@ -225,6 +228,19 @@ def _escalation(rec: Mapping[str, Any], notice: Mapping[str, Any]) -> Alert:
         title,
         str(notice.get("message", "")),
         _facts(rec, role=role, target=target),
+    )
+
+
+def _exception_expiry(rec: Mapping[str, Any], notice: Mapping[str, Any]) -> Alert:
+    expired = notice.get("code") == EXPIRED_CODE
+    role = str(notice.get("role"))
+    message = str(notice.get("message", ""))
+    return Alert(
+        Severity.CRITICAL if expired else Severity.WARNING,
+        f"{notice.get('code')}:{notice.get('target') or rec.get('target')}:{role}:{message[:80]}",
+        f"SoD exception {'expired' if expired else 'expiring'}: {role}",
+        message,
+        _facts(rec, role=role, target=str(notice.get("target") or rec.get("target") or "")),
     )
 
 
