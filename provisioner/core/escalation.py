@@ -54,9 +54,15 @@ def plan_escalations(
     desired: DesiredState, actual: ActualState, policy: DiffPolicy
 ) -> tuple[list[Change], list[Notice]]:
     out = Draft()
-    for name, role in sorted(actual.roles.items()):
+    hits = sorted(  # one cheap pass: a cluster may hold 100,000s of roles
+        name
+        for name, role in actual.roles.items()
+        if (role.superuser or role.replication or role.bypassrls) and role.marker is not None
+    )
+    for name in hits:
+        role = actual.roles[name]
         attrs = privileged_attributes(role)
-        if role.marker is None or not attrs or name == actual.session_role:
+        if name == actual.session_role:
             continue
         kind = "login role" if role.marker.kind is RoleKind.USER else "group role"
         fix = f"ALTER ROLE {name} " + " ".join(f"NO{a}" for a in attrs)
