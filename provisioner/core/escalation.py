@@ -62,7 +62,7 @@ def plan_escalations(
     for name in hits:
         role = actual.roles[name]
         attrs = privileged_attributes(role)
-        if name == actual.session_role:
+        if name == actual.session_role or role.marker is None:
             continue
         kind = "login role" if role.marker.kind is RoleKind.USER else "group role"
         fix = f"ALTER ROLE {name} " + " ".join(f"NO{a}" for a in attrs)
