@@ -19,6 +19,7 @@ from provisioner.core.privileges import EMPTY, EXTRA_KEYS, PrivilegeCatalog, bui
 from provisioner.core.rules import RuleSet, build_ruleset
 from provisioner.core.ruletests import RuleCase, parse_cases
 from provisioner.core.sod import Policy, SodException, build_exceptions, build_policies
+from provisioner.core.sodrefs import reference_problems
 from provisioner.errors import RuleError
 
 CATALOG_EXTRA_KEYS: set[str] = set(EXTRA_KEYS)
@@ -62,7 +63,7 @@ def load_mappings(root: Path) -> Mappings:
     problems += cat_problems + priv_problems + case_problems
     sod, sod_problems = build_policies(_read(root / "sod"))
     exceptions, exc_problems = build_exceptions(_read(root / "exceptions"), sod)
-    problems += sod_problems + exc_problems
+    problems += sod_problems + exc_problems + reference_problems(sod, catalog, rules)
     if not rules.rules and not problems:
         problems.append(f"{root / 'rules'}: no rules found (expected *.toml files with [[rule]] tables)")
     if problems:

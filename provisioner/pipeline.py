@@ -19,9 +19,11 @@ from provisioner import health, shortcircuit, unicode_data
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
+from provisioner.core.catalog import Catalog
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.diffmemo import DiffMemo
+from provisioner.core.escalation import plan_escalations
 from provisioner.core.groupref import ambiguous_rules, referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.memo import GrantMemo
@@ -30,6 +32,7 @@ from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
+from provisioner.core.privdrift import DriftPolicy, plan_privilege_drift
 from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.refusal import refuse_unworkable
 from provisioner.core.safety import check_plan
@@ -116,6 +119,7 @@ def make_plan(
     privileges: PrivilegeCatalog = EMPTY,
     missing: Missing | None = None,
     reused: Mapping[str, Any] | None = None,
+    catalog: Catalog | None = None,
 ) -> Plan:
     """``reused``: targets whose actual state the daemon took from its last full run
     (provisioner/shortcircuit.py), recorded in ``plan.meta`` for the audit trail."""
@@ -125,8 +129,13 @@ def make_plan(
     for name, state in actual.items():
         changes, notices = diff(desired, state, pols[name], ctx.now, DIFF_MEMO)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
-        kept, refused = refuse_unworkable((*changes, *more), desired, state)  # reported, never failed at apply
-        changes, notices = execution_order(kept), (*notices, *more_notices, *refused)
+        drift_policy = DriftPolicy(pols[name], catalog.public if catalog else "report", owners[name])
+        drift, drift_notices = plan_privilege_drift(privileges, catalog or Catalog({}), state, drift_policy)
+        escalated, escalated_notices = plan_escalations(desired, state, pols[name])
+        # what cannot work is reported at plan time, never failed at apply
+        kept, refused = refuse_unworkable((*changes, *more, *drift, *escalated), desired, state)
+        changes = execution_order(kept)
+        notices = (*notices, *more_notices, *drift_notices, *escalated_notices, *refused)
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
         target_plans.append(TargetPlan(name, fingerprint, changes, notices))
     return Plan(
@@ -169,7 +178,7 @@ def _plan_run(
     actual, reused = shortcircuit.inspect(cfg, facts, targets) if facts is not None else (targets.inspect_all(), {})
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)
-    plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused)
+    plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused, mappings.catalog)
     plan, violations = enforce_sod(cfg, mappings, plan, desired, actual, ctx)  # withheld grants, audited
     ctx.audit([planned_event(ctx, plan)])
     if facts is not None:

@@ -8,15 +8,18 @@ The pure parts are :mod:`provisioner.core.sod` (files) and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from provisioner.alerts.dispatch import dispatch_alerts
 from provisioner.config import Config
 from provisioner.core.alerts import Alert, Severity
 from provisioner.core.audit import EventKind
 from provisioner.core.model import ActualState, DesiredState
-from provisioner.core.plan import Plan
+from provisioner.core.plan import Plan, TargetPlan, execution_order
 from provisioner.core.privileges import PrivilegeCatalog, effective_privileges
-from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod
+from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
+from provisioner.core.sodexpiry import expired_actions, expiring_notices
+from provisioner.core.sodrefs import missing_tables
 from provisioner.logs import log
 from provisioner.mappings import Mappings
 from provisioner.runtime import RunContext
@@ -66,9 +69,26 @@ def enforce(
     plan, violations = enforce_sod(
         plan, desired, actual, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now
     )
-    if violations:
+    targets = tuple(_expiry_and_references(mappings, tp, desired, actual, ctx) for tp in plan.targets)
+    plan = replace(plan, targets=targets)
+    if violations and ctx.store is not None:  # a recorded run; never explain or a report
         record_violations(cfg, ctx, violations)
     return plan, violations
+
+
+def _expiry_and_references(
+    mappings: Mappings, tp: TargetPlan, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext
+) -> TargetPlan:
+    """Exceptions expiring or expired (revokes under on_expiry = revoke) and policy
+    sides naming tables the target does not have."""
+    state = actual.get(tp.target)
+    if state is None or not mappings.sod:
+        return tp
+    present = detect(desired, state, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now)
+    changes, notices = expired_actions(tp, present)
+    notices += expiring_notices(mappings.sod, mappings.exceptions, desired, ctx.now)
+    notices += missing_tables(mappings.sod, state)
+    return replace(tp, changes=execution_order((*tp.changes, *changes)), notices=(*tp.notices, *notices))
 
 
 def violation_alert(c: Conflict) -> Alert:
@@ -110,4 +130,15 @@ def conflicts(
     out: list[Conflict] = []
     for name in sorted(actual):
         out += detect(desired, actual[name], mappings.sod, mappings.exceptions, model, ctx.now)
+    return out
+
+
+def withheld(
+    mappings: Mappings, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext
+) -> list[Conflict]:
+    """Every request the rules make that SoD withholds on every target now (the report)."""
+    model = access_model(mappings)
+    out: list[Conflict] = []
+    for name in sorted(actual):
+        out += withheld_requests(desired, actual[name], mappings.sod, mappings.exceptions, model, ctx.now)
     return out

@@ -28,6 +28,7 @@ def cli() -> None:
 
 def _register() -> None:
     from provisioner.cli import (  # noqa: F401
+        access,
         adopt,
         audit,
         commands,

@@ -13,9 +13,11 @@ from provisioner.cli.common import config_option, load, open_store, read_plan, r
 from provisioner.cli.progress import terminal_progress
 from provisioner.cli.render import render_explanation, render_plan
 from provisioner.config import Config
+from provisioner.core.escalation import ATTRIBUTE_CODE, INCOMPLETE_CODE
 from provisioner.core.explain import explain
 from provisioner.core.plan import NoticeLevel, Plan
 from provisioner.core.ruletests import run_cases
+from provisioner.core.sodeval import withheld_count
 from provisioner.core.textsafe import escape_text
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.mappings import load_mappings
@@ -38,6 +40,15 @@ def _emit(plan: Plan, fmt: str) -> None:
         click.echo(render_plan(plan))
 
 
+def _exit_if_escalated(plan: Plan) -> None:
+    """Exit 3 when a managed role holds SUPERUSER (etc.) by hand (docs/privileges.md)."""
+    found = [n for tp in plan.targets for n in tp.notices if n.code in (ATTRIBUTE_CODE, INCOMPLETE_CODE)]
+    if found:
+        for n in found:
+            click.echo(f"error: {n.code}: {n.message}", err=True)
+        sys.exit(3)
+
+
 @cli.command()
 @config_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -47,7 +58,10 @@ def _emit(plan: Plan, fmt: str) -> None:
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when nothing changes, 2 when changes are planned, 3 when error notices exist.",
+    help=(
+        "Exit 0 when nothing changes, 2 when changes are planned, "
+        "3 when error notices exist or segregation of duties withholds a request."
+    ),
 )
 @click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
 def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, actor: str | None) -> None:
@@ -69,10 +83,14 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
     refused = refusal(violations, trips)
     if refused is not None:
         raise refused
+    _exit_if_escalated(result)
     errors = _error_notices(result)
     if errors:
         click.echo(f"{errors} error notice(s) in this plan (bad directory data, partial reads ...)", err=True)
-    if detailed_exitcode and errors:
+    held_back = withheld_count(result)
+    if held_back:
+        click.echo(f"{held_back} request(s) withheld by segregation of duties", err=True)
+    if detailed_exitcode and (errors or held_back):
         sys.exit(3)
     if detailed_exitcode and result.has_changes:
         sys.exit(2)
@@ -112,6 +130,7 @@ def apply(
     errors = _error_notices(result)
     if errors:
         click.echo(f"{errors} error notice(s) in the applied plan (bad directory data, partial reads ...)", err=True)
+    _exit_if_escalated(result)
 
 
 @cli.command(name="explain")
@@ -150,12 +169,22 @@ def explain_cmd(config_path: str, user: str) -> None:
             if n.role in names or (n.role is None and any(i.username in n.message for i in found)):
                 click.echo(escape_text(f"  [{tp.target}] {n.level.value} {n.code}: {n.message}"))
     if not any_change:
-        click.echo("  none (the targets already match)")
-    from provisioner.cli.roles import render_access  # down to tables, through the role catalog
+        errors = sum(
+            1 for tp in result.targets for n in tp.notices if n.role in names and n.level.value == "error"
+        )
+        tail = f"; {errors} error notice(s) above: requests withheld or refused" if errors else ""
+        click.echo(f"  none (the targets already match{tail})" if not errors else f"  none{tail}")
+    from provisioner.cli.roles import render_access  # down to tables: effective access, every path
+    from provisioner.segregation import withheld
 
+    held_back = withheld(mappings, outcome.desired, outcome.actual, ctx)
+    plans = {tp.target: tp for tp in result.targets}
     for ident in found:
-        roles = explain(ident, mappings.rules, lifecycle, ctx.now).roles
-        click.echo(render_access(ident.username, roles, mappings.privileges, outcome.actual))
+        logins = [u.name for u in outcome.desired.users.values() if u.stable_id == ident.stable_id]
+        for target, state in outcome.actual.items():
+            for login in logins:
+                click.echo(render_access(ident.username, login, plans.get(target), state, outcome.desired,
+                                         mappings.privileges, held_back))
 
 
 @cli.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from provisioner.core.explain import Explanation
 from provisioner.core.plan import ChangeKind, NoticeLevel, Plan
+from provisioner.core.sodeval import withheld_count
 from provisioner.core.textsafe import escape_lines
 
 _SIGN = {
@@ -38,6 +39,12 @@ def render_plan(plan: Plan, verbose: bool = True) -> str:
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no changes"
     errors = sum(n.level is NoticeLevel.ERROR for tp in plan.targets for n in tp.notices)
     lines += ["", f"Summary: {summary}." + (f" {errors} error notice(s): read them above." if errors else "")]
+    held_back = withheld_count(plan)
+    if held_back:
+        lines.append(
+            f"Withheld: {held_back} request(s) by segregation of duties (sod_violation above); "
+            "they stay withheld until the rule changes, an exception is recorded or the other access goes."
+        )
     return escape_lines(lines)
 
 

@@ -16,6 +16,8 @@ from provisioner.runtime import RunContext, Targets
 
 
 def _status(c: Conflict) -> str:
+    if c.withheld:
+        return "withheld"
     if c.exception is not None:
         return "excepted"
     return "conflict (exception expired)" if c.expired else "conflict"
@@ -37,10 +39,11 @@ def _csv(found: list[Conflict]) -> str:
     return buf.getvalue()
 
 
-def _text(found: list[Conflict], policies: int) -> str:
+def _text(found: list[Conflict], policies: int, held_back: list[Conflict]) -> str:
+    lines = [_withheld_text(held_back)] if held_back else []
     if not found:
-        return f"No segregation-of-duties conflicts ({policies} policy(ies) checked)."
-    lines = [f"{len(found)} segregation-of-duties conflict(s):"]
+        return "\n".join([*lines, f"No segregation-of-duties conflicts present ({policies} policy(ies) checked)."])
+    lines.append(f"{len(found)} segregation-of-duties conflict(s):")
     for c in found:
         lines.append(f"\n[{c.target}] {c.username} ({c.user}): policy {c.policy.id} ({c.policy.severity}) "
                      f"- {_status(c)}")
@@ -54,6 +57,18 @@ def _text(found: list[Conflict], policies: int) -> str:
     return "\n".join(lines)
 
 
+def _withheld_text(held_back: list[Conflict]) -> str:
+    lines = [f"{len(held_back)} request(s) withheld by segregation of duties (the rules ask, nobody decided yet):"]
+    for c in held_back:
+        lines.append(f"\n[{c.target}] {c.username} ({c.user}): {', '.join(c.withheld)} WITHHELD by policy "
+                     f"{c.policy.id} ({c.policy.severity})")
+        lines.append(f"  {c.policy.description}")
+        lines += [f"  * {h.describe()}" for h in c.holdings]
+        lines += [f"  expired exception: {exc.describe()}" for exc in c.expired]
+    lines.append("  Decide: change the rule, record an exception, or remove the conflicting access.\n")
+    return "\n".join(lines)
+
+
 @cli.group()
 def sod() -> None:
     """Segregation of duties (policies in mappings/sod/, exceptions in mappings/exceptions/)."""
@@ -62,24 +77,34 @@ def sod() -> None:
 @sod.command(name="report")
 @config_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when a conflict has no valid exception.")
+@click.option(
+    "--detailed-exitcode", is_flag=True,
+    help="Exit 2 when a conflict has no valid exception or a request is withheld.",
+)
 def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
-    """Every conflict present on every target, its cause and any exception."""
+    """Every conflict present on every target, every request withheld, causes and exceptions."""
+    from provisioner.core.sodrefs import missing_tables
     from provisioner.review.campaign import read_inputs
-    from provisioner.segregation import conflicts
+    from provisioner.segregation import conflicts, withheld
 
     cfg = load(config_path)
     ctx = RunContext.manual(cfg, None)
     with Targets(cfg) as targets:
         inp = read_inputs(cfg, ctx, targets)
     found = conflicts(inp.mappings, inp.desired, inp.actual, ctx)
+    held_back = withheld(inp.mappings, inp.desired, inp.actual, ctx)
+    unchecked = [n.message for state in inp.actual.values() for n in missing_tables(inp.mappings.sod, state)]
     if fmt == "json":
         click.echo(json.dumps({"policies": [p.id for p in inp.mappings.sod],
-                               "conflicts": [{**c.to_json(), "status": _status(c)} for c in found]},
+                               "conflicts": [{**c.to_json(), "status": _status(c)} for c in found],
+                               "withheld": [{**c.to_json(), "status": _status(c)} for c in held_back],
+                               "reference_problems": unchecked},
                               indent=2, sort_keys=True))
     elif fmt == "csv":
-        click.echo(_csv(found), nl=False)
+        click.echo(_csv([*held_back, *found]), nl=False)
     else:
-        click.echo(_text(found, len(inp.mappings.sod)))
-    if detailed_exitcode and any(c.exception is None for c in found):
+        click.echo("".join(f"ERROR {m}\n" for m in unchecked) + _text(found, len(inp.mappings.sod), held_back))
+    if unchecked and fmt == "csv":
+        click.echo("".join(f"ERROR {m}\n" for m in unchecked), err=True, nl=False)
+    if detailed_exitcode and (unchecked or held_back or any(c.exception is None for c in found)):
         sys.exit(2)

@@ -15,6 +15,9 @@ from typing import Any
 
 from provisioner.core.audit import CHANGE_KINDS, EventKind
 from provisioner.core.catalog import Catalog, Sensitivity
+from provisioner.core.escalation import ATTRIBUTE_CODE, INCOMPLETE_CODE
+from provisioner.core.privdrift import DRIFT_CODE, PUBLIC_CODE, notice_sensitivity
+from provisioner.core.sodexpiry import EXPIRED_CODE, EXPIRING_CODE
 
 MEMBERSHIP_KINDS = {"grant_membership": "granted", "revoke_membership": "revoked"}
 PRIVILEGE_KINDS = {"grant_privilege": "granted", "revoke_privilege": "revoked"}
@@ -189,6 +192,12 @@ def _drift(rec: Mapping[str, Any], catalog: Catalog, policy: AlertPolicy) -> lis
     sensitive = [n for n, r in catalog.roles.items() if r.sensitivity >= policy.min_sensitivity]
     out = []
     for notice in notices:
+        if isinstance(notice, Mapping) and notice.get("code") in (DRIFT_CODE, PUBLIC_CODE):
+            out += _privilege_drift(rec, notice, policy)
+        if isinstance(notice, Mapping) and notice.get("code") in (ATTRIBUTE_CODE, INCOMPLETE_CODE):
+            out.append(_escalation(rec, notice))
+        if isinstance(notice, Mapping) and notice.get("code") in (EXPIRING_CODE, EXPIRED_CODE):
+            out.append(_exception_expiry(rec, notice))
         if not isinstance(notice, Mapping) or notice.get("code") != "drift":
             continue
         message = str(notice.get("message", ""))
@@ -205,6 +214,54 @@ def _drift(rec: Mapping[str, Any], catalog: Catalog, policy: AlertPolicy) -> lis
                     )
                 )
     return out
+
+
+def _privilege_drift(rec: Mapping[str, Any], notice: Mapping[str, Any], policy: AlertPolicy) -> list[Alert]:
+    """A privilege outside the catalog (held by a managed role or PUBLIC) on an
+    object of sensitivity ``min_sensitivity`` or above."""
+    message = str(notice.get("message", ""))
+    level = notice_sensitivity(message)
+    if level is None or level < policy.min_sensitivity:
+        return []
+    holder = str(notice.get("role"))
+    target = str(notice.get("target") or rec.get("target") or "")
+    who = "PUBLIC (every role)" if notice.get("code") == PUBLIC_CODE else holder
+    return [
+        Alert(
+            Severity.CRITICAL if level >= Sensitivity.CRITICAL else Severity.WARNING,
+            f"privilege_drift:{target}:{holder}:{message}",
+            f"Privilege outside the catalog on a {level.name.lower()} object: {who}",
+            f"{message}. The role catalog does not grant this; investigate.",
+            _facts(rec, role=holder, sensitivity=level.name.lower(), target=target),
+        )
+    ]
+
+
+def _escalation(rec: Mapping[str, Any], notice: Mapping[str, Any]) -> Alert:
+    role = str(notice.get("role"))
+    target = str(notice.get("target") or rec.get("target") or "")
+    leaver = notice.get("code") == INCOMPLETE_CODE
+    title = f"Leaver {role} could not be fully disabled" if leaver else f"Managed role {role} bypasses all controls"
+    return Alert(
+        Severity.CRITICAL,
+        f"{notice.get('code')}:{target}:{role}",
+        title,
+        str(notice.get("message", "")),
+        _facts(rec, role=role, target=target),
+    )
+
+
+def _exception_expiry(rec: Mapping[str, Any], notice: Mapping[str, Any]) -> Alert:
+    expired = notice.get("code") == EXPIRED_CODE
+    role = str(notice.get("role"))
+    message = str(notice.get("message", ""))
+    return Alert(
+        Severity.CRITICAL if expired else Severity.WARNING,
+        f"{notice.get('code')}:{notice.get('target') or rec.get('target')}:{role}:{message[:80]}",
+        f"SoD exception {'expired' if expired else 'expiring'}: {role}",
+        message,
+        _facts(rec, role=role, target=str(notice.get("target") or rec.get("target") or "")),
+    )
 
 
 def _failing(rec: Mapping[str, Any], streak: int) -> Alert:

@@ -39,9 +39,15 @@ class CatalogRole:
     """Keys later features read (privileges, inherits ...)."""
 
 
+PUBLIC_MODES = ("report", "revoke")
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
     roles: Mapping[str, CatalogRole]
+    public: str = "report"
+    """What happens to privileges PUBLIC holds on managed databases: ``report``
+    (default) or ``revoke`` (``[public] privileges = "revoke"`` in a catalog file)."""
 
     def sensitivity(self, role: str) -> Sensitivity:
         entry = self.roles.get(role)
@@ -54,17 +60,23 @@ def build_catalog(
     allowed = ROLE_KEYS | set(extra_keys)
     roles: dict[str, CatalogRole] = {}
     problems: list[str] = []
+    public: tuple[str, str] | None = None
     for filename, text in files:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             problems.append(f"{filename}: not valid TOML: {exc}")
             continue
-        if set(data) - {"role"}:
+        if set(data) - {"role", "public"}:
             problems.append(
-                f"{filename}: unknown top-level key(s) {sorted(set(data) - {'role'})}; expected [role.NAME]"
+                f"{filename}: unknown top-level key(s) {sorted(set(data) - {'role', 'public'})}; "
+                "expected [role.NAME] or [public]"
             )
         lines = _header_lines(text)
+        if "public" in data:
+            mode, probs = _parse_public(data["public"], filename, public)
+            problems += probs
+            public = (mode, filename) if mode is not None else public
         for name, body in (data.get("role") or {}).items():
             role, probs = _parse_role(name, body, f"{filename}:{lines.get(name, 1)}", allowed)
             problems += probs
@@ -74,7 +86,19 @@ def build_catalog(
                 problems.append(f"{filename}:{lines.get(name, 1)}: role {name!r} already defined in {roles[name].file}")
                 continue
             roles[name] = role
-    return Catalog(roles), problems
+    return Catalog(roles, public[0] if public else "report"), problems
+
+
+def _parse_public(body: Any, filename: str, seen: tuple[str, str] | None) -> tuple[str | None, list[str]]:
+    """``[public] privileges = "report" | "revoke"``: once across all catalog files."""
+    if seen is not None:
+        return None, [f"{filename}: [public] already set in {seen[1]}"]
+    if not isinstance(body, dict) or set(body) - {"privileges"}:
+        return None, [f"{filename}: [public] takes one key, privileges = \"report\" | \"revoke\""]
+    mode = body.get("privileges", "report")
+    if mode not in PUBLIC_MODES:
+        return None, [f"{filename}: [public] privileges {mode!r} is not one of 'report', 'revoke'"]
+    return str(mode), []
 
 
 _HEADER = re.compile(r"""^\s*\[\s*role\s*\.\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*[\].]""")

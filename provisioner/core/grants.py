@@ -21,6 +21,10 @@ DEFAULT = "default"
 """Default privileges (``ALTER DEFAULT PRIVILEGES``); ``Obj.name`` is then
 ``tables``, ``sequences`` or ``functions`` and ``Obj.owner`` the creating role."""
 
+PUBLIC = "public"
+"""The grantee name of privileges granted to PUBLIC (every role).  PostgreSQL
+reserves the name, so no real role can collide with it."""
+
 OBJECT_KINDS = (DATABASE, SCHEMA, TABLE, COLUMN, SEQUENCE, FUNCTION, DEFAULT)
 
 PRIVILEGE_ORDER = (

@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from provisioner.core.diff import DiffPolicy, is_protected
+from provisioner.core.escalation import escalated_leaver
 from provisioner.core.model import ActualState
-from provisioner.core.plan import ChangeKind, Plan
+from provisioner.core.plan import Change, ChangeKind, Plan
 
 SafetyCheck = Callable[[Plan, Mapping[str, ActualState], Mapping[str, DiffPolicy]], list[str]]
 
@@ -39,9 +40,23 @@ def protected_untouched(
                 names.append(str(change.param("old_name")))
             for name in names:
                 role = state.roles.get(name)
+                if _leaver_revoke(change, name, state, policy):
+                    continue
                 if role is not None and is_protected(role, state, policy):
                     problems.append(f"{tp.target}: '{change.describe()}' touches protected role {name!r}")
     return problems
+
+
+def _leaver_revoke(change: Change, name: str, state: ActualState, policy: DiffPolicy) -> bool:
+    """Revoking a membership from a managed login role made SUPERUSER (etc.) by
+    hand: the part of disabling a leaver provisioner can still do."""
+    role = state.roles.get(name)
+    return (
+        change.kind is ChangeKind.REVOKE_MEMBERSHIP
+        and name == change.role
+        and role is not None
+        and escalated_leaver(role, state, policy)
+    )
 
 
 CHECKS: list[SafetyCheck] = [protected_untouched]

@@ -27,9 +27,13 @@ from typing import Any
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ON = re.compile(r"^([^.\s]+)\.([^.\s]+)$")
-POLICY_KEYS = {"id", "description", "severity", "conflicts", "enabled"}
+POLICY_KEYS = {
+    "id", "description", "severity", "conflicts", "enabled", "on_expiry", "warn_before_expiry_days",
+    "max_exception_days",
+}
+ON_EXPIRY = ("report", "revoke")
 SIDE_KEYS = {"role", "privilege", "on"}
-EXCEPTION_KEYS = {"identity", "policy", "approver", "reason", "expires", "ticket"}
+EXCEPTION_KEYS = {"identity", "policy", "approver", "reason", "expires", "ticket", "approved"}
 SEVERITIES = ("low", "medium", "high", "critical")
 TABLE_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"})
 
@@ -60,6 +64,14 @@ class Policy:
     file: str
     line: int
     enabled: bool = True
+    on_expiry: str = "report"
+    """When an exception expires while the conflict is present: ``report`` (an
+    error notice and alert every run) or ``revoke`` (the access beyond the
+    policy's first side is revoked)."""
+    warn_days: int = 14
+    """Warn (notice + alert) this many days before an exception expires."""
+    max_exception_days: int | None = None
+    """Longest an exception may run, from its ``approved`` date (then required)."""
 
     @property
     def where(self) -> str:
@@ -79,6 +91,7 @@ class SodException:
     file: str
     line: int
     ticket: str = ""
+    approved: date | None = None
 
     def applies_to(self, username: str, stable_id: str) -> bool:
         return self.identity.casefold() in (username.casefold(), stable_id.casefold())
@@ -190,9 +203,21 @@ def _parse_policy(raw: Any, filename: str, line: int) -> tuple[Policy | None, li
                 if side in sides:
                     problems.append(f"{where}: conflicts[{i}]: {side.describe()} is listed twice")
                 sides.append(side)
+    on_expiry = raw.get("on_expiry", "report")
+    if on_expiry not in ON_EXPIRY:
+        problems.append(f"{where}: on_expiry {on_expiry!r} is not one of {', '.join(ON_EXPIRY)}")
+    warn = raw.get("warn_before_expiry_days", 14)
+    if not isinstance(warn, int) or isinstance(warn, bool) or warn < 0:
+        problems.append(f"{where}: 'warn_before_expiry_days' must be a whole number of days >= 0")
+    longest = raw.get("max_exception_days")
+    if longest is not None and (not isinstance(longest, int) or isinstance(longest, bool) or longest < 1):
+        problems.append(f"{where}: 'max_exception_days' must be a whole number of days >= 1")
     if problems:
         return None, problems
-    return Policy(str(pid), desc, str(severity), tuple(sides), filename, line, bool(enabled)), []
+    return Policy(
+        str(pid), desc, str(severity), tuple(sides), filename, line, bool(enabled), str(on_expiry), int(warn),
+        int(longest) if longest is not None else None,
+    ), []
 
 
 def build_policies(files: Iterable[tuple[str, str]]) -> tuple[tuple[Policy, ...], list[str]]:
@@ -229,7 +254,7 @@ def _parse_date(value: Any) -> date | None:
 
 
 def _parse_exception(
-    raw: Any, filename: str, line: int, policy_ids: frozenset[str] | None
+    raw: Any, filename: str, line: int, policies: Mapping[str, Policy] | None
 ) -> tuple[SodException | None, list[str]]:
     where = f"{filename}:{line}: exception"
     if not isinstance(raw, dict):
@@ -249,18 +274,36 @@ def _parse_exception(
     if not isinstance(ticket, str):
         problems.append(f"{where}: 'ticket' must be a string")
         ticket = ""
-    if policy and policy_ids is not None and policy not in policy_ids:
+    approved = _parse_date(raw["approved"]) if "approved" in raw else None
+    if "approved" in raw and approved is None:
+        problems.append(f"{where}: 'approved' must be a date such as 2027-01-02")
+    known = policies.get(policy) if policies is not None else None
+    if policy and policies is not None and known is None:
         problems.append(f"{where}: policy {policy!r} is not defined in mappings/sod/")
+    if known is not None and known.max_exception_days is not None and expires is not None:
+        if approved is None:
+            problems.append(
+                f"{where}: policy {policy!r} limits exceptions to {known.max_exception_days} days: "
+                "'approved' (the approval date) is required"
+            )
+        elif (expires - approved).days > known.max_exception_days:
+            problems.append(
+                f"{where}: runs {(expires - approved).days} days ({approved} to {expires}), longer than the "
+                f"{known.max_exception_days} days policy {policy!r} allows ({known.where})"
+            )
+    if approved is not None and expires is not None and approved > expires:
+        problems.append(f"{where}: 'approved' ({approved}) is after 'expires' ({expires})")
     if problems or expires is None:
         return None, problems
-    return SodException(identity, policy, approver, reason, expires, filename, line, ticket.strip()), []
+    exc = SodException(identity, policy, approver, reason, expires, filename, line, ticket.strip(), approved)
+    return exc, []
 
 
 def build_exceptions(
     files: Iterable[tuple[str, str]], policies: Sequence[Policy] | None = None
 ) -> tuple[tuple[SodException, ...], list[str]]:
     """Parse exception files; with ``policies`` every exception must name one of them."""
-    ids = frozenset(p.id for p in policies) if policies is not None else None
+    ids = {p.id: p for p in policies} if policies is not None else None
     out: list[SodException] = []
     problems: list[str] = []
     for filename, text in files:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from provisioner.core.model import ActualState, DesiredState, Reason, RoleKind
-from provisioner.core.plan import Change, ChangeKind, Notice, NoticeLevel, Plan, TargetPlan
+from provisioner.core.plan import Change, ChangeKind, Notice, NoticeLevel, Plan, TargetPlan, make_change
 from provisioner.core.sod import Policy, Side, SodException
 
 
@@ -296,7 +296,8 @@ def prevent(
     model: AccessModel,
     now: datetime,
 ) -> list[Conflict]:
-    """The conflicts the grants of ``tp`` would create, each naming the grants to withhold.
+    """The conflicts the grants of ``tp`` would create, each naming the grants to withhold
+    (or, with ``exception`` set, the grants an active exception lets through).
 
     A grant is withheld when it adds a side of a policy and the person would
     then hold two or more sides (counting access kept after this plan's revokes)."""
@@ -310,8 +311,6 @@ def prevent(
         kept_causes = {g: _cause(who, g) for g in kept}
         for policy in (p for p in policies if p.enabled):
             exc, expired = _exceptions(policy, who, exceptions, now)
-            if exc is not None:
-                continue
             base = holdings(user, kept_causes, policy.sides, state, model, privs)
             have = {h.side for h in base}
             added: dict[str, list[Holding]] = {}
@@ -328,7 +327,7 @@ def prevent(
                 out.append(
                     Conflict(
                         tp.target, user, who.username, who.stable_id, policy,
-                        tuple(firsts[s] for s in sorted(firsts)), None, expired, tuple(sorted(added)),
+                        tuple(firsts[s] for s in sorted(firsts)), exc, expired, tuple(sorted(added)),
                     )
                 )
     return out
@@ -355,10 +354,13 @@ def enforce_sod(
         if state is None:
             targets.append(tp)
             continue
-        found = prevent(tp, desired, state, policies, exceptions, model, now)
+        everything = prevent(tp, desired, state, policies, exceptions, model, now)
+        found = [c for c in everything if c.exception is None]
         drop = {(c.user, g) for c in found for g in c.withheld}
+        allowed = {(c.user, g): c for c in everything if c.exception is not None for g in c.withheld}
         changes = tuple(
-            c for c in tp.changes
+            _resting_on(c, allowed)
+            for c in tp.changes
             if not (c.kind is ChangeKind.GRANT_MEMBERSHIP and (c.role, str(c.param("group"))) in drop)
         )
         notices = [Notice(NoticeLevel.ERROR, "sod_violation", c.describe(), c.user) for c in found]
@@ -366,3 +368,52 @@ def enforce_sod(
         violations += found
         targets.append(replace(tp, changes=changes, notices=(*tp.notices, *notices)))
     return replace(plan, targets=tuple(targets)), tuple(violations)
+
+
+def _resting_on(change: Change, allowed: Mapping[tuple[str, str], Conflict]) -> Change:
+    """A grant an active exception lets through names that exception among its reasons."""
+    if change.kind is not ChangeKind.GRANT_MEMBERSHIP:
+        return change
+    c = allowed.get((change.role, str(change.param("group"))))
+    if c is None or c.exception is None:
+        return change
+    why = Reason(
+        f"sod-exception:{c.policy.id}",
+        f"conflicts with SoD policy {c.policy.id!r}; granted only under the {c.exception.describe()}",
+    )
+    return replace(change, reasons=(*change.reasons, why))
+
+
+# --------------------------------------------------------------------------- withheld requests
+
+
+def withheld_requests(
+    desired: DesiredState,
+    state: ActualState,
+    policies: Sequence[Policy],
+    exceptions: Sequence[SodException],
+    model: AccessModel,
+    now: datetime,
+) -> list[Conflict]:
+    """Every membership the rules ask for that SoD withholds now: the requests
+    each plan withholds again until a human decides (the report lists them)."""
+    if not any(p.enabled for p in policies):
+        return []
+    asked = []
+    for name, user in sorted(desired.users.items()):
+        if not user.login:
+            continue
+        role = state.roles.get(name)
+        have = role.member_of if role is not None else frozenset()
+        for group, reasons in sorted(user.memberships.items()):
+            if group not in have:
+                asked.append(make_change(ChangeKind.GRANT_MEMBERSHIP, name, reasons, group=group))
+    if not asked:
+        return []
+    found = prevent(TargetPlan(state.target, "", tuple(asked)), desired, state, policies, exceptions, model, now)
+    return [c for c in found if c.exception is None]
+
+
+def withheld_count(plan: Plan) -> int:
+    """Requests SoD withheld from ``plan`` (its ``sod_violation`` notices)."""
+    return sum(1 for tp in plan.targets for n in tp.notices if n.code == "sod_violation")

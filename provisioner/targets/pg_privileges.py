@@ -2,7 +2,7 @@
 
 Reading: for each configured database, six catalog queries (the database,
 schemas, relations, columns, routines and default privileges, each with
-``aclexplode`` filtered to the managed group roles) in one REPEATABLE READ,
+``aclexplode`` filtered to the managed roles and PUBLIC) in one REPEATABLE READ,
 READ ONLY transaction -- whatever the number of objects.  The same queries
 return the object inventory wildcard grants expand against.
 
@@ -25,6 +25,7 @@ from provisioner.core.grants import (
     DATABASE,
     DEFAULT,
     FUNCTION,
+    PUBLIC,
     SCHEMA,
     SEQUENCE,
     TABLE,
@@ -33,43 +34,48 @@ from provisioner.core.grants import (
     Obj,
     PrivilegeSnapshot,
 )
-from provisioner.core.model import ActualRole, RoleKind
+from provisioner.core.model import ActualRole
 from provisioner.core.plan import Change, ChangeKind
 
 _USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
 
 
-def _managed_acl(column: str) -> str:
+def _managed_acl(column: str, default: str = "") -> str:
     """A lateral join yielding (rolname, privilege_type) of the managed roles
-    in ``column`` (a constant of this module), or one row of NULLs."""
+    and PUBLIC in ``column`` (a constant of this module), or one row of NULLs.
+    ``default``: the ``acldefault`` arguments used while the ACL is NULL (the
+    built-in privileges, e.g. PUBLIC's CONNECT on a database or EXECUTE on a
+    function, are then in force without appearing in the catalog)."""
+    acl = f"coalesce({column}, pg_catalog.acldefault({default}))" if default else column
     return (
-        "LEFT JOIN LATERAL (SELECT r.rolname::text AS rolname, a.privilege_type"
-        f" FROM pg_catalog.aclexplode({column}) a"
-        " JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
-        " WHERE r.rolname = ANY(%(managed)s)) g ON true"
+        f"LEFT JOIN LATERAL (SELECT coalesce(r.rolname::text, '{PUBLIC}') AS rolname, a.privilege_type"
+        f" FROM pg_catalog.aclexplode({acl}) a"
+        " LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+        " WHERE a.grantee = 0 OR r.rolname = ANY(%(managed)s)) g ON true"
     )
 
 
 DATABASE_QUERY = f"""
 SELECT d.datname::text, pg_catalog.pg_get_userbyid(d.datdba)::text, g.rolname, g.privilege_type
   FROM pg_catalog.pg_database d
-  {_managed_acl("d.datacl")}
+  {_managed_acl("d.datacl", "'d', d.datdba")}
  WHERE d.datname = current_database()
 """
 
 SCHEMAS_QUERY = f"""
 SELECT n.nspname::text, pg_catalog.pg_get_userbyid(n.nspowner)::text, g.rolname, g.privilege_type
   FROM pg_catalog.pg_namespace n
-  {_managed_acl("n.nspacl")}
+  {_managed_acl("n.nspacl", "'n', n.nspowner")}
  WHERE {_USER_SCHEMAS}
 """
 
+_RELATION_DEFAULT = """CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner"""
 # relkind: r table, p partitioned, v view, m materialized view, f foreign table, S sequence
 RELATIONS_QUERY = f"""
 SELECT n.nspname::text, c.relname::text, c.relkind = 'S', g.rolname, g.privilege_type
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  {_managed_acl("c.relacl")}
+  {_managed_acl("c.relacl", _RELATION_DEFAULT)}
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {_USER_SCHEMAS}
 """
 
@@ -89,18 +95,18 @@ SELECT n.nspname::text, p.proname::text, pg_catalog.oidvectortypes(p.proargtypes
        g.privilege_type
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-  {_managed_acl("p.proacl")}
+  {_managed_acl("p.proacl", "'f', p.proowner")}
  WHERE p.prokind IN ('f', 'p') AND {_USER_SCHEMAS}
 """
 
-DEFAULTS_QUERY = """
+DEFAULTS_QUERY = f"""
 SELECT coalesce(n.nspname, '')::text, pg_catalog.pg_get_userbyid(d.defaclrole)::text, d.defaclobjtype::text,
-       r.rolname::text, a.privilege_type
+       coalesce(r.rolname::text, '{PUBLIC}'), a.privilege_type
   FROM pg_catalog.pg_default_acl d
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
   CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) a
-  JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
- WHERE d.defaclobjtype IN ('r', 'S', 'f') AND r.rolname = ANY(%(managed)s)
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+ WHERE d.defaclobjtype IN ('r', 'S', 'f') AND (a.grantee = 0 OR r.rolname = ANY(%(managed)s))
 """
 
 QUERIES = (DATABASE_QUERY, SCHEMAS_QUERY, RELATIONS_QUERY, COLUMNS_QUERY, ROUTINES_QUERY, DEFAULTS_QUERY)
@@ -116,11 +122,12 @@ def read_privileges(
     query_home: Query,
     query_in: Callable[[str], Query],
 ) -> PrivilegeSnapshot:
-    """Grants of the managed group roles and the inventory of every database in
+    """Grants of every managed role (group and login roles: a hand grant to a
+    person is drift too), of every role they are members of, and of PUBLIC, and the inventory of every database in
     ``databases`` (empty: ``home``, the connected one).  ``query_home`` runs in
     the caller's snapshot; ``query_in(db)`` gives a query function of another
     database (its own REPEATABLE READ transaction)."""
-    managed = sorted(n for n, r in roles.items() if r.marker is not None and r.marker.kind is RoleKind.GROUP)
+    managed = sorted(_reachable(roles))
     names = list(databases) or [home]
     inventories: dict[str, Inventory] = {}
     grants: set[Grant] = set()
@@ -128,6 +135,20 @@ def read_privileges(
         inventories[db], found = read_database(query_home if db == home else query_in(db), managed)
         grants |= found
     return PrivilegeSnapshot(names[0], inventories, frozenset(grants))
+
+
+def _reachable(roles: Mapping[str, ActualRole]) -> set[str]:
+    """Every managed role and every role a managed role is a member of, transitively
+    (a DBA's group a person was put in by hand passes its grants on too)."""
+    out = {n for n, r in roles.items() if r.marker is not None}
+    queue = list(out)
+    while queue:
+        role = roles.get(queue.pop())
+        for group in role.member_of if role is not None else ():
+            if group not in out:
+                out.add(group)
+                queue.append(group)
+    return out
 
 
 def read_database(query: Query, managed: Sequence[str]) -> tuple[Inventory, set[Grant]]:

@@ -24,10 +24,11 @@ from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 
 from provisioner.config import PostgresTargetConfig
+from provisioner.core.access import ObjectAcl
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import TargetUnavailable
-from provisioner.targets import pg_drop, pg_inspect, pg_privileges
+from provisioner.targets import pg_access, pg_drop, pg_inspect, pg_privileges
 from provisioner.targets.base import ApplyResult, FailedChange
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
@@ -233,6 +234,21 @@ class PostgresTarget:
                 "sessions": {str(name): int(n) for name, n in session_rows},
             },
         )
+
+    def object_access(self, text: str, database: str | None = None) -> list[ObjectAcl]:
+        """The complete ACL of the object ``text`` names (``provisioner access``), read
+        in ``database`` (default: the first of ``databases``, else the connected one)."""
+        home = self.connection()
+        dbname = database or (self.config.databases[0] if self.config.databases else str(home.info.dbname))
+        conn = home if dbname == str(home.info.dbname) else self.database_connection(dbname)
+        try:
+            with conn.transaction():
+                return pg_access.read_object_acl(lambda q, p: self._query(conn, q, p), text, dbname)
+        except psycopg.OperationalError as exc:
+            self._discard()
+            raise TargetUnavailable(
+                f"target {self.name}: reading the ACL of {text!r} failed: {pg_message(exc)}"
+            ) from exc
 
     def catalog_digest(self) -> str:
         """One server-side digest of the cluster's role catalog (the no-op short-circuit)."""

@@ -1,0 +1,71 @@
+"""Segregation-of-duties policies must name things that exist.  Pure.
+
+A policy side naming a role nobody can hold, or a table that is not there,
+would silently check nothing.  At load time (``provisioner validate``) every
+role side must be a catalog role or a role some rule grants (templates such as
+``dept_{department}`` match by pattern); at plan time every table side must
+exist in a database of the target (:func:`missing_tables`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from provisioner.core.catalog import Catalog
+from provisioner.core.model import ActualState
+from provisioner.core.plan import Notice, NoticeLevel
+from provisioner.core.rules import RuleSet
+from provisioner.core.sod import Policy
+
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    parts = _PLACEHOLDER.split(template)
+    return re.compile(".+".join(re.escape(p) for p in parts), re.IGNORECASE)
+
+
+def reference_problems(policies: Sequence[Policy], catalog: Catalog, rules: RuleSet) -> list[str]:
+    """Every role side that no catalog entry and no rule can give, with file and line."""
+    known = {name.casefold() for name in catalog.roles}
+    templates = [_pattern(g) for r in rules.rules for g in r.grants]
+    problems = []
+    for policy in policies:
+        for side in policy.sides:
+            if not side.is_role or side.role.casefold() in known:
+                continue
+            if any(t.fullmatch(side.role) for t in templates):
+                continue
+            problems.append(
+                f"{policy.where}: policy {policy.id!r} names role {side.role!r}, which is neither a catalog "
+                "role nor granted by any rule: the side would check nothing"
+            )
+    return problems
+
+
+def missing_tables(policies: Sequence[Policy], state: ActualState) -> list[Notice]:
+    """An error notice per enabled policy's table side that no database of the
+    target has (nothing when the target's objects are not read)."""
+    snap = state.privileges
+    if snap is None:
+        return []
+    out = []
+    for policy in policies:
+        if not policy.enabled:
+            continue
+        for side in policy.sides:
+            if side.is_role:
+                continue
+            if any(side.table in inv.tables.get(side.schema, ()) for inv in snap.databases.values()):
+                continue
+            out.append(
+                Notice(
+                    NoticeLevel.ERROR,
+                    "sod_reference",
+                    f"SoD policy {policy.id!r} ({policy.where}) names table {side.schema}.{side.table}, which "
+                    f"does not exist in database(s) {', '.join(sorted(snap.databases))} of target "
+                    f"{state.target}: the side {side.describe()} checks nothing",
+                )
+            )
+    return out
