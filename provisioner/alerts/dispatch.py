@@ -84,9 +84,12 @@ def dispatch_alerts(
     if store is None:  # no state store (never a recorded run): best effort, not durable
         for alert in alerts:
             for chan in chans:
-                ok, failures, _ = _attempts(chan, alert, cfg, sleep)
+                ok, failures, error = _attempts(chan, alert, cfg, sleep)
                 counts.failed += failures
                 counts.sent += ok
+                if not ok:
+                    log.error("alert_channel_failed", channel=chan.name, key=alert.key, attempts=failures,
+                              error=error, durable=False)
         return counts
     try:
         _queue(store.outbox, alerts, chans, cfg, now, counts)
@@ -119,8 +122,9 @@ def _drain(
         held = _drain_channel(box, chan, cfg, now, sleep, counts, down)
         if held and chan.name not in down:
             digest = held_back_digest(chan.name, held, now.strftime("%Y-%m-%dT%H"))
-            _queue(box, [digest], [chan], cfg, now, DispatchCounts())
-            _drain_channel(box, chan, cfg, now, sleep, counts, down)
+            if not box.recently_queued(digest.key, chan.name, now - timedelta(hours=1), now):
+                box.enqueue(chan.name, digest.key, digest.severity.value, digest.to_json(), now)
+                _drain_channel(box, chan, cfg, now, sleep, counts, down)
     # a failing channel is reported on the others (once per dedup window)
     for name, (waiting, error) in down.items():
         others = [c for c in chans if c.name not in down]

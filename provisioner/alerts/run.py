@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from provisioner.alerts.dispatch import DispatchCounts, dispatch_alerts
 from provisioner.config import AlertsConfig, Config
-from provisioner.core.alerts import AlertPolicy, History, count_sensitive, evaluate, sensitive_role
+from provisioner.core.alerts import Alert, AlertPolicy, History, count_sensitive, evaluate, sensitive_role
 from provisioner.core.audit import CHANGE_KINDS
 from provisioner.core.catalog import Catalog, Sensitivity
 from provisioner.errors import ProvisionerError
@@ -56,8 +56,15 @@ def history(store: StateStore, catalog: Catalog, pol: AlertPolicy, now: datetime
     )
 
 
-def run_alerts(cfg: Config, store: StateStore, run_id: str, now: datetime | None = None) -> DispatchCounts:
+def run_alerts(cfg: Config, store: StateStore, run_id: str, now: datetime | None = None) -> list[Alert]:
     """Alerts for the records of ``run_id``, dispatched; never raises."""
+    return deliver_run_alerts(cfg, store, run_id, now)[0]
+
+
+def deliver_run_alerts(
+    cfg: Config, store: StateStore, run_id: str, now: datetime | None = None
+) -> tuple[list[Alert], DispatchCounts]:
+    """The alerts ``run_id``'s records call for, and what became of them; never raises."""
     now = now or datetime.now(UTC)
     try:
         catalog = load_catalog(cfg)
@@ -66,5 +73,5 @@ def run_alerts(cfg: Config, store: StateStore, run_id: str, now: datetime | None
         alerts = evaluate(records, catalog, history(store, catalog, pol, now), pol)
     except Exception as exc:
         log.error("alert_evaluation_failed", run_id=run_id, error=type(exc).__name__, message=str(exc))
-        return DispatchCounts()
-    return dispatch_alerts(alerts, cfg.alerts, store, now=now)
+        return [], DispatchCounts()
+    return alerts, dispatch_alerts(alerts, cfg.alerts, store, now=now)

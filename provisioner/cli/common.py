@@ -11,7 +11,7 @@ import click
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from provisioner.alerts import dispatch_alerts, run_alerts
+from provisioner.alerts import deliver_run_alerts, dispatch_alerts
 from provisioner.config import Config, load_config
 from provisioner.core.alerts import chain_broken_alert
 from provisioner.core.audit import AuditEvent, EventKind
@@ -143,7 +143,7 @@ def close_run(ctx: RunContext, cfg: Config | None, mode: str) -> None:
         return
     if mode == "plan" and ctx.trigger == "manual":
         return
-    counts = run_alerts(cfg, store, ctx.run_id)
+    _, counts = deliver_run_alerts(cfg, store, ctx.run_id)
     if ctx.trigger == "manual" and counts.total:
         click.echo(counts.summary_line(), err=True)
 
