@@ -151,6 +151,16 @@ def chain_broken_alert(message: str) -> Alert:
     )
 
 
+def reload_failed_alert(error: str) -> Alert:
+    return Alert(
+        Severity.CRITICAL,
+        "daemon_reload_failed",
+        "provisioner daemon: configuration reload failed; the previous configuration stays in force",
+        error,
+        {"error": error.split(":")[0]},
+    )
+
+
 def delivery_failed_alert(channel: str, failing: int, error: str) -> Alert:
     return Alert(
         Severity.CRITICAL,
