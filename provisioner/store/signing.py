@@ -186,5 +186,6 @@ def verify_chain(
     report.problem = verifier.finish()
     report.count, report.head_seq, report.head_hash = verifier.count, verifier.head_seq, verifier.head_hash
     if require_signed:
-        report.coverage = coverage(stored_ok, verifier.head_seq, now or datetime.now(UTC), max_age, shipped_ok)
+        head = max(verifier.head_seq, log.head()[0])  # the whole stored chain, even past a first bad record
+        report.coverage = coverage(stored_ok, head, now or datetime.now(UTC), max_age, shipped_ok)
     return report
