@@ -22,9 +22,9 @@ from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.catalog import build_catalog
 from provisioner.runtime import RunContext
 from provisioner.store.state import StateStore
+from tests.audit.pgstore import scratch_database
 from tests.audit.servers import closed_port, webhook_server
 from tests.audit.support import alert_config, grant
-from tests.audit.pgstore import scratch_database
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -198,7 +198,7 @@ def test_override_recovery_and_a_second_burst_are_alerted(tmp_path: Path, monkey
             store.append([AuditEvent(rid, NOW, "jdoe", "manual", EventKind.OVERRIDE, "pg", reason="CHG-9 desk closed")])
             store.finish_run(rid, "ok", {})
             run_alerts(cfg, store, rid, now=NOW)
-            for i in range(2):
+            for _ in range(2):
                 rid = store.start_run("schedule", "svc", "apply")
                 store.append([AuditEvent(rid, NOW, "svc", "schedule", EventKind.RUN_FAILED, reason="boom",
                                          after={"error": "TargetUnavailable"})])
