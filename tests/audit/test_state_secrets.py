@@ -13,8 +13,8 @@ import pytest
 from provisioner.cli.common import open_store, state_url
 from provisioner.config import load_config
 from provisioner.errors import ProvisionerError
-from tests.audit.support import alert_config
 from tests.audit.pgstore import scratch_database
+from tests.audit.support import alert_config
 
 SECRET = "p@ss:w/rd%40?#&x y"  # every character that breaks a URL spliced together as text
 
