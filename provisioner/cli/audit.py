@@ -17,6 +17,7 @@ from provisioner.cli.common import config_option, load, open_store
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.errors import ConfigError
+from provisioner.review.chained import decision_problems
 from provisioner.store.audit import AuditFilter, AuditRow, AuditTampered, StoredCheckpoint
 from provisioner.store.shipping import read_shipped
 from provisioner.store.signing import (
@@ -112,6 +113,7 @@ def verify(config_path: str, checkpoint_path: str | None, checkpoints_path: str 
             max_age=max_age,
         )
         runs = store.run_history_problems() if report.problem is None else []
+        reviews = decision_problems(store) if report.problem is None else []
     finally:
         store.close()
     click.echo(f"{report.count} record(s) checked, head seq {report.head_seq} {report.head_hash}")
@@ -125,7 +127,9 @@ def verify(config_path: str, checkpoint_path: str | None, checkpoints_path: str 
         click.echo(line)
     for problem in runs:
         click.echo(f"BROKEN run history: {problem}")
-    if not report.ok or runs:
+    for problem in reviews:
+        click.echo(f"BROKEN review decisions: {problem}")
+    if not report.ok or runs or reviews:
         sys.exit(1)
     click.echo("OK: the audit trail is intact")
 
