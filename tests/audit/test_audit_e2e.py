@@ -105,7 +105,7 @@ ca_file = "{box.ca_file}"
     finally:
         store.close()
     kinds = [r.content["kind"] for r in rows]
-    assert kinds[0] == EventKind.RUN_PLANNED and kinds[1] == EventKind.APPLY_INTENT
+    assert kinds[:3] == [EventKind.AUTHORISED, EventKind.RUN_PLANNED, EventKind.APPLY_INTENT]
     assert kinds[-3:] == [EventKind.APPLY_COMPLETED, EventKind.RUN_FINISHED, EventKind.RUN_RECORDED]
     grant = next(r.content for r in rows if r.content["kind"] == "change_applied" and r.content["role"] == f"{p}ann"
                  and r.content["change"]["params"].get("group") == f"{p}trade_executor")
