@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from provisioner.core.audit import EventKind
 from provisioner.core.review import Decision
@@ -49,6 +49,9 @@ def chained_decisions(store: StateStore, campaign: str | None = None) -> dict[tu
 def decision_problems(store: StateStore, campaign: str | None = None) -> list[str]:
     """Every decided review item whose decision is not the chain's (edited or inserted rows)."""
     chained = chained_decisions(store, campaign)
+    if not inspect(store.engine).has_table(items.name):
+        campaigns = sorted({c for c, _ in chained})
+        return [f"review {c}: decisions in the audit chain but no review tables (dropped)" for c in campaigns]
     q = select(items.c.campaign, items.c.item_id, items.c.outcome, *(items.c[c] for c in DECIDED)).where(
         items.c.decision.is_not(None), items.c.decision != ""
     )
