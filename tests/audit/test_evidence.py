@@ -441,3 +441,39 @@ def test_the_run_history_cannot_be_edited_unnoticed(recorded: tuple[Path, str], 
     sql(db, tamper)
     res = run_cli("audit", "verify", "-c", cfg)
     assert res.returncode == 1 and "BROKEN run history: run " in res.stdout and message in res.stdout, res.stdout
+
+
+def test_checkpoints_go_to_syslog_and_a_webhook_and_a_dead_sink_fails_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from provisioner.store.shipping import shipper
+
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(10)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with webhook_server() as hook:
+        monkeypatch.setenv("TEST_CP_HOOK", hook.url)
+        cfg = alert_config(tmp_path / "c", f"""
+[audit]
+checkpoint_dir = "{blocker / 'sub'}"
+checkpoint_syslog = "127.0.0.1:{udp.getsockname()[1]}"
+checkpoint_webhook = "env:TEST_CP_HOOK"
+""")
+        ship = shipper(cfg.audit, cfg.base_dir)
+        assert ship is not None
+        store = StateStore(f"sqlite:///{tmp_path / 's.db'}", signer=Signer(Ed25519PrivateKey.generate()),
+                           on_checkpoint=ship)
+        try:
+            store.append([AuditEvent("r", datetime.now(UTC), "svc", "schedule", EventKind.RUN_PLANNED)])
+            signed = store.audit.latest_checkpoint()
+        finally:
+            store.close()
+    assert signed is not None and ship.failures == 1  # the directory sink failed; the append did not
+    line = udp.recv(65536).decode().rstrip("\x00")
+    udp.close()
+    assert "provisioner-audit: checkpoint " in line and json.loads(line.split("checkpoint ", 1)[1]) == signed.to_json()
+    assert [b["provisioner_audit_checkpoint"] for b in hook.bodies] == [signed.to_json()]
