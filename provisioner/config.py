@@ -13,7 +13,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from provisioner.errors import ConfigError
 from provisioner.target_config import MysqlTargetConfig as MysqlTargetConfig
@@ -301,6 +310,25 @@ class AuditConfig(_Model):
 
     signing_key: Secret | None = None
     recover_after: Duration = 600.0
+    checkpoint_dir: str | None = None
+    """Ship every checkpoint as a file to this directory (another volume, a WORM mount)."""
+    checkpoint_syslog: str | None = None
+    """Ship every checkpoint to syslog: ``/dev/log`` or ``host:port`` (UDP)."""
+    checkpoint_webhook: Secret | None = None
+    """Ship every checkpoint as JSON by HTTP POST to this URL (a SecretRef)."""
+    checkpoint_max_age: Duration | None = None
+    """``audit verify`` fails when the newest checkpoint is older than this."""
+    reason_pattern: str = r"\S"
+    """``apply --reason`` must match this regular expression (e.g. a ticket ``^(CHG|INC)[0-9]{6}\b``)."""
+
+    @field_validator("reason_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class WebhookChannelConfig(_Model):
@@ -326,7 +354,12 @@ class AlertsConfig(_Model):
     failure_streak: int = Field(3, ge=1)
     dedup_window: Duration = 3600.0
     max_per_hour: int = Field(30, ge=1)
+    """Per channel; critical alerts are never held back (the rest go into an hourly digest)."""
     timeout: float = Field(5.0, gt=0, le=60)
+    retry_attempts: int = Field(3, ge=1, le=10)
+    """Delivery attempts per alert and channel within one run; then it waits in the outbox for the next run."""
+    retry_backoff: Duration = 1.0
+    """First retry delay; doubled per attempt (capped at one hour between runs)."""
     webhooks: list[WebhookChannelConfig] = []
     email: EmailChannelConfig | None = None
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from provisioner.alerts.dispatch import dispatch_alerts
 from provisioner.config import Config
-from provisioner.core.alerts import Alert, Severity
 from provisioner.core.audit import EventKind
 from provisioner.core.model import ActualState, DesiredState
 from provisioner.core.plan import Plan, TargetPlan, execution_order
@@ -91,24 +89,6 @@ def _expiry_and_references(
     return replace(tp, changes=execution_order((*tp.changes, *changes)), notices=(*tp.notices, *notices))
 
 
-def violation_alert(c: Conflict) -> Alert:
-    severity = Severity.CRITICAL if c.policy.severity in ("high", "critical") else Severity.WARNING
-    return Alert(
-        severity,
-        f"sod:{c.target}:{c.user}:{c.policy.id}:{','.join(c.withheld)}",
-        f"Segregation of duties: grant withheld from {c.username}",
-        c.describe(),
-        {
-            "policy": c.policy.id,
-            "identity": c.username,
-            "role": c.user,
-            "target": c.target,
-            "withheld": ", ".join(c.withheld),
-            "severity": c.policy.severity,
-        },
-    )
-
-
 def record_violations(cfg: Config, ctx: RunContext, violations: Sequence[Conflict]) -> None:
     ctx.audit(
         [
@@ -119,7 +99,6 @@ def record_violations(cfg: Config, ctx: RunContext, violations: Sequence[Conflic
     for c in violations:
         log.warning("sod_violation", run_id=ctx.run_id, target=c.target, policy=c.policy.id,
                     identity=c.username, withheld=list(c.withheld))
-    dispatch_alerts([violation_alert(c) for c in violations], cfg.alerts, ctx.store, now=ctx.now)
 
 
 def conflicts(

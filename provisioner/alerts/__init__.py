@@ -6,7 +6,7 @@ records of a finished run with :func:`provisioner.core.alerts.evaluate` and
 sends what it finds.  Neither ever raises.
 """
 
-from provisioner.alerts.dispatch import dispatch_alerts
-from provisioner.alerts.run import run_alerts
+from provisioner.alerts.dispatch import DispatchCounts, dispatch_alerts
+from provisioner.alerts.run import deliver_run_alerts, run_alerts
 
-__all__ = ["dispatch_alerts", "run_alerts"]
+__all__ = ["DispatchCounts", "deliver_run_alerts", "dispatch_alerts", "run_alerts"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from provisioner.alerts.dispatch import dispatch_alerts
+from provisioner.alerts.dispatch import DispatchCounts, dispatch_alerts
 from provisioner.config import AlertsConfig, Config
-from provisioner.core.alerts import Alert, AlertPolicy, History, count_sensitive, evaluate
+from provisioner.core.alerts import Alert, AlertPolicy, History, count_sensitive, evaluate, sensitive_role
 from provisioner.core.audit import CHANGE_KINDS
 from provisioner.core.catalog import Catalog, Sensitivity
 from provisioner.errors import ProvisionerError
@@ -33,17 +33,38 @@ def load_catalog(cfg: Config) -> Catalog:
 
 
 def history(store: StateStore, catalog: Catalog, pol: AlertPolicy, now: datetime) -> History:
-    recent = store.audit.contents_since(now - pol.rapid_change_window, CHANGE_KINDS)
+    recent = [
+        c for c in store.audit.contents_since(now - pol.rapid_change_window, CHANGE_KINDS)
+        if sensitive_role(c, catalog, pol.min_sensitivity) is not None
+    ]
+    runs = store.list_runs(limit=2 * pol.failure_streak + 2)
     streak = 0
-    for run in store.list_runs(limit=pol.failure_streak + 1):
+    for run in runs:
         if run.get("outcome") != "failed":
             break
         streak += 1
-    return History(count_sensitive(recent, catalog, pol.min_sensitivity), streak)
+    previous = 0
+    for run in runs[1:]:
+        if run.get("outcome") != "failed":
+            break
+        previous += 1
+    return History(
+        count_sensitive(recent, catalog, pol.min_sensitivity),
+        streak,
+        previous,
+        str(min((str(c.get("at")) for c in recent), default="")),
+    )
 
 
 def run_alerts(cfg: Config, store: StateStore, run_id: str, now: datetime | None = None) -> list[Alert]:
     """Alerts for the records of ``run_id``, dispatched; never raises."""
+    return deliver_run_alerts(cfg, store, run_id, now)[0]
+
+
+def deliver_run_alerts(
+    cfg: Config, store: StateStore, run_id: str, now: datetime | None = None
+) -> tuple[list[Alert], DispatchCounts]:
+    """The alerts ``run_id``'s records call for, and what became of them; never raises."""
     now = now or datetime.now(UTC)
     try:
         catalog = load_catalog(cfg)
@@ -52,6 +73,5 @@ def run_alerts(cfg: Config, store: StateStore, run_id: str, now: datetime | None
         alerts = evaluate(records, catalog, history(store, catalog, pol, now), pol)
     except Exception as exc:
         log.error("alert_evaluation_failed", run_id=run_id, error=type(exc).__name__, message=str(exc))
-        return []
-    dispatch_alerts(alerts, cfg.alerts, store, now=now)
-    return alerts
+        return [], DispatchCounts()
+    return alerts, dispatch_alerts(alerts, cfg.alerts, store, now=now)

@@ -6,7 +6,8 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -16,8 +17,11 @@ from provisioner.cli.common import config_option, load, open_store
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.errors import ConfigError
-from provisioner.store.audit import AuditFilter, AuditRow, StoredCheckpoint
+from provisioner.review.chained import decision_problems
+from provisioner.store.audit import AuditFilter, AuditRow, AuditTampered, StoredCheckpoint
+from provisioner.store.shipping import read_shipped
 from provisioner.store.signing import (
+    VerifyReport,
     checkpoint_from_file,
     generate_key,
     load_public_key,
@@ -49,7 +53,10 @@ def keygen(out: str) -> None:
 @audit.command()
 @config_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint file (JSON) for WORM storage.")
-def checkpoint(config_path: str, out: str) -> None:
+@click.option("--adopt", is_flag=True,
+              help="Sign a head no checkpoint of the configured key covers yet (a trail written before the key was "
+                   "configured, or after a key rotation), after verifying the whole chain.")
+def checkpoint(config_path: str, out: str, adopt: bool) -> None:
     """Sign the current head of the chain now and write the checkpoint to FILE."""
     cfg = load(config_path)
     if cfg.audit.signing_key is None:
@@ -57,53 +64,82 @@ def checkpoint(config_path: str, out: str) -> None:
     key = load_signing_key(cfg.audit.signing_key)
     store = open_store(cfg)
     try:
-        stored = sign_head(store.audit, key)
+        if adopt:
+            report = verify_chain(store.audit, [], key.public_key())
+            if report.problem is not None or report.checkpoint_problems:
+                for line in _problems(report):
+                    click.echo(line)
+                raise AuditTampered("the chain does not verify; refusing to adopt it")
+        stored = sign_head(store.audit, key, adopt=adopt)
     finally:
         store.close()
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(stored.to_json(), fh, indent=2, sort_keys=True)
         fh.write("\n")
     cp = stored.checkpoint
-    click.echo(f"Checkpoint of {cp.count} record(s), head seq {cp.head_seq} {cp.head_hash} written to {out}")
+    click.echo(f"Checkpoint n={cp.n} of {cp.count} record(s), head seq {cp.head_seq} {cp.head_hash} written to {out}")
 
 
 @audit.command()
 @config_option
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(exists=True, dir_okay=False),
               help="A checkpoint file (e.g. from WORM storage) the chain must still contain.")
+@click.option("--checkpoints", "checkpoints_path", type=click.Path(exists=True),
+              help="Shipped checkpoints: a directory of checkpoint files ([audit] checkpoint_dir) or one file; "
+                   "default: the configured checkpoint_dir.")
 @click.option("--public-key", "public_key_path", type=click.Path(exists=True, dir_okay=False),
               help="PEM public key trusted for checkpoint signatures (default: from [audit] signing_key).")
-def verify(config_path: str, checkpoint_path: str | None, public_key_path: str | None) -> None:
-    """Check every record's hash and link, and the checkpoints. Exit 0 intact, 1 broken."""
+def verify(config_path: str, checkpoint_path: str | None, checkpoints_path: str | None,
+           public_key_path: str | None) -> None:
+    """Check every record's hash, link and time, the checkpoints and the run history. Exit 0 intact, 1 broken."""
     cfg = load(config_path)
     trusted = _trusted_key(cfg, public_key_path)
+    cps: list[tuple[str, StoredCheckpoint]] = []
+    if checkpoint_path:
+        cps.append((checkpoint_path, checkpoint_from_file(checkpoint_path)))
+    shipped = checkpoints_path or (
+        str(cfg.resolve_path(cfg.audit.checkpoint_dir)) if cfg.audit.checkpoint_dir else None
+    )
+    if shipped and Path(shipped).exists():
+        cps.extend(read_shipped(Path(shipped)))
+    elif shipped:
+        click.echo(f"BROKEN checkpoint directory {shipped} does not exist (shipped checkpoints lost)")
+        sys.exit(1)
+    max_age = timedelta(seconds=cfg.audit.checkpoint_max_age) if cfg.audit.checkpoint_max_age else None
     store = open_store(cfg)
     try:
-        cps: list[tuple[str, StoredCheckpoint]] = []
-        if checkpoint_path:
-            cps.append((checkpoint_path, checkpoint_from_file(checkpoint_path)))
-        latest = store.audit.latest_checkpoint()
-        if latest is not None:
-            cps.append(("latest stored checkpoint", latest))
-        report = verify_chain(store.audit, cps, trusted)
+        report = verify_chain(
+            store.audit, cps, trusted, require_signed=cfg.audit.signing_key is not None or public_key_path is not None,
+            max_age=max_age,
+        )
+        runs = store.run_history_problems() if report.problem is None else []
+        reviews = decision_problems(store) if report.problem is None else []
     finally:
         store.close()
     click.echo(f"{report.count} record(s) checked, head seq {report.head_seq} {report.head_hash}")
+    click.echo(f"{report.stored_checkpoints} stored checkpoint(s), {len(cps)} shipped/given checkpoint(s) checked")
     for cp in report.checked:
-        click.echo(f"checkpoint OK: seq {cp.head_seq} {cp.head_hash} signed at {cp.at} by {cp.key_id}")
-    if not cps:
-        click.echo("warning: no checkpoint to check against; a truncated tail cannot be detected", err=True)
-    elif report.checked and report.problem is None:
-        beyond = report.head_seq - max(c.head_seq for c in report.checked)
-        if beyond:
-            click.echo(f"{beyond} record(s) after the last checkpoint are chained but not yet signed")
-    for problem in report.checkpoint_problems:
-        click.echo(f"BROKEN checkpoint {problem}")
-    if report.problem is not None:
-        click.echo(f"BROKEN: first bad {report.problem.describe()}")
-    if not report.ok:
+        click.echo(f"checkpoint OK: n={cp.n} seq {cp.head_seq} {cp.head_hash} signed at {cp.at} by {cp.key_id}")
+    if not report.checked and trusted is None:
+        click.echo("warning: no key to check checkpoints with; forged or truncated records cannot be detected",
+                   err=True)
+    for line in _problems(report):
+        click.echo(line)
+    for problem in runs:
+        click.echo(f"BROKEN run history: {problem}")
+    for problem in reviews:
+        click.echo(f"BROKEN review decisions: {problem}")
+    if not report.ok or runs or reviews:
         sys.exit(1)
     click.echo("OK: the audit trail is intact")
+
+
+def _problems(report: VerifyReport) -> list[str]:
+    out = [f"BROKEN checkpoint {p}" for p in report.checkpoint_problems]
+    if report.problem is not None:
+        out.append(f"BROKEN: first bad {report.problem.describe()}")
+    out += [f"BROKEN signatures: {p.describe()}" for p in report.coverage]
+    return out
 
 
 def _trusted_key(cfg: Config, path: str | None) -> Any:

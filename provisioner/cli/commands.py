@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import click
 
 from provisioner.cli import cli
+from provisioner.cli.accountability import authorisation, check_approver, require_reason
 from provisioner.cli.common import config_option, load, open_store, read_plan, recorded_run, write_plan
 from provisioner.cli.progress import terminal_progress
 from provisioner.cli.render import render_explanation, render_plan
@@ -75,8 +77,9 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
         summary.update(_summary(result))
         violations, trips = safety_findings(cfg, result, outcome.actual)
     _emit(result, fmt)
-    if out:
-        write_plan(result, out, cfg)
+    if out:  # the saved plan names the run that made it (apply records it with the plan's digest)
+        meta = {**result.meta, "planning_run": ctx.run_id, "planned_by": ctx.actor}
+        write_plan(replace(result, meta=meta), out, cfg)
         click.echo(
             f"Plan saved to {out}; apply it with: provisioner apply -c {config_path} --plan {out}", err=True
         )
@@ -101,7 +104,8 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
 @click.option(
     "--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), help="A saved plan: the approval."
 )
-@click.option("--reason", default="", help="Why (ticket, change request); recorded in the audit trail.")
+@click.option("--reason", default="", help="Why: the ticket or change request (required; [audit] reason_pattern).")
+@click.option("--approved-by", "approver", help="Who approved this change (not you); recorded in the audit trail.")
 @click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option(
@@ -110,17 +114,26 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
     help="Override the mass-revocation breaker and the source health gate for this run (needs --reason).",
 )
 def apply(
-    config_path: str, plan_path: str | None, reason: str, actor: str | None, fmt: str, allow_mass_revocation: bool
+    config_path: str,
+    plan_path: str | None,
+    reason: str,
+    approver: str | None,
+    actor: str | None,
+    fmt: str,
+    allow_mass_revocation: bool,
 ) -> None:
     """Apply a saved plan (refused if the target changed since), or plan and apply now."""
     if allow_mass_revocation and not reason.strip():
         raise click.UsageError("--allow-mass-revocation needs --reason TEXT (recorded in the audit trail)")
     cfg = load(config_path)
+    require_reason(cfg, reason)
     saved = read_plan(plan_path, cfg) if plan_path else None
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, reason=reason, actor=actor)
+    check_approver(ctx.actor, approver)
     ctx.allow_mass_revocation = allow_mass_revocation
     with recorded_run(ctx, "apply", cfg) as summary, Targets(cfg) as targets, terminal_progress(ctx):
+        ctx.audit([authorisation(ctx, saved, plan_path, approver)])
         result = apply_run(cfg, ctx, targets, saved)
         summary.update(_summary(result))
         summary["saved_plan"] = bool(saved)

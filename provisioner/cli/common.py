@@ -9,16 +9,22 @@ from typing import Any
 
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
-from provisioner.alerts import run_alerts
+from provisioner.alerts import deliver_run_alerts, dispatch_alerts
 from provisioner.config import Config, load_config
-from provisioner.core.audit import EventKind
+from provisioner.core.alerts import chain_broken_alert
+from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.plan import Plan
-from provisioner.errors import PlanError, ProvisionerError, SafetyViolation, StalePlan
+from provisioner.errors import ConfigError, PlanError, ProvisionerError, SafetyViolation, StalePlan
 from provisioner.logs import configure, log
 from provisioner.runtime import RunContext
 from provisioner.store import plansign
-from provisioner.store.signing import load_signing_key, sign_head
+from provisioner.store.audit import AuditTampered
+from provisioner.store.shipping import shipper
+from provisioner.store.signer import Signer
+from provisioner.store.signing import load_signing_key
 from provisioner.store.state import StateStore
 
 config_option = click.option(
@@ -38,23 +44,46 @@ def load(config_path: str) -> Config:
     return cfg
 
 
+def state_url(cfg: Config) -> URL:
+    """``[state] url`` with ``[state] password`` set on the URL object (escaped, never spliced into text)."""
+    try:
+        url = make_url(cfg.state.url)
+    except ArgumentError as exc:
+        raise ConfigError(f"{cfg.path}: [state] url is not a database URL: {exc}") from None
+    if cfg.state.password is not None:
+        url = url.set(password=cfg.state.password.resolve())
+    return url
+
+
+def audit_signer(cfg: Config) -> Signer | None:
+    return Signer(load_signing_key(cfg.audit.signing_key)) if cfg.audit.signing_key is not None else None
+
+
 def open_store(cfg: Config) -> StateStore:
-    url = cfg.state.url
-    if cfg.state.password is not None and "@" in url and ":@" in url:
-        url = url.replace(":@", ":" + cfg.state.password.resolve() + "@", 1)
-    return StateStore(url, base_dir=cfg.base_dir)
+    """The state store of ``cfg``; ``[state] password`` goes into the URL object, never into a string."""
+    return StateStore(
+        state_url(cfg), base_dir=cfg.base_dir, signer=audit_signer(cfg), on_checkpoint=shipper(cfg.audit, cfg.base_dir)
+    )
 
 
 @contextmanager
 def recorded_run(ctx: RunContext, mode: str, cfg: Config | None = None) -> Iterator[dict[str, Any]]:
     """Record the run in the run history and the audit trail, whatever happens.
 
-    With ``cfg``, every run also ends with a signed audit checkpoint (``[audit]
-    signing_key``) and the alerts its records call for (``[alerts]``).
+    With ``[audit] signing_key`` every append verifies the chain after the newest
+    signed checkpoint and signs what it adds (store/audit.py); a broken chain stops
+    the run before it changes anything (:class:`AuditTampered`, exit 1, critical
+    alert).  With ``cfg``, the run's records are evaluated for alerts at the end
+    (never for a manual ``plan``: a dry run alerts nobody).
     """
     store = ctx.store
     assert store is not None
-    key = load_signing_key(cfg.audit.signing_key) if cfg and cfg.audit.signing_key else None
+    try:
+        store.audit.check_signed()
+    except AuditTampered as exc:
+        exc.run_id = ctx.run_id
+        tampered(ctx, cfg, exc)
+        raise
     store.start_run(ctx.trigger, ctx.actor, mode, run_id=ctx.run_id)
     summary: dict[str, Any] = {}
     try:
@@ -66,37 +95,59 @@ def recorded_run(ctx: RunContext, mode: str, cfg: Config | None = None) -> Itera
             if isinstance(exc, (StalePlan, SafetyViolation, PlanError))
             else EventKind.RUN_FAILED
         )
-        ctx.audit([ctx.event(kind, reason=str(exc), after={"error": type(exc).__name__})])
-        store.finish_run(
-            ctx.run_id, "refused" if kind is EventKind.PLAN_REFUSED else "failed", summary, str(exc)
-        )
+        outcome = "refused" if kind is EventKind.PLAN_REFUSED else "failed"
+        _close(ctx, cfg, mode, [ctx.event(kind, reason=str(exc), after={"error": type(exc).__name__})],
+               outcome, summary, str(exc))
         log.error("run_failed", run_id=ctx.run_id, error=type(exc).__name__, message=str(exc))
-        close_run(ctx, cfg, key)
         raise
     except Exception as exc:
-        ctx.audit([ctx.event(EventKind.RUN_FAILED, reason=repr(exc), after={"error": type(exc).__name__})])
-        store.finish_run(ctx.run_id, "failed", summary, repr(exc))
-        close_run(ctx, cfg, key)
+        _close(ctx, cfg, mode, [ctx.event(EventKind.RUN_FAILED, reason=repr(exc), after={"error": type(exc).__name__})],
+               "failed", summary, repr(exc))
         raise
     outcome = summary.pop("_outcome", "ok")
-    ctx.audit([ctx.event(EventKind.RUN_FINISHED, reason=outcome, after=summary)])
-    store.finish_run(ctx.run_id, outcome, summary)
-    close_run(ctx, cfg, key)
+    _close(ctx, cfg, mode, [ctx.event(EventKind.RUN_FINISHED, reason=outcome, after=summary)], outcome, summary, None)
     log.info("run_summary", run_id=ctx.run_id, mode=mode, outcome=outcome, **summary)
 
 
-def close_run(ctx: RunContext, cfg: Config | None, key: Ed25519PrivateKey | None) -> None:
-    """Sign a checkpoint of the chain's head, then send the run's alerts; never raises."""
+def _close(
+    ctx: RunContext,
+    cfg: Config | None,
+    mode: str,
+    events: list[AuditEvent],
+    outcome: str,
+    summary: dict[str, Any],
+    error: str | None,
+) -> None:
+    """The run's last records, its history row (chained as ``run_recorded``), then its alerts."""
+    store = ctx.store
+    assert store is not None
+    try:
+        ctx.audit(events)
+        row = store.finish_run(ctx.run_id, outcome, summary, error)
+        ctx.audit([ctx.event(EventKind.RUN_RECORDED, reason=outcome, after=row)])
+    except AuditTampered as exc:  # the chain was tampered with during the run: nothing more is signed
+        tampered(ctx, cfg, exc)
+        raise
+    close_run(ctx, cfg, mode)
+
+
+def tampered(ctx: RunContext, cfg: Config | None, exc: AuditTampered) -> None:
+    """A broken chain: logged, a critical alert (never rate-limited), the run history says so."""
+    log.critical("audit_chain_broken", run_id=ctx.run_id, message=str(exc))
+    if cfg is not None and ctx.store is not None:
+        dispatch_alerts([chain_broken_alert(str(exc))], cfg.alerts, ctx.store)
+
+
+def close_run(ctx: RunContext, cfg: Config | None, mode: str) -> None:
+    """Send the alerts the run's records call for (none for a manual plan); never raises."""
     store = ctx.store
     if store is None or cfg is None:
         return
-    if key is not None:
-        try:
-            stored = sign_head(store.audit, key)
-            log.info("audit_checkpoint", run_id=ctx.run_id, **stored.checkpoint.payload())
-        except Exception as exc:  # the run's outcome stands; the next run signs again
-            log.error("audit_checkpoint_failed", run_id=ctx.run_id, error=type(exc).__name__, message=str(exc))
-    run_alerts(cfg, store, ctx.run_id)
+    if mode == "plan" and ctx.trigger == "manual":
+        return
+    _, counts = deliver_run_alerts(cfg, store, ctx.run_id)
+    if ctx.trigger == "manual" and counts.total:
+        click.echo(counts.summary_line(), err=True)
 
 
 def _plan_key(cfg: Config | None) -> Ed25519PrivateKey | None:

@@ -16,6 +16,7 @@ from typing import Any
 from provisioner.core.audit import CHANGE_KINDS, EventKind
 from provisioner.core.catalog import Catalog, Sensitivity
 from provisioner.core.escalation import ATTRIBUTE_CODE, INCOMPLETE_CODE
+from provisioner.core.grants import Obj
 from provisioner.core.privdrift import DRIFT_CODE, PUBLIC_CODE, notice_sensitivity
 from provisioner.core.sodexpiry import EXPIRED_CODE, EXPIRING_CODE
 
@@ -64,6 +65,10 @@ class History:
     """Committed changes to sensitive roles within the rapid-change window (this run included)."""
     failure_streak: int = 0
     """Consecutive failed runs, most recent first (this run included)."""
+    previous_failure_streak: int = 0
+    """Consecutive failed runs before this one (for the "recovered" message)."""
+    burst_started: str = ""
+    """When the oldest sensitive change within the rapid-change window was made: names the burst."""
 
 
 def sensitive_role(content: Mapping[str, Any], catalog: Catalog, minimum: Sensitivity) -> str | None:
@@ -95,28 +100,37 @@ def count_sensitive(contents: Iterable[Mapping[str, Any]], catalog: Catalog, min
 def evaluate(
     records: Sequence[Mapping[str, Any]], catalog: Catalog, history: History, policy: AlertPolicy
 ) -> list[Alert]:
+    """Alerts for one run's records.  A run that changed nothing and found nothing raises none."""
     alerts: list[Alert] = []
+    changed_sensitive = False
     for rec in records:
         kind = rec.get("kind")
         if kind in CHANGE_KINDS:
-            alerts += _sensitive_change(rec, catalog, policy)
+            found = _sensitive_change(rec, catalog, policy)
+            changed_sensitive = changed_sensitive or bool(found)
+            alerts += found
         elif kind == EventKind.BREAKER_TRIPPED.value:
             alerts.append(_breaker(rec))
+        elif kind == EventKind.OVERRIDE.value:
+            alerts.append(_override(rec))
+        elif kind == EventKind.VIOLATION.value:
+            alerts += _violation(rec)
         elif kind == EventKind.RUN_PLANNED.value:
             alerts += _drift(rec, catalog, policy)
-    if history.sensitive_changes_in_window > policy.rapid_change_count:
+    if changed_sensitive and history.sensitive_changes_in_window > policy.rapid_change_count:
         alerts.append(
             Alert(
                 Severity.CRITICAL,
-                "rapid_change",
+                f"rapid_change:{history.burst_started}",
                 "Rapid changes to sensitive roles",
                 f"{history.sensitive_changes_in_window} changes to roles of sensitivity "
                 f"{policy.min_sensitivity.name.lower()} or above within {policy.rapid_change_window} "
-                f"(threshold {policy.rapid_change_count}).",
+                f"(threshold {policy.rapid_change_count}), the first at {history.burst_started}.",
                 {
                     "changes": str(history.sensitive_changes_in_window),
                     "window": str(policy.rapid_change_window),
                     "threshold": str(policy.rapid_change_count),
+                    "burst_started": history.burst_started,
                 },
             )
         )
@@ -126,6 +140,9 @@ def evaluate(
     failed = [r for r in records if r.get("kind") == EventKind.RUN_FAILED.value]
     if failed and history.failure_streak >= policy.failure_streak:
         alerts.append(_failing(failed[-1], history.failure_streak))
+    finished = [r for r in records if r.get("kind") == EventKind.RUN_FINISHED.value]
+    if finished and not failed and history.previous_failure_streak >= policy.failure_streak:
+        alerts.append(_recovered(finished[-1], history.previous_failure_streak))
     return alerts
 
 
@@ -146,6 +163,49 @@ def _changes_failed(records: Sequence[Mapping[str, Any]]) -> Alert:
     )
 
 
+def chain_broken_alert(message: str) -> Alert:
+    """The audit chain does not verify: nothing more is signed until someone looks."""
+    return Alert(
+        Severity.CRITICAL,
+        "audit_chain_broken",
+        "Audit trail broken: runs stopped, nothing signed",
+        f"{message}. Investigate before anything else; the evidence may have been forged.",
+        {"check": "provisioner audit verify --checkpoints <shipped checkpoints>"},
+    )
+
+
+def reload_failed_alert(error: str) -> Alert:
+    return Alert(
+        Severity.CRITICAL,
+        "daemon_reload_failed",
+        "provisioner daemon: configuration reload failed; the previous configuration stays in force",
+        error,
+        {"error": error.split(":")[0]},
+    )
+
+
+def delivery_failed_alert(channel: str, failing: int, error: str) -> Alert:
+    return Alert(
+        Severity.CRITICAL,
+        f"alert_delivery_failed:{channel}",
+        f"Alerts cannot be delivered to {channel}",
+        f"{failing} alert(s) wait in the outbox for {channel}, which keeps failing: {error}. "
+        "They are retried with backoff and sent once it is back.",
+        {"channel": channel, "waiting": str(failing), "error": error},
+    )
+
+
+def held_back_digest(channel: str, titles: Sequence[str], hour: str) -> Alert:
+    shown = "; ".join(titles[:20]) + (f"; and {len(titles) - 20} more" if len(titles) > 20 else "")
+    return Alert(
+        Severity.WARNING,
+        f"rate_limited_digest:{channel}:{hour}",
+        f"{len(titles)} alert(s) held back by the rate cap on {channel}",
+        f"Held back this hour (see the log for details): {shown}",
+        {"channel": channel, "held_back": str(len(titles))},
+    )
+
+
 def _facts(rec: Mapping[str, Any], **more: str) -> dict[str, str]:
     out = {k: str(rec.get(k)) for k in ("run_id", "at", "actor", "trigger", "target") if rec.get(k)}
     out.update(more)
@@ -157,20 +217,85 @@ def _sensitive_change(rec: Mapping[str, Any], catalog: Catalog, policy: AlertPol
     if role is None:
         return []
     change = rec["change"]
-    verb = MEMBERSHIP_KINDS.get(change["kind"]) or PRIVILEGE_KINDS[change["kind"]]
     level = catalog.sensitivity(role)
-    member = str(rec.get("role"))
     recovered = " (recovered after an interrupted run)" if rec.get("kind") == EventKind.CHANGE_RECOVERED else ""
+    severity = Severity.CRITICAL if level >= Sensitivity.CRITICAL else Severity.WARNING
+    body = (
+        f"{change.get('summary', change['kind'])} on {rec.get('target')}{recovered}. "
+        f"Reason: {rec.get('reason') or 'none recorded'}"
+    )
+    if change["kind"] in PRIVILEGE_KINDS:
+        verb = PRIVILEGE_KINDS[change["kind"]]
+        params = change.get("params")
+        params = params if isinstance(params, Mapping) else {}
+        privilege = str(params.get("privileges") or "?")
+        obj = Obj.from_params(params).describe()
+        return [
+            Alert(
+                severity,
+                f"sensitive:{rec.get('run_id')}:{rec.get('target')}:{change['kind']}:{role}:{privilege}:{obj}",
+                f"Privilege {privilege} on {obj} {verb} {'to' if verb == 'granted' else 'from'} sensitive role {role}",
+                body,
+                _facts(rec, role=role, privilege=privilege, object=obj, sensitivity=level.name.lower(), change=verb),
+            )
+        ]
+    verb = MEMBERSHIP_KINDS[change["kind"]]
+    member = str(rec.get("role"))
     return [
         Alert(
-            Severity.CRITICAL if level >= Sensitivity.CRITICAL else Severity.WARNING,
+            severity,
             f"sensitive:{rec.get('run_id')}:{rec.get('target')}:{change['kind']}:{member}:{role}",
-            f"Sensitive role {role} {verb}: {member}",
-            f"{change.get('summary', change['kind'])} on {rec.get('target')}{recovered}. "
-            f"Reason: {rec.get('reason') or 'none recorded'}",
+            f"Sensitive role {role} {verb} {'to' if verb == 'granted' else 'from'} {member}",
+            body,
             _facts(rec, role=role, member=member, sensitivity=level.name.lower(), change=verb),
         )
     ]
+
+
+def _violation(rec: Mapping[str, Any]) -> list[Alert]:
+    """A segregation-of-duties conflict the plan withheld a grant for (docs/sod.md)."""
+    c = rec.get("after")
+    if not isinstance(c, Mapping):
+        return []
+    withheld = ", ".join(str(w) for w in c.get("withheld") or [])
+    severity = Severity.CRITICAL if c.get("severity") in ("high", "critical") else Severity.WARNING
+    return [
+        Alert(
+            severity,
+            f"sod:{c.get('target')}:{c.get('user')}:{c.get('policy')}:{withheld}",
+            f"Segregation of duties: grant withheld from {c.get('identity')}",
+            str(rec.get("reason") or ""),
+            {
+                "policy": str(c.get("policy")),
+                "identity": str(c.get("identity")),
+                "role": str(c.get("user")),
+                "target": str(c.get("target")),
+                "withheld": withheld,
+                "severity": str(c.get("severity")),
+            },
+        )
+    ]
+
+
+def _override(rec: Mapping[str, Any]) -> Alert:
+    target = rec.get("target") or "all targets"
+    return Alert(
+        Severity.CRITICAL,
+        f"override:{rec.get('run_id')}:{target}",
+        f"Safety override on {target} by {rec.get('actor')}",
+        f"The mass-revocation breaker or source health gate was overridden. Reason: {rec.get('reason') or 'none'}",
+        _facts(rec),
+    )
+
+
+def _recovered(rec: Mapping[str, Any], streak: int) -> Alert:
+    return Alert(
+        Severity.INFO,
+        f"recovered:{rec.get('run_id')}",
+        f"provisioner: runs succeed again after {streak} failures",
+        "The latest run finished; the failing streak is over.",
+        _facts(rec, streak=str(streak)),
+    )
 
 
 def _breaker(rec: Mapping[str, Any]) -> Alert:

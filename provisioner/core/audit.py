@@ -12,10 +12,11 @@ too (see ``docs/audit.md``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -39,6 +40,8 @@ class EventKind(StrEnum):
     RUN_FINISHED = "run_finished"
     VIOLATION = "violation"
     REVIEW = "review"
+    AUTHORISED = "apply_authorised"
+    RUN_RECORDED = "run_recorded"
 
 
 CHANGE_KINDS = frozenset({EventKind.CHANGE_APPLIED, EventKind.CHANGE_RECOVERED})
@@ -89,6 +92,15 @@ def chain_hash(seq: int, prev_hash: str, content: Mapping[str, Any]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def record_time(content: Mapping[str, Any]) -> datetime | None:
+    """The record's ``at`` as an aware datetime (naive means UTC), or None when unparsable."""
+    try:
+        at = datetime.fromisoformat(str(content.get("at")))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 # ------------------------------------------------------------------ verification
 
 
@@ -98,7 +110,7 @@ class ChainProblem:
 
     seq: int
     kind: str
-    """edited | moved | inserted | deleted | relinked | truncated | checkpoint"""
+    """edited | moved | inserted | deleted | relinked | truncated | checkpoint | time"""
     detail: str
 
     def describe(self) -> str:
@@ -112,7 +124,9 @@ class ChainVerifier:
     checks the end of the chain against the heads it must still contain.
     """
 
-    __slots__ = ("_pins", "_prev", "_prevprev", "count", "head_hash", "head_seq", "pinned", "problem")
+    __slots__ = (
+        "_last_at", "_pins", "_prev", "_prevprev", "count", "head_hash", "head_seq", "pinned", "problem"
+    )
 
     def __init__(self, pins: Mapping[int, str] | None = None) -> None:
         self._prev = GENESIS
@@ -124,6 +138,7 @@ class ChainVerifier:
         self._pins = dict(pins or {})
         """seq -> hash every checkpoint says the chain holds at that seq."""
         self.pinned: dict[int, str] = {}
+        self._last_at: datetime | None = None
 
     def feed(
         self,
@@ -169,8 +184,20 @@ class ChainVerifier:
             self.problem = ChainProblem(
                 seq, "checkpoint", "hash differs from the signed checkpoint (chain rewritten up to here)"
             )
+        at = record_time(content)
+        if self.problem is None:
+            if at is None:
+                self.problem = ChainProblem(seq, "time", f"timestamp {content.get('at')!r} is not an ISO 8601 time")
+            elif self._last_at is not None and at < self._last_at:
+                self.problem = ChainProblem(
+                    seq,
+                    "time",
+                    f"timestamp {content.get('at')} is earlier than record {self.head_seq}'s "
+                    f"{self._last_at.isoformat()} (back-dated)",
+                )
         if self.problem is not None:
             return self.problem
+        self._last_at = at
         if seq in self._pins:
             self.pinned[seq] = digest
         self._prevprev, self._prev = self._prev, digest
@@ -197,26 +224,40 @@ class ChainVerifier:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """The signed statement "the chain held ``count`` records ending in ``head_hash``"."""
+    """The signed statement "the chain held ``count`` records ending in ``head_hash``".
+
+    Version 2 (``n`` > 0) also says "and I, the provisioner, wrote records
+    ``from_seq + 1 .. head_seq`` myself": checkpoint ``n`` follows checkpoint
+    ``n - 1``, whose head is ``from_seq`` / ``from_hash``.  Every append of a
+    process holding the signing key ends with one, in the same transaction, so a
+    record no checkpoint covers was written by something else (see docs/audit.md).
+    """
 
     count: int
     head_seq: int
     head_hash: str
     at: str
     key_id: str
+    n: int = 0
+    from_seq: int = 0
+    from_hash: str = GENESIS
 
     def payload(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "count": self.count,
             "head_seq": self.head_seq,
             "head_hash": self.head_hash,
             "at": self.at,
             "key_id": self.key_id,
         }
+        if self.n:
+            out.update(n=self.n, from_seq=self.from_seq, from_hash=self.from_hash)
+        return out
 
     def message(self) -> bytes:
         """The bytes that are signed."""
-        return b"provisioner-audit-checkpoint-v1\n" + canonical(self.payload())
+        version = b"provisioner-audit-checkpoint-v2\n" if self.n else b"provisioner-audit-checkpoint-v1\n"
+        return version + canonical(self.payload())
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
@@ -226,7 +267,107 @@ class Checkpoint:
             str(data["head_hash"]),
             str(data["at"]),
             str(data["key_id"]),
+            int(data.get("n", 0)),
+            int(data.get("from_seq", 0)),
+            str(data.get("from_hash", GENESIS)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageProblem:
+    """Why the signed checkpoints do not vouch for the whole chain."""
+
+    kind: str
+    """no-checkpoint | checkpoint-deleted | forged | unsigned-tail | stale-checkpoint | shipped-missing |
+    shipped-differs | foreign-key"""
+    detail: str
+
+    def describe(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def coverage(
+    stored: Sequence[Checkpoint],
+    head_seq: int,
+    now: datetime,
+    max_age: timedelta | None = None,
+    shipped: Sequence[tuple[str, Checkpoint]] = (),
+) -> list[CoverageProblem]:
+    """Do the (signature-checked) v2 checkpoints cover every record up to ``head_seq``?
+
+    ``stored``: the checkpoints in the store; ``shipped``: (where, checkpoint)
+    copies found outside the host.  Pure; the chain itself is checked by
+    :class:`ChainVerifier` (with every checkpoint's heads as pins)."""
+    out: list[CoverageProblem] = []
+    by_n = {c.n: c for c in stored if c.n}
+    for where, cp in shipped:
+        if not cp.n:
+            continue
+        mine = by_n.get(cp.n)
+        if mine is None:
+            out.append(CoverageProblem(
+                "shipped-missing",
+                f"checkpoint n={cp.n} (head seq {cp.head_seq}, shipped to {where}) is missing from the store: "
+                "checkpoint rows deleted",
+            ))
+        elif mine.payload() != cp.payload():
+            out.append(CoverageProblem(
+                "shipped-differs", f"checkpoint n={cp.n} in the store differs from the copy shipped to {where}"
+            ))
+    # the shipped copies fill gaps left by deleted rows, so coverage below is judged on both
+    merged = dict(by_n)
+    for _, cp in shipped:
+        if cp.n and cp.n not in merged:
+            merged[cp.n] = cp
+    if not merged:
+        if head_seq > 0:
+            out.append(CoverageProblem(
+                "no-checkpoint",
+                f"{head_seq} record(s) but no signed checkpoint although a signing key is configured: "
+                "checkpoint rows deleted, or the trail was never signed (adopt it with 'provisioner audit checkpoint')",
+            ))
+        return out
+    ordered = sorted(merged.values(), key=lambda c: c.n)
+    first = ordered[0]
+    if first.n != 1:
+        out.append(CoverageProblem(
+            "checkpoint-deleted", f"checkpoint(s) n=1..{first.n - 1} missing: checkpoint rows deleted"
+        ))
+    for prev, cur in itertools.pairwise(ordered):
+        if cur.n != prev.n + 1:
+            missing = f"{prev.n + 1}" if cur.n == prev.n + 2 else f"{prev.n + 1}..{cur.n - 1}"
+            out.append(
+                CoverageProblem("checkpoint-deleted", f"checkpoint(s) n={missing} missing: checkpoint rows deleted")
+            )
+        elif cur.from_seq > prev.head_seq:
+            rng = _range(prev.head_seq + 1, cur.from_seq)
+            out.append(CoverageProblem(
+                "forged",
+                f"record(s) {rng} are covered by no signed checkpoint (between n={prev.n} and n={cur.n}): "
+                "written outside provisioner",
+            ))
+        elif cur.from_seq != prev.head_seq or cur.from_hash != prev.head_hash:
+            out.append(CoverageProblem(
+                "checkpoint-deleted", f"checkpoint n={cur.n} does not continue checkpoint n={prev.n}"
+            ))
+    last = ordered[-1]
+    if head_seq > last.head_seq:
+        out.append(CoverageProblem(
+            "unsigned-tail",
+            f"record(s) {_range(last.head_seq + 1, head_seq)} after the newest checkpoint n={last.n} are not signed: "
+            "written outside provisioner, or the newest checkpoint rows were deleted",
+        ))
+    if max_age is not None:
+        at = record_time({"at": last.at})
+        if at is None or now - at > max_age:
+            out.append(CoverageProblem(
+                "stale-checkpoint", f"the newest checkpoint n={last.n} was signed at {last.at}, more than {max_age} ago"
+            ))
+    return out
+
+
+def _range(lo: int, hi: int) -> str:
+    return f"{lo}" if lo == hi else f"{lo}..{hi}"
 
 
 def key_id(raw_public_key: bytes) -> str:

@@ -3,7 +3,9 @@
 ``GET /healthz``   200 while the process runs.
 ``GET /readyz``    200 or 503 with a JSON detail (config reload, jobs, scheduler, leadership).
 ``GET /metrics``   Prometheus text format.
-``POST /v1/runs``  ``Authorization: Bearer <daemon.trigger_token>``, body ``{"mode": "plan"|"apply"}``:
+``POST /v1/runs``  ``Authorization: Bearer <daemon.trigger_token>``, body ``{"mode": "plan"|"apply",
+                   "actor": "who asks", "reason": "ticket"}`` (actor required; reason required for
+                   apply and checked against ``[audit] reason_pattern``; both recorded):
                    runs now and returns the plan as JSON (401 bad token, 403 apply in plan mode
                    or no token configured, 409 a run in progress, 503 stopping).
 """
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from provisioner.cli.accountability import reason_problem
 from provisioner.daemon.metrics import CONTENT_TYPE, Metrics
 from provisioner.daemon.runner import Busy, Loaded, Runner
 from provisioner.daemon.status import Status
@@ -51,12 +54,20 @@ class Api:
         mode = body.get("mode", "plan")
         if mode not in ("plan", "apply"):
             return 400, {"error": 'mode must be "plan" or "apply"'}
-        if mode == "apply" and self.current().cfg.daemon.mode != "apply":
+        cfg = self.current().cfg
+        if mode == "apply" and cfg.daemon.mode != "apply":
             return 403, {"error": 'this daemon only plans: daemon.mode is "plan"'}
+        actor, reason = body.get("actor"), body.get("reason", "")
+        if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
+            return 400, {"error": '"actor" is required: who asks for this run (recorded in the audit trail)'}
+        if not isinstance(reason, str) or len(reason) > 1000:
+            return 400, {"error": '"reason" must be a string'}
+        if mode == "apply" and (problem := reason_problem(cfg, reason)) is not None:
+            return 400, {"error": f'"reason": {problem}'}
         if self.status.stopping:
             return 503, {"error": "the daemon is stopping"}
         try:
-            result = self.runner.run(mode, "http")
+            result = self.runner.run(mode, "http", actor=actor.strip(), reason=reason)
         except Busy:
             return 409, {"error": "a run is in progress; try again later"}
         except RunInterrupted:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from provisioner.core.plan import Change
+from provisioner.store.outbox import Outbox
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -67,5 +70,33 @@ class Metrics:
     def record_leaver(self, since: datetime, disabled_at: datetime) -> None:
         self.leaver_latency.observe(max(0.0, (disabled_at - since).total_seconds()))
 
+    def watch_alerts(self, outbox: Outbox) -> None:
+        """``provisioner_alerts_failed_total`` and ``provisioner_alert_outbox_depth``, read from
+        the durable outbox at each scrape (so they survive restarts and count every replica)."""
+        self.registry.register(_OutboxCollector(outbox))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _OutboxCollector(Collector):
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        failed = CounterMetricFamily(
+            "provisioner_alerts_failed", "Failed alert delivery attempts (all channels, ever)."
+        )
+        depth = GaugeMetricFamily(
+            "provisioner_alert_outbox_depth", "Alerts waiting in the outbox for delivery (a channel is failing)."
+        )
+        try:
+            failed.add_metric([], self._outbox.failures_total())
+            depth.add_metric([], self._outbox.depth())
+        except Exception:
+            return
+        yield failed
+        yield depth
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())

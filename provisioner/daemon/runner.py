@@ -123,28 +123,34 @@ class Runner:
     def busy(self) -> bool:
         return self._lock.locked()
 
-    def run(self, requested: str, trigger: str, now: datetime | None = None) -> RunResult:
+    def run(
+        self, requested: str, trigger: str, now: datetime | None = None, actor: str | None = None, reason: str = ""
+    ) -> RunResult:
         """Plan (and apply when ``requested`` and the config both say apply); raise
-        :class:`Busy` if a run is already in progress."""
+        :class:`Busy` if a run is already in progress.  ``actor`` / ``reason``: who asked
+        (an HTTP trigger) and why, recorded beside the replica."""
         if self._stopping.is_set():
             raise RunInterrupted("the daemon is stopping; no new run starts")
         if not self._lock.acquire(blocking=False):
             raise Busy("a run is in progress")
         try:
             with paused_gc():
-                return self._run(requested, trigger, now)
+                return self._run(requested, trigger, now, actor, reason)
         finally:
             self._lock.release()
             collect_garbage()
 
-    def _run(self, requested: str, trigger: str, now: datetime | None) -> RunResult:
+    def _run(
+        self, requested: str, trigger: str, now: datetime | None, actor: str | None = None, reason: str = ""
+    ) -> RunResult:
         loaded = self._current()
         cfg = loaded.cfg
         apply = requested == "apply" and cfg.daemon.mode == "apply"
         ctx = RunContext(
             now or datetime.now(UTC),
-            replica_actor(cfg),
+            f"{actor} via {replica_actor(cfg)}" if actor else replica_actor(cfg),
             trigger,
+            reason,
             store=self._store,
             stop_requested=self._stopping.is_set,
             short_circuit=True,

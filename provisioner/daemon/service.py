@@ -15,8 +15,10 @@ import threading
 from datetime import UTC, datetime
 from types import FrameType
 
+from provisioner.alerts import dispatch_alerts
 from provisioner.cli.common import load, open_store
 from provisioner.config import Config
+from provisioner.core.alerts import reload_failed_alert
 from provisioner.daemon.ha import Leadership
 from provisioner.daemon.http import Api, HttpServer
 from provisioner.daemon.jobs import Jobs
@@ -47,6 +49,7 @@ class Daemon:
         self.status = Status(str(cfg.path or config_path))
         self.metrics = Metrics()
         self.store = open_store(cfg)
+        self.metrics.watch_alerts(self.store.outbox)
         self.leadership = Leadership(cfg)
         self.runner = Runner(self.current, self.store, self.metrics, self.leadership, self.stopping)
         self.jobs = Jobs(self.runner, self.status, self.current, self.store)
@@ -91,6 +94,7 @@ class Daemon:
                 message=str(exc),
                 kept_loaded_at=str(self._loaded.loaded_at.isoformat()),
             )
+            dispatch_alerts([reload_failed_alert(f"{type(exc).__name__}: {exc}")], old.alerts, self.store)
             return False
         self._check_restart_only(old, new.cfg)
         self._loaded = new

@@ -27,6 +27,7 @@ from provisioner.core.review import (
 )
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
+from provisioner.review.chained import decisions_json
 from provisioner.review.store import ReviewStore
 from provisioner.review.worksheets import WorksheetError, read_csv
 from provisioner.runtime import RunContext, Targets, execute, read_sources
@@ -139,7 +140,7 @@ def import_worksheet(
     result = {"campaign": campaign, "file": str(path), "sha256": digest, "reviewer": who, "decisions": count,
               "revoke": sum(d.decision == "revoke" for d in decisions)}
     ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign}: decisions of {who} imported",
-                         after=result)])
+                         after={**result, "items": decisions_json(decisions)})])
     return result
 
 

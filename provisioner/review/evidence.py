@@ -12,6 +12,7 @@ from typing import Any
 
 from provisioner.config import Config
 from provisioner.core.review import ItemState, coverage
+from provisioner.review.chained import require_chained
 from provisioner.review.store import ReviewStore
 from provisioner.review.worksheets import cell, e, page, slug, table, write_csv
 from provisioner.store.state import StateStore
@@ -25,6 +26,7 @@ EVIDENCE_COLUMNS = (
 def status(store: StateStore, campaign: str) -> dict[str, Any]:
     rs = ReviewStore(store)
     info = rs.campaign(campaign)
+    require_chained(store, campaign)  # a decision the chain does not hold never reaches the evidence
     states = rs.states(campaign)
     cov = coverage(states)
     total = sum(r["items"] for r in cov)
@@ -75,6 +77,7 @@ def write_evidence(cfg: Config, store: StateStore, campaign: str, out: Path) -> 
     """evidence HTML + items CSV + coverage CSV; returns the files written."""
     rs = ReviewStore(store)
     info = rs.campaign(campaign)
+    require_chained(store, campaign)  # a decision the chain does not hold never reaches the evidence
     states = rs.states(campaign)
     st = status(store, campaign)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ refuses UPDATE, DELETE and TRUNCATE on both tables (see ``docs/audit.md``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from provisioner.core.audit import GENESIS, AuditEvent, Checkpoint, EventKind, chain_hash
-from provisioner.errors import TemporaryError
+from provisioner.core.audit import GENESIS, AuditEvent, Checkpoint, EventKind, chain_hash, record_time
+from provisioner.errors import PermanentError, TemporaryError
+from provisioner.store.signer import Signer
 
 audit_metadata = MetaData()
 
@@ -72,6 +73,10 @@ END $$
 
 class AuditUnavailable(TemporaryError):
     """The audit trail cannot be read or written."""
+
+
+class AuditTampered(PermanentError):
+    """The chain after the newest signed checkpoint is not what this provisioner wrote: nothing is signed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +174,21 @@ def _mismatch(r: Any, content: dict[str, Any]) -> str | None:
     return None
 
 
+CheckpointSink = Callable[[StoredCheckpoint], None]
+
+
 class AuditLog:
-    def __init__(self, engine: Engine) -> None:
+    """The chain in the store.  With a ``signer`` every append verifies the chain
+    after the newest signed checkpoint first (it must end exactly at that head)
+    and ends with a new signed checkpoint over what it wrote, in the same
+    transaction; ``on_checkpoint`` ships each new checkpoint after the commit."""
+
+    def __init__(
+        self, engine: Engine, signer: Signer | None = None, on_checkpoint: CheckpointSink | None = None
+    ) -> None:
         self.engine = engine
+        self.signer = signer
+        self.on_checkpoint = on_checkpoint
 
     # ------------------------------------------------------------ writing
     def append(self, events: Sequence[AuditEvent]) -> list[AuditRow]:
@@ -185,9 +202,19 @@ class AuditLog:
         try:
             with self.engine.begin() as conn:
                 seq, prev = self._lock_head(conn)
+                last = self._check_signed_head(conn, seq, prev) if self.signer else None
+                start_seq, start_hash = seq, prev
+                last_at = self._head_time(conn, seq)
                 rows: list[AuditRow] = []
                 for content in contents:
                     seq += 1
+                    at = record_time(content)
+                    if at is not None and last_at is not None and at < last_at:
+                        # monotonic per record: a run that read the clock before a concurrent
+                        # run appended is stamped with the head's time, never earlier
+                        content = {**content, "at": last_at.isoformat()}
+                    else:
+                        last_at = at or last_at
                     digest = chain_hash(seq, prev, content)
                     rows.append(AuditRow(seq, content, prev, digest))
                     prev = digest
@@ -195,17 +222,138 @@ class AuditLog:
                     conn.execute(
                         insert(audit), [_row(r.seq, r.content, r.prev_hash, r.hash) for r in rows[i : i + chunk]]
                     )
-            return rows
+                stored = self._sign(conn, last, start_seq, start_hash, seq, prev) if self.signer else None
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"cannot append to the audit trail: {exc}") from exc
+        if stored is not None:
+            self._ship(stored)
+        return rows
+
+    def sign_head(self, adopt: bool = False) -> StoredCheckpoint:
+        """A signed checkpoint of the current head (the newest one when it already covers the head).
+
+        ``adopt``: sign a head that no checkpoint of this key vouches for (a trail
+        written before the key was configured, or after a key rotation) -- only after
+        a full ``audit verify``; the CLI's ``audit checkpoint`` does that."""
+        if self.signer is None:
+            raise AuditUnavailable("no signing key configured")
+        try:
+            with self.engine.begin() as conn:
+                seq, prev = self._lock_head(conn)
+                last = self._latest(conn)
+                if not adopt:
+                    last = self._check_signed_head(conn, seq, prev)
+                    if last is not None and (last.checkpoint.head_seq, last.checkpoint.head_hash) == (seq, prev):
+                        return last
+                start_seq, start_hash = (
+                    (last.checkpoint.head_seq, last.checkpoint.head_hash)
+                    if last is not None and not adopt
+                    else (seq, prev)
+                )
+                stored = self._sign(conn, last, start_seq, start_hash, seq, prev)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(f"cannot sign the audit head: {exc}") from exc
+        self._ship(stored)
+        return stored
+
+    def check_signed(self) -> None:
+        """Verify before sign, without writing: raise :class:`AuditTampered` when the newest
+        checkpoint does not end exactly at the chain's head (no-op without a signer)."""
+        if self.signer is None:
+            return
+        try:
+            with self.engine.begin() as conn:  # under the append lock: never between a concurrent append's rows
+                seq, head = self._lock_head(conn)
+                self._check_signed_head(conn, seq, head)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(f"cannot read the audit trail: {exc}") from exc
+
+    def _ship(self, stored: StoredCheckpoint) -> None:
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(stored)
+
+    def _check_signed_head(self, conn: Connection, seq: int, head: str) -> StoredCheckpoint | None:
+        """Verify before sign: the newest checkpoint is ours and the chain ends exactly at its head."""
+        assert self.signer is not None
+        last = self._latest(conn)
+        if last is None:
+            if seq == 0:
+                return None
+            raise AuditTampered(
+                f"audit trail: {seq} record(s) but no signed checkpoint (checkpoint rows deleted, or written "
+                "before [audit] signing_key was configured); refusing to sign them. Check with 'provisioner "
+                "audit verify' and adopt the trail with 'provisioner audit checkpoint'"
+            )
+        cp = last.checkpoint
+        if not cp.n or not self.signer.vouches_for(cp, last.signature):
+            raise AuditTampered(
+                f"audit trail: the newest checkpoint (head seq {cp.head_seq}) is not a valid signature of "
+                f"the configured key {self.signer.key_id}; refusing to sign. Check with 'provisioner audit verify'"
+            )
+        if seq != cp.head_seq or head != cp.head_hash:
+            what = (
+                f"record(s) {cp.head_seq + 1}..{seq} after it are signed by nobody (written outside provisioner)"
+                if seq > cp.head_seq
+                else f"the chain now ends at seq {seq} with {head} (records deleted or rewritten)"
+            )
+            raise AuditTampered(
+                f"audit trail broken after the newest signed checkpoint n={cp.n} (head seq {cp.head_seq}): "
+                f"{what}; refusing to sign. Check with 'provisioner audit verify'"
+            )
+        if seq:
+            r = conn.execute(select(audit).where(audit.c.seq == seq)).mappings().first()
+            content = json.loads(r["content"]) if r is not None else None
+            if (
+                r is None
+                or not isinstance(content, dict)
+                or chain_hash(seq, r["prev_hash"], content) != r["hash"]
+                or _mismatch(r, content) is not None
+            ):
+                raise AuditTampered(
+                    f"audit trail: record {seq} (the signed head) was edited; refusing to sign. "
+                    "Check with 'provisioner audit verify'"
+                )
+        return last
+
+    def _sign(
+        self, conn: Connection, last: StoredCheckpoint | None, from_seq: int, from_hash: str, seq: int, head: str
+    ) -> StoredCheckpoint:
+        assert self.signer is not None
+        n = (last.checkpoint.n if last is not None else 0) + 1
+        cp = Checkpoint(seq, seq, head, datetime.now(UTC).isoformat(), self.signer.key_id, n, from_seq, from_hash)
+        stored = StoredCheckpoint(cp, self.signer.sign(cp), self.signer.public_hex)
+        conn.execute(
+            insert(checkpoints).values(
+                head_seq=cp.head_seq,
+                payload=json.dumps(cp.payload(), sort_keys=True),
+                signature=stored.signature,
+                public_key=stored.public_key,
+            )
+        )
+        return stored
+
+    @staticmethod
+    def _latest(conn: Connection) -> StoredCheckpoint | None:
+        r = conn.execute(select(checkpoints).order_by(checkpoints.c.id.desc()).limit(1)).mappings().first()
+        return _stored(r) if r is not None else None
+
+    @staticmethod
+    def _head_time(conn: Connection, seq: int) -> datetime | None:
+        if not seq:
+            return None
+        text = conn.execute(select(audit.c.content).where(audit.c.seq == seq)).scalar()
+        try:
+            content = json.loads(text) if text else None
+        except ValueError:
+            return None
+        return record_time(content) if isinstance(content, dict) else None
 
     @staticmethod
     def _lock_head(conn: Connection) -> tuple[int, str]:
         if conn.dialect.name == "postgresql":
             # an advisory lock needs no privilege beyond INSERT/SELECT (LOCK TABLE would need UPDATE)
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('provisioner_audit'))")
-        head = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
-        return (int(head[0]), str(head[1])) if head else (0, GENESIS)
+        return _head(conn)
 
     # ------------------------------------------------------------ reading
     def head(self) -> tuple[int, str]:
@@ -260,10 +408,16 @@ class AuditLog:
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         with self.engine.connect() as conn:
-            r = conn.execute(select(checkpoints).order_by(checkpoints.c.id.desc()).limit(1)).mappings().first()
-        if r is None:
-            return None
-        return StoredCheckpoint(Checkpoint.from_json(json.loads(r["payload"])), r["signature"], r["public_key"])
+            return self._latest(conn)
+
+    def iter_checkpoints(self) -> Iterator[tuple[int, StoredCheckpoint | None]]:
+        """(row id, checkpoint) in insertion order; None for a row that does not parse."""
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(checkpoints).order_by(checkpoints.c.id)).mappings():
+                try:
+                    yield int(r["id"]), _stored(r)
+                except (ValueError, KeyError, TypeError):
+                    yield int(r["id"]), None
 
     # ------------------------------------------------------------ queries for runs and alerts
     def contents_since(self, since: datetime, kinds: Iterable[EventKind]) -> Iterator[dict[str, Any]]:
@@ -295,6 +449,15 @@ class AuditLog:
                 pending.pop()
         left = sorted((r for rs in open_intents.values() for r in rs), key=lambda r: int(r["seq"]))
         return [AuditRow(int(r["seq"]), json.loads(r["content"]), r["prev_hash"], r["hash"]) for r in left]
+
+
+def _head(conn: Connection) -> tuple[int, str]:
+    head = conn.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+    return (int(head[0]), str(head[1])) if head else (0, GENESIS)
+
+
+def _stored(r: Any) -> StoredCheckpoint:
+    return StoredCheckpoint(Checkpoint.from_json(json.loads(r["payload"])), r["signature"], r["public_key"])
 
 
 def _where(q: Any, f: AuditFilter) -> Any:

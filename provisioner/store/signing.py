@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from provisioner.core.audit import ChainProblem, ChainVerifier, Checkpoint, key_id
+from provisioner.core.audit import ChainProblem, ChainVerifier, Checkpoint, CoverageProblem, coverage, key_id
 from provisioner.errors import ConfigError, SecretError
 from provisioner.secrets import SecretRef
 from provisioner.store.audit import AuditLog, StoredCheckpoint
+from provisioner.store.signer import Signer
 
 
 def _raw(public: Ed25519PublicKey) -> bytes:
@@ -82,14 +83,12 @@ def generate_key(out: str | Path) -> Ed25519PublicKey:
     return key.public_key()
 
 
-def sign_head(log: AuditLog, key: Ed25519PrivateKey, now: datetime | None = None) -> StoredCheckpoint:
-    """Sign the current head of the chain and store the checkpoint."""
-    seq, head = log.head()
-    raw = _raw(key.public_key())
-    cp = Checkpoint(seq, seq, head, (now or datetime.now(UTC)).isoformat(), key_id(raw))
-    stored = StoredCheckpoint(cp, key.sign(cp.message()).hex(), raw.hex())
-    log.add_checkpoint(stored)
-    return stored
+def sign_head(log: AuditLog, key: Ed25519PrivateKey, adopt: bool = False) -> StoredCheckpoint:
+    """Sign the current head of the chain with ``key`` and store the checkpoint.
+
+    Refused (:class:`AuditTampered`) when records after the newest checkpoint were
+    signed by nobody, unless ``adopt`` (after a full verify; see AuditLog.sign_head)."""
+    return AuditLog(log.engine, Signer(key), log.on_checkpoint).sign_head(adopt=adopt)
 
 
 def checkpoint_from_file(path: str | Path) -> StoredCheckpoint:
@@ -124,33 +123,69 @@ class VerifyReport:
     problem: ChainProblem | None = None
     checkpoint_problems: list[str] = field(default_factory=list)
     checked: list[Checkpoint] = field(default_factory=list)
+    coverage: list[CoverageProblem] = field(default_factory=list)
+    stored_checkpoints: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.problem is None and not self.checkpoint_problems
+        return self.problem is None and not self.checkpoint_problems and not self.coverage
 
 
 def verify_chain(
-    log: AuditLog, cps: list[tuple[str, StoredCheckpoint]], trusted: Ed25519PublicKey | None
+    log: AuditLog,
+    cps: list[tuple[str, StoredCheckpoint]],
+    trusted: Ed25519PublicKey | None,
+    *,
+    require_signed: bool = False,
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
 ) -> VerifyReport:
-    """Stream the whole chain once; check each named checkpoint's signature and head."""
+    """Stream the whole chain once against every checkpoint: the stored ones and ``cps``
+    (named copies from outside the host).  Each signature is checked against ``trusted``;
+    every valid checkpoint pins its heads.  ``require_signed`` (a key is configured):
+    the checkpoints must cover every record (see core.audit.coverage)."""
     report = VerifyReport()
     pins: dict[int, str] = {}
+    stored_ok: list[Checkpoint] = []
+    shipped_ok: list[tuple[str, Checkpoint]] = []
+
+    def pin(name: str, cp: Checkpoint) -> bool:
+        for seq, digest in ((cp.head_seq, cp.head_hash), (cp.from_seq, cp.from_hash) if cp.n else (0, "")):
+            if seq > 0 and pins.get(seq, digest) != digest:
+                report.checkpoint_problems.append(f"{name}: disagrees with another checkpoint at seq {seq}")
+                return False
+        pins[cp.head_seq] = cp.head_hash
+        if cp.n and cp.from_seq > 0:
+            pins[cp.from_seq] = cp.from_hash
+        return True
+
+    for row_id, stored in log.iter_checkpoints():
+        report.stored_checkpoints += 1
+        name = f"stored checkpoint #{row_id}"
+        if stored is None:
+            report.checkpoint_problems.append(f"{name}: unreadable (edited)")
+            continue
+        problem = signature_problem(stored, trusted)
+        if problem:
+            report.checkpoint_problems.append(f"{name}: {problem}")
+            continue
+        if pin(name, stored.checkpoint):
+            stored_ok.append(stored.checkpoint)
     for name, stored in cps:
         problem = signature_problem(stored, trusted)
         if problem:
             report.checkpoint_problems.append(f"{name}: {problem}")
             continue
-        cp = stored.checkpoint
-        if pins.get(cp.head_seq, cp.head_hash) != cp.head_hash:
-            report.checkpoint_problems.append(f"{name}: disagrees with another checkpoint at seq {cp.head_seq}")
-            continue
-        pins[cp.head_seq] = cp.head_hash
-        report.checked.append(cp)
+        if pin(name, stored.checkpoint):
+            shipped_ok.append((name, stored.checkpoint))
+    report.checked = [*stored_ok[-1:], *(cp for _, cp in shipped_ok)]
     verifier = ChainVerifier({s: h for s, h in pins.items() if s > 0})
     for row in log.iter_rows():
         if verifier.feed(row.seq, row.content, row.prev_hash, row.hash, row.column_mismatch):
             break
     report.problem = verifier.finish()
     report.count, report.head_seq, report.head_hash = verifier.count, verifier.head_seq, verifier.head_hash
+    if require_signed:
+        head = max(verifier.head_seq, log.head()[0])  # the whole stored chain, even past a first bad record
+        report.coverage = coverage(stored_ok, head, now or datetime.now(UTC), max_age, shipped_ok)
     return report

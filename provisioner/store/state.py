@@ -6,6 +6,8 @@ by contract: this module never updates or deletes audit rows.
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -25,12 +27,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from provisioner.core.audit import AuditEvent
+from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.errors import TemporaryError
-from provisioner.store.audit import AuditLog, AuditRow, audit, install_schema
+from provisioner.store.audit import AuditLog, AuditRow, CheckpointSink, audit, install_schema
+from provisioner.store.outbox import Outbox, outbox_metadata
+from provisioner.store.signer import Signer
 
 __all__ = ["AuditRow", "StateStore", "StoreUnavailable", "audit"]
 
@@ -59,6 +63,17 @@ kv = Table(
 )
 
 
+def _create_private(db: Path) -> None:
+    """Create the SQLite file readable by its owner only (SQLite's journals inherit the mode)."""
+    try:
+        fd = os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreUnavailable(f"state store {db}: cannot create: {exc.strerror}") from exc
+    os.close(fd)
+
+
 class StoreUnavailable(TemporaryError):
     """The state store cannot be reached or written."""
 
@@ -69,27 +84,56 @@ def _utc(value: datetime | None) -> datetime | None:
     return value
 
 
+def _parse(value: Any) -> datetime | None:
+    try:
+        return _utc(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
+
+
+def run_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``provisioner_runs`` row as plain JSON values, the form the chain holds."""
+    out: dict[str, Any] = {}
+    for key in ("run_id", "started_at", "finished_at", "trigger", "actor", "mode", "outcome", "summary", "error"):
+        value = row.get(key)
+        if isinstance(value, datetime):
+            value = (_utc(value) or value).isoformat()
+        out[key] = value
+    plain: dict[str, Any] = json.loads(json.dumps(out, sort_keys=True, default=str))
+    return plain
+
+
 class StateStore:
-    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        base_dir: Path | None = None,
+        signer: Signer | None = None,
+        on_checkpoint: CheckpointSink | None = None,
+    ) -> None:
         parsed = make_url(url)
         if parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
             db = Path(parsed.database)
             if not db.is_absolute() and base_dir is not None:
                 db = base_dir / db
             db.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(db)
             parsed = parsed.set(database=str(db))
         elif parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
             self.engine: Engine = create_engine(parsed, future=True)
             metadata.create_all(self.engine)
+            outbox_metadata.create_all(self.engine)
             install_schema(self.engine)
         except SQLAlchemyError as exc:
-            raise StoreUnavailable(
-                f"state store {parsed.render_as_string(hide_password=True)}: {exc}"
-            ) from exc
+            message = f"state store {parsed.render_as_string(hide_password=True)}: {exc}"
+            if parsed.password:
+                message = message.replace(str(parsed.password), "***")
+            raise StoreUnavailable(message) from None
 
-        self.audit = AuditLog(self.engine)
+        self.audit = AuditLog(self.engine, signer, on_checkpoint)
+        self.outbox = Outbox(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -107,18 +151,56 @@ class StateStore:
 
     def finish_run(
         self, run_id: str, outcome: str, summary: dict[str, Any], error: str | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Close the run's history row; return the row as JSON values (chained as ``run_recorded``)."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(runs)
                 .where(runs.c.run_id == run_id)
                 .values(finished_at=datetime.now(UTC), outcome=outcome, summary=summary, error=error)
             )
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        return run_json(dict(row)) if row is not None else {"run_id": run_id, "outcome": outcome}
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(runs).order_by(runs.c.started_at.desc()).limit(limit)).mappings()
             return [dict(r) for r in rows]
+
+    def run_history_problems(self) -> list[str]:
+        """The run history table against the ``run_recorded`` records of the (verified) chain."""
+        from provisioner.store.audit import AuditFilter
+
+        chained: dict[str, dict[str, Any]] = {}
+        first: datetime | None = None
+        for rec in self.audit.iter_rows(AuditFilter(kinds=(EventKind.RUN_RECORDED.value,))):
+            after = rec.content.get("after")
+            if isinstance(after, dict) and after.get("run_id"):
+                chained[str(after["run_id"])] = after
+                at = _parse(after.get("started_at"))
+                first = at if first is None or (at is not None and at < first) else first
+        problems: list[str] = []
+        seen: set[str] = set()
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(runs).order_by(runs.c.started_at)).mappings():
+                row = run_json(dict(r))
+                rid = str(row["run_id"])
+                seen.add(rid)
+                mine = chained.get(rid)
+                if mine is None:
+                    started = _parse(row.get("started_at"))
+                    if first is not None and started is not None and started > first and row.get("finished_at"):
+                        problems.append(f"run {rid}: in the run history but not in the audit chain (row inserted)")
+                    continue
+                diff = sorted(k for k in set(row) | set(mine) if row.get(k) != mine.get(k))
+                if diff:
+                    problems.append(
+                        f"run {rid}: the run history row differs from the chained record in {', '.join(diff)} "
+                        "(row edited)"
+                    )
+        for rid in sorted(set(chained) - seen):
+            problems.append(f"run {rid}: in the audit chain but missing from the run history (row deleted)")
+        return problems
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -38,6 +38,7 @@ ca_file = "{box.ca_file}"
 rapid_change_count = 3
 rapid_change_window = "1h"
 timeout = 3
+retry_backoff = "0s"
 {extra}
 
 [[alerts.webhooks]]
@@ -70,16 +71,16 @@ def test_sensitive_grant_reaches_webhook_and_smtp_over_starttls(
         finally:
             store.close()
     assert sorted(a.title for a in alerts) == [
-        "Sensitive role trade_approver granted: jdoe",
-        "Sensitive role trade_executor revoked: asmith",
+        "Sensitive role trade_approver granted to jdoe",
+        "Sensitive role trade_executor revoked from asmith",
     ]
     assert [a.severity for a in sorted(alerts, key=lambda a: a.title)] == [Severity.CRITICAL, Severity.WARNING]
     texts = sorted(b["text"] for b in hook.bodies)
-    assert len(texts) == 2 and texts[0].startswith("[CRITICAL] Sensitive role trade_approver granted: jdoe")
+    assert len(texts) == 2 and texts[0].startswith("[CRITICAL] Sensitive role trade_approver granted to jdoe")
     assert all(b["alert"]["facts"]["run_id"] == "run-1" for b in hook.bodies)
-    assert sorted(m["Subject"] for m in box.messages) == [
-        "[provisioner critical] Sensitive role trade_approver granted: jdoe",
-        "[provisioner warning] Sensitive role trade_executor revoked: asmith",
+    assert sorted(m["Subject"].strip() for m in box.messages) == [
+        "[provisioner critical] Sensitive role trade_approver granted to jdoe",
+        "[provisioner warning] Sensitive role trade_executor revoked from asmith",
     ]
     assert box.tls_sessions == 2 and box.logins == ["alerts", "alerts"]
     assert box.messages[0]["To"] == "security@example.test, iam@example.test"
@@ -96,8 +97,8 @@ def test_rapid_change_window_counts_across_runs(tmp_path: Path, monkeypatch: pyt
         try:
             # outside the 1h window, and a non-sensitive one inside: not counted
             store.append([grant("old", NOW - timedelta(minutes=61), f"u{i}", "trade_approver") for i in range(5)])
-            store.append([grant("low", NOW - timedelta(minutes=5), "u9", "trade_executor")])
             store.append([grant("r1", NOW - timedelta(minutes=40), "a", "trade_approver")])
+            store.append([grant("low", NOW - timedelta(minutes=5), "u9", "trade_executor")])
             store.append([grant("r2", NOW, "b", "trade_approver"), grant("r2", NOW, "c", "trade_approver")])
             first = run_alerts(cfg, store, "r2", now=NOW)  # 3 in the window: not more than 3
             store.append([grant("r3", NOW + timedelta(minutes=1), "d", "trade_approver")])
@@ -106,12 +107,13 @@ def test_rapid_change_window_counts_across_runs(tmp_path: Path, monkeypatch: pyt
             third = run_alerts(cfg, store, "r4", now=NOW + timedelta(minutes=2))  # dedup: not sent again
         finally:
             store.close()
-    assert "rapid_change" not in {a.key for a in first}
-    rapid = [a for a in second if a.key == "rapid_change"]
-    assert len(rapid) == 1 and rapid[0].facts["changes"] == "4"
-    assert "rapid_change" in {a.key for a in third}
+    burst = f"rapid_change:{(NOW - timedelta(minutes=40)).isoformat()}"  # named by its first change
+    assert not any(a.key.startswith("rapid_change") for a in first)
+    rapid = [a for a in second if a.key.startswith("rapid_change")]
+    assert len(rapid) == 1 and rapid[0].facts["changes"] == "4" and rapid[0].key == burst
+    assert burst in {a.key for a in third}
     sent = [b["alert"]["key"] for b in hook.bodies]
-    assert sent.count("rapid_change") == 1
+    assert sent.count(burst) == 1
     assert len([k for k in sent if k.startswith("sensitive:")]) == 4  # b, c, d, e
 
 
@@ -150,11 +152,14 @@ def test_a_down_channel_is_logged_and_others_still_deliver(
                 counts = dispatch_alerts([alert], cfg.alerts, store, now=NOW)
         finally:
             store.close()
-    assert counts == {"sent": 1, "suppressed": 0, "rate_limited": 0, "failed": 1}
+    assert (counts.sent, counts.failed, counts.queued, counts.down) == (1, 3, 1, ["webhook:sec"])  # 3 attempts
     failed = [e for e in logs if e["event"] == "alert_channel_failed"]
-    assert len(failed) == 1 and failed[0]["channel"] == "webhook:sec"
+    assert len(failed) == 1 and failed[0]["channel"] == "webhook:sec" and failed[0]["attempts"] == 3
     assert "Connection refused" in failed[0]["error"]
-    assert [m["Subject"] for m in box.messages] == ["[provisioner critical] Circuit breaker tripped on pg"]
+    assert [m["Subject"] for m in box.messages] == [
+        "[provisioner critical] Circuit breaker tripped on pg",
+        "[provisioner critical] Alerts cannot be delivered to webhook:sec",  # the failure, on the other channel
+    ]
 
 
 def test_smtp_without_starttls_is_refused_not_sent_in_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,7 +176,7 @@ to = ["s@example.test"]
 """))
         with capture_logs() as logs:
             counts = dispatch_alerts([Alert(Severity.WARNING, "k", "t", "b")], cfg.alerts, None, now=NOW)
-    assert counts["failed"] == 1 and counts["sent"] == 1
+    assert counts.failed == 3 and counts.sent == 1
     assert [e["channel"] for e in logs if e["event"] == "alert_channel_failed"] == ["email"]
 
 
@@ -189,11 +194,12 @@ def test_dedup_and_rate_limit_per_channel(tmp_path: Path, monkeypatch: pytest.Mo
                 c4 = dispatch_alerts([a[2]], cfg.alerts, store, now=NOW + timedelta(minutes=62))
         finally:
             store.close()
-    assert c1 == {"sent": 1, "suppressed": 1, "rate_limited": 0, "failed": 0}
-    assert c2 == {"sent": 1, "suppressed": 0, "rate_limited": 1, "failed": 0}
-    assert c3 == {"sent": 0, "suppressed": 0, "rate_limited": 1, "failed": 0}  # dedup over, hour not
-    assert c4 == {"sent": 1, "suppressed": 0, "rate_limited": 0, "failed": 0}
-    assert [b["alert"]["key"] for b in hook.bodies] == ["k0", "k1", "k2"]
+    assert (c1.sent, c1.suppressed, c1.held) == (1, 1, 0)
+    assert (c2.sent, c2.held) == (2, 1)  # k1, then k2 held back and the digest naming it
+    assert (c3.sent, c3.held) == (0, 1)  # dedup over, hour not; the hour's digest already went out
+    assert (c4.sent, c4.held) == (1, 0)
+    assert [b["alert"]["key"] for b in hook.bodies] == ["k0", "k1", "rate_limited_digest:webhook:sec:2026-03-02T12", "k2"]
+    assert "t2" in hook.bodies[2]["alert"]["body"]
     assert [e["event"] for e in logs].count("alert_rate_limited") == 2
 
 

@@ -29,9 +29,15 @@ def test_only_roles_at_or_above_min_sensitivity_alert() -> None:
 
 
 def test_rapid_change_fires_only_above_the_threshold() -> None:
-    assert evaluate([], CATALOG, History(sensitive_changes_in_window=5), AlertPolicy()) == []
-    alerts = evaluate([], CATALOG, History(sensitive_changes_in_window=6), AlertPolicy())
-    assert [(a.key, a.severity) for a in alerts] == [("rapid_change", Severity.CRITICAL)]
+    change = [grant("run-1", AT, "u", "trade_reader").content()]  # this run changed something (not sensitive)
+    sensitive = [grant("run-1", AT, "u", "trade_approver").content()]
+    assert evaluate(sensitive, CATALOG, History(sensitive_changes_in_window=5), AlertPolicy())[1:] == []
+    burst = History(sensitive_changes_in_window=6, burst_started="2026-03-02T11:00:00+00:00")
+    alerts = evaluate(sensitive, CATALOG, burst, AlertPolicy())[1:]
+    assert [(a.key, a.severity) for a in alerts] == [("rapid_change:2026-03-02T11:00:00+00:00", Severity.CRITICAL)]
+    # a run that changed no sensitive role (a plan, a quiet run) does not raise it, whatever the window holds
+    assert evaluate([], CATALOG, burst, AlertPolicy()) == []
+    assert evaluate(change, CATALOG, burst, AlertPolicy()) == []
 
 
 def test_breaker_trip_alerts() -> None:

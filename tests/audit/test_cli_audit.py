@@ -38,10 +38,12 @@ def test_verify_exit_codes_checkpoint_file_and_keys(tmp_path: Path) -> None:
     store.close()
     c = str(cfg.path)
 
-    res = run("audit", "verify", "-c", c)
-    assert res.returncode == 0 and "no checkpoint" in res.stderr  # nothing signed yet: warned
+    res = run("audit", "verify", "-c", c)  # a key is configured, nothing signed: not intact
+    assert res.returncode == 1 and "BROKEN signatures: no-checkpoint: 300 record(s) but no signed checkpoint" in res.stdout
     cp = tmp_path / "cp.json"
-    assert run("audit", "checkpoint", "-c", c, "--out", str(cp)).returncode == 0
+    res = run("audit", "checkpoint", "-c", c, "--out", str(cp))  # never signs what nobody vouched for
+    assert res.returncode == 1 and "refusing to sign" in res.stderr
+    assert run("audit", "checkpoint", "-c", c, "--out", str(cp), "--adopt").returncode == 0  # after a full verify
     assert json.loads(cp.read_text())["head_seq"] == 300
     assert run("audit", "verify", "-c", c, "--checkpoint", str(cp)).returncode == 0
 
@@ -59,7 +61,8 @@ def test_verify_exit_codes_checkpoint_file_and_keys(tmp_path: Path) -> None:
     db.execute("DELETE FROM provisioner_audit_checkpoints")  # the attacker removes the stored one too
     db.commit()
     db.close()
-    assert run("audit", "verify", "-c", c).returncode == 0  # the chain alone cannot tell
+    res = run("audit", "verify", "-c", c)  # the chain alone cannot tell; the missing checkpoints can
+    assert res.returncode == 1 and "no-checkpoint" in res.stdout and "first bad" not in res.stdout
     res = run("audit", "verify", "-c", c, "--checkpoint", str(cp))
     assert res.returncode == 1
     assert "BROKEN: first bad record seq 298: truncated: chain ends at seq 297" in res.stdout

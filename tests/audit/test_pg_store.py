@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
 from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.store.signer import Signer
 from provisioner.store.signing import sign_head, verify_chain
 from provisioner.store.state import StateStore
 from tests.support import pg
@@ -82,18 +83,18 @@ def test_documented_least_privilege_setup_and_always_trigger(audit_db: dict[str,
         for statement in doc_sql("grants", audit_db):
             conn.execute(statement)
 
-    store = StateStore(_url(writer, db))  # the service account
+    key = Ed25519PrivateKey.generate()
+    store = StateStore(_url(writer, db), signer=Signer(key))  # the service account, signing every append
     try:
-        key = Ed25519PrivateKey.generate()
         rid = store.start_run("manual", "pytest", "apply")
         store.append([_event(i) for i in range(5)])
         store.finish_run(rid, "ok", {})
         store.put("k", {"v": 1})
         store.put("k", {"v": 2})
-        sign_head(store.audit, key)
+        assert sign_head(store.audit, key).checkpoint.n == 1  # the head is signed already: no new one
         store.append([_event(9)])
-        report = verify_chain(store.audit, [("stored", store.audit.latest_checkpoint())], key.public_key())  # type: ignore[list-item]
-        assert report.ok and report.count == 6
+        report = verify_chain(store.audit, [], key.public_key(), require_signed=True)
+        assert report.ok and report.count == 6 and report.stored_checkpoints == 2
     finally:
         store.close()
 

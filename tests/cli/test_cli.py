@@ -63,7 +63,7 @@ def test_stale_saved_plan_refused_with_clear_message(tmp_path: Path, ldap_ou: Ld
     assert run("plan", "-c", str(setup.path), "--out", str(out)).returncode == 0
     with pg.admin_connect() as conn:
         conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(f"{p}ben")))
-    res = run("apply", "-c", str(setup.path), "--plan", str(out))
+    res = run("apply", "-c", str(setup.path), "--plan", str(out), "--reason", "CHG-42")
     assert res.returncode == 1
     assert "Saved plan is stale" in res.stderr
     assert f"{p}ben" not in memberships(p)
@@ -71,7 +71,7 @@ def test_stale_saved_plan_refused_with_clear_message(tmp_path: Path, ldap_ou: Ld
     edited = json.loads(out.read_text())
     edited["targets"][0]["changes"] = []
     out.write_text(json.dumps(edited))
-    res = run("apply", "-c", str(setup.path), "--plan", str(out))
+    res = run("apply", "-c", str(setup.path), "--plan", str(out), "--reason", "CHG-42")
     assert res.returncode == 1 and "edited" in res.stderr
 
 

@@ -76,8 +76,11 @@ def test_reconciles_on_schedule_and_picks_up_directory_changes(
     assert d.request("POST", "/v1/runs", {"mode": "plan"}, token=TOKEN + "x")[0] == 401
     ldap_ou.add_user("carol", **person("Trading", "FX Trader"))
 
+    code, body = d.request("POST", "/v1/runs", {"mode": "plan"}, token=TOKEN)
+    assert code == 400 and b'"actor" is required' in body  # a trigger says who asks
+
     def triggered() -> dict[str, object] | None:
-        code, body = d.request("POST", "/v1/runs", {"mode": "plan"}, token=TOKEN)
+        code, body = d.request("POST", "/v1/runs", {"mode": "plan", "actor": "alice", "reason": "INC-7"}, token=TOKEN)
         assert code in (200, 409), body  # 409: a scheduled run was in progress
         return json.loads(body) if code == 200 else None
 
@@ -85,7 +88,7 @@ def test_reconciles_on_schedule_and_picks_up_directory_changes(
     assert result["mode"] == "plan" and result["applied_targets"] == []
     plan = result["plan"]
     assert isinstance(plan, dict) and plan["identities_seen"] in (2, 3)
-    assert d.request("POST", "/v1/runs", {"mode": "bogus"}, token=TOKEN)[0] == 400
+    assert d.request("POST", "/v1/runs", {"mode": "bogus", "actor": "alice"}, token=TOKEN)[0] == 400
 
     # run history through the CLI
     run_id = str(result["run_id"])
@@ -101,8 +104,9 @@ def test_reconciles_on_schedule_and_picks_up_directory_changes(
     ).stdout
     data = json.loads(shown)
     assert data["trigger"] == "http" and data["outcome"] == "ok"
-    assert [a["kind"] for a in data["audit"]] == ["run_planned", "run_finished"]
-    assert data["actor"].endswith(f"/{d.pid}")
+    assert [a["kind"] for a in data["audit"]] == ["run_planned", "run_finished", "run_recorded"]
+    assert data["actor"].startswith("alice via ") and data["actor"].endswith(f"/{d.pid}")
+    assert {a["reason"] for a in data["audit"] if a["kind"] == "run_planned"} == {"INC-7"}
     missing = subprocess.run(
         [str(EXE), "runs", "show", "-c", str(setup.path), "no-such-run"], capture_output=True, text=True, check=False
     )
@@ -118,6 +122,6 @@ def test_plan_mode_never_applies_and_refuses_apply_trigger(
     d = daemons(setup.path, port).wait_up()
     wait_for("two planned runs", lambda: sum(1 for e in d.events() if e.get("event") == "run_finished") >= 2)
     assert memberships(p) == {}, "plan mode must not change the target"
-    code, body = d.request("POST", "/v1/runs", {"mode": "apply"}, token=TOKEN)
+    code, body = d.request("POST", "/v1/runs", {"mode": "apply", "actor": "alice", "reason": "CHG-1"}, token=TOKEN)
     assert code == 403 and b"only plans" in body
     assert memberships(p) == {}

@@ -70,7 +70,7 @@ def test_half_the_users_missing_trips_the_breaker_then_override(
         s.apply()
     assert access(role_prefix) == before
     runner = CliRunner()
-    result = runner.invoke(cli, ["apply", "-c", str(s.path)])
+    result = runner.invoke(cli, ["apply", "-c", str(s.path), "--reason", "CHG-41"])
     assert result.exit_code == 4, result.output
     plan = runner.invoke(cli, ["plan", "-c", str(s.path)])
     assert plan.exit_code == 4, plan.output

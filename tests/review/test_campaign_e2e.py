@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,19 @@ def test_full_campaign(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
         assert f"seq {report.head_seq}" in html or report.head_seq > seq
     finally:
         store.close()
+
+    # a decision forged in the review tables (the writer can UPDATE them) never reaches evidence
+    assert run("audit", "verify", "-c", cfg).returncode == 0
+    db = sqlite3.connect(Path(cfgobj.state.url.removeprefix("sqlite:///")))
+    try:
+        db.execute("UPDATE provisioner_review_items SET decision = 'keep', decided_by = 'cco', comment = 'fine' "
+                   "WHERE campaign = '2026-Q4' AND coalesce(decision, '') = ''")
+        db.commit()
+    finally:
+        db.close()
+    res = run("audit", "verify", "-c", cfg)
+    assert res.returncode == 1 and "BROKEN review decisions: review 2026-Q4 item" in res.stdout, res.stdout
+    assert "is in no imported worksheet of the audit chain (row forged)" in res.stdout
+    res = run("review", "evidence", "-c", cfg, "--campaign", "2026-Q4", "--out", str(tmp_path / "ev2"))
+    assert res.returncode != 0 and "disagree with the audit chain; no evidence written" in res.stderr
+    assert not (tmp_path / "ev2" / "evidence-2026-Q4.html").exists()
