@@ -47,6 +47,6 @@ def explain(ident: Identity, rules: RuleSet, lifecycle: LifecyclePolicy, now: da
     for rule in rules.rules:
         ok, evidence = evaluate(rule.when, ident, now.date())
         ok = ok and rule.enabled
-        roles = tuple(r for t in rule.grants for r in render(t, ident)) if ok else rule.grants
+        roles = tuple(r for t in rule.grants for r in render(t, ident, rule.groups)) if ok else rule.grants
         verdicts.append(RuleVerdict(rule.id, rule.description, rule.where, ok, evidence, roles))
     return Explanation(ident, state, why, tuple(verdicts))
