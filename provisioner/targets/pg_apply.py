@@ -25,6 +25,7 @@ from provisioner.core import marker as marker_codec
 from provisioner.core.model import Marker, RoleKind
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
+from provisioner.targets.pg_bulk import bulk_batches, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements
 
 DEFAULT_BATCH_SIZE = 500
@@ -52,6 +53,9 @@ class Step:
 
     change: Change
     statements: tuple[sql.Composed, ...]
+    merge: tuple[str, str] | None = None
+    """``("GRANT" | "REVOKE", group)`` for a plain membership change that may
+    share one multi-member statement with others (``pg_bulk``)."""
 
 
 # --------------------------------------------------------------------------- composing
@@ -200,10 +204,14 @@ def compose(change: Change, grantors: Grantors | None = None) -> Step:
     expressed (unknown kind, malformed parameters)."""
     try:
         if change.kind is ChangeKind.REVOKE_MEMBERSHIP:
-            return Step(change, _revoke(change, grantors))
+            group = str(_required(change, "group"))
+            plain = not (grantors or {}).get((change.role, group))
+            return Step(change, _revoke(change, grantors), ("REVOKE", group) if plain else None)
         composer = _COMPOSERS.get(change.kind)
         if composer is None:
             raise ValueError(f"change kind {change.kind.value!r} is not supported by this target")
+        if change.kind is ChangeKind.GRANT_MEMBERSHIP:
+            return Step(change, composer(change), ("GRANT", str(_required(change, "group"))))
         return Step(change, composer(change))
     except (ValueError, KeyError, TypeError) as exc:
         raise ChangeFailed(f"change {change.describe()} cannot be applied: {exc}", change) from exc
@@ -247,7 +255,7 @@ class BatchRunner:
         self.round_trips = 0
 
     def run(self, steps: Sequence[Step]) -> None:
-        for batch in batches(steps, self.batch_size):
+        for batch in bulk_batches(steps, self.batch_size):
             self._run_batch(batch)
 
     def _execute(self, query: sql.Composed | sql.SQL) -> None:
@@ -255,7 +263,7 @@ class BatchRunner:
         self.conn.execute(query)
 
     def _run_batch(self, batch: Sequence[Step]) -> None:
-        body = [s for step in batch for s in step.statements]
+        body = merged_statements(batch)
         if not body:
             return
         try:
