@@ -119,11 +119,13 @@ def make_database(db: str, owner: str) -> None:
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(owner)))
     with pg.admin_connect(db_dsn(db)) as conn:
-        for schema in SCHEMAS:
-            conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(schema), sql.Identifier(owner)))
-            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+        who = sql.Identifier(owner)
+        for name in SCHEMAS:
+            schema = sql.Identifier(name)
+            conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema, who))
+            conn.execute(sql.SQL("SET ROLE {}").format(who))
             for table in ("facts", "dims"):
-                conn.execute(sql.SQL("CREATE TABLE {}.{} (id int)").format(sql.Identifier(schema), sql.Identifier(table)))
+                conn.execute(sql.SQL("CREATE TABLE {}.{} (id int)").format(schema, sql.Identifier(table)))
             conn.execute("RESET ROLE")
 
 
