@@ -13,7 +13,8 @@ expresses it in two rules (``grp_{group}`` templated from the groups under
 ``ou=groups``) and a role catalog; ldap2pg with the model's sync map.  Each tool
 has its own role prefix and its own database (same schemas and tables), in the
 same PostgreSQL; phases are interleaved (provisioner, then ldap2pg) on the same
-directory.  Every run is a fresh process (a one-shot ``apply`` / ``ldap2pg --real``):
+directory.  Every run is a fresh process (``provisioner apply`` as the CLI runs it, with its
+SQLite state store: incremental reads, run history, audit trail / ``ldap2pg --real``):
 wall seconds and peak RSS of the whole process (``/usr/bin/time``), statements
 sent to PostgreSQL (provisioner: every statement incl. catalog reads, and the
 writes; ldap2pg: its "Generated N queries").
@@ -209,10 +210,28 @@ max_identity_drop = 1.0
 
 
 def ours_worker(cfg_path: str) -> None:
-    """One one-shot apply in this process; prints its figures as JSON."""
-    from bench.sync import _sync
+    """One ``provisioner apply`` in this process, as the CLI runs it (state store:
+    incremental directory reads, run history, audit trail); prints its figures as JSON."""
+    import time
 
-    print(json.dumps(_sync(Path(cfg_path))))
+    import structlog
+
+    from provisioner.cli.common import open_store, recorded_run
+    from provisioner.config import load_config
+    from provisioner.pipeline import apply_run
+    from provisioner.runtime import RunContext, Targets
+
+    cfg = load_config(Path(cfg_path))
+    store = open_store(cfg)
+    ctx = RunContext.manual(cfg, store, reason="bench")
+    started = time.perf_counter()
+    with structlog.testing.capture_logs() as logs, recorded_run(ctx, "apply", cfg), Targets(cfg) as targets:
+        plan = apply_run(cfg, ctx, targets)
+        total = sum(getattr(targets.get(n), "statements_executed", 0) for n in targets.names)
+    store.close()
+    writes = sum(e.get("statements", 0) for e in logs if e.get("event") == "target_applied")
+    figures = {"seconds": time.perf_counter() - started, "changes": len(plan.changes), "statements": total}
+    print(json.dumps({**figures, "writes": writes}))
 
 
 # --------------------------------------------------------------------------- ldap2pg

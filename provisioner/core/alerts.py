@@ -7,7 +7,7 @@ deduplication and rate limiting live in ``provisioner/alerts/``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -90,11 +90,14 @@ def count_sensitive(contents: Iterable[Mapping[str, Any]], catalog: Catalog, min
 
 
 def evaluate(
-    records: Sequence[Mapping[str, Any]], catalog: Catalog, history: History, policy: AlertPolicy
+    records: Iterable[Mapping[str, Any]], catalog: Catalog, history: History, policy: AlertPolicy
 ) -> list[Alert]:
     alerts: list[Alert] = []
-    for rec in records:
+    failed: list[Mapping[str, Any]] = []
+    for rec in records:  # once: ``records`` may be a stream
         kind = rec.get("kind")
+        if kind == EventKind.RUN_FAILED.value:
+            failed.append(rec)
         if kind in CHANGE_KINDS:
             alerts += _sensitive_change(rec, catalog, policy)
         elif kind == EventKind.BREAKER_TRIPPED.value:
@@ -117,7 +120,6 @@ def evaluate(
                 },
             )
         )
-    failed = [r for r in records if r.get("kind") == EventKind.RUN_FAILED.value]
     if failed and history.failure_streak >= policy.failure_streak:
         alerts.append(_failing(failed[-1], history.failure_streak))
     return alerts

@@ -17,13 +17,13 @@ from provisioner.core.rules import RuleSet, build_ruleset
 TODAY = date(2026, 11, 26)
 BASE = "ou=groups,dc=bench,dc=example"
 
-TEMPLATED = f"""
+TEMPLATED = """
 [[rule]]
 id = "ldap-groups"
 description = "one NOLOGIN role per directory group under ou=groups"
-grant = ["grp_{{group}}"]
-groups = {{ under = "OU=Groups, dc=bench,dc=example", match = "(?!tmp-).*" }}
-when = {{ attr = "employee_type", one_of = ["full-time", "contractor"] }}
+grant = ["grp_{group}"]
+groups = { under = "OU=Groups, dc=bench,dc=example", match = "(?!tmp-).*" }
+when = { attr = "employee_type", one_of = ["full-time", "contractor"] }
 """
 
 
