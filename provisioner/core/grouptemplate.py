@@ -80,6 +80,9 @@ def first_rdn_value(dn: str) -> str | None:
     attr, sep, rest = dn.partition("=")
     if not sep or not attr or not attr.replace("-", "").replace(".", "").isalnum() or "," not in rest:
         return None
+    first = rest[: rest.index(",")]
+    if "\\" not in first and "+" not in first:  # the common case: nothing escaped, one attribute
+        return first.strip() or None
     chars: list[str] = []
     i = 0
     while i < len(rest):

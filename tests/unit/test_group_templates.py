@@ -151,3 +151,15 @@ def test_index_evaluates_only_rules_that_can_match_and_agrees_with_a_full_scan()
         # a candidate per group held (plus the rules without a trigger), never all 2,003
         assert len(candidates) <= len(ident.groups) + 3
         assert {r.id for r in candidates} >= {f"g{g.removeprefix('grp-')}" for g in ident.groups}
+
+
+def test_first_rdn_value_unescapes_and_refuses_non_dns() -> None:
+    from provisioner.core.grouptemplate import first_rdn_value
+
+    assert first_rdn_value("cn=eq-desk,ou=groups,dc=x") == "eq-desk"
+    assert first_rdn_value("cn=a\\,b,ou=groups") == "a,b"
+    assert first_rdn_value("cn=a\\2cb,ou=groups") == "a,b"
+    assert first_rdn_value("cn=x+uid=y,ou=groups") == "x"
+    assert first_rdn_value("traders") is None
+    assert first_rdn_value("cn=,ou=groups") is None
+    assert first_rdn_value("display name=x,y") is None
