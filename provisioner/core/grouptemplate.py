@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provisioner.core.naming import normalise
+
 GROUP_PLACEHOLDER = "group"
 GROUP_KEYS = frozenset({"under", "match"})
 _HEX = re.compile(r"\\([0-9a-fA-F]{2})")
@@ -104,23 +106,33 @@ def first_rdn_value(dn: str) -> str | None:
     return value or None
 
 
-def group_names(groups: frozenset[str], flt: GroupFilter) -> list[tuple[str, str]]:
-    """``(name, origin)`` of every group in ``groups`` the filter admits, sorted.
+LabelNames = dict[str, tuple[str | None, str]]
+"""Group label -> (its first RDN value, or None when not a DN; the normalised name):
+filled by :func:`group_names`, kept by the caller across identities (``GrantMemo``)."""
+
+
+def group_names(groups: frozenset[str], flt: GroupFilter, labels: LabelNames | None = None) -> list[tuple[str, str]]:
+    """``(normalised name, origin)`` of every group in ``groups`` the filter admits, sorted.
 
     ``groups`` is an identity's lower-cased group labels (names and DNs); a
     name that is also the first RDN value of one of the identity's group DNs is
     the same group and is not counted twice."""
-    from_dns: dict[str, list[str]] = {}
-    names: list[str] = []
+    known: LabelNames = labels if labels is not None else {}
+    from_dns: dict[str, list[tuple[str, str]]] = {}
+    names: list[tuple[str, str]] = []
     for label in groups:
-        value = first_rdn_value(label)
+        hit = known.get(label)
+        if hit is None:
+            value = first_rdn_value(label)
+            hit = known[label] = (value, normalise(label if value is None else value))
+        value, norm = hit
         if value is None:
-            names.append(label)
+            names.append((label, norm))
         elif flt.admits(value, label):
-            from_dns.setdefault(value, []).append(label)
+            from_dns.setdefault(value, []).append((norm, label))
         else:
             from_dns.setdefault(value, [])  # refused by DN: its name label is the same group
-    out = [(v, dn) for v, dns in from_dns.items() for dn in dns]
+    out = [pair for pairs in from_dns.values() for pair in pairs]
     if not flt.under:
-        out += [(n, "name:" + n) for n in names if n not in from_dns and flt.admits(n, None)]
+        out += [(norm, "name:" + n) for n, norm in names if n not in from_dns and flt.admits(n, None)]
     return sorted(out)

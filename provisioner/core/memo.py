@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from provisioner.core.groupref import referenced_groups
+from provisioner.core.grouptemplate import LabelNames
 from provisioner.core.model import DesiredUser, Identity, Lifecycle, Reason
 from provisioner.core.naming import NamingPolicy, role_name
 from provisioner.core.needs import referenced_attributes
@@ -61,6 +62,8 @@ class GrantMemo:
         self._today: date | None = None
         self._inputs = RuleInputs((), frozenset(), False)
         self._memo: dict[Hashable, tuple[Grant, ...]] = {}
+        self._labels: LabelNames = {}
+        """Group label -> RDN value and normalised name, for ``{group}`` templates."""
         self._users: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
         self._users_next: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
         self._names: dict[int, tuple[Identity, NamingPolicy, str | None]] = {}
@@ -127,6 +130,8 @@ class GrantMemo:
         self.misses += 1
         if len(self._memo) >= MAX_ENTRIES:
             self._memo = {}
-        grants = tuple(rules.grants_for(ident, today))
+        if len(self._labels) >= MAX_ENTRIES:
+            self._labels = {}
+        grants = tuple(rules.grants_for(ident, today, self._labels))
         self._memo[key] = grants
         return grants

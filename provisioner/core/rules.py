@@ -24,7 +24,14 @@ from provisioner.core.conditions import (
     evaluate,
     parse_condition,
 )
-from provisioner.core.grouptemplate import ANY_GROUP, GROUP_PLACEHOLDER, GroupFilter, group_names, parse_group_filter
+from provisioner.core.grouptemplate import (
+    ANY_GROUP,
+    GROUP_PLACEHOLDER,
+    GroupFilter,
+    LabelNames,
+    group_names,
+    parse_group_filter,
+)
 from provisioner.core.model import Identity, Reason
 from provisioner.core.naming import normalise
 
@@ -153,7 +160,8 @@ class RuleSet:
         rules = self.rules
         return [rules[i] for i in sorted(hits)]
 
-    def grants_for(self, ident: Identity, today: date) -> list[Grant]:
+    def grants_for(self, ident: Identity, today: date, labels: LabelNames | None = None) -> list[Grant]:
+        """``labels``: group names worked out before (see :func:`group_names`)."""
         out: list[Grant] = []
         for rule in self.candidates(ident):
             ok, evidence = evaluate(rule.when, ident, today)
@@ -161,7 +169,7 @@ class RuleSet:
                 continue
             reason = Reason(rule.id, _evidence_text(evidence), evidence)
             for template in rule.grants:
-                for role, origin in render_origins(template, ident, rule.groups):
+                for role, origin in render_origins(template, ident, rule.groups, labels):
                     if origin:
                         ev = (*evidence, ("from_group", origin))
                         out.append(Grant(role, Reason(rule.id, _evidence_text(ev), ev)))
@@ -191,7 +199,9 @@ def render(template: str, ident: Identity, groups: GroupFilter = ANY_GROUP) -> l
     return [role for role, _ in render_origins(template, ident, groups)]
 
 
-def render_origins(template: str, ident: Identity, groups: GroupFilter = ANY_GROUP) -> list[tuple[str, str]]:
+def render_origins(
+    template: str, ident: Identity, groups: GroupFilter = ANY_GROUP, labels: LabelNames | None = None
+) -> list[tuple[str, str]]:
     """``render`` with, per role, the origin of its ``{group}`` value (the
     group's DN or ``name:<name>``; empty without ``{group}``)."""
     keys = _PLACEHOLDER.findall(template)
@@ -200,7 +210,7 @@ def render_origins(template: str, ident: Identity, groups: GroupFilter = ANY_GRO
     choices: list[tuple[tuple[str, str], ...]] = []
     for key in keys:
         if key == GROUP_PLACEHOLDER:
-            pairs = [(normalise(n), origin) for n, origin in group_names(ident.groups, groups)]
+            pairs = group_names(ident.groups, groups, labels)
         else:
             values = (ident.username,) if key == "username" else ident.attributes.get(key, ())
             pairs = [(normalise(x), "") for x in values]
