@@ -202,18 +202,22 @@ def apply_run(
     """``mappings`` / ``on_planned``: the daemon's loaded rules, and its look at the fresh plan
     (desired state for its lifecycle timers) before anything is applied."""
     recover_interrupted(cfg, ctx, targets)
+    succeeded = None
     if saved is None:
         outcome = plan_run(cfg, ctx, targets, mappings)
         if on_planned is not None:
             on_planned(outcome)
         plan, actual = outcome.plan, outcome.actual
+        succeeded = (outcome.snapshots, outcome.missing)
+        del outcome  # executing needs neither the desired nor the actual state: let them go
     else:
         actual = targets.inspect_all()
         ctx.audit([planned_event(ctx, saved, saved=True)])
         refuse_stale(saved, actual, cfg)
         plan = saved
     safety(cfg, plan, actual, ctx)
+    del actual
     execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
-    if saved is None:
-        health.record_success(ctx, outcome.snapshots, outcome.missing, ctx.now)
+    if succeeded is not None:
+        health.record_success(ctx, *succeeded, ctx.now)
     return plan

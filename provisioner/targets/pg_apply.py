@@ -25,7 +25,7 @@ from provisioner.core import marker as marker_codec
 from provisioner.core.model import Marker, RoleKind
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
-from provisioner.targets.pg_bulk import bulk_batches, merged_statements
+from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements
 
 DEFAULT_BATCH_SIZE = 500
@@ -255,7 +255,7 @@ class BatchRunner:
         self.round_trips = 0
 
     def run(self, steps: Sequence[Step]) -> None:
-        for batch in bulk_batches(steps, self.batch_size):
+        for batch in bulk_batches(by_group(steps), self.batch_size):
             self._run_batch(batch)
 
     def _execute(self, query: sql.Composed | sql.SQL) -> None:

@@ -2,9 +2,10 @@
 
 A first sync of a realistic directory is mostly memberships (every person in
 ``readers``, a department role and a dozen group roles); one statement per
-membership is most of the SQL sent.  Within one round trip, membership changes
-of one group role are sent as one statement naming every member, placed where
-the last of them stood (they depend only on roles created earlier).  Each change
+membership is most of the SQL sent.  Consecutive membership changes are ordered
+by group role (:func:`by_group`), and within one round trip the changes of one
+group role are sent as one statement naming every member, placed where the last
+of them stood (they depend only on roles created earlier).  Each change
 keeps its own :class:`~provisioner.targets.pg_apply.Step` (and so its audit
 record); when a merged round trip fails, :class:`BatchRunner` replays the batch
 one change at a time, exactly as without merging, to name the change that failed.
@@ -28,6 +29,31 @@ MAX_MEMBERS_PER_ROUND_TRIP = 5000
 
 _VERB = {"GRANT": (sql.SQL("GRANT "), sql.SQL(" TO ")), "REVOKE": (sql.SQL("REVOKE "), sql.SQL(" FROM "))}
 _COMMA = sql.SQL(", ")
+
+
+def by_group(steps: Sequence[Step]) -> list[Step]:
+    """``steps`` with each run of consecutive membership changes of one verb
+    ordered by group role (stable), so that a round trip holds few group roles.
+
+    Safe: such changes depend only on roles created before the run (a plan
+    creates roles first), not on each other.  Callers keep the original order
+    for reporting and auditing."""
+    out: list[Step] = []
+    run: list[Step] = []
+    for step in steps:
+        if run and (step.merge is None or step.merge[0] != run[0].merge[0]):  # type: ignore[index]
+            out += sorted(run, key=_group_of) if len(run) > 1 else run
+            run = []
+        if step.merge is None:
+            out.append(step)
+        else:
+            run.append(step)
+    out += sorted(run, key=_group_of) if len(run) > 1 else run
+    return out
+
+
+def _group_of(step: Step) -> str:
+    return step.merge[1] if step.merge is not None else ""
 
 
 def bulk_batches(
