@@ -66,7 +66,8 @@ def desired_state(
 def group_template_collisions(users: Iterable[DesiredUser], rules: RuleSet) -> dict[str, str]:
     """Role name -> problem, for every ``{group}``-templated role name that two
     different groups normalise to (``Eq Desk`` and ``eq-desk``, or ``cn=admins``
-    in two subtrees).  Nobody's membership in such a role changes this run."""
+    in two subtrees).  The role is held: nothing is granted in it this run, and
+    members still in one of the groups keep it."""
     templated = {r.id for r in rules.rules if r.templates_groups}
     origins: dict[str, set[str]] = {}
     for user in users:
@@ -78,7 +79,7 @@ def group_template_collisions(users: Iterable[DesiredUser], rules: RuleSet) -> d
                         origins.setdefault(role, set()).add(origin)
     return {
         role: f"role name collision: groups {', '.join(sorted(o.removeprefix('name:') for o in found))} "
-        f"all template to {role!r}; no membership in it is changed"
+        f"all template to {role!r}; no membership in it is granted, none of their members loses it"
         for role, found in sorted(origins.items())
         if len(found) > 1
     }
