@@ -230,15 +230,12 @@ def apply_run(
     """``mappings`` / ``on_planned``: the daemon's loaded rules, and its look at the fresh plan
     (desired state for its lifecycle timers) before anything is applied."""
     recover_interrupted(cfg, ctx, targets)
+    outcome = plan_run(cfg, ctx, targets, mappings)
     if saved is None:
-        outcome = plan_run(cfg, ctx, targets, mappings)
         if on_planned is not None:
             on_planned(outcome)
-        plan, actual = outcome.plan, outcome.actual
-        snapshots, missing = outcome.snapshots, outcome.missing
+        plan = outcome.plan
     else:  # re-derived: a saved change is applied only if the current plan makes it too
-        outcome = plan_run(cfg, ctx, targets, mappings)
-        actual = outcome.actual
         ctx.audit([planned_event(ctx, saved, saved=True)])
         plan, refused = contained(saved, outcome.plan)
         listing = (
@@ -246,15 +243,16 @@ def apply_run(
             "made from other data); nothing applied:\n  " + "\n  ".join(refused)
         )
         try:
-            refuse_stale(saved, actual, cfg)
+            refuse_stale(saved, outcome.actual, cfg)
         except StalePlan as exc:
             if refused:
                 raise StalePlan(f"{exc}\n{listing}") from None
             raise
         if refused:
             raise PlanError(f"Saved plan refused: {listing}")
-        snapshots, missing = outcome.snapshots, outcome.missing
-    safety(cfg, plan, actual, ctx)
+    safety(cfg, plan, outcome.actual, ctx)
+    snapshots, missing = outcome.snapshots, outcome.missing
+    del outcome  # executing needs neither the desired nor the actual state: let them go
     try:
         execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     except ApplyFailed:  # isolated failures: everything else applied, so the reads count

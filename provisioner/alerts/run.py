@@ -7,12 +7,15 @@ from datetime import UTC, datetime, timedelta
 from provisioner.alerts.dispatch import DispatchCounts, dispatch_alerts
 from provisioner.config import AlertsConfig, Config
 from provisioner.core.alerts import Alert, AlertPolicy, History, count_sensitive, evaluate, sensitive_role
-from provisioner.core.audit import CHANGE_KINDS
+from provisioner.core.audit import CHANGE_KINDS, EventKind
 from provisioner.core.catalog import Catalog, Sensitivity
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.mappings import load_mappings
+from provisioner.store.audit import AuditFilter
 from provisioner.store.state import StateStore
+
+_OTHER_KINDS = tuple(k.value for k in EventKind if k not in CHANGE_KINDS)
 
 
 def policy(cfg: AlertsConfig) -> AlertPolicy:
@@ -32,11 +35,21 @@ def load_catalog(cfg: Config) -> Catalog:
         return Catalog({})
 
 
+def can_be_sensitive(catalog: Catalog, minimum: Sensitivity) -> bool:
+    """Whether any change could touch a role of ``minimum`` sensitivity or more
+    (roles outside the catalog are low)."""
+    return minimum <= Sensitivity.LOW or any(r.sensitivity >= minimum for r in catalog.roles.values())
+
+
 def history(store: StateStore, catalog: Catalog, pol: AlertPolicy, now: datetime) -> History:
-    recent = [
-        c for c in store.audit.contents_since(now - pol.rapid_change_window, CHANGE_KINDS)
-        if sensitive_role(c, catalog, pol.min_sensitivity) is not None
-    ]
+    recent = (
+        [
+            c for c in store.audit.contents_since(now - pol.rapid_change_window, CHANGE_KINDS)
+            if sensitive_role(c, catalog, pol.min_sensitivity) is not None
+        ]
+        if can_be_sensitive(catalog, pol.min_sensitivity)
+        else []  # no change can count: do not read the window's change records
+    )
     runs = store.list_runs(limit=2 * pol.failure_streak + 2)
     streak = 0
     for run in runs:
@@ -69,7 +82,10 @@ def deliver_run_alerts(
     try:
         catalog = load_catalog(cfg)
         pol = policy(cfg.alerts)
-        records = [row.content for row in store.iter_audit(run_id=run_id)]
+        # streamed, and without the run's change records when none can be sensitive:
+        # a first sync writes one record per change (tens of thousands)
+        kinds = () if can_be_sensitive(catalog, pol.min_sensitivity) else _OTHER_KINDS
+        records = (row.content for row in store.audit.iter_rows(AuditFilter(run_id=run_id, kinds=kinds)))
         alerts = evaluate(records, catalog, history(store, catalog, pol, now), pol)
     except Exception as exc:
         log.error("alert_evaluation_failed", run_id=run_id, error=type(exc).__name__, message=str(exc))

@@ -98,13 +98,22 @@ def count_sensitive(contents: Iterable[Mapping[str, Any]], catalog: Catalog, min
 
 
 def evaluate(
-    records: Sequence[Mapping[str, Any]], catalog: Catalog, history: History, policy: AlertPolicy
+    records: Iterable[Mapping[str, Any]], catalog: Catalog, history: History, policy: AlertPolicy
 ) -> list[Alert]:
     """Alerts for one run's records.  A run that changed nothing and found nothing raises none."""
     alerts: list[Alert] = []
     changed_sensitive = False
-    for rec in records:
+    failed: list[Mapping[str, Any]] = []
+    refused: list[Mapping[str, Any]] = []
+    finished: list[Mapping[str, Any]] = []
+    for rec in records:  # once: ``records`` may be a stream
         kind = rec.get("kind")
+        if kind == EventKind.RUN_FAILED.value:
+            failed.append(rec)
+        elif kind == EventKind.CHANGE_FAILED.value:
+            refused.append(rec)
+        elif kind == EventKind.RUN_FINISHED.value:
+            finished.append(rec)
         if kind in CHANGE_KINDS:
             found = _sensitive_change(rec, catalog, policy)
             changed_sensitive = changed_sensitive or bool(found)
@@ -134,13 +143,10 @@ def evaluate(
                 },
             )
         )
-    refused = [r for r in records if r.get("kind") == EventKind.CHANGE_FAILED.value]
     if refused:
         alerts.append(_changes_failed(refused))
-    failed = [r for r in records if r.get("kind") == EventKind.RUN_FAILED.value]
     if failed and history.failure_streak >= policy.failure_streak:
         alerts.append(_failing(failed[-1], history.failure_streak))
-    finished = [r for r in records if r.get("kind") == EventKind.RUN_FINISHED.value]
     if finished and not failed and history.previous_failure_streak >= policy.failure_streak:
         alerts.append(_recovered(finished[-1], history.previous_failure_streak))
     return alerts

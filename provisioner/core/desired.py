@@ -63,14 +63,37 @@ def desired_state(
         users[name] = user
         groups.update(user.memberships)
     memo.end()
+    clashes = group_template_collisions(users.values(), rules) if any(r.templates_groups for r in rules.rules) else {}
     return DesiredState(
         users=users,
         groups=frozenset(groups),
         sources=frozenset(s.source for s in snaps),
-        problems=tuple(problems),
+        problems=(*problems, *clashes.values()),
         partial=frozenset(s.source for s in snaps if not s.complete),
-        held=names.held,
+        held=names.held | frozenset(clashes),
     )
+
+
+def group_template_collisions(users: Iterable[DesiredUser], rules: RuleSet) -> dict[str, str]:
+    """Role name -> problem, for every ``{group}``-templated role name that two
+    different groups normalise to (``Eq Desk`` and ``eq-desk``, or ``cn=admins``
+    in two subtrees).  The role is held: nothing is granted in it this run, and
+    members still in one of the groups keep it."""
+    templated = {r.id for r in rules.rules if r.templates_groups}
+    origins: dict[str, set[str]] = {}
+    for user in users:
+        for role, reasons in user.memberships.items():
+            for reason in reasons:
+                if reason.rule in templated:
+                    origin = next((v for k, v in reason.attributes if k == "from_group"), None)
+                    if origin is not None:
+                        origins.setdefault(role, set()).add(origin)
+    return {
+        role: f"role name collision: groups {', '.join(sorted(o.removeprefix('name:') for o in found))} "
+        f"all template to {role!r}; no membership in it is granted, none of their members loses it"
+        for role, found in sorted(origins.items())
+        if len(found) > 1
+    }
 
 
 def _desired_user(

@@ -124,10 +124,19 @@ def diff(
 
 def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: Draft) -> set[str]:
     refused: set[str] = set()
+    missing = {g for g in desired.groups if g not in actual.roles}
+    needed_by: dict[str, set[str]] = {g: set() for g in missing}
+    if missing:  # one pass over the users, not one per missing group
+        for u in desired.users.values():
+            for g in missing.intersection(u.memberships):
+                needed_by[g].update(r.rule for r in u.memberships[g])
     for group in sorted(desired.groups):
         role = actual.roles.get(group)
+        if group in desired.held:
+            refused.add(group)  # e.g. two groups template to this name: reported in desired.problems
+            continue
         if role is None:
-            rules = sorted({r.rule for u in desired.users.values() for r in u.memberships.get(group, ())})
+            rules = sorted(needed_by[group])
             reason = Reason(rules[0] if rules else "rules", f"group role needed by rule(s) {', '.join(rules)}")
             marker = Marker(RoleKind.GROUP, instance=policy.instance)
             out.changes.append(

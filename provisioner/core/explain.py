@@ -59,7 +59,7 @@ def explain(ident: Identity, rules: RuleSet, lifecycle: LifecyclePolicy, now: da
         failed = "" if ok else first_failure(rule.when, ident, now.date())
         if not rule.enabled:
             ok, failed = False, "the rule is disabled (enabled = false)"
-        roles = tuple(r for t in rule.grants for r in render(t, ident)) if ok else rule.grants
+        roles = tuple(r for t in rule.grants for r in render(t, ident, rule.groups)) if ok else rule.grants
         verdicts.append(RuleVerdict(rule.id, rule.description, rule.where, ok, evidence, roles, failed))
     return Explanation(ident, state, why, tuple(verdicts))
 

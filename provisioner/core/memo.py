@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from provisioner.core.groupref import referenced_groups
+from provisioner.core.grouptemplate import LabelNames
 from provisioner.core.model import DesiredUser, Identity, Lifecycle, Reason
 from provisioner.core.naming import NamingPolicy, role_name
 from provisioner.core.needs import referenced_attributes
@@ -32,15 +33,18 @@ class RuleInputs:
     """What of an identity a rule set reads."""
 
     attributes: tuple[str, ...]
-    groups: tuple[str, ...]
+    groups: frozenset[str]
     username: bool
+    all_groups: bool = False
+    """A rule expands ``{group}``: every group of the identity matters."""
 
 
 def rule_inputs(rules: RuleSet) -> RuleInputs:
     attrs = referenced_attributes(rules, "")
     username = any("username" in _PLACEHOLDER.findall(t) for r in rules.rules for t in r.grants)
     groups = referenced_groups(rules)  # group conditions hold lower-cased names already
-    return RuleInputs(tuple(sorted(attrs)), tuple(sorted(groups)), username)
+    templated = any(r.templates_groups for r in rules.rules)
+    return RuleInputs(tuple(sorted(attrs)), groups, username, templated)
 
 
 class GrantMemo:
@@ -56,8 +60,10 @@ class GrantMemo:
     def __init__(self) -> None:
         self._rules: RuleSet | None = None
         self._today: date | None = None
-        self._inputs = RuleInputs((), (), False)
+        self._inputs = RuleInputs((), frozenset(), False)
         self._memo: dict[Hashable, tuple[Grant, ...]] = {}
+        self._labels: LabelNames = {}
+        """Group label -> RDN value and normalised name, for ``{group}`` templates."""
         self._users: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
         self._users_next: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
         self._names: dict[int, tuple[Identity, NamingPolicy, str | None]] = {}
@@ -111,9 +117,10 @@ class GrantMemo:
         inputs = self._inputs
         get = ident.attributes.get
         groups = ident.groups
+        # the groups part costs what the identity's groups cost, not what the rules name
         key = (
             tuple([get(a, ()) for a in inputs.attributes]),
-            tuple([g in groups for g in inputs.groups]),
+            groups if inputs.all_groups else groups.intersection(inputs.groups),
             ident.username if inputs.username else None,
         )
         found = self._memo.get(key)
@@ -123,6 +130,8 @@ class GrantMemo:
         self.misses += 1
         if len(self._memo) >= MAX_ENTRIES:
             self._memo = {}
-        grants = tuple(rules.grants_for(ident, today))
+        if len(self._labels) >= MAX_ENTRIES:
+            self._labels = {}
+        grants = tuple(rules.grants_for(ident, today, self._labels))
         self._memo[key] = grants
         return grants

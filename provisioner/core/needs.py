@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from provisioner.core.conditions import AttrCondition, leaves
+from provisioner.core.grouptemplate import GROUP_PLACEHOLDER
 from provisioner.core.rules import RuleSet
 
 LIFECYCLE_ATTRIBUTES = frozenset({"status", "hire_date", "leave_date"})
@@ -38,6 +39,7 @@ def referenced_attributes(rules: RuleSet, naming_template: str = "{username}") -
         names.update(leaf.attr for leaf in leaves(rule.when) if isinstance(leaf, AttrCondition))
         for template in rule.grants:
             names.update(_PLACEHOLDER.findall(template))
+    names.discard(GROUP_PLACEHOLDER)  # {group} reads the identity's groups, not an attribute
     return frozenset(n.lower() for n in names)
 
 

@@ -11,18 +11,34 @@ import itertools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from provisioner.core.conditions import Condition, evaluate, parse_condition
+from provisioner.core.conditions import (
+    AllCondition,
+    AnyCondition,
+    AttrCondition,
+    Condition,
+    GroupCondition,
+    evaluate,
+    parse_condition,
+)
+from provisioner.core.grouptemplate import (
+    ANY_GROUP,
+    GROUP_PLACEHOLDER,
+    GroupFilter,
+    LabelNames,
+    group_names,
+    parse_group_filter,
+)
 from provisioner.core.model import Identity, Reason
 from provisioner.core.naming import normalise
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]\s*(#.*)?$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-RULE_KEYS = {"id", "description", "grant", "when", "enabled"}
+RULE_KEYS = {"id", "description", "grant", "when", "enabled", "groups"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +50,16 @@ class Rule:
     file: str
     line: int
     enabled: bool = True
+    groups: GroupFilter = ANY_GROUP
+    """Which groups a ``{group}`` placeholder in ``grants`` expands over."""
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def templates_groups(self) -> bool:
+        return any(GROUP_PLACEHOLDER in _PLACEHOLDER.findall(t) for t in self.grants)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +68,113 @@ class Grant:
     reason: Reason
 
 
+Trigger = tuple[str, ...]
+"""``("g", group)`` or ``("a", attribute, casefolded value)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleIndex:
+    """Enabled rules by what they need to match: a rule is a candidate for an
+    identity only if the identity has one of the rule's triggers (a group it
+    tests, or an attribute value it compares for equality), or if no trigger
+    could be derived (``always``).  Positions refer to ``RuleSet.rules``."""
+
+    always: tuple[int, ...] = ()
+    by_group: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    by_value: Mapping[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
+    attributes: tuple[str, ...] = ()
+
+
+def triggers(cond: Condition) -> frozenset[Trigger] | None:
+    """A set of facts at least one of which must hold for ``cond`` to be true,
+    or None when no such set is known (negations, regexes, dates, presence)."""
+    if isinstance(cond, GroupCondition):
+        return frozenset({("g", cond.group)})
+    if isinstance(cond, AttrCondition):
+        if cond.op == "equals":
+            return frozenset({("a", cond.attr, str(cond.value).casefold())})
+        if cond.op == "one_of":
+            return frozenset(("a", cond.attr, str(v).casefold()) for v in cond.value)
+        return None
+    if isinstance(cond, AllCondition):
+        known = [t for t in (triggers(i) for i in cond.items) if t is not None]
+        return min(known, key=len) if known else None
+    if isinstance(cond, AnyCondition):
+        parts = [triggers(i) for i in cond.items]
+        if any(p is None for p in parts):
+            return None
+        return frozenset().union(*(p for p in parts if p is not None))
+    return None
+
+
+def build_index(rules: tuple[Rule, ...]) -> RuleIndex:
+    always: list[int] = []
+    by_group: dict[str, list[int]] = {}
+    by_value: dict[tuple[str, str], list[int]] = {}
+    for pos, rule in enumerate(rules):
+        if not rule.enabled:
+            continue
+        found = triggers(rule.when)
+        if not found:
+            always.append(pos)
+            continue
+        for trig in found:
+            if trig[0] == "g":
+                by_group.setdefault(trig[1], []).append(pos)
+            else:
+                by_value.setdefault((trig[1], trig[2]), []).append(pos)
+    return RuleIndex(
+        tuple(always),
+        {k: tuple(v) for k, v in by_group.items()},
+        {k: tuple(v) for k, v in by_value.items()},
+        tuple(sorted({a for a, _ in by_value})),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     rules: tuple[Rule, ...]
+    index: RuleIndex = field(init=False, repr=False, compare=False)
+    """Derived from ``rules`` at construction (not a cache: never changes)."""
 
-    def grants_for(self, ident: Identity, today: date) -> list[Grant]:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", build_index(self.rules))
+
+    def candidates(self, ident: Identity) -> list[Rule]:
+        """The enabled rules that can match ``ident``, in file order."""
+        idx = self.index
+        hits = set(idx.always)
+        by_group = idx.by_group
+        if by_group:
+            groups = ident.groups
+            for key in (groups if len(groups) <= len(by_group) else by_group.keys() & groups):
+                found = by_group.get(key)
+                if found:
+                    hits.update(found)
+        by_value, get = idx.by_value, ident.attributes.get
+        for attr in idx.attributes:
+            for value in get(attr, ()):
+                found = by_value.get((attr, value.casefold()))
+                if found:
+                    hits.update(found)
+        rules = self.rules
+        return [rules[i] for i in sorted(hits)]
+
+    def grants_for(self, ident: Identity, today: date, labels: LabelNames | None = None) -> list[Grant]:
+        """``labels``: group names worked out before (see :func:`group_names`)."""
         out: list[Grant] = []
-        for rule in self.rules:
-            if not rule.enabled:
-                continue
+        for rule in self.candidates(ident):
             ok, evidence = evaluate(rule.when, ident, today)
             if not ok:
                 continue
             reason = Reason(rule.id, _evidence_text(evidence), evidence)
             for template in rule.grants:
-                out.extend(Grant(role, reason) for role in render(template, ident))
+                for role, origin in render_origins(template, ident, rule.groups, labels):
+                    if origin:
+                        ev = (*evidence, ("from_group", origin))
+                        out.append(Grant(role, Reason(rule.id, _evidence_text(ev), ev)))
+                    else:
+                        out.append(Grant(role, reason))
         return out
 
     def roles_for(self, ident: Identity, today: date) -> set[str]:
@@ -78,26 +192,39 @@ def _evidence_text(evidence: Iterable[tuple[str, str]]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in evidence) or "always"
 
 
-def render(template: str, ident: Identity) -> list[str]:
+def render(template: str, ident: Identity, groups: GroupFilter = ANY_GROUP) -> list[str]:
     """Expand ``{attr}`` placeholders with every value of the attribute
-    (normalised); a literal name is returned unchanged."""
+    (normalised), ``{group}`` with the name of every group ``groups`` admits;
+    a literal name is returned unchanged."""
+    return [role for role, _ in render_origins(template, ident, groups)]
+
+
+def render_origins(
+    template: str, ident: Identity, groups: GroupFilter = ANY_GROUP, labels: LabelNames | None = None
+) -> list[tuple[str, str]]:
+    """``render`` with, per role, the origin of its ``{group}`` value (the
+    group's DN or ``name:<name>``; empty without ``{group}``)."""
     keys = _PLACEHOLDER.findall(template)
     if not keys:
-        return [template]
-    choices: list[tuple[str, ...]] = []
+        return [(template, "")]
+    choices: list[tuple[tuple[str, str], ...]] = []
     for key in keys:
-        values = (ident.username,) if key == "username" else ident.attributes.get(key, ())
-        cleaned = tuple(v for v in (normalise(x) for x in values) if v)
+        if key == GROUP_PLACEHOLDER:
+            pairs = group_names(ident.groups, groups, labels)
+        else:
+            values = (ident.username,) if key == "username" else ident.attributes.get(key, ())
+            pairs = [(normalise(x), "") for x in values]
+        cleaned = tuple(p for p in pairs if p[0])
         if not cleaned:
             return []
         choices.append(cleaned)
-    out = []
+    out: dict[tuple[str, str], None] = {}
     for combo in itertools.product(*choices):
-        parts = iter(combo)
+        parts = iter(v for v, _ in combo)
         name = _PLACEHOLDER.sub(lambda _m, it=parts: next(it), template)  # type: ignore[misc]
         if name and len(name.encode()) <= 63:
-            out.append(name)
-    return out
+            out[(name, next((o for _, o in combo if o), ""))] = None
+    return list(out)
 
 
 def _header_lines(text: str) -> list[int]:
@@ -157,9 +284,17 @@ def _parse_rule(raw: Mapping[str, Any], filename: str, line: int) -> tuple[Rule 
     else:
         cond, probs = parse_condition(raw["when"], f"{where}: when")
         problems += probs
+    group_filter = ANY_GROUP
+    if "groups" in raw:
+        parsed, probs = parse_group_filter(raw["groups"], where)
+        problems += probs
+        group_filter = parsed or ANY_GROUP
+        if not any(GROUP_PLACEHOLDER in _PLACEHOLDER.findall(g) for g in grants):
+            problems.append(f"{where}: 'groups' limits a {{group}} placeholder, but no grant uses {{group}}")
     if problems or cond is None:
         return None, problems
-    return Rule(str(rid), str(desc).strip(), tuple(grants), cond, filename, line, bool(enabled)), []
+    rule = Rule(str(rid), str(desc).strip(), tuple(grants), cond, filename, line, bool(enabled), group_filter)
+    return rule, []
 
 
 def _check_role_template(name: str, where: str) -> str | None:

@@ -27,6 +27,7 @@ from provisioner.core.model import Marker
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
 from provisioner.targets.base import FailedChange
+from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements
 
 DEFAULT_BATCH_SIZE = 500
@@ -54,6 +55,9 @@ class Step:
 
     change: Change
     statements: tuple[sql.Composed, ...]
+    merge: tuple[str, str] | None = None
+    """``("GRANT" | "REVOKE", group)`` for a plain membership change that may
+    share one multi-member statement with others (``pg_bulk``)."""
 
 
 # --------------------------------------------------------------------------- composing
@@ -204,10 +208,14 @@ def compose(change: Change, grantors: Grantors | None = None) -> Step:
     expressed (unknown kind, malformed parameters)."""
     try:
         if change.kind is ChangeKind.REVOKE_MEMBERSHIP:
-            return Step(change, _revoke(change, grantors))
+            group = str(_required(change, "group"))
+            plain = not (grantors or {}).get((change.role, group))
+            return Step(change, _revoke(change, grantors), ("REVOKE", group) if plain else None)
         composer = _COMPOSERS.get(change.kind)
         if composer is None:
             raise ValueError(f"change kind {change.kind.value!r} is not supported by this target")
+        if change.kind is ChangeKind.GRANT_MEMBERSHIP:
+            return Step(change, composer(change), ("GRANT", str(_required(change, "group"))))
         return Step(change, composer(change))
     except (ValueError, KeyError, TypeError) as exc:
         raise ChangeFailed(f"change {change.describe()} cannot be applied: {exc}", change) from exc
@@ -260,7 +268,7 @@ class BatchRunner:
 
     def run(self, steps: Sequence[Step]) -> list[FailedChange]:
         failed: list[FailedChange] = []
-        for batch in batches(steps, self.batch_size):
+        for batch in bulk_batches(by_group(steps), self.batch_size):
             kept = [step for step in batch if step.change.role not in self.uncreated]
             failed += [_skipped(step.change) for step in batch if step.change.role in self.uncreated]
             failed += self._run_batch(kept)
@@ -274,7 +282,7 @@ class BatchRunner:
         return bool(self.conn.broken or self.conn.closed)
 
     def _run_batch(self, batch: Sequence[Step]) -> list[FailedChange]:
-        body = [s for step in batch for s in step.statements]
+        body = merged_statements(batch)
         if not body:
             return []
         try:

@@ -109,6 +109,7 @@ def test_memo_serves_shared_content_and_resets_on_new_rules_or_day() -> None:
 def test_rule_inputs_name_what_rules_read() -> None:
     inputs = rule_inputs(_rules())
     assert inputs.attributes == ("department", "employee_type", "hire_date", "title", "username")
-    assert inputs.groups == ("admins", "suspended")
+    assert inputs.groups == frozenset({"admins", "suspended"})
+    assert inputs.all_groups is False
     assert inputs.username is True
     assert rule_inputs(_rules(SHARED)).username is False

@@ -1,0 +1,74 @@
+"""Alert evaluation after a large run: the run's records are streamed, and change
+records are not read back at all when no catalog role is sensitive enough to alert on
+(a first sync writes one record per change, tens of thousands)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.alerts import run_alerts
+from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.store.audit import AuditFilter, AuditRow
+from provisioner.store.state import StateStore
+from tests.audit.support import alert_config, grant
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+ALERTS = '[alerts]\nmin_sensitivity = "high"\n'
+
+
+def _big_run(store: StateStore, changes: int, group: str) -> None:
+    store.append([grant("big", NOW, f"u{i:05d}", group) for i in range(changes)])
+    store.append([AuditEvent("big", NOW, "svc", "schedule", EventKind.BREAKER_TRIPPED, "pg", reason="too many")])
+
+
+def _spy(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    seen: dict[str, Any] = {"rows": 0, "window": 0}
+    original, window = store.audit.iter_rows, store.audit.contents_since
+
+    def iter_rows(flt: AuditFilter | None = None, batch: int = 5000) -> Iterator[AuditRow]:
+        for row in original(flt, batch):
+            seen["rows"] += 1
+            yield row
+
+    def contents_since(*args: Any) -> Iterator[dict[str, Any]]:
+        for content in window(*args):
+            seen["window"] += 1
+            yield content
+
+    monkeypatch.setattr(store.audit, "iter_rows", iter_rows)
+    monkeypatch.setattr(store.audit, "contents_since", contents_since)
+    return seen
+
+
+def test_no_change_record_is_read_back_when_no_role_can_alert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = alert_config(tmp_path, ALERTS)
+    shutil.rmtree(tmp_path / "mappings" / "roles")  # no catalog: every role is low
+    store = StateStore(cfg.state.url)
+    try:
+        _big_run(store, 3000, "readers")
+        seen = _spy(store, monkeypatch)
+        alerts = run_alerts(cfg, store, "big", now=NOW)
+    finally:
+        store.close()
+    assert [a.title for a in alerts] == ["Circuit breaker tripped on pg"]
+    assert seen == {"rows": 1, "window": 0}, seen
+
+
+def test_sensitive_changes_of_a_large_run_still_alert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = alert_config(tmp_path, ALERTS + "rapid_change_count = 100000\n")
+    store = StateStore(cfg.state.url)
+    try:
+        _big_run(store, 3000, "trade_reader")  # medium: no alert, but must be looked at
+        store.append([grant("big", NOW, "jdoe", "trade_approver")])
+        seen = _spy(store, monkeypatch)
+        alerts = run_alerts(cfg, store, "big", now=NOW)
+    finally:
+        store.close()
+    assert sorted(a.title for a in alerts) == ["Circuit breaker tripped on pg", "Sensitive role trade_approver granted: jdoe"]
+    assert seen["rows"] == 3002 and seen["window"] == 3001

@@ -1,0 +1,90 @@
+"""Multi-member GRANT / REVOKE statements against a real PostgreSQL (brownfield:
+one of the group roles is a DBA's, made before provisioner ran)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from provisioner.config import PostgresTargetConfig
+from provisioner.core.model import Reason
+from provisioner.core.plan import Change, ChangeKind, execution_order, make_change
+from provisioner.errors import ApplyFailed
+from provisioner.targets.postgres import PostgresTarget
+from tests.support import pg
+
+Conn = psycopg.Connection[Any]
+WHY = (Reason("test", "bulk membership test"),)
+
+
+def _create(role: str, kind: str = "user") -> Change:
+    marker = {"kind": kind, "id": f"id-{role}", "source": "ldap"}
+    return make_change(
+        ChangeKind.CREATE_ROLE, role, WHY, role_kind=kind, login=kind == "user", valid_until=None, marker=marker
+    )
+
+
+def _member(kind: ChangeKind, role: str, group: str) -> Change:
+    return make_change(kind, role, WHY, group=group)
+
+
+def _memberships(conn: Conn, prefix: str) -> set[tuple[str, str]]:
+    rows = conn.execute(
+        "SELECT m.rolname, g.rolname FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member"
+        " JOIN pg_roles g ON g.oid = am.roleid WHERE m.rolname LIKE %s",
+        (prefix + "%",),
+    ).fetchall()
+    return {(r[0], r[1]) for r in rows}
+
+
+def test_memberships_go_in_multi_member_statements(
+    pg_admin: Conn, role_prefix: str, pg_target_config: PostgresTargetConfig
+) -> None:
+    p = role_prefix
+    pg_admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(f"{p}dba_reports")))  # the DBA's
+    groups = [f"{p}readers", f"{p}grp_algo", f"{p}dba_reports"]
+    users = [f"{p}u{i:03d}" for i in range(200)]
+    changes = [_create(f"{p}readers", "group"), _create(f"{p}grp_algo", "group")]
+    changes += [_create(u) for u in users]
+    changes += [_member(ChangeKind.GRANT_MEMBERSHIP, u, g) for u in users for g in groups]
+    target = PostgresTarget(pg_target_config, batch_size=500)
+    applied: list[Change] = []
+    try:
+        result = target.apply(execution_order(changes), on_change=applied.append)
+        assert _memberships(pg_admin, f"{p}u") == {(u, g) for u in users for g in groups}
+        # 202 CREATE + 202 COMMENT + the lock; 600 memberships in a handful of statements, not 600
+        assert result.statements <= 202 * 2 + 1 + 12, result.statements
+        assert len(applied) == len(changes), "every change is reported (and audited) on its own"
+
+        revokes = [_member(ChangeKind.REVOKE_MEMBERSHIP, u, g) for u in users[:150] for g in groups[:2]]
+        result = target.apply(execution_order(revokes))
+        assert result.statements <= 1 + 4, result.statements
+        assert _memberships(pg_admin, f"{p}u") == {
+            (u, g) for u in users for g in groups if u not in users[:150] or g == f"{p}dba_reports"
+        }
+    finally:
+        target.close()
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_a_failing_member_of_a_merged_statement_is_named_and_nothing_applies(
+    pg_admin: Conn, role_prefix: str, pg_target_config: PostgresTargetConfig, batch_size: int
+) -> None:
+    p = role_prefix
+    users = [f"{p}u{i:02d}" for i in range(40)]
+    bad = _member(ChangeKind.GRANT_MEMBERSHIP, f"{p}u20_missing", f"{p}readers")  # no such member role
+    changes = [_create(f"{p}readers", "group"), *(_create(u) for u in users)]
+    changes += [_member(ChangeKind.GRANT_MEMBERSHIP, u, f"{p}readers") for u in users] + [bad]
+    target = PostgresTarget(pg_target_config, batch_size=batch_size)
+    called: list[Change] = []
+    try:
+        with pytest.raises(ApplyFailed) as info:
+            target.apply(execution_order(changes), on_change=called.append)
+        assert getattr(info.value, "change", None) == bad
+        assert bad.describe() in str(info.value) and "does not exist" in str(info.value)
+        assert pg.roles_with_prefix(pg_admin, p) == [] and called == []
+    finally:
+        target.close()
