@@ -197,6 +197,17 @@ def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext, limit: int 
     for i, chunk in enumerate(chunks):
         if i and ctx.stop_requested():
             raise RunInterrupted(f"stop requested on target {tp.target!r} after {i} of {len(chunks)} transactions")
+        # A role with a refused change keeps the rest of its changes for the next run: they
+        # were planned on top of it (a grant's ledger assumes the earlier revoke happened).
+        held = {f.change.role for f in failed}
+        skipped = [FailedChange(c, "skipped: an earlier change of this role failed in this run") for c in chunk
+                   if c.role in held]
+        failed += skipped
+        if skipped:
+            ctx.audit([_failed_event(ctx, tp.target, f) for f in skipped])
+        chunk = tuple(c for c in chunk if c.role not in held)
+        if not chunk:
+            continue
         result = _apply_transaction(tp.target, chunk, target, ctx, done, len(tp.changes))
         statements += result.statements
         failed += result.failed
