@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,8 @@ from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.diffmemo import DiffMemo
+from provisioner.core.exclusions import Exclusion, apply_exclusions
+from provisioner.core.exclusions import digest as exclusions_digest
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.memo import GrantMemo
@@ -36,6 +38,7 @@ from provisioner.gcpause import paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.recovery import planned_event, recover_interrupted
+from provisioner.review import exclusions as review_exclusions
 from provisioner.runtime import RunContext, Targets, execute, read_sources, refuse_stale
 from provisioner.segregation import enforce as enforce_sod
 
@@ -83,11 +86,19 @@ DIFF_MEMO = DiffMemo()
 """Per target, what the last diff planned per person (reused while nothing it read changed)."""
 
 
-def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime) -> DesiredState:
+def compute_desired(
+    cfg: Config,
+    mappings: Mappings,
+    snaps: tuple[SourceSnapshot, ...],
+    now: datetime,
+    exclusions: Sequence[Exclusion] = (),
+) -> DesiredState:
+    """``exclusions``: access-review revokes of rule-based access in force (core/exclusions.py)."""
     naming = NamingPolicy(cfg.naming.template, cfg.naming.prefix, cfg.naming.max_bytes)
     lifecycle = LifecyclePolicy.from_statuses(cfg.lifecycle.terminated_statuses)
     with paused_gc():
-        return desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
+        desired = desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO)
+    return apply_exclusions(desired, exclusions, now)
 
 
 def make_plan(
@@ -140,13 +151,16 @@ def _plan_run(
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     health.gate(cfg, ctx, snapshots)
+    excluded = review_exclusions.for_run(cfg, ctx.store, ctx.now)
     skipped, facts = (
-        shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets, digests) if ctx.short_circuit else (None, None)
+        shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets, digests, exclusions_digest(excluded))
+        if ctx.short_circuit
+        else (None, None)
     )
     if skipped is not None:  # a proven no-op: the last full run's desired and actual state stand
         ctx.audit([planned_event(ctx, skipped)])
         return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg))
-    desired = compute_desired(cfg, mappings, snapshots, ctx.now)
+    desired = compute_desired(cfg, mappings, snapshots, ctx.now, excluded)
     facts = shortcircuit.measure(facts, digests) if facts is not None else None
     actual, reused = shortcircuit.inspect(cfg, facts, targets) if facts is not None else (targets.inspect_all(), {})
     missing = health.missing_runs(ctx, snapshots, actual)

@@ -136,10 +136,16 @@ def explain_cmd(config_path: str, user: str) -> None:
                 click.echo(f"  [{tp.target}] {n.level.value} {n.code}: {n.message}")
     if not any_change:
         click.echo("  none (the targets already match)")
+    withheld = {g: why for u in outcome.desired.users.values() if u.stable_id in ids for g, why in u.excluded.items()}
+    if withheld:
+        click.echo("\nWithheld by access-review exclusions (the rules grant them; a reviewer revoked them):")
+        for group, why in sorted(withheld.items()):
+            click.echo(f"  EXCLUDED {group}  <- {why.describe()}")
     from provisioner.cli.roles import render_access  # down to tables, through the role catalog
 
     for ident in found:
-        roles = explain(ident, mappings.rules, lifecycle, ctx.now).roles
+        roles = {r: ids_ for r, ids_ in explain(ident, mappings.rules, lifecycle, ctx.now).roles.items()
+                 if r not in withheld}
         click.echo(render_access(ident.username, roles, mappings.privileges, outcome.actual))
 
 

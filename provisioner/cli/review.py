@@ -69,7 +69,7 @@ def import_cmd(config_path: str, file: str, reviewer: str | None, campaign: str 
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store)
     ctx.trigger = "review"
-    result = import_worksheet(store, Path(file), ctx, reviewer, campaign)
+    result = import_worksheet(store, Path(file), ctx, reviewer, campaign, cfg.review.exclusion_days)
     click.echo(f"Imported {result['decisions']} decision(s) of {result['reviewer']} for campaign "
                f"{result['campaign']} ({result['revoke']} revoke).")
 

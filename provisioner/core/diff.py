@@ -318,7 +318,9 @@ def _plan_memberships(
         if group in user.memberships:
             continue  # refused group the user already has: leave as is, already reported
         group_role = actual.roles.get(group)
-        if group_role is not None and group_role.marker is not None:
+        if group in user.excluded:  # an access reviewer revoked it: whatever the drift policy
+            out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [user.excluded[group]]))
+        elif group_role is not None and group_role.marker is not None:
             reason = Reason("lifecycle:mover", f"no rule grants {group!r} to {user.username!r} any more")
             out.changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason]))
         elif policy.drift_overrides.get(user.name, policy.drift) == "revoke":

@@ -17,6 +17,7 @@ from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, DesiredState, Identity, SourceSnapshot
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.review import (
+    Decision,
     Person,
     ReviewerMode,
     build_items,
@@ -27,7 +28,8 @@ from provisioner.core.review import (
 )
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
-from provisioner.review.store import ReviewStore
+from provisioner.review import exclusions as review_exclusions
+from provisioner.review.store import CampaignError, ReviewStore
 from provisioner.review.worksheets import WorksheetError, read_csv
 from provisioner.runtime import RunContext, Targets, execute, read_sources
 from provisioner.segregation import conflicts
@@ -79,7 +81,7 @@ def read_inputs(cfg: Config, ctx: RunContext, targets: Targets) -> Inputs:
 
     mappings = load_mappings(cfg.mappings_dir)
     snaps = read_sources(cfg, ctx, referenced_groups(mappings.rules))
-    desired = compute_desired(cfg, mappings, snaps, ctx.now)
+    desired = compute_desired(cfg, mappings, snaps, ctx.now, review_exclusions.for_run(cfg, ctx.store, ctx.now))
     return Inputs(mappings, snaps, desired, targets.inspect_all())
 
 
@@ -118,7 +120,12 @@ def start_campaign(
 
 
 def import_worksheet(
-    store: StateStore, path: Path, ctx: RunContext, reviewer: str | None = None, campaign: str | None = None
+    store: StateStore,
+    path: Path,
+    ctx: RunContext,
+    reviewer: str | None = None,
+    campaign: str | None = None,
+    exclusion_days: int = 180,
 ) -> dict[str, Any]:
     """Validate every row, then store all decisions of the file, or none."""
     rows, digest = read_csv(path)
@@ -129,18 +136,54 @@ def import_worksheet(
     states = {s.item.item_id: s.item for s in rs.states(campaign)} if rs.exists(campaign) else None
     if states is None:
         raise WorksheetError(f"{path}: line {rows[0][0]}: unknown campaign {campaign!r}; nothing imported")
-    decisions, problems = validate_rows(rows, states, rs.key(campaign), campaign, reviewer)
+    if rs.frozen(campaign):
+        raise WorksheetError(f"{path}: campaign {campaign} is signed off; its decisions are frozen; nothing imported")
+    decisions, problems = validate_rows(rows, states, rs.key(campaign), campaign, reviewer, rs.delegations(campaign))
     if problems:
         raise WorksheetError(
             f"{path}: rejected, nothing imported ({len(problems)} problem(s)):\n" + "\n".join(problems)
         )
     who = reviewer or rows[0][1].get("reviewer", "")
-    count = rs.record_decisions(campaign, decisions, str(path), digest, who)
+    count = store_decisions(rs, campaign, decisions, ctx, exclusion_days, f"worksheet {path} ({digest})",
+                            (str(path), digest))
     result = {"campaign": campaign, "file": str(path), "sha256": digest, "reviewer": who, "decisions": count,
               "revoke": sum(d.decision == "revoke" for d in decisions)}
     ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign}: decisions of {who} imported",
                          after=result)])
     return result
+
+
+def store_decisions(
+    rs: ReviewStore,
+    campaign: str,
+    decisions: Sequence[Decision],
+    ctx: RunContext,
+    exclusion_days: int,
+    via: str,
+    file: tuple[str, str] | None = None,
+) -> int:
+    """Store validated decisions, record an exclusion for each revoke of rule-based access
+    (the rules then honour it), and write one audit record per decision."""
+    if rs.frozen(campaign):
+        raise CampaignError(f"campaign {campaign} is signed off; its decisions are frozen")
+    states = rs.states(campaign)
+    name, digest = file if file is not None else (via, "")
+    count = rs.record_decisions(campaign, decisions, name, digest, decisions[0].reviewer if decisions else "")
+    made = {e.item_id: e for e in review_exclusions.record(rs, campaign, states, decisions, ctx.now, exclusion_days)}
+    by_id = {s.item.item_id: s.item for s in states}
+    ctx.audit([
+        ctx.event(
+            EventKind.REVIEW, target=by_id[d.item_id].target, role=by_id[d.item_id].role,
+            reason=f"access review {campaign}: {d.reviewer} decided {d.decision} on {by_id[d.item_id].access}"
+                   + (f": {d.comment}" if d.comment else ""),
+            after={"campaign": campaign, "item_id": d.item_id, "access": by_id[d.item_id].access,
+                   "identity": by_id[d.item_id].identity, "decision": d.decision, "comment": d.comment,
+                   "reviewer": d.reviewer, "via": via,
+                   **({"exclusion": made[d.item_id].to_json()} if d.item_id in made else {})},
+        )
+        for d in decisions
+    ])
+    return count
 
 
 @dataclass(frozen=True, slots=True)
