@@ -128,3 +128,25 @@ def evidence(config_path: str, campaign: str, out: str) -> None:
     cfg = load(config_path)
     for f in write_evidence(cfg, open_store(cfg), campaign, Path(out)):
         click.echo(str(f))
+
+
+@review.command()
+@config_option
+@click.option("--listen", help="host:port (default: [review] listen, loopback).")
+def serve(config_path: str, listen: str | None) -> None:
+    """Serve the reviewer web page (directory sign-in; put a TLS reverse proxy in front)."""
+    from provisioner.review.web import build_app, listen_address, make_review_server
+
+    cfg = load(config_path)
+    if listen:
+        cfg = cfg.model_copy(update={"review": cfg.review.model_copy(update={"listen": listen})})
+    app = build_app(cfg, open_store(cfg))
+    host, port = listen_address(cfg.review.listen)
+    server = make_review_server(app, host, port)
+    click.echo(f"Access-review page on http://{host}:{server.server_port}/ (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -3,9 +3,9 @@ revocations through the normal plan/safety/execute path, remind reviewers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,14 @@ from provisioner.core.model import ActualState, DesiredState, Identity, SourceSn
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.review import (
     Decision,
+    ItemState,
     Person,
     ReviewerMode,
     build_items,
     campaign_for,
     coverage,
     revocations,
+    self_review,
     validate_rows,
 )
 from provisioner.logs import log
@@ -112,6 +114,8 @@ def start_campaign(
         "snapshot_at": ctx.now.isoformat(),
     }
     rs.add_items(campaign, items, meta)
+    rs.set_due(campaign, ctx.now + timedelta(days=cfg.review.due_days))
+    meta["due_at"] = (ctx.now + timedelta(days=cfg.review.due_days)).isoformat()
     summary = {"campaign": campaign, "reviewer_mode": mode, **meta,
                "reviewers": {r["reviewer"]: r["items"] for r in coverage(rs.states(campaign))}}
     ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign} started", after=summary)])
@@ -255,6 +259,67 @@ def _applied_seqs(store: StateStore, run_id: str) -> dict[tuple[str, str, str], 
     return out
 
 
+# --------------------------------------------------------------------------- delegation and sign-off
+
+
+def delegate(
+    rs: ReviewStore,
+    campaign: str,
+    reviewer: str,
+    to: str,
+    comment: str,
+    ctx: RunContext,
+    user_exists: Callable[[str], bool] | None = None,
+) -> None:
+    """``reviewer`` hands all their items of ``campaign`` to ``to`` (recorded and audited).
+    Refused: after sign-off, to oneself, to nobody, to a name the directory does not know,
+    or when it would make someone review their own access."""
+    if rs.frozen(campaign):
+        raise CampaignError(f"campaign {campaign} is signed off; its decisions are frozen")
+    if not to or to.casefold() == reviewer.casefold():
+        raise CampaignError("delegate to another reviewer (a directory username)")
+    if user_exists is not None and not user_exists(to):
+        raise CampaignError(f"delegation refused: no directory user {to!r}")
+    dele = rs.delegations(campaign)
+    mine = [s.item for s in rs.states(campaign)
+            if (dele.get(s.item.reviewer, s.item.reviewer)).casefold() == reviewer.casefold()]
+    if not mine:
+        raise CampaignError(f"{reviewer} has no items of campaign {campaign} to delegate")
+    own = sorted({i.access for i in mine if self_review(i, to)})
+    if own and len(own) == len(mine):
+        raise CampaignError(f"delegation refused: every item would be {to}'s own access (self-review)")
+    originals = sorted({i.reviewer for i in mine})
+    for original in originals:
+        rs.delegate(campaign, original, to, reviewer, comment.strip(), ctx.now)
+    ctx.audit([ctx.event(
+        EventKind.REVIEW,
+        reason=f"access review {campaign}: {reviewer} delegated {len(mine)} item(s) to {to}"
+               + (f": {comment.strip()}" if comment.strip() else ""),
+        after={"campaign": campaign, "delegation": {"from": reviewer, "to": to, "assigned_to": originals,
+                                                     "items": len(mine), "comment": comment.strip()}},
+    )])
+
+
+def sign_off(rs: ReviewStore, campaign: str, owner: str, comment: str, ctx: RunContext) -> dict[str, Any]:
+    """The campaign owner closes the campaign: refused while items are open; decisions frozen after."""
+    states = rs.states(campaign)
+    cov = coverage(states)
+    open_ = sum(r["open"] for r in cov)
+    if open_:
+        raise CampaignError(f"campaign {campaign}: {open_} item(s) still open; every item needs a decision "
+                            "before sign-off")
+    if not comment.strip():
+        raise CampaignError("sign-off needs a statement (comment)")
+    rs.sign_off(campaign, owner, comment.strip(), ctx.now)
+    summary = {"campaign": campaign, "signed_off_by": owner, "signed_off_at": ctx.now.isoformat(),
+               "statement": comment.strip(), "items": len(states),
+               "keep": sum(s.decision == "keep" for s in states),
+               "revoke": sum(s.decision == "revoke" for s in states), "coverage": cov}
+    ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign} signed off by {owner}",
+                         after={"signoff": summary})])
+    return summary
+
+
 # --------------------------------------------------------------------------- daemon hooks
 
 
@@ -272,27 +337,59 @@ def open_scheduled_campaign(cfg: Config, store: StateStore, now: datetime | None
     return campaign
 
 
-def reminders(store: StateStore) -> list[Alert]:
-    """One alert per reviewer with open items, per campaign."""
+def reminders(store: StateStore, now: datetime | None = None, owners: Mapping[str, str] | None = None) -> list[Alert]:
+    """Per open (not signed-off) campaign: one reminder per reviewer (or delegate) with open
+    items; once the campaign is past its due date, one escalation per role owner listing the
+    items of their roles still open (``owners``: role -> owner, from the role catalog)."""
     rs = ReviewStore(store)
+    now = now or datetime.now(UTC)
     out = []
     for campaign in rs.list_campaigns():
-        for row in coverage(rs.states(campaign)):
-            if row["open"]:
-                out.append(Alert(
-                    Severity.INFO,
-                    f"review:{campaign}:{row['reviewer']}",
-                    f"Access review {campaign}: {row['open']} item(s) waiting for {row['reviewer']}",
-                    f"{row['reviewer']} has decided {row['decided']} of {row['items']} item(s) of access review "
-                    f"{campaign}; {row['open']} still open. Export the worksheet with: provisioner review export "
-                    f"--campaign {campaign} --out DIR",
-                    {"campaign": campaign, "reviewer": str(row["reviewer"]), "open": str(row["open"])},
-                ))
+        life = rs.lifecycle(campaign)
+        if life["signed_off_at"] is not None:
+            continue
+        dele = rs.delegations(campaign)
+        states = rs.states(campaign)
+        due = life["due_at"]
+        due_text = f" (due {due.date().isoformat()})" if due is not None else ""
+        waiting: dict[str, list[ItemState]] = {}
+        for st in states:
+            if not st.decision:
+                waiting.setdefault(dele.get(st.item.reviewer, st.item.reviewer), []).append(st)
+        for reviewer, open_ in sorted(waiting.items()):
+            mine = sum(1 for st in states if dele.get(st.item.reviewer, st.item.reviewer) == reviewer)
+            out.append(Alert(
+                Severity.INFO,
+                f"review:{campaign}:{reviewer}",
+                f"Access review {campaign}: {len(open_)} item(s) waiting for {reviewer}{due_text}",
+                f"{reviewer} has decided {mine - len(open_)} of {mine} item(s) of access review {campaign}; "
+                f"{len(open_)} still open. Decide them on the review page (provisioner review serve) or export "
+                f"the worksheet with: provisioner review export --campaign {campaign} --out DIR",
+                {"campaign": campaign, "reviewer": reviewer, "open": str(len(open_))},
+            ))
+        if due is None or now <= due:
+            continue
+        by_owner: dict[str, list[ItemState]] = {}
+        for open_ in waiting.values():
+            for st in open_:
+                by_owner.setdefault((owners or {}).get(st.item.access) or "unowned", []).append(st)
+        for owner, open_ in sorted(by_owner.items()):
+            listed = "; ".join(f"{st.item.identity}: {st.item.access} (reviewer "
+                               f"{dele.get(st.item.reviewer, st.item.reviewer)})" for st in open_[:20])
+            out.append(Alert(
+                Severity.WARNING,
+                f"review-escalation:{campaign}:{owner}",
+                f"Access review {campaign} is overdue: {len(open_)} item(s) of roles owned by {owner} undecided",
+                f"Access review {campaign} was due {due.isoformat()}. Escalated to the role owner {owner}: "
+                f"{listed}" + (" ..." if len(open_) > 20 else ""),
+                {"campaign": campaign, "escalate_to": owner, "open": str(len(open_)), "due": due.isoformat()},
+            ))
     return out
 
 
 def remind_reviewers(cfg: Config, store: StateStore, now: datetime | None = None) -> list[Alert]:
-    """Send the reminders through the alert channels (deduplicated); returns them."""
-    alerts = reminders(store)
+    """Send the reminders and escalations through the alert channels (deduplicated); returns them."""
+    catalog = load_mappings(cfg.mappings_dir).catalog
+    alerts = reminders(store, now, {name: role.owner for name, role in catalog.roles.items()})
     dispatch_alerts(alerts, cfg.alerts, store, now=now)
     return alerts
