@@ -171,7 +171,7 @@ class ReviewWeb:
              "frame-ancestors 'none'; base-uri 'none'"),
             ("X-Content-Type-Options", "nosniff"),
             ("X-Frame-Options", "DENY"),
-            ("Referrer-Policy", "no-referrer"),
+            ("Referrer-Policy", "same-origin"),  # "no-referrer" makes browsers send Origin: null
             *[("Set-Cookie", c) for c in cookies],
         ]
         if self.cfg.review.secure_cookies:
@@ -354,7 +354,7 @@ class ReviewWeb:
             rows.append(f"<tr id=\"item-{e(i.item_id)}\"{shade}>"
                         f"<td>{e(i.target)}</td><td><b>{e(i.access)}</b><br><span class=\"meta\">login {e(i.role)}"
                         f"</span></td><td>{what}</td><td>{sens}</td><td>{prov}</td><td>{sod}</td>"
-                        f"<td>{e(i.granted_at[:10])}</td><td class=\"decide\">"
+                        f"<td>{e(i.granted_at[:10] if i.granted_at[:2].isdigit() else i.granted_at)}</td><td class=\"decide\">"
                         f"{self.decide_cell(campaign, user, st, csrf, frozen)}</td></tr>")
         return head + "".join(rows) + "</tbody></table>"
 
