@@ -351,10 +351,11 @@ class ReviewWeb:
                     if i.provenance == "rule" else "hand grant (outside the rules)")
             sod = e(", ".join(i.sod)) if i.sod else ""
             shade = ' class="sod"' if i.sod else ""
+            granted = i.granted_at[:10] if i.granted_at[:2].isdigit() else i.granted_at
             rows.append(f"<tr id=\"item-{e(i.item_id)}\"{shade}>"
                         f"<td>{e(i.target)}</td><td><b>{e(i.access)}</b><br><span class=\"meta\">login {e(i.role)}"
                         f"</span></td><td>{what}</td><td>{sens}</td><td>{prov}</td><td>{sod}</td>"
-                        f"<td>{e(i.granted_at[:10] if i.granted_at[:2].isdigit() else i.granted_at)}</td><td class=\"decide\">"
+                        f"<td>{e(granted)}</td><td class=\"decide\">"
                         f"{self.decide_cell(campaign, user, st, csrf, frozen)}</td></tr>")
         return head + "".join(rows) + "</tbody></table>"
 
