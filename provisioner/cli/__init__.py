@@ -31,6 +31,7 @@ def _register() -> None:
         audit,
         commands,
         daemon,
+        report,
         review,
         roles,
         runs,
