@@ -139,8 +139,8 @@ def explain_cmd(config_path: str, user: str) -> None:
     withheld = {g: why for u in outcome.desired.users.values() if u.stable_id in ids for g, why in u.excluded.items()}
     if withheld:
         click.echo("\nWithheld by access-review exclusions (the rules grant them; a reviewer revoked them):")
-        for group, why in sorted(withheld.items()):
-            click.echo(f"  EXCLUDED {group}  <- {why.describe()}")
+        for group, excluded_why in sorted(withheld.items()):
+            click.echo(f"  EXCLUDED {group}  <- {excluded_why.describe()}")
     from provisioner.cli.roles import render_access  # down to tables, through the role catalog
 
     for ident in found:

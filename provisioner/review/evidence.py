@@ -13,7 +13,7 @@ from typing import Any
 from provisioner.config import Config
 from provisioner.core.review import ItemState, coverage
 from provisioner.review.store import ReviewStore
-from provisioner.review.worksheets import cell, e, page, slug, table, write_csv
+from provisioner.review.worksheets import cell, e, page, person_order, slug, table, write_csv
 from provisioner.store.state import StateStore
 
 EVIDENCE_COLUMNS = (
@@ -75,7 +75,7 @@ def write_evidence(cfg: Config, store: StateStore, campaign: str, out: Path) -> 
     """evidence HTML + items CSV + coverage CSV; returns the files written."""
     rs = ReviewStore(store)
     info = rs.campaign(campaign)
-    states = rs.states(campaign)
+    states = sorted(rs.states(campaign), key=lambda s: (s.item.reviewer, *person_order(s)))
     st = status(store, campaign)
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"evidence-{slug(campaign)}"

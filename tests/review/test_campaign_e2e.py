@@ -109,6 +109,8 @@ def test_full_campaign(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
     assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>" not in page
     assert "&lt;b&gt;now&lt;/b&gt;" in page and "http" not in page.split("<body>")[1]
     rows = read(sheet)
+    order = [(r["identity"], r["access"]) for r in rows]
+    assert order == sorted(order), "a person's items stay together, sorted by role (not by random item id)"
     by = {(r["identity"], r["access"].removeprefix(p)): r for r in rows}
     assert set(by) == {("alice", "trade_executor"), ("alice", "trade_reader"), ("alice", "trade_approver"),
                        ("bob", "<script>x</script>")}
