@@ -38,6 +38,9 @@ def start(config_path: str, campaign: str, mode: str | None) -> None:
     click.echo(f"Campaign {campaign} started: {result['items']} item(s) on {', '.join(result['targets'])}.")
     for reviewer, n in sorted(result["reviewers"].items()):
         click.echo(f"  {reviewer}: {n} item(s)")
+    for reviewer in result["unresolved_reviewers"]:
+        click.echo(f"warning: reviewer {reviewer!r} is no person in the directory (a job title or unassigned); "
+                   "its items cannot be decided until a campaign owner reassigns them on the review page", err=True)
 
 
 @review.command()

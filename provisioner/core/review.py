@@ -217,6 +217,7 @@ def validate_rows(
     campaign: str,
     reviewer: str | None = None,
     delegations: Mapping[str, str] | None = None,
+    unresolved: frozenset[str] = frozenset(),
 ) -> tuple[list[Decision], list[str]]:
     """Check every row of one worksheet; return the decisions and every problem
     (``line N: ...``).  Any problem means nothing of the file may be imported.
@@ -250,7 +251,7 @@ def validate_rows(
             continue
         decision = (row.get("decision") or "").strip().lower()
         comment = (row.get("comment") or "").strip()
-        problem = decision_problem(item, who, decision, comment, delegations or {})
+        problem = decision_problem(item, who, decision, comment, delegations or {}, unresolved)
         if problem:
             problems.append(f"{where}: item {iid}{problem}")
             continue
@@ -270,13 +271,24 @@ def self_review(item: ReviewItem, who: str) -> bool:
     return bool(me) and me in (item.identity.casefold(), item.role.casefold(), item.stable_id.casefold())
 
 
-def decision_problem(item: ReviewItem, who: str, decision: str, comment: str, delegations: Mapping[str, str]) -> str:
-    """Why ``who`` may not record ``decision`` on ``item`` (``: ...`` / `` is ...``), or empty."""
+def decision_problem(
+    item: ReviewItem,
+    who: str,
+    decision: str,
+    comment: str,
+    delegations: Mapping[str, str],
+    unresolved: frozenset[str] = frozenset(),
+) -> str:
+    """Why ``who`` may not record ``decision`` on ``item`` (``: ...`` / `` is ...``), or empty.
+    ``unresolved``: reviewer names that are no person in the directory (a job title as role owner)."""
     owner = assignee(item, delegations)
     if owner == UNASSIGNED:
-        return " is unassigned: nobody may decide it until the campaign owner delegates it to a reviewer"
+        return " is unassigned: nobody may decide it until a campaign owner reassigns it to a reviewer"
     if owner.casefold() != who.casefold():
         return f" is assigned to {owner!r}, not to {who!r}"
+    if owner in unresolved:
+        return (f" is assigned to {owner!r}, which is no person in the directory: a campaign owner must "
+                "reassign it to a reviewer")
     if decision and self_review(item, who):
         return f": self-review refused: {who!r} may not decide on their own access ({item.access})"
     if decision not in ("", *DECISIONS):

@@ -113,6 +113,8 @@ def start_campaign(
         "audit_head": {"seq": seq, "hash": head},
         "snapshot_at": ctx.now.isoformat(),
     }
+    known = {i.username.casefold() for snap in inp.snapshots for i in snap.identities}
+    meta["unresolved_reviewers"] = sorted({i.reviewer for i in items if i.reviewer.casefold() not in known})
     rs.add_items(campaign, items, meta)
     rs.set_due(campaign, ctx.now + timedelta(days=cfg.review.due_days))
     meta["due_at"] = (ctx.now + timedelta(days=cfg.review.due_days)).isoformat()
@@ -142,7 +144,8 @@ def import_worksheet(
         raise WorksheetError(f"{path}: line {rows[0][0]}: unknown campaign {campaign!r}; nothing imported")
     if rs.frozen(campaign):
         raise WorksheetError(f"{path}: campaign {campaign} is signed off; its decisions are frozen; nothing imported")
-    decisions, problems = validate_rows(rows, states, rs.key(campaign), campaign, reviewer, rs.delegations(campaign))
+    decisions, problems = validate_rows(rows, states, rs.key(campaign), campaign, reviewer, rs.delegations(campaign),
+                                        rs.unresolved(campaign))
     if problems:
         raise WorksheetError(
             f"{path}: rejected, nothing imported ({len(problems)} problem(s)):\n" + "\n".join(problems)
@@ -270,8 +273,10 @@ def delegate(
     comment: str,
     ctx: RunContext,
     user_exists: Callable[[str], bool] | None = None,
+    by: str | None = None,
 ) -> None:
-    """``reviewer`` hands all their items of ``campaign`` to ``to`` (recorded and audited).
+    """``reviewer``'s items of ``campaign`` go to ``to`` (recorded and audited); ``by``: a campaign
+    owner reassigning someone else's items (a job title's, an absent reviewer's), else the reviewer.
     Refused: after sign-off, to oneself, to nobody, to a name the directory does not know,
     or when it would make someone review their own access."""
     if rs.frozen(campaign):
@@ -290,13 +295,14 @@ def delegate(
         raise CampaignError(f"delegation refused: every item would be {to}'s own access (self-review)")
     originals = sorted({i.reviewer for i in mine})
     for original in originals:
-        rs.delegate(campaign, original, to, reviewer, comment.strip(), ctx.now)
+        rs.delegate(campaign, original, to, by or reviewer, comment.strip(), ctx.now)
     ctx.audit([ctx.event(
         EventKind.REVIEW,
-        reason=f"access review {campaign}: {reviewer} delegated {len(mine)} item(s) to {to}"
+        reason=f"access review {campaign}: {by or reviewer} delegated {len(mine)} item(s) of {reviewer} to {to}"
                + (f": {comment.strip()}" if comment.strip() else ""),
-        after={"campaign": campaign, "delegation": {"from": reviewer, "to": to, "assigned_to": originals,
-                                                     "items": len(mine), "comment": comment.strip()}},
+        after={"campaign": campaign, "delegation": {"from": reviewer, "to": to, "by": by or reviewer,
+                                                     "assigned_to": originals, "items": len(mine),
+                                                     "comment": comment.strip()}},
     )])
 
 

@@ -241,6 +241,11 @@ class ReviewStore:
                 conn.execute(update(lifecycle).where(lifecycle.c.campaign == campaign)
                              .values(signed_off_at=at, signed_off_by=by, signoff_comment=comment))
 
+    def unresolved(self, campaign: str) -> frozenset[str]:
+        """Reviewer names of the campaign that are no person in the directory (found at start)."""
+        meta = self.campaign(campaign).get("meta") or {}
+        return frozenset(meta.get("unresolved_reviewers") or ())
+
     def frozen(self, campaign: str) -> bool:
         return self.lifecycle(campaign)["signed_off_at"] is not None
 

@@ -387,7 +387,16 @@ class ReviewWeb:
         open_ = sum(r["open"] for r in cov)
         out = ("<h2>Campaign owner: coverage and sign-off</h2><table id=\"coverage\"><thead><tr><th>reviewer</th>"
                "<th>items</th><th>decided</th><th>open</th></tr></thead><tbody>" + rows + "</tbody></table>")
+        unresolved = sorted(self.rs.unresolved(campaign) - set(self.rs.delegations(campaign)))
+        if unresolved and not frozen:
+            out += ("<p class=\"msg error\">No person in the directory behind reviewer(s) "
+                    f"{e(', '.join(unresolved))}: reassign their items.</p>")
         if not frozen:
+            out += (f"<form method=\"post\" action=\"/campaign/{quote(campaign)}/reassign\">{csrf}"
+                    "<p>Reassign the items of reviewer <input type=\"text\" name=\"from\" id=\"reassign-from\"> "
+                    "to <input type=\"text\" name=\"to\" id=\"reassign-to\"> because "
+                    "<input type=\"text\" name=\"comment\" id=\"reassign-comment\"> "
+                    "<button type=\"submit\" id=\"reassign\">Reassign</button></p></form>")
             out += (f"<form method=\"post\" action=\"/campaign/{quote(campaign)}/signoff\">{csrf}"
                     f"<p>{open_} item(s) still open. Signing off closes the campaign and freezes every decision.</p>"
                     "<input type=\"text\" name=\"comment\" id=\"signoff-comment\" placeholder=\"sign-off statement\"> "
@@ -417,6 +426,13 @@ class ReviewWeb:
                 lifecycle.delegate(self.rs, campaign, user, form.get("to", "").strip(), form.get("comment", ""),
                                    ctx, self.user_exists)
                 s.flash.append(("info", f"Your items are delegated to {form.get('to', '').strip()}."))
+            elif action == "reassign":
+                if not self.is_owner(user):
+                    raise CampaignError(f"{user} is not an owner of access reviews ([review] owners)")
+                who = form.get("from", "").strip()
+                lifecycle.delegate(self.rs, campaign, who, form.get("to", "").strip(), form.get("comment", ""),
+                                   ctx, self.user_exists, by=user)
+                s.flash.append(("info", f"Items of {who} reassigned to {form.get('to', '').strip()}."))
             elif action == "signoff":
                 if not self.is_owner(user):
                     raise CampaignError(f"{user} is not an owner of access reviews ([review] owners)")
@@ -435,6 +451,7 @@ class ReviewWeb:
             raise CampaignError(f"campaign {campaign} is signed off; its decisions are frozen")
         states = {st.item.item_id: st.item for st in self.rs.states(campaign)}
         dele = self.rs.delegations(campaign)
+        unresolved = self.rs.unresolved(campaign)
         decisions: list[Decision] = []
         for n, (iid, decision, comment) in enumerate(wanted, 1):
             item = states.get(iid)
@@ -443,7 +460,7 @@ class ReviewWeb:
             decision, comment = decision.strip().lower(), comment.strip()
             if not decision:
                 raise CampaignError(f"item {iid}: choose keep or revoke")
-            problem = decision_problem(item, user, decision, comment, dele)
+            problem = decision_problem(item, user, decision, comment, dele, unresolved)
             if problem:
                 raise CampaignError(f"item {iid} ({item.identity}: {item.access}){problem}")
             decisions.append(Decision(iid, decision, comment, user, n))

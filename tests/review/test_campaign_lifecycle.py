@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.review import Decision, ReviewItem, item_id
+from provisioner.core.review import Decision, ReviewItem, decision_problem, item_id
 from provisioner.review.campaign import delegate, reminders, sign_off, store_decisions
 from provisioner.review.store import CampaignError, ReviewStore
 from provisioner.runtime import RunContext
@@ -42,6 +42,15 @@ def test_reminders_escalation_delegation_signoff(tmp_path: Path) -> None:
         assert "alice: trade_executor (reviewer carol)" in escalated["head-of-trading"].body
 
         ctx = RunContext(NOW, "carol (review web)", "review", store=store)
+        # a job title as reviewer: its item cannot be decided until a campaign owner reassigns it
+        rs.create("2026-Q3", "tester", "owner", {"unresolved_reviewers": ["head-of-trading"]})
+        q3 = ReviewItem("2026-Q3", "i-q3", "pg", "alice", "id-alice", "alice", "trade_executor", "", "high", "rule",
+                        (), (), (), "", "head-of-trading")
+        rs.add_items("2026-Q3", [q3], {"unresolved_reviewers": ["head-of-trading"]})
+        assert "no person in the directory" in decision_problem(
+            q3, "head-of-trading", "keep", "", rs.delegations("2026-Q3"), rs.unresolved("2026-Q3"))
+        delegate(rs, "2026-Q3", "head-of-trading", "dan", "desk head on leave", ctx, by="olivia")
+        assert decision_problem(q3, "dan", "keep", "", rs.delegations("2026-Q3"), rs.unresolved("2026-Q3")) == ""
         with pytest.raises(CampaignError, match="another reviewer"):
             delegate(rs, "2026-Q4", "carol", "carol", "", ctx)
         with pytest.raises(CampaignError, match="no directory user"):
@@ -52,7 +61,8 @@ def test_reminders_escalation_delegation_signoff(tmp_path: Path) -> None:
         assert [e.access for e in rs.exclusions(NOW)] == ["trade_executor"]
         assert rs.exclusions(NOW + timedelta(days=91)) == [], "time-boxed"
         delegate(rs, "2026-Q4", "carol", "dan", "her own item", ctx)
-        assert [a.facts.get("reviewer") for a in reminders(store, NOW, owners)] == ["dan"]
+        assert [a.facts.get("reviewer") for a in reminders(store, NOW, owners) if a.facts["campaign"] == "2026-Q4"
+                ] == ["dan"]
 
         with pytest.raises(CampaignError, match="1 item\\(s\\) still open"):
             sign_off(rs, "2026-Q4", "olivia", "done", ctx)
@@ -63,8 +73,10 @@ def test_reminders_escalation_delegation_signoff(tmp_path: Path) -> None:
             store_decisions(rs, "2026-Q4", [Decision(items[1].item_id, "revoke", "late", "carol", 1)], ctx, 90, "x")
         with pytest.raises(CampaignError, match="already signed off"):
             sign_off(rs, "2026-Q4", "olivia", "again", ctx)
-        assert reminders(store, NOW + timedelta(days=40), owners) == [], "a closed campaign reminds nobody"
+        assert [a for a in reminders(store, NOW + timedelta(days=40), owners) if a.facts["campaign"] == "2026-Q4"
+                ] == [], "a closed campaign reminds nobody"
         kinds = [r.content for r in store.iter_audit() if r.content["kind"] == "review"]
-        assert len(kinds) == 5  # 3 decisions, 1 delegation, 1 sign-off
+        assert len(kinds) == 6  # 3 decisions, 2 delegations, 1 sign-off
+        assert any(k["after"].get("delegation", {}).get("by") == "olivia" for k in kinds)
     finally:
         store.close()

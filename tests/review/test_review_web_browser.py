@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from psycopg import sql
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from provisioner.review.web import build_app, make_review_server
@@ -111,9 +111,17 @@ class Clock:
 
 def navigating(b: webdriver.Chrome, act: Callable[[], object]) -> None:
     """Run ``act`` (a click or a script submitting a form) and wait for the next page."""
-    old = b.find_element(By.TAG_NAME, "html")
+    marker = b.execute_script("return window.__page = Math.random();")
     act()
-    WebDriverWait(b, 30).until(ec.staleness_of(old))
+
+    def loaded(d: Any) -> bool:
+        try:  # a new document has no marker and is fully parsed
+            return bool(d.execute_script("return window.__page === undefined && document.readyState === 'complete';"))
+        except WebDriverException:  # between documents
+            return False
+
+    WebDriverWait(b, 30).until(loaded)
+    assert marker is not None
 
 
 def click(b: webdriver.Chrome, element: Any) -> None:
