@@ -307,7 +307,9 @@ class ReviewConfig(_Model):
     owners: list[str] = []
     """Directory usernames who may sign a campaign off (the campaign owners); none: nobody can."""
     listen: str = "127.0.0.1:8470"
-    """``review serve``: host:port; loopback by default (a TLS-terminating reverse proxy in front)."""
+    """``review serve`` and the daemon: host:port; loopback by default (a TLS-terminating reverse proxy in front)."""
+    serve: bool = False
+    """The daemon also serves the reviewer page on ``listen``."""
     idle_timeout: float = Field(900.0, gt=0)
     """Seconds a reviewer's web session lives without a request."""
     secure_cookies: bool = True

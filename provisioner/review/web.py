@@ -563,3 +563,33 @@ def build_app(cfg: Config, store: StateStore, clock: Clock | None = None) -> Rev
 
     privileges = load_mappings(cfg.mappings_dir).privileges
     return ReviewWeb(cfg, store, authenticate if auth is not None else None, privileges, clock, exists)
+
+
+class ReviewServer:
+    """The review page in a background thread (the daemon, with ``[review] serve = true``)."""
+
+    def __init__(self, cfg: Config, store: StateStore) -> None:
+        from provisioner.errors import ConfigError
+
+        host, port = listen_address(cfg.review.listen)
+        try:
+            self.server = make_review_server(build_app(cfg, store), host, port)
+        except OSError as exc:
+            raise ConfigError(f"review.listen = {cfg.review.listen!r}: cannot listen: {exc.strerror}") from exc
+        self._thread = threading.Thread(target=self.server.serve_forever, name="review-web", daemon=True)
+
+    @classmethod
+    def configured(cls, cfg: Config, store: StateStore) -> ReviewServer | None:
+        return cls(cfg, store) if cfg.review.serve else None
+
+    @property
+    def address(self) -> str:
+        return f"{self.server.server_address[0]!s}:{self.server.server_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("review_web_started", listen=self.address)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
