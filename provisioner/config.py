@@ -369,6 +369,24 @@ class ReviewConfig(_Model):
     """Who reviews an item: the identity's manager (falling back to the role owner) or the role owner."""
     schedule: Literal["quarterly", "monthly", "yearly", "off"] = "quarterly"
     """How often the daemon's review_reminder job opens a campaign (2026-Q4, 2026-11, 2026)."""
+    due_days: int = Field(30, ge=1, le=366)
+    """A campaign is due this many days after it starts; open items are escalated to the role owner after."""
+    exclusion_days: int = Field(180, ge=1, le=3660)
+    """How long a revoke of rule-based access stays in force (an exclusion the rules honour)."""
+    owners: list[str] = []
+    """Directory usernames who may sign a campaign off (the campaign owners); none: nobody can."""
+    listen: str = "127.0.0.1:8470"
+    """``review serve`` and the daemon: host:port; loopback by default (a TLS-terminating reverse proxy in front)."""
+    serve: bool = False
+    """The daemon also serves the reviewer page on ``listen``."""
+    idle_timeout: float = Field(900.0, gt=0)
+    """Seconds a reviewer's web session lives without a request."""
+    secure_cookies: bool = True
+    """Session cookies carry the Secure flag (set false only for plain-HTTP tests on loopback)."""
+    trusted_header: str | None = None
+    """For Entra: the header (e.g. ``X-Forwarded-User``) in which the reverse proxy passes the signed-in
+    user; honoured only from ``trusted_proxies``.  Unset: sign-in by LDAP bind against the first LDAP source."""
+    trusted_proxies: list[str] = ["127.0.0.1"]
 
 
 class Config(_Model):

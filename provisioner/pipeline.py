@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -24,6 +24,8 @@ from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.diffmemo import DiffMemo
 from provisioner.core.escalation import plan_escalations
+from provisioner.core.exclusions import Exclusion, apply_exclusions
+from provisioner.core.exclusions import digest as exclusions_digest
 from provisioner.core.groupref import ambiguous_rules, referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.memo import GrantMemo
@@ -42,6 +44,7 @@ from provisioner.gcpause import paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.recovery import planned_event, recover_interrupted
+from provisioner.review import exclusions as review_exclusions
 from provisioner.runtime import RunContext, Targets, execute, read_sources, refuse_stale
 from provisioner.segregation import enforce as enforce_sod
 
@@ -97,7 +100,14 @@ def lifecycle_policy(cfg: Config) -> LifecyclePolicy:
     return LifecyclePolicy.from_statuses(lc.terminated_statuses, ZoneInfo(lc.timezone), leave_at)
 
 
-def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot, ...], now: datetime) -> DesiredState:
+def compute_desired(
+    cfg: Config,
+    mappings: Mappings,
+    snaps: tuple[SourceSnapshot, ...],
+    now: datetime,
+    exclusions: Sequence[Exclusion] = (),
+) -> DesiredState:
+    """``exclusions``: access-review revokes of rule-based access in force (core/exclusions.py)."""
     n = cfg.naming
     naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, unicode_data.scripts())
     lifecycle = lifecycle_policy(cfg)
@@ -107,7 +117,7 @@ def compute_desired(cfg: Config, mappings: Mappings, snaps: tuple[SourceSnapshot
     problems, frozen = ambiguous_rules(mappings.rules, snaps)
     if problems or frozen:
         desired = replace(desired, problems=(*desired.problems, *problems), frozen=desired.frozen | frozen)
-    return desired
+    return apply_exclusions(desired, exclusions, now)
 
 
 def make_plan(
@@ -167,13 +177,16 @@ def _plan_run(
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     health.gate(cfg, ctx, snapshots)
+    excluded = review_exclusions.for_run(cfg, ctx.store, ctx.now)
     skipped, facts = (
-        shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets, digests) if ctx.short_circuit else (None, None)
+        shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets, digests, exclusions_digest(excluded))
+        if ctx.short_circuit
+        else (None, None)
     )
     if skipped is not None:  # a proven no-op: the last full run's desired and actual state stand
         ctx.audit([planned_event(ctx, skipped)])
         return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg))
-    desired = compute_desired(cfg, mappings, snapshots, ctx.now)
+    desired = compute_desired(cfg, mappings, snapshots, ctx.now, excluded)
     facts = shortcircuit.measure(facts, digests) if facts is not None else None
     actual, reused = shortcircuit.inspect(cfg, facts, targets) if facts is not None else (targets.inspect_all(), {})
     missing = health.missing_runs(ctx, snapshots, actual)

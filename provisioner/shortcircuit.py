@@ -104,12 +104,14 @@ def attempt(
     snaps: tuple[SourceSnapshot, ...],
     targets: Targets,
     digests: Digests,
+    exclusions: str = "",
 ) -> tuple[Plan | None, RunFacts]:
     """The empty plan of a short-circuited run (audited by the caller) or None, and
-    this run's facts so far (no catalog digests: :func:`measure` takes them)."""
+    this run's facts so far (no catalog digests: :func:`measure` takes them).
+    ``exclusions``: digest of the access-review exclusions in force (a new one plans in full)."""
     last = _LAST.get(cfg.digest)
     same = last is not None and _same_snapshots(snaps, last.snapshots)
-    facts = RunFacts(ctx.now, same, mappings_digest(mappings), cfg.digest, {})
+    facts = RunFacts(ctx.now, same, mappings_digest(mappings) + exclusions, cfg.digest, {})
     names = frozenset(targets.names)
     why = precheck(last.verified if last else None, facts, names)
     if not why and last is not None:

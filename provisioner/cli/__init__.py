@@ -33,6 +33,7 @@ def _register() -> None:
         audit,
         commands,
         daemon,
+        report,
         review,
         roles,
         runs,

@@ -187,6 +187,11 @@ def explain_cmd(config_path: str, user: str) -> None:
         )
         tail = f"; {errors} error notice(s) above: requests withheld or refused" if errors else ""
         click.echo(f"  none (the targets already match{tail})" if not errors else f"  none{tail}")
+    excluded = {g: why for u in outcome.desired.users.values() if u.stable_id in ids for g, why in u.excluded.items()}
+    if excluded:
+        click.echo("\nWithheld by access-review exclusions (the rules grant them; a reviewer revoked them):")
+        for group, excluded_why in sorted(excluded.items()):
+            click.echo(escape_text(f"  EXCLUDED {group}  <- {excluded_why.describe()}"))
     from provisioner.cli.roles import render_access  # down to tables: effective access, every path
     from provisioner.segregation import withheld
 

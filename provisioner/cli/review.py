@@ -38,6 +38,9 @@ def start(config_path: str, campaign: str, mode: str | None) -> None:
     click.echo(f"Campaign {campaign} started: {result['items']} item(s) on {', '.join(result['targets'])}.")
     for reviewer, n in sorted(result["reviewers"].items()):
         click.echo(f"  {reviewer}: {n} item(s)")
+    for reviewer in result["unresolved_reviewers"]:
+        click.echo(f"warning: reviewer {reviewer!r} is no person in the directory (a job title or unassigned); "
+                   "its items cannot be decided until a campaign owner reassigns them on the review page", err=True)
 
 
 @review.command()
@@ -69,7 +72,7 @@ def import_cmd(config_path: str, file: str, reviewer: str | None, campaign: str 
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store)
     ctx.trigger = "review"
-    result = import_worksheet(store, Path(file), ctx, reviewer, campaign)
+    result = import_worksheet(store, Path(file), ctx, reviewer, campaign, cfg.review.exclusion_days)
     click.echo(f"Imported {result['decisions']} decision(s) of {result['reviewer']} for campaign "
                f"{result['campaign']} ({result['revoke']} revoke).")
 
@@ -128,3 +131,25 @@ def evidence(config_path: str, campaign: str, out: str) -> None:
     cfg = load(config_path)
     for f in write_evidence(cfg, open_store(cfg), campaign, Path(out)):
         click.echo(str(f))
+
+
+@review.command()
+@config_option
+@click.option("--listen", help="host:port (default: [review] listen, loopback).")
+def serve(config_path: str, listen: str | None) -> None:
+    """Serve the reviewer web page (directory sign-in; put a TLS reverse proxy in front)."""
+    from provisioner.review.web import build_app, listen_address, make_review_server
+
+    cfg = load(config_path)
+    if listen:
+        cfg = cfg.model_copy(update={"review": cfg.review.model_copy(update={"listen": listen})})
+    app = build_app(cfg, open_store(cfg))
+    host, port = listen_address(cfg.review.listen)
+    server = make_review_server(app, host, port)
+    click.echo(f"Access-review page on http://{host}:{server.server_port}/ (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -370,7 +370,12 @@ def _plan_memberships(
             continue  # refused or frozen group the user already has: leave as is, already reported
         group_role = actual.roles.get(group)
         untouchable = group_role is not None and is_protected(group_role, actual, policy)
-        if group in tool and not untouchable:
+        if group in user.excluded and not untouchable:  # an access reviewer revoked it: whatever the drift policy
+            now.discard(group)
+            changes.append(
+                _membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [user.excluded[group]], base, now)
+            )
+        elif group in tool and not untouchable:
             now.discard(group)
             reason = Reason("lifecycle:mover", f"no rule grants {group!r} to {user.username!r} any more")
             changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason], base, now))

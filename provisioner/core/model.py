@@ -108,6 +108,8 @@ class DesiredUser:
     lifecycle_reason: Reason
     valid_until: datetime | None
     memberships: Mapping[str, tuple[Reason, ...]]
+    excluded: Mapping[str, Reason] = field(default_factory=dict)
+    """Roles the rules grant but an access-review exclusion withholds (core/exclusions.py): revoked."""
 
     @property
     def login(self) -> bool:

@@ -216,10 +216,12 @@ def validate_rows(
     key: bytes,
     campaign: str,
     reviewer: str | None = None,
+    delegations: Mapping[str, str] | None = None,
+    unresolved: frozenset[str] = frozenset(),
 ) -> tuple[list[Decision], list[str]]:
     """Check every row of one worksheet; return the decisions and every problem
     (``line N: ...``).  Any problem means nothing of the file may be imported.
-    Rows with an empty decision are left open."""
+    Rows with an empty decision are left open.  ``delegations``: reviewer -> delegate."""
     problems: list[str] = []
     decisions: list[Decision] = []
     seen: dict[str, int] = {}
@@ -247,20 +249,53 @@ def validate_rows(
         if not hmac.compare_digest((row.get("signature") or "").strip(), expected):
             problems.append(f"{where}: item {iid}: tampered row: signature does not match")
             continue
-        if item.reviewer != who:
-            problems.append(f"{where}: item {iid} is assigned to {item.reviewer!r}, not to {who!r}")
-            continue
         decision = (row.get("decision") or "").strip().lower()
         comment = (row.get("comment") or "").strip()
-        if decision not in ("", *DECISIONS):
-            problems.append(f"{where}: item {iid}: decision {row.get('decision')!r} is not keep, revoke or empty")
-            continue
-        if decision == "revoke" and not comment:
-            problems.append(f"{where}: item {iid}: a revoke decision needs a comment (why)")
+        problem = decision_problem(item, who, decision, comment, delegations or {}, unresolved)
+        if problem:
+            problems.append(f"{where}: item {iid}{problem}")
             continue
         if decision:
             decisions.append(Decision(iid, decision, comment, who, line))
     return decisions, problems
+
+
+def assignee(item: ReviewItem, delegations: Mapping[str, str]) -> str:
+    """Who decides ``item``: its reviewer, or the delegate the reviewer (or the campaign owner) named."""
+    return delegations.get(item.reviewer, item.reviewer)
+
+
+def self_review(item: ReviewItem, who: str) -> bool:
+    """``who`` would review their own access (the identity under review, or its login role)."""
+    me = who.casefold()
+    return bool(me) and me in (item.identity.casefold(), item.role.casefold(), item.stable_id.casefold())
+
+
+def decision_problem(
+    item: ReviewItem,
+    who: str,
+    decision: str,
+    comment: str,
+    delegations: Mapping[str, str],
+    unresolved: frozenset[str] = frozenset(),
+) -> str:
+    """Why ``who`` may not record ``decision`` on ``item`` (``: ...`` / `` is ...``), or empty.
+    ``unresolved``: reviewer names that are no person in the directory (a job title as role owner)."""
+    owner = assignee(item, delegations)
+    if owner == UNASSIGNED:
+        return " is unassigned: nobody may decide it until a campaign owner reassigns it to a reviewer"
+    if owner.casefold() != who.casefold():
+        return f" is assigned to {owner!r}, not to {who!r}"
+    if owner in unresolved:
+        return (f" is assigned to {owner!r}, which is no person in the directory: a campaign owner must "
+                "reassign it to a reviewer")
+    if decision and self_review(item, who):
+        return f": self-review refused: {who!r} may not decide on their own access ({item.access})"
+    if decision not in ("", *DECISIONS):
+        return f": decision {decision!r} is not keep, revoke or empty"
+    if decision == "revoke" and not comment:
+        return ": a revoke decision needs a comment (why)"
+    return ""
 
 
 # --------------------------------------------------------------------------- outcomes

@@ -29,6 +29,7 @@ from provisioner.daemon.status import Status
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.mappings import load_mappings
+from provisioner.review.web import ReviewServer
 
 
 def load_all(config_path: str) -> Loaded:
@@ -60,6 +61,7 @@ class Daemon:
         self.status.stuck_after = lambda: self._loaded.cfg.daemon.stuck_after
         self.metrics.run_in_progress.set_function(self.status.running_for)
         self.http = HttpServer(cfg.daemon.listen, Api(self.status, self.metrics, self.runner, self.current))
+        self.review_web = ReviewServer.configured(cfg, self.store)  # [review] serve
 
     def current(self) -> Loaded:
         return self._loaded
@@ -120,6 +122,8 @@ class Daemon:
         self.install_signals()
         cfg = self._loaded.cfg
         self.http.start()
+        if self.review_web is not None:
+            self.review_web.start()
         self.schedule.start(cfg)
         log.info(
             "daemon_started",
@@ -142,6 +146,8 @@ class Daemon:
         self.schedule.shutdown()
         self.runner.wait_idle()  # the run in progress ends its transaction and starts no further target
         self.http.stop()
+        if self.review_web is not None:
+            self.review_web.stop()
         self.leadership.release_all()
         self.store.close()
         log.info("daemon_stopped")

@@ -3,9 +3,9 @@ revocations through the normal plan/safety/execute path, remind reviewers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +17,22 @@ from provisioner.core.groupref import referenced_groups
 from provisioner.core.model import ActualState, DesiredState, Identity, SourceSnapshot
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.review import (
+    Decision,
+    ItemState,
     Person,
     ReviewerMode,
     build_items,
     campaign_for,
     coverage,
     revocations,
+    self_review,
     validate_rows,
 )
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
+from provisioner.review import exclusions as review_exclusions
 from provisioner.review.chained import decisions_json
-from provisioner.review.store import ReviewStore
+from provisioner.review.store import CampaignError, ReviewStore
 from provisioner.review.worksheets import WorksheetError, read_csv
 from provisioner.runtime import RunContext, Targets, execute, read_sources
 from provisioner.segregation import conflicts
@@ -80,7 +84,7 @@ def read_inputs(cfg: Config, ctx: RunContext, targets: Targets) -> Inputs:
 
     mappings = load_mappings(cfg.mappings_dir)
     snaps = read_sources(cfg, ctx, referenced_groups(mappings.rules))
-    desired = compute_desired(cfg, mappings, snaps, ctx.now)
+    desired = compute_desired(cfg, mappings, snaps, ctx.now, review_exclusions.for_run(cfg, ctx.store, ctx.now))
     return Inputs(mappings, snaps, desired, targets.inspect_all())
 
 
@@ -110,7 +114,11 @@ def start_campaign(
         "audit_head": {"seq": seq, "hash": head},
         "snapshot_at": ctx.now.isoformat(),
     }
+    known = {i.username.casefold() for snap in inp.snapshots for i in snap.identities}
+    meta["unresolved_reviewers"] = sorted({i.reviewer for i in items if i.reviewer.casefold() not in known})
     rs.add_items(campaign, items, meta)
+    rs.set_due(campaign, ctx.now + timedelta(days=cfg.review.due_days))
+    meta["due_at"] = (ctx.now + timedelta(days=cfg.review.due_days)).isoformat()
     summary = {"campaign": campaign, "reviewer_mode": mode, **meta,
                "reviewers": {r["reviewer"]: r["items"] for r in coverage(rs.states(campaign))}}
     ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign} started", after=summary)])
@@ -119,7 +127,12 @@ def start_campaign(
 
 
 def import_worksheet(
-    store: StateStore, path: Path, ctx: RunContext, reviewer: str | None = None, campaign: str | None = None
+    store: StateStore,
+    path: Path,
+    ctx: RunContext,
+    reviewer: str | None = None,
+    campaign: str | None = None,
+    exclusion_days: int = 180,
 ) -> dict[str, Any]:
     """Validate every row, then store all decisions of the file, or none."""
     rows, digest = read_csv(path)
@@ -130,18 +143,55 @@ def import_worksheet(
     states = {s.item.item_id: s.item for s in rs.states(campaign)} if rs.exists(campaign) else None
     if states is None:
         raise WorksheetError(f"{path}: line {rows[0][0]}: unknown campaign {campaign!r}; nothing imported")
-    decisions, problems = validate_rows(rows, states, rs.key(campaign), campaign, reviewer)
+    if rs.frozen(campaign):
+        raise WorksheetError(f"{path}: campaign {campaign} is signed off; its decisions are frozen; nothing imported")
+    decisions, problems = validate_rows(rows, states, rs.key(campaign), campaign, reviewer, rs.delegations(campaign),
+                                        rs.unresolved(campaign))
     if problems:
         raise WorksheetError(
             f"{path}: rejected, nothing imported ({len(problems)} problem(s)):\n" + "\n".join(problems)
         )
     who = reviewer or rows[0][1].get("reviewer", "")
-    count = rs.record_decisions(campaign, decisions, str(path), digest, who)
+    count = store_decisions(rs, campaign, decisions, ctx, exclusion_days, f"worksheet {path} ({digest})",
+                            (str(path), digest))
     result = {"campaign": campaign, "file": str(path), "sha256": digest, "reviewer": who, "decisions": count,
               "revoke": sum(d.decision == "revoke" for d in decisions)}
     ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign}: decisions of {who} imported",
                          after={**result, "items": decisions_json(decisions)})])
     return result
+
+
+def store_decisions(
+    rs: ReviewStore,
+    campaign: str,
+    decisions: Sequence[Decision],
+    ctx: RunContext,
+    exclusion_days: int,
+    via: str,
+    file: tuple[str, str] | None = None,
+) -> int:
+    """Store validated decisions, record an exclusion for each revoke of rule-based access
+    (the rules then honour it), and write one audit record per decision."""
+    if rs.frozen(campaign):
+        raise CampaignError(f"campaign {campaign} is signed off; its decisions are frozen")
+    states = rs.states(campaign)
+    name, digest = file if file is not None else (via, "")
+    count = rs.record_decisions(campaign, decisions, name, digest, decisions[0].reviewer if decisions else "")
+    made = {e.item_id: e for e in review_exclusions.record(rs, campaign, states, decisions, ctx.now, exclusion_days)}
+    by_id = {s.item.item_id: s.item for s in states}
+    ctx.audit([
+        ctx.event(
+            EventKind.REVIEW, target=by_id[d.item_id].target, role=by_id[d.item_id].role,
+            reason=f"access review {campaign}: {d.reviewer} decided {d.decision} on {by_id[d.item_id].access}"
+                   + (f": {d.comment}" if d.comment else ""),
+            after={"campaign": campaign, "item_id": d.item_id, "access": by_id[d.item_id].access,
+                   "identity": by_id[d.item_id].identity, "decision": d.decision, "comment": d.comment,
+                   "reviewer": d.reviewer, "via": via,
+                   **({"exclusion": made[d.item_id].to_json()} if d.item_id in made else {})},
+        )
+        for d in decisions
+    ])
+    return count
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +263,70 @@ def _applied_seqs(store: StateStore, run_id: str) -> dict[tuple[str, str, str], 
     return out
 
 
+# --------------------------------------------------------------------------- delegation and sign-off
+
+
+def delegate(
+    rs: ReviewStore,
+    campaign: str,
+    reviewer: str,
+    to: str,
+    comment: str,
+    ctx: RunContext,
+    user_exists: Callable[[str], bool] | None = None,
+    by: str | None = None,
+) -> None:
+    """``reviewer``'s items of ``campaign`` go to ``to`` (recorded and audited); ``by``: a campaign
+    owner reassigning someone else's items (a job title's, an absent reviewer's), else the reviewer.
+    Refused: after sign-off, to oneself, to nobody, to a name the directory does not know,
+    or when it would make someone review their own access."""
+    if rs.frozen(campaign):
+        raise CampaignError(f"campaign {campaign} is signed off; its decisions are frozen")
+    if not to or to.casefold() == reviewer.casefold():
+        raise CampaignError("delegate to another reviewer (a directory username)")
+    if user_exists is not None and not user_exists(to):
+        raise CampaignError(f"delegation refused: no directory user {to!r}")
+    dele = rs.delegations(campaign)
+    mine = [s.item for s in rs.states(campaign)
+            if (dele.get(s.item.reviewer, s.item.reviewer)).casefold() == reviewer.casefold()]
+    if not mine:
+        raise CampaignError(f"{reviewer} has no items of campaign {campaign} to delegate")
+    own = sorted({i.access for i in mine if self_review(i, to)})
+    if own and len(own) == len(mine):
+        raise CampaignError(f"delegation refused: every item would be {to}'s own access (self-review)")
+    originals = sorted({i.reviewer for i in mine})
+    for original in originals:
+        rs.delegate(campaign, original, to, by or reviewer, comment.strip(), ctx.now)
+    ctx.audit([ctx.event(
+        EventKind.REVIEW,
+        reason=f"access review {campaign}: {by or reviewer} delegated {len(mine)} item(s) of {reviewer} to {to}"
+               + (f": {comment.strip()}" if comment.strip() else ""),
+        after={"campaign": campaign, "delegation": {"from": reviewer, "to": to, "by": by or reviewer,
+                                                     "assigned_to": originals, "items": len(mine),
+                                                     "comment": comment.strip()}},
+    )])
+
+
+def sign_off(rs: ReviewStore, campaign: str, owner: str, comment: str, ctx: RunContext) -> dict[str, Any]:
+    """The campaign owner closes the campaign: refused while items are open; decisions frozen after."""
+    states = rs.states(campaign)
+    cov = coverage(states)
+    open_ = sum(r["open"] for r in cov)
+    if open_:
+        raise CampaignError(f"campaign {campaign}: {open_} item(s) still open; every item needs a decision "
+                            "before sign-off")
+    if not comment.strip():
+        raise CampaignError("sign-off needs a statement (comment)")
+    rs.sign_off(campaign, owner, comment.strip(), ctx.now)
+    summary = {"campaign": campaign, "signed_off_by": owner, "signed_off_at": ctx.now.isoformat(),
+               "statement": comment.strip(), "items": len(states),
+               "keep": sum(s.decision == "keep" for s in states),
+               "revoke": sum(s.decision == "revoke" for s in states), "coverage": cov}
+    ctx.audit([ctx.event(EventKind.REVIEW, reason=f"access review {campaign} signed off by {owner}",
+                         after={"signoff": summary})])
+    return summary
+
+
 # --------------------------------------------------------------------------- daemon hooks
 
 
@@ -230,27 +344,59 @@ def open_scheduled_campaign(cfg: Config, store: StateStore, now: datetime | None
     return campaign
 
 
-def reminders(store: StateStore) -> list[Alert]:
-    """One alert per reviewer with open items, per campaign."""
+def reminders(store: StateStore, now: datetime | None = None, owners: Mapping[str, str] | None = None) -> list[Alert]:
+    """Per open (not signed-off) campaign: one reminder per reviewer (or delegate) with open
+    items; once the campaign is past its due date, one escalation per role owner listing the
+    items of their roles still open (``owners``: role -> owner, from the role catalog)."""
     rs = ReviewStore(store)
+    now = now or datetime.now(UTC)
     out = []
     for campaign in rs.list_campaigns():
-        for row in coverage(rs.states(campaign)):
-            if row["open"]:
-                out.append(Alert(
-                    Severity.INFO,
-                    f"review:{campaign}:{row['reviewer']}",
-                    f"Access review {campaign}: {row['open']} item(s) waiting for {row['reviewer']}",
-                    f"{row['reviewer']} has decided {row['decided']} of {row['items']} item(s) of access review "
-                    f"{campaign}; {row['open']} still open. Export the worksheet with: provisioner review export "
-                    f"--campaign {campaign} --out DIR",
-                    {"campaign": campaign, "reviewer": str(row["reviewer"]), "open": str(row["open"])},
-                ))
+        life = rs.lifecycle(campaign)
+        if life["signed_off_at"] is not None:
+            continue
+        dele = rs.delegations(campaign)
+        states = rs.states(campaign)
+        due = life["due_at"]
+        due_text = f" (due {due.date().isoformat()})" if due is not None else ""
+        waiting: dict[str, list[ItemState]] = {}
+        for st in states:
+            if not st.decision:
+                waiting.setdefault(dele.get(st.item.reviewer, st.item.reviewer), []).append(st)
+        for reviewer, open_ in sorted(waiting.items()):
+            mine = sum(1 for st in states if dele.get(st.item.reviewer, st.item.reviewer) == reviewer)
+            out.append(Alert(
+                Severity.INFO,
+                f"review:{campaign}:{reviewer}",
+                f"Access review {campaign}: {len(open_)} item(s) waiting for {reviewer}{due_text}",
+                f"{reviewer} has decided {mine - len(open_)} of {mine} item(s) of access review {campaign}; "
+                f"{len(open_)} still open. Decide them on the review page (provisioner review serve) or export "
+                f"the worksheet with: provisioner review export --campaign {campaign} --out DIR",
+                {"campaign": campaign, "reviewer": reviewer, "open": str(len(open_))},
+            ))
+        if due is None or now <= due:
+            continue
+        by_owner: dict[str, list[ItemState]] = {}
+        for open_ in waiting.values():
+            for st in open_:
+                by_owner.setdefault((owners or {}).get(st.item.access) or "unowned", []).append(st)
+        for owner, open_ in sorted(by_owner.items()):
+            listed = "; ".join(f"{st.item.identity}: {st.item.access} (reviewer "
+                               f"{dele.get(st.item.reviewer, st.item.reviewer)})" for st in open_[:20])
+            out.append(Alert(
+                Severity.WARNING,
+                f"review-escalation:{campaign}:{owner}",
+                f"Access review {campaign} is overdue: {len(open_)} item(s) of roles owned by {owner} undecided",
+                f"Access review {campaign} was due {due.isoformat()}. Escalated to the role owner {owner}: "
+                f"{listed}" + (" ..." if len(open_) > 20 else ""),
+                {"campaign": campaign, "escalate_to": owner, "open": str(len(open_)), "due": due.isoformat()},
+            ))
     return out
 
 
 def remind_reviewers(cfg: Config, store: StateStore, now: datetime | None = None) -> list[Alert]:
-    """Send the reminders through the alert channels (deduplicated); returns them."""
-    alerts = reminders(store)
+    """Send the reminders and escalations through the alert channels (deduplicated); returns them."""
+    catalog = load_mappings(cfg.mappings_dir).catalog
+    alerts = reminders(store, now, {name: role.owner for name, role in catalog.roles.items()})
     dispatch_alerts(alerts, cfg.alerts, store, now=now)
     return alerts

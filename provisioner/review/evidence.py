@@ -14,7 +14,7 @@ from provisioner.config import Config
 from provisioner.core.review import ItemState, coverage
 from provisioner.review.chained import require_chained
 from provisioner.review.store import ReviewStore
-from provisioner.review.worksheets import cell, e, page, slug, table, write_csv
+from provisioner.review.worksheets import cell, e, page, person_order, slug, table, write_csv
 from provisioner.store.state import StateStore
 
 EVIDENCE_COLUMNS = (
@@ -78,7 +78,7 @@ def write_evidence(cfg: Config, store: StateStore, campaign: str, out: Path) -> 
     rs = ReviewStore(store)
     info = rs.campaign(campaign)
     require_chained(store, campaign)  # a decision the chain does not hold never reaches the evidence
-    states = rs.states(campaign)
+    states = sorted(rs.states(campaign), key=lambda s: (s.item.reviewer, *person_order(s)))
     st = status(store, campaign)
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"evidence-{slug(campaign)}"

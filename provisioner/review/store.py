@@ -11,9 +11,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from provisioner.core.exclusions import Exclusion
 from provisioner.core.review import Decision, ItemState, ReviewItem, derive_key
 from provisioner.errors import PermanentError, TemporaryError
 from provisioner.store.state import StateStore
@@ -57,6 +58,39 @@ imports = Table(
     Column("reviewer", String(200), nullable=False),
     Column("imported_at", DateTime(timezone=True), nullable=False),
     Column("decisions", Integer, nullable=False),
+)
+
+
+exclusions = Table(
+    "provisioner_review_exclusions",
+    review_metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("item_id", String(40), primary_key=True),
+    Column("stable_id", String(400), nullable=False, index=True),
+    Column("access", String(400), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+lifecycle = Table(
+    "provisioner_review_lifecycle",
+    review_metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("due_at", DateTime(timezone=True)),
+    Column("signed_off_at", DateTime(timezone=True)),
+    Column("signed_off_by", String(200), nullable=False, default=""),
+    Column("signoff_comment", Text, nullable=False, default=""),
+)
+
+delegations = Table(
+    "provisioner_review_delegations",
+    review_metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("reviewer", String(200), primary_key=True),
+    Column("delegate", String(200), nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("comment", Text, nullable=False, default=""),
 )
 
 
@@ -172,3 +206,89 @@ class ReviewStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(imports).where(imports.c.campaign == campaign).order_by(imports.c.id))
             return [dict(r) for r in rows.mappings()]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def lifecycle(self, campaign: str) -> dict[str, Any]:
+        """due_at, signed_off_at, signed_off_by, signoff_comment (None / empty when not set)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(lifecycle).where(lifecycle.c.campaign == campaign)).mappings().first()
+        out: dict[str, Any] = {"due_at": None, "signed_off_at": None, "signed_off_by": "", "signoff_comment": ""}
+        if row is not None:
+            out.update({k: row[k] for k in out})
+            for k in ("due_at", "signed_off_at"):
+                if out[k] is not None and out[k].tzinfo is None:  # SQLite drops the zone
+                    out[k] = out[k].replace(tzinfo=UTC)
+        return out
+
+    def set_due(self, campaign: str, due_at: datetime) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(lifecycle).where(lifecycle.c.campaign == campaign).values(due_at=due_at))
+            if not done.rowcount:
+                conn.execute(insert(lifecycle).values(campaign=campaign, due_at=due_at, signed_off_by="",
+                                                      signoff_comment=""))
+
+    def sign_off(self, campaign: str, by: str, comment: str, at: datetime) -> None:
+        """Close the campaign; refused when it is already signed off."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(lifecycle).where(lifecycle.c.campaign == campaign)).mappings().first()
+            if row is not None and row["signed_off_at"] is not None:
+                raise CampaignError(f"campaign {campaign!r} was already signed off by {row['signed_off_by']}")
+            if row is None:
+                conn.execute(insert(lifecycle).values(campaign=campaign, signed_off_at=at, signed_off_by=by,
+                                                      signoff_comment=comment))
+            else:
+                conn.execute(update(lifecycle).where(lifecycle.c.campaign == campaign)
+                             .values(signed_off_at=at, signed_off_by=by, signoff_comment=comment))
+
+    def unresolved(self, campaign: str) -> frozenset[str]:
+        """Reviewer names of the campaign that are no person in the directory (found at start)."""
+        meta = self.campaign(campaign).get("meta") or {}
+        return frozenset(meta.get("unresolved_reviewers") or ())
+
+    def frozen(self, campaign: str) -> bool:
+        return self.lifecycle(campaign)["signed_off_at"] is not None
+
+    # ------------------------------------------------------------------ delegations
+
+    def delegations(self, campaign: str) -> dict[str, str]:
+        """reviewer -> delegate."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(delegations).where(delegations.c.campaign == campaign))
+            return {r.reviewer: r.delegate for r in rows}
+
+    def delegate(self, campaign: str, reviewer: str, delegate: str, by: str, comment: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(delegations).where(delegations.c.campaign == campaign,
+                                                   delegations.c.reviewer == reviewer))
+            conn.execute(insert(delegations).values(campaign=campaign, reviewer=reviewer, delegate=delegate,
+                                                    by=by, at=at, comment=comment))
+
+    # ------------------------------------------------------------------ exclusions
+
+    def add_exclusions(self, found: Sequence[Exclusion]) -> None:
+        """Record (or replace) the exclusion of each item."""
+        with self.engine.begin() as conn:
+            for e in found:
+                conn.execute(delete(exclusions).where(exclusions.c.campaign == e.campaign,
+                                                      exclusions.c.item_id == e.item_id))
+                conn.execute(insert(exclusions).values(campaign=e.campaign, item_id=e.item_id,
+                                                       stable_id=e.stable_id, access=e.access, until=e.until,
+                                                       data=e.to_json()))
+
+    def drop_exclusions(self, campaign: str, item_ids: Iterable[str]) -> None:
+        ids = list(item_ids)
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(delete(exclusions).where(exclusions.c.campaign == campaign, exclusions.c.item_id.in_(ids)))
+
+    def exclusions(self, now: datetime | None = None) -> list[Exclusion]:
+        """Every recorded exclusion (those still in force at ``now`` when given)."""
+        query = select(exclusions.c.data).order_by(exclusions.c.campaign, exclusions.c.item_id)
+        try:
+            with self.engine.connect() as conn:
+                found = [Exclusion.from_json(r[0]) for r in conn.execute(query)]
+        except SQLAlchemyError as exc:
+            raise ReviewStoreError(f"cannot read the review exclusions: {exc}") from exc
+        return [e for e in found if now is None or e.holds(now)]

@@ -32,6 +32,12 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "unassigned"
 
 
+def person_order(st: ItemState) -> tuple[str, str, str, str]:
+    """Worksheet order: a person's items together (identity, target, login role, access)."""
+    i = st.item
+    return (i.identity.casefold(), i.target, i.role, i.access)
+
+
 def write_csv(path: Path, rows: Sequence[Mapping[str, str]]) -> None:
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(COLUMNS), extrasaction="ignore")
@@ -90,7 +96,7 @@ def export(campaign: str, states: Sequence[ItemState], out: Path) -> list[Path]:
     """One CSV and one HTML worksheet per reviewer; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     by: dict[str, list[ItemState]] = {}
-    for st in states:
+    for st in sorted(states, key=person_order):
         by.setdefault(st.item.reviewer, []).append(st)
     written = []
     for reviewer in sorted(by):
