@@ -18,7 +18,7 @@ from types import FrameType
 from provisioner.cli.common import load, open_store
 from provisioner.config import Config
 from provisioner.daemon.ha import Leadership
-from provisioner.daemon.http import Api, HttpServer
+from provisioner.daemon.http import Api, HttpServer, check_trigger_token
 from provisioner.daemon.jobs import Jobs
 from provisioner.daemon.metrics import Metrics
 from provisioner.daemon.runner import Loaded, Runner
@@ -33,6 +33,7 @@ def load_all(config_path: str) -> Loaded:
     """Config and rules, both validated; raises :class:`ProvisionerError` otherwise."""
     cfg = load(config_path)
     check_jobs(cfg)
+    check_trigger_token(cfg)
     return Loaded(cfg, load_mappings(cfg.mappings_dir), datetime.now(UTC))
 
 

@@ -22,6 +22,8 @@ from tests.support.fixtures import LdapOu
 
 EXE = Path(sys.executable).with_name("provisioner")
 TOKEN_ENV = "PROVISIONER_TEST_TRIGGER_TOKEN"
+TRIGGER_TOKEN = "daemon-test-token-5f0c9e2ab7d14c38a9e1"
+"""A token the startup check accepts (at least 32 characters, 12 distinct)."""
 T = TypeVar("T")
 
 
@@ -154,7 +156,7 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProc]]:
     """``daemons(config_path, port, token=...)`` starts a daemon; all are killed afterwards."""
     started: list[DaemonProc] = []
 
-    def start(config: Path, port: int, token: str = "s3cret-token", name: str = "daemon") -> DaemonProc:
+    def start(config: Path, port: int, token: str = TRIGGER_TOKEN, name: str = "daemon") -> DaemonProc:
         proc = DaemonProc(config, port, tmp_path / f"{name}-{len(started)}.log", token)
         started.append(proc)
         return proc
