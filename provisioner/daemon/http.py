@@ -160,8 +160,8 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
         timeout = REQUEST_TIMEOUT
 
         def setup(self) -> None:
-            self.timeout = REQUEST_TIMEOUT
             super().setup()
+            self.connection.settimeout(REQUEST_TIMEOUT)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http_request", line=format % args)
