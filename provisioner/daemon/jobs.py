@@ -114,9 +114,7 @@ class Jobs:
         return result
 
     def _finished(self, job: str, result: RunResult) -> None:
-        if self.schedule is None:
-            return
-        timers = self.schedule.set_timers(result.upcoming)
+        timers = len(self.schedule.timers()) if self.schedule is not None else 0
         log.info(
             "run_finished",
             job=job,

@@ -53,6 +53,7 @@ class Daemon:
         self.jobs = Jobs(self.runner, self.status, self.current, self.store)
         self.schedule = Schedule(self.jobs.dispatch)
         self.jobs.schedule = self.schedule
+        self.runner.set_timers = self.schedule.set_timers  # after every run, whatever triggered it
         self.status.scheduler_running = lambda: self.schedule.running
         self.status.leadership = self.leadership.status
         self.http = HttpServer(cfg.daemon.listen, Api(self.status, self.metrics, self.runner, self.current))
