@@ -87,7 +87,7 @@ class Jobs:
         except Busy:
             state.state = "scheduled"
             log.info("run_skipped_busy", job=job, trigger=trigger)
-            if trigger in ("leave_timer", "retry") and self.schedule is not None:
+            if trigger in ("leave_timer", "retry", "leader_acquired") and self.schedule is not None:
                 self.schedule.retry(job, BUSY_RETRY_SECONDS)
             return None
         except RunInterrupted as exc:

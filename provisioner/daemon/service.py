@@ -56,6 +56,7 @@ class Daemon:
         self.runner.set_timers = self.schedule.set_timers  # after every run, whatever triggered it
         self.status.scheduler_running = lambda: self.schedule.running
         self.status.leadership = self.leadership.status
+        self.metrics.track_leadership(self.leadership.leading)
         self.http = HttpServer(cfg.daemon.listen, Api(self.status, self.metrics, self.runner, self.current))
 
     def current(self) -> Loaded:
@@ -117,6 +118,7 @@ class Daemon:
         cfg = self._loaded.cfg
         self.http.start()
         self.schedule.start(cfg)
+        self.leadership.watch(self._leader_gained, self._follows)
         log.info(
             "daemon_started",
             listen=self.http.address,
@@ -131,6 +133,15 @@ class Daemon:
                 self._reload_requested = False
                 self.reload()
         return self._stop()
+
+    def _follows(self) -> bool:
+        """Whether the lock loop has anything to do: only an applying daemon with ha_lock leads."""
+        cfg = self._loaded.cfg
+        return cfg.daemon.mode == "apply" and cfg.daemon.ha_lock and not self.stopping.is_set()
+
+    def _leader_gained(self, targets: list[str]) -> None:
+        log.info("leader_acquired", targets=targets, note="reconciling now")
+        self.schedule.run_now("reconcile", "leader_acquired")
 
     def _stop(self) -> int:
         log.info("daemon_stopping", run_in_progress=self.runner.busy)

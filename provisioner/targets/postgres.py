@@ -38,6 +38,10 @@ from provisioner.targets.pg_apply import (
 )
 
 APPLICATION_NAME = "provisioner"
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+"""libpq TCP keepalives on every connection: a server (or a network path) that vanished
+without closing the connection is noticed within about a minute, not after the
+operating system's default two hours."""
 FIRST_VERSION_WITH_GRANTOR_ROWS = 160000
 """From PostgreSQL 16 a membership is recorded once per grantor."""
 
@@ -108,6 +112,7 @@ class PostgresTarget:
             "connect_timeout": self.config.connect_timeout,
             "application_name": APPLICATION_NAME,
             "autocommit": True,
+            **KEEPALIVES,
         }
         if self.config.password is not None:
             kwargs["password"] = self.config.password.resolve()

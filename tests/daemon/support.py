@@ -82,7 +82,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, ev
 
 class DaemonProc:
     def __init__(self, config: Path, port: int, log: Path, token: str) -> None:
-        self.config, self.port, self.log_path = config, port, log
+        self.config, self.port, self.log_path, self.token = config, port, log, token
         env = {**os.environ, TOKEN_ENV: token}
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
