@@ -62,6 +62,8 @@ class PostgresTargetConfig(TargetBase):
     """Own catalog roles' privileges in ``databases`` (empty: the dsn's); docs/privileges.md."""
     default_privileges_for: list[str] = []
     """Roles whose future objects wildcard grants cover; empty: each schema's owner."""
+    allow_superuser: bool = False
+    """Log in as a superuser anyway (refused by default: use deploy/least-privilege.sql)."""
 
     @property
     def privilege_owners(self) -> tuple[str, ...]:

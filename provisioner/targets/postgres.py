@@ -23,7 +23,8 @@ from psycopg.conninfo import conninfo_to_dict
 from provisioner.config import PostgresTargetConfig
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
-from provisioner.errors import TargetUnavailable
+from provisioner.errors import ConfigError, TargetUnavailable
+from provisioner.logs import log
 from provisioner.targets import pg_drop, pg_inspect, pg_privileges
 from provisioner.targets.base import ApplyResult
 from provisioner.targets.pg_apply import (
@@ -42,6 +43,9 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
 """libpq TCP keepalives on every connection: a server (or a network path) that vanished
 without closing the connection is noticed within about a minute, not after the
 operating system's default two hours."""
+FIRST_VERSION_WITH_CREATEROLE_LIMITS = 160000
+"""Before PostgreSQL 16 a CREATEROLE role can grant itself any non-superuser role,
+``pg_execute_server_program`` included (docs/deployment.md)."""
 FIRST_VERSION_WITH_GRANTOR_ROWS = 160000
 """From PostgreSQL 16 a membership is recorded once per grantor."""
 
@@ -95,6 +99,7 @@ class PostgresTarget:
         self._others: dict[str, psycopg.Connection[Any]] = {}
         """Connections to the other configured databases (privileges)."""
         self._dsn: str | None = None
+        self._warned = False
 
     # ----------------------------------------------------------------- connection
 
@@ -119,12 +124,45 @@ class PostgresTarget:
         if dbname is not None:
             kwargs["dbname"] = dbname
         try:
-            return psycopg.connect(dsn, **kwargs)
+            conn = psycopg.connect(dsn, **kwargs)
         except psycopg.OperationalError as exc:
             raise TargetUnavailable(
                 f"target {self.name}: cannot connect to PostgreSQL at {describe_endpoint(dsn)}: "
                 f"{pg_message(exc)}"
             ) from exc
+        try:
+            self._check_login(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_login(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse a superuser login unless ``allow_superuser``; warn once about CREATEROLE
+        before PostgreSQL 16.  Both facts come with the connection (no query)."""
+        user = conn.info.parameter_status("session_authorization") or conn.info.user
+        if conn.info.parameter_status("is_superuser") == "on":
+            if not self.config.allow_superuser:
+                raise ConfigError(
+                    f"target {self.name}: logged in to {describe_endpoint(conn.info.dsn)} as {user!r}, a superuser; "
+                    "refused: log in as the least-privilege role of deploy/least-privilege.sql, or set "
+                    "allow_superuser = true on this target"
+                )
+            if not self._warned:
+                log.warning("superuser_login", target=self.name, user=user, note="allow_superuser = true")
+        elif conn.info.server_version < FIRST_VERSION_WITH_CREATEROLE_LIMITS and not self._warned:
+            log.warning(
+                "createrole_escalation_risk",
+                target=self.name,
+                user=user,
+                server_version=conn.info.server_version,
+                risk="before PostgreSQL 16 a CREATEROLE role can grant itself pg_execute_server_program "
+                "and run programs as the server's operating-system user",
+                mitigation="upgrade to PostgreSQL 16+; until then see docs/deployment.md "
+                "(log_statement = 'ddl' for this role, pg_hba restricted to the daemon host, alert on "
+                "GRANT of pg_execute_server_program / pg_read_server_files / pg_write_server_files)",
+            )
+        self._warned = True
 
     def connection(self) -> psycopg.Connection[Any]:
         """The open connection, reconnecting if it was closed or broken."""
