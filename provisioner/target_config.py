@@ -24,7 +24,7 @@ Secret = Annotated[
     SecretRef,
     BeforeValidator(_to_secret),
     PlainSerializer(lambda s: s.ref, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": "^(env|file):.+"}),
+    WithJsonSchema({"type": "string", "pattern": "^(env|file|credential):.+"}),
 ]
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,7 +43,14 @@ def open_store(cfg: Config) -> StateStore:
     url = cfg.state.url
     if cfg.state.password is not None and "@" in url and ":@" in url:
         url = url.replace(":@", ":" + cfg.state.password.resolve() + "@", 1)
-    return StateStore(url, base_dir=cfg.base_dir)
+    return StateStore(url, base_dir=state_dir(cfg))
+
+
+def state_dir(cfg: Config) -> Path:
+    """Where a relative SQLite state path resolves: systemd's ``$STATE_DIRECTORY``
+    (``StateDirectory=``, writable) when set, else the configuration file's directory."""
+    given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(given) if given and Path(given).is_absolute() else cfg.base_dir
 
 
 @contextmanager
