@@ -135,6 +135,18 @@ class DaemonProc:
                     continue
         return out
 
+    def non_json_lines(self) -> list[str]:
+        """Lines of the daemon's output that are not a JSON object (log_format = "json")."""
+        bad = []
+        for line in self.logs().splitlines():
+            try:
+                if not isinstance(json.loads(line), dict):
+                    bad.append(line)
+            except ValueError:
+                if line.strip():
+                    bad.append(line)
+        return bad
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 

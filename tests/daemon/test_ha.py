@@ -137,6 +137,7 @@ def test_failover_takes_seconds_not_an_interval(
     assert len(carol) == 1 and next(iter(carol)).endswith(f"/{b.pid}")
     triggers = [e["trigger"] for e in b.events() if e.get("event") == "run_started"]
     assert "leader_acquired" in triggers and triggers.count("reconcile") == 1, triggers
+    assert a.non_json_lines() == [] and b.non_json_lines() == []
     b.kill()
 
 

@@ -107,3 +107,4 @@ def scenario(
     runs = [e for e in d.events() if e.get("event") == "run_started"]
     assert [e["trigger"] for e in runs][-1] == "leave_timer"
     assert not [e for e in runs if e["trigger"] == "reconcile"][1:], "no scheduled run came in between"
+    assert d.non_json_lines() == [], "log_format = json: every line is JSON"
