@@ -69,16 +69,19 @@ def describe_endpoint(dsn: str) -> str:
 
 def embedded_dsn(data_dir: str) -> str:
     """Start (or reuse) a pgserver instance in ``data_dir`` and return its URI."""
-    try:
-        from pgserver.postgres_server import get_server
-    except ImportError as exc:
-        raise TargetUnavailable("embedded = true needs the 'pgserver' package") from exc
     path = Path(data_dir).expanduser()
     path = path if path.is_absolute() else Path.cwd() / path
     path.parent.mkdir(parents=True, exist_ok=True)
+    # platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root, CI): not ours to report
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=Warning)
+        try:
+            from pgserver.postgres_server import get_server
+        except ImportError as exc:
+            raise TargetUnavailable("embedded = true needs the 'pgserver' package") from exc
     try:
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI)
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=Warning)
             server = get_server(path)
     except Exception as exc:
         raise TargetUnavailable(f"cannot start the embedded PostgreSQL in {path}: {exc}") from exc
@@ -149,7 +152,7 @@ class PostgresTarget:
                     "allow_superuser = true on this target"
                 )
             if not self._warned:
-                log.warning("superuser_login", target=self.name, user=user, note="allow_superuser = true")
+                log.info("superuser_login_allowed", target=self.name, user=user, note="allow_superuser = true")
         elif conn.info.server_version < FIRST_VERSION_WITH_CREATEROLE_LIMITS and not self._warned:
             log.warning(
                 "createrole_escalation_risk",
