@@ -63,7 +63,7 @@ class PostgresTargetConfig(TargetBase):
     default_privileges_for: list[str] = []
     """Roles whose future objects wildcard grants cover; empty: each schema's owner."""
     allow_superuser: bool = False
-    """Log in as a superuser anyway (refused by default: use deploy/least-privilege.sql)."""
+    """Log in as a superuser anyway (refused by default: use deploy/least-privilege-postgresql.sql)."""
 
     @property
     def privilege_owners(self) -> tuple[str, ...]:

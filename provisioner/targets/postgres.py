@@ -148,7 +148,7 @@ class PostgresTarget:
             if not self.config.allow_superuser:
                 raise ConfigError(
                     f"target {self.name}: logged in to {describe_endpoint(conn.info.dsn)} as {user!r}, a superuser; "
-                    "refused: log in as the least-privilege role of deploy/least-privilege.sql, or set "
+                    "refused: log in as the least-privilege role of deploy/least-privilege-postgresql.sql, or set "
                     "allow_superuser = true on this target"
                 )
             if not self._warned:
