@@ -41,6 +41,9 @@ class TargetBase(_Model):
     break_glass: list[str] = []
     """Emergency roles of this target, in addition to ``lifecycle.break_glass``."""
     connect_timeout: int = Field(10, ge=1)
+    allow_superuser: bool = False
+    """Log in as a superuser anyway (refused by default: use the account of
+    deploy/least-privilege-postgresql.sql or deploy/least-privilege-mysql.sql)."""
 
     @property
     def privilege_owners(self) -> tuple[str, ...]:
@@ -62,8 +65,6 @@ class PostgresTargetConfig(TargetBase):
     """Own catalog roles' privileges in ``databases`` (empty: the dsn's); docs/privileges.md."""
     default_privileges_for: list[str] = []
     """Roles whose future objects wildcard grants cover; empty: each schema's owner."""
-    allow_superuser: bool = False
-    """Log in as a superuser anyway (refused by default: use deploy/least-privilege-postgresql.sql)."""
 
     @property
     def privilege_owners(self) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pymysql
+import pytest
 
 from tests.support import mysql as M
 
@@ -36,3 +37,32 @@ def test_script_creates_the_least_privilege_account(mysql_prefix: str, mysql_adm
     M.set_password(svc, "pw-" + mysql_prefix)
     conn = pymysql.connect(host=M.HOST, port=M.PORT, user=svc, password="pw-" + mysql_prefix)
     conn.close()
+
+
+def test_root_login_is_refused_unless_allowed(mysql_prefix: str, mysql_admin: Any, tmp_path: Any) -> None:
+    """A target logging in as an account with ALL PRIVILEGES / SUPER / global GRANT OPTION
+    is refused before anything is read; ``allow_superuser = true`` lets it through."""
+    from provisioner.config import MysqlTargetConfig
+    from provisioner.errors import ConfigError
+    from provisioner.targets.mysql import MysqlTarget
+
+    name = f"{mysql_prefix}boss"
+    M.q(mysql_admin, f"CREATE USER {M.account(mysql_admin, name)} IDENTIFIED BY %s", ("pw-" + mysql_prefix,))
+    M.q(mysql_admin, f"GRANT ALL PRIVILEGES ON *.* TO {M.account(mysql_admin, name)} WITH GRANT OPTION")
+    secret = tmp_path / "boss.pass"
+    secret.write_text("pw-" + mysql_prefix)
+    secret.chmod(0o600)
+    base = {"type": "mysql", "name": f"{mysql_prefix}t", "host": M.HOST, "port": M.PORT, "user": name}
+    base["password"] = f"file:{secret}"
+    target = MysqlTarget(MysqlTargetConfig.model_validate(base))
+    try:
+        with pytest.raises(ConfigError) as info:
+            target.connection()
+        assert "allow_superuser = true" in str(info.value) and name in str(info.value)
+    finally:
+        target.close()
+    allowed = MysqlTarget(MysqlTargetConfig.model_validate({**base, "allow_superuser": True}))
+    try:
+        assert allowed.connection().open
+    finally:
+        allowed.close()
