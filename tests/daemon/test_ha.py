@@ -132,7 +132,7 @@ def test_failover_takes_seconds_not_an_interval(
     wait_for("carol's roles (applied at takeover)", lambda: memberships(p).get(f"{p}carol"), timeout=30)
     applied = time.monotonic() - killed
     print(f"failover: leader after {failover:.2f}s, first apply after {applied:.2f}s")
-    assert failover < 5, f"failover took {failover:.1f}s"
+    assert failover < 10, f"failover took {failover:.1f}s"  # 0.2-0.5 s on a quiet machine (bench/failover.py)
     carol = appliers(state_db, f"{p}carol")
     assert len(carol) == 1 and next(iter(carol)).endswith(f"/{b.pid}")
     triggers = [e["trigger"] for e in b.events() if e.get("event") == "run_started"]

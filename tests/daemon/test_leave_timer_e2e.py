@@ -25,8 +25,12 @@ from tests.entra.test_entra_e2e import person as entra_person
 from tests.support.e2e import make_setup, memberships
 from tests.support.graph_server import GraphServer
 
-LEAD = 12.0
-"""Seconds from the trigger to the leave instant."""
+LEAD = 45.0
+"""Seconds from the trigger to the leave instant: room for the triggered run on a loaded
+machine (a two-person run has taken 18 s on the shared test VM)."""
+LATE = 30.0
+"""Largest accepted delay from the instant to the refused login: one timer run (the next
+scheduled run is an hour away)."""
 
 
 def can_log_in(dsn: str) -> bool:
@@ -102,7 +106,8 @@ def scenario(
         time.sleep(0.2)
     disabled = wait_for("dave's login refused", lambda: not can_log_in(dave), timeout=30, every=0.2)
     late = (datetime.now(UTC) - leave_at).total_seconds()
-    assert disabled and late < 6, f"dave was disabled {late:.1f}s after the leave instant"
+    print(f"dave's login refused {late:.1f}s after the leave instant")
+    assert disabled and late < LATE, f"dave was disabled {late:.1f}s after the leave instant"
     assert not memberships(p).get(f"{p}dave")
     runs = [e for e in d.events() if e.get("event") == "run_started"]
     assert [e["trigger"] for e in runs][-1] == "leave_timer"
