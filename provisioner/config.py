@@ -298,6 +298,8 @@ class DaemonConfig(_Model):
     listen: Annotated[str, AfterValidator(_loopback)] = "127.0.0.1:9465"
     trigger_token: Secret | None = None
     ha_lock: bool = True
+    leader_retry: Annotated[float, BeforeValidator(_duration), Field(ge=0.5, le=60)] = 5.0
+    """Seconds between leader-lock checks: a follower takes over this soon after the leader dies."""
     retry_max_delay: Duration = 600.0
     failure_alert_after: int = Field(3, ge=1)
     stuck_after: Duration = 1800.0

@@ -24,7 +24,7 @@ Secret = Annotated[
     SecretRef,
     BeforeValidator(_to_secret),
     PlainSerializer(lambda s: s.ref, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": "^(env|file):.+"}),
+    WithJsonSchema({"type": "string", "pattern": "^(env|file|credential):.+"}),
 ]
 
 
@@ -46,6 +46,9 @@ class TargetBase(_Model):
     before it fails; the change is then reported and retried by the next run (docs/lifecycle.md)."""
     statement_timeout: float = Field(300.0, gt=0, le=86400)
     """Seconds any one statement of the provisioner may run."""
+    allow_superuser: bool = False
+    """Log in as a superuser anyway (refused by default: use the account of
+    deploy/least-privilege-postgresql.sql or deploy/least-privilege-mysql.sql)."""
 
     @property
     def privilege_owners(self) -> tuple[str, ...]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -62,8 +64,18 @@ def audit_signer(cfg: Config) -> Signer | None:
 def open_store(cfg: Config) -> StateStore:
     """The state store of ``cfg``; ``[state] password`` goes into the URL object, never into a string."""
     return StateStore(
-        state_url(cfg), base_dir=cfg.base_dir, signer=audit_signer(cfg), on_checkpoint=shipper(cfg.audit, cfg.base_dir)
+        state_url(cfg),
+        base_dir=state_dir(cfg),
+        signer=audit_signer(cfg),
+        on_checkpoint=shipper(cfg.audit, cfg.base_dir),
     )
+
+
+def state_dir(cfg: Config) -> Path:
+    """Where a relative SQLite state path resolves: systemd's ``$STATE_DIRECTORY``
+    (``StateDirectory=``, writable) when set, else the configuration file's directory."""
+    given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(given) if given and Path(given).is_absolute() else cfg.base_dir
 
 
 @contextmanager

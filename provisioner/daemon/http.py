@@ -8,6 +8,13 @@
                    apply and checked against ``[audit] reason_pattern``; both recorded):
                    runs now and returns the plan as JSON (401 bad token, 403 apply in plan mode
                    or no token configured, 409 a run in progress, 503 stopping).
+
+Hardening: every socket has a ``REQUEST_TIMEOUT`` (a request whose headers or body do
+not arrive in time is dropped), at most ``MAX_CONNECTIONS`` are served at once (the
+next gets 503 and is closed), ``Content-Length`` must be a plain decimal of at most
+``MAX_BODY`` bytes (400 / 413), the body is read exactly and may nest JSON at most
+``MAX_JSON_DEPTH`` levels, and the trigger token must be strong
+(:func:`check_trigger_token`, at startup and on every reload).
 """
 
 from __future__ import annotations
@@ -15,12 +22,14 @@ from __future__ import annotations
 import hmac
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from provisioner.cli.accountability import reason_problem
+from provisioner.config import Config
 from provisioner.daemon.metrics import CONTENT_TYPE, Metrics
 from provisioner.daemon.runner import Busy, Loaded, Runner
 from provisioner.daemon.status import Status
@@ -28,6 +37,82 @@ from provisioner.errors import ConfigError, ProvisionerError, RunInterrupted, Sa
 from provisioner.logs import log
 
 MAX_BODY = 4096
+"""Largest accepted request body, bytes."""
+MAX_JSON_DEPTH = 8
+"""Deepest accepted nesting of JSON arrays and objects in a request body."""
+REQUEST_TIMEOUT = 10.0
+"""Seconds a connection may stay silent (headers, body) before it is closed."""
+MAX_CONNECTIONS = 32
+"""Connections served at once; more are answered 503 and closed."""
+MIN_TOKEN_LENGTH = 32
+MIN_TOKEN_DISTINCT = 12
+
+
+def check_trigger_token(cfg: Config) -> None:
+    """Raise :class:`ConfigError` when ``daemon.trigger_token`` is set but cannot be
+    resolved or is guessable (shorter than ``MIN_TOKEN_LENGTH`` characters, or fewer
+    than ``MIN_TOKEN_DISTINCT`` distinct ones).  The token itself is never echoed."""
+    ref = cfg.daemon.trigger_token
+    if ref is None:
+        return
+    where = f"{cfg.path or 'configuration'}: daemon.trigger_token ({ref.ref})"
+    try:
+        token = ref.resolve()
+    except SecretError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{where}: the token is {len(token)} characters; at least {MIN_TOKEN_LENGTH} are required "
+            "(generate one with: openssl rand -hex 32)"
+        )
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        raise ConfigError(
+            f"{where}: the token has only {len(set(token))} distinct characters; at least {MIN_TOKEN_DISTINCT} "
+            "are required (generate one with: openssl rand -hex 32)"
+        )
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """True when arrays/objects in ``raw`` nest deeper than ``limit`` (brackets inside
+    strings do not count); checked before parsing, so a hostile body cannot exhaust
+    the parser's recursion."""
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
+def content_length(header: str | None) -> int:
+    """The request's body length: absent means 0; anything but plain decimal digits is refused."""
+    if header is None:
+        return 0
+    if not header.isascii() or not header.isdigit():
+        raise BadRequest(400, f"bad Content-Length {header[:20]!r}: expected a non-negative decimal number")
+    length = int(header)
+    if length > MAX_BODY:
+        raise BadRequest(413, f"request body of {length} bytes refused: at most {MAX_BODY} bytes")
+    return length
 
 
 class Api:
@@ -83,6 +168,11 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "provisioner"
         sys_version = ""
+        timeout = REQUEST_TIMEOUT
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.settimeout(REQUEST_TIMEOUT)
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http_request", line=format % args)
@@ -120,23 +210,77 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 self._json(denied[0], {"error": denied[1]})
                 return
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(min(length, MAX_BODY)) if length else b"{}"
-                body = json.loads(raw or b"{}")
-                if not isinstance(body, dict):
-                    raise ValueError("expected a JSON object")
-            except ValueError as exc:
-                self._json(400, {"error": f"bad request body: {exc}"})
+                body = self._body()
+            except BadRequest as exc:
+                log.warning("trigger_bad_request", status=exc.status, peer=self.client_address[0], error=str(exc))
+                self.close_connection = True
+                self._json(exc.status, {"error": str(exc)})
                 return
             code, data = api.trigger(body)
             log.info("trigger_handled", status=code, mode=body.get("mode", "plan"))
             self._json(code, data)
+
+        def _body(self) -> dict[str, Any]:
+            if self.headers.get("Transfer-Encoding"):
+                raise BadRequest(400, "Transfer-Encoding is not supported: send Content-Length")
+            length = content_length(self.headers.get("Content-Length"))
+            try:
+                raw = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                raw = b""
+            if len(raw) != length:
+                raise BadRequest(400, f"bad request body: {len(raw)} of {length} bytes arrived in time")
+            if json_depth_exceeds(raw, MAX_JSON_DEPTH):
+                raise BadRequest(400, f"bad request body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            try:
+                body = json.loads(raw or b"{}")
+            except (ValueError, RecursionError) as exc:
+                raise BadRequest(400, f"bad request body: {exc}") from None
+            if not isinstance(body, dict):
+                raise BadRequest(400, "bad request body: expected a JSON object")
+            return body
 
     return Handler
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, at most ``MAX_CONNECTIONS`` at once; the next is refused."""
+        if not self._slots.acquire(blocking=False):
+            log.warning("http_connection_refused", peer=str(client_address[0]), limit=MAX_CONNECTIONS)
+            try:
+                request.settimeout(1.0)
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 38\r\nConnection: close\r\n\r\n"
+                    b'{"error": "too many open connections"}'
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed mid-request (reset, broken pipe): one log event, not a traceback on stderr."""
+        exc = sys.exc_info()[1]
+        log.warning("http_connection_failed", peer=str(client_address[0]), error=repr(exc))
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Server6(_Server):

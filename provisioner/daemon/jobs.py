@@ -103,7 +103,7 @@ class Jobs:
             state.state, state.started = "scheduled", None
             log.info("run_skipped_busy", job=job, trigger=trigger)
             self.check_stuck()
-            if trigger in ("leave_timer", "retry") and self.schedule is not None:
+            if trigger in ("leave_timer", "retry", "leader_acquired") and self.schedule is not None:
                 self.schedule.retry(job, BUSY_RETRY_SECONDS)
             return None
         except RunInterrupted as exc:
@@ -133,9 +133,7 @@ class Jobs:
         return result
 
     def _finished(self, job: str, result: RunResult) -> None:
-        if self.schedule is None:
-            return
-        timers = self.schedule.set_timers(result.upcoming)
+        timers = len(self.schedule.timers()) if self.schedule is not None else 0
         log.info(
             "run_finished",
             job=job,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -13,6 +13,23 @@ from provisioner.core.plan import Change
 from provisioner.store.outbox import Outbox
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Leadership(Collector):
+    """``provisioner_leader{target}``: 1 while this replica applies to the target, read at scrape time."""
+
+    def __init__(self, leading: Callable[[], Mapping[str, bool]]) -> None:
+        self._leading = leading
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "provisioner_leader",
+            "1 while this replica holds the target's leader lock (or ha_lock is off), else 0.",
+            labels=["target"],
+        )
+        for target, leads in sorted(self._leading().items()):
+            family.add_metric([target], 1.0 if leads else 0.0)
+        yield family
 
 
 class Metrics:
@@ -57,6 +74,9 @@ class Metrics:
             buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 86400),
             registry=r,
         )
+
+    def track_leadership(self, leading: Callable[[], Mapping[str, bool]]) -> None:
+        self.registry.register(_Leadership(leading))
 
     def record_shortcuts(self, meta: Mapping[str, object]) -> None:
         for shortcut in ("short_circuit", "reused_actual"):

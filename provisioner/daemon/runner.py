@@ -69,12 +69,8 @@ def replica_actor(cfg: Config) -> str:
 
 
 def upcoming_instants(desired: DesiredState, now: datetime) -> tuple[datetime, ...]:
-    """Future lifecycle instants, from the core's ``next_lifecycle_events`` where it
-    exists, else from every not-yet-passed leave date (``valid_until``)."""
-    events = getattr(core_lifecycle, "next_lifecycle_events", None)
-    if events is not None:
-        return tuple(sorted({e[0] for e in events(desired, now)}))
-    return tuple(sorted({u.valid_until for u in desired.users.values() if u.valid_until and u.valid_until > now}))
+    """Future hire and leave instants of the desired state (the core's ``next_lifecycle_events``)."""
+    return tuple(sorted({e[0] for e in core_lifecycle.next_lifecycle_events(desired, now)}))
 
 
 def _leaver_since(change: Change) -> datetime | None:
@@ -102,6 +98,9 @@ class Runner:
         self._stopping = stopping
         self._lock = threading.Lock()
         self._leaver_first_seen: dict[tuple[str, str], datetime] = {}
+        self.set_timers: Callable[[Iterable[datetime]], int] | None = None
+        """Called after every run that planned, whatever triggered it (schedule, HTTP,
+        timer, retry) and whether or not its apply succeeded: the lifecycle timers."""
 
     def exclusive(self, work: Callable[[], T]) -> T:
         """Run ``work`` while no run is in progress (raise :class:`Busy` otherwise)."""
@@ -133,15 +132,35 @@ class Runner:
             raise RunInterrupted("the daemon is stopping; no new run starts")
         if not self._lock.acquire(blocking=False):
             raise Busy("a run is in progress")
+        seen: list[PlanOutcome] = []
         try:
             with paused_gc():
-                return self._run(requested, trigger, now, actor, reason)
+                return self._run(requested, trigger, now, seen, actor, reason)
         finally:
             self._lock.release()
+            self._refresh_timers(seen, trigger)
             collect_garbage()
 
+    def _refresh_timers(self, seen: list[PlanOutcome], trigger: str) -> None:
+        if not seen or self.set_timers is None:
+            return
+        upcoming = upcoming_instants(seen[0].desired, seen[0].plan.created_at)
+        count = self.set_timers(upcoming)
+        log.info(
+            "timers_set",
+            trigger=trigger,
+            timers=count,
+            next=upcoming[0].astimezone(UTC).isoformat() if upcoming else None,
+        )
+
     def _run(
-        self, requested: str, trigger: str, now: datetime | None, actor: str | None = None, reason: str = ""
+        self,
+        requested: str,
+        trigger: str,
+        now: datetime | None,
+        seen: list[PlanOutcome],
+        actor: str | None = None,
+        reason: str = "",
     ) -> RunResult:
         loaded = self._current()
         cfg = loaded.cfg
@@ -161,7 +180,6 @@ class Runner:
         log.info("run_started", run_id=ctx.run_id, mode=mode, trigger=trigger, follower_targets=list(following))
         started = time.monotonic()
         outcome = "failed"
-        seen: list[PlanOutcome] = []
         try:
             with recorded_run(ctx, mode, cfg) as summary:
                 if lead:

@@ -113,6 +113,19 @@ class Schedule:
         )
         return at
 
+    def run_now(self, name: str, trigger: str) -> None:
+        """A one-off run of job ``name`` as soon as possible (e.g. on gaining leadership)."""
+        if self._closed:
+            return
+        self.scheduler.add_job(
+            self._dispatch,
+            DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
+            args=(name, trigger),
+            id=f"{trigger}:{name}",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
     def set_timers(self, instants: Iterable[datetime]) -> int:
         """One date job per future lifecycle instant; stale timers removed."""
         now = datetime.now(UTC)

@@ -20,7 +20,7 @@ from provisioner.cli.common import load, open_store
 from provisioner.config import Config
 from provisioner.core.alerts import reload_failed_alert
 from provisioner.daemon.ha import Leadership
-from provisioner.daemon.http import Api, HttpServer
+from provisioner.daemon.http import Api, HttpServer, check_trigger_token
 from provisioner.daemon.jobs import Jobs
 from provisioner.daemon.metrics import Metrics
 from provisioner.daemon.runner import Loaded, Runner
@@ -36,6 +36,7 @@ def load_all(config_path: str) -> Loaded:
     """Config and rules, both validated; raises :class:`ProvisionerError` otherwise."""
     cfg = load(config_path)
     check_jobs(cfg)
+    check_trigger_token(cfg)
     return Loaded(cfg, load_mappings(cfg.mappings_dir), datetime.now(UTC))
 
 
@@ -56,10 +57,12 @@ class Daemon:
         self.jobs = Jobs(self.runner, self.status, self.current, self.store)
         self.schedule = Schedule(self.jobs.dispatch)
         self.jobs.schedule = self.schedule
+        self.runner.set_timers = self.schedule.set_timers  # after every run, whatever triggered it
         self.status.scheduler_running = lambda: self.schedule.running
         self.status.leadership = self.leadership.status
         self.status.stuck_after = lambda: self._loaded.cfg.daemon.stuck_after
         self.metrics.run_in_progress.set_function(self.status.running_for)
+        self.metrics.track_leadership(self.leadership.leading)
         self.http = HttpServer(cfg.daemon.listen, Api(self.status, self.metrics, self.runner, self.current))
         self.review_web = ReviewServer.configured(cfg, self.store)  # [review] serve
 
@@ -125,6 +128,7 @@ class Daemon:
         if self.review_web is not None:
             self.review_web.start()
         self.schedule.start(cfg)
+        self.leadership.watch(self._leader_gained, self._follows)
         log.info(
             "daemon_started",
             listen=self.http.address,
@@ -140,6 +144,15 @@ class Daemon:
                 self._reload_requested = False
                 self.reload()
         return self._stop()
+
+    def _follows(self) -> bool:
+        """Whether the lock loop has anything to do: only an applying daemon with ha_lock leads."""
+        cfg = self._loaded.cfg
+        return cfg.daemon.mode == "apply" and cfg.daemon.ha_lock and not self.stopping.is_set()
+
+    def _leader_gained(self, targets: list[str]) -> None:
+        log.info("leader_acquired", targets=targets, note="reconciling now")
+        self.schedule.run_now("reconcile", "leader_acquired")
 
     def _stop(self) -> int:
         log.info("daemon_stopping", run_in_progress=self.runner.busy)

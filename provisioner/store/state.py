@@ -121,8 +121,12 @@ class StateStore:
             parsed = parsed.set(database=str(db))
         elif parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
+        connect_args: dict[str, int] = {}
+        if parsed.drivername.startswith("postgresql"):
+            # TCP keepalives: a vanished server is noticed in about a minute (docs/daemon.md)
+            connect_args = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
         try:
-            self.engine: Engine = create_engine(parsed, future=True)
+            self.engine: Engine = create_engine(parsed, future=True, connect_args=connect_args)
             metadata.create_all(self.engine)
             outbox_metadata.create_all(self.engine)
             install_schema(self.engine)

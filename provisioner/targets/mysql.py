@@ -51,6 +51,20 @@ def _sets_default(change: Change) -> bool:
     return change.kind is ChangeKind.ALTER_ROLE and any(key == "default_role" for key, _ in change.params)
 
 
+def _is_superuser(conn: pymysql.connections.Connection[Any]) -> bool:
+    """Whether the session's account holds SUPER, ALL PRIVILEGES or GRANT OPTION on ``*.*``."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GRANTS")
+        grants = [str(row[0]).upper() for row in cur.fetchall()]
+    for grant in grants:
+        if not grant.startswith("GRANT ") or " ON *.* " not in grant:
+            continue
+        privileges = {p.strip() for p in grant.removeprefix("GRANT ").split(" ON *.* ", 1)[0].split(",")}
+        if privileges & {"ALL PRIVILEGES", "SUPER"} or "WITH GRANT OPTION" in grant:
+            return True
+    return False
+
+
 class MysqlTarget:
     """One MariaDB / MySQL server, reached through one autocommit connection."""
 
@@ -90,12 +104,21 @@ class MysqlTarget:
             if "mariadb" in conn.get_server_info().lower():  # MySQL's max_execution_time covers SELECT only
                 with conn.cursor() as cur:
                     cur.execute("SET SESSION max_statement_time = %s", (float(cfg.statement_timeout),))
-            return conn
+            superuser = _is_superuser(conn)
         except pymysql.err.MySQLError as exc:
             raise TargetUnavailable(
                 f"target {self.name}: cannot connect to MySQL/MariaDB at host={cfg.host} port={cfg.port} "
                 f"user={cfg.user}: {mysql_message(exc)}"
             ) from exc
+        if superuser and not cfg.allow_superuser:
+            with contextlib.suppress(pymysql.err.Error):
+                conn.close()
+            raise ConfigError(
+                f"target {self.name}: logged in to host={cfg.host} port={cfg.port} as {cfg.user!r}, which holds "
+                "SUPER, ALL PRIVILEGES or a global GRANT OPTION; refused: log in as the account of "
+                "deploy/least-privilege-mysql.sql, or set allow_superuser = true on this target"
+            )
+        return conn
 
     def connection(self) -> pymysql.connections.Connection[Any]:
         if self._conn is None or not self._conn.open:

@@ -27,7 +27,8 @@ from provisioner.config import PostgresTargetConfig
 from provisioner.core.access import ObjectAcl
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
-from provisioner.errors import TargetUnavailable
+from provisioner.errors import ConfigError, TargetUnavailable
+from provisioner.logs import log
 from provisioner.targets import pg_access, pg_drop, pg_inspect, pg_privileges
 from provisioner.targets.base import ApplyResult, FailedChange
 from provisioner.targets.pg_apply import (
@@ -42,6 +43,13 @@ from provisioner.targets.pg_apply import (
 )
 
 APPLICATION_NAME = "provisioner"
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+"""libpq TCP keepalives on every connection: a server (or a network path) that vanished
+without closing the connection is noticed within about a minute, not after the
+operating system's default two hours."""
+FIRST_VERSION_WITH_CREATEROLE_LIMITS = 160000
+"""Before PostgreSQL 16 a CREATEROLE role can grant itself any non-superuser role,
+``pg_execute_server_program`` included (docs/deployment.md)."""
 FIRST_VERSION_WITH_GRANTOR_ROWS = 160000
 """From PostgreSQL 16 a membership is recorded once per grantor."""
 
@@ -76,16 +84,19 @@ def describe_endpoint(dsn: str) -> str:
 
 def embedded_dsn(data_dir: str) -> str:
     """Start (or reuse) a pgserver instance in ``data_dir`` and return its URI."""
-    try:
-        from pgserver.postgres_server import get_server
-    except ImportError as exc:
-        raise TargetUnavailable("embedded = true needs the 'pgserver' package") from exc
     path = Path(data_dir).expanduser()
     path = path if path.is_absolute() else Path.cwd() / path
     path.parent.mkdir(parents=True, exist_ok=True)
+    # platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root, CI): not ours to report
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=Warning)
+        try:
+            from pgserver.postgres_server import get_server
+        except ImportError as exc:
+            raise TargetUnavailable("embedded = true needs the 'pgserver' package") from exc
     try:
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI)
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=Warning)
             server = get_server(path)
     except Exception as exc:
         raise TargetUnavailable(f"cannot start the embedded PostgreSQL in {path}: {exc}") from exc
@@ -106,6 +117,7 @@ class PostgresTarget:
         self._others: dict[str, psycopg.Connection[Any]] = {}
         """Connections to the other configured databases (privileges)."""
         self._dsn: str | None = None
+        self._warned = False
 
     # ----------------------------------------------------------------- connection
 
@@ -123,6 +135,7 @@ class PostgresTarget:
             "connect_timeout": self.config.connect_timeout,
             "application_name": APPLICATION_NAME,
             "autocommit": True,
+            **KEEPALIVES,
         }
         if self.config.password is not None:
             kwargs["password"] = self.config.password.resolve()
@@ -131,12 +144,44 @@ class PostgresTarget:
         try:
             conn = psycopg.connect(dsn, **kwargs)
             conn.execute(SESSION_TIMEOUTS, session_timeouts(self.config.lock_timeout, self.config.statement_timeout))
-            return conn
         except psycopg.OperationalError as exc:
             raise TargetUnavailable(
                 f"target {self.name}: cannot connect to PostgreSQL at {describe_endpoint(dsn)}: "
                 f"{pg_message(exc)}"
             ) from exc
+        try:
+            self._check_login(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_login(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse a superuser login unless ``allow_superuser``; warn once about CREATEROLE
+        before PostgreSQL 16.  Both facts come with the connection (no query)."""
+        user = conn.info.parameter_status("session_authorization") or conn.info.user
+        if conn.info.parameter_status("is_superuser") == "on":
+            if not self.config.allow_superuser:
+                raise ConfigError(
+                    f"target {self.name}: logged in to {describe_endpoint(conn.info.dsn)} as {user!r}, a superuser; "
+                    "refused: log in as the least-privilege role of deploy/least-privilege-postgresql.sql, or set "
+                    "allow_superuser = true on this target"
+                )
+            if not self._warned:
+                log.info("superuser_login_allowed", target=self.name, user=user, note="allow_superuser = true")
+        elif conn.info.server_version < FIRST_VERSION_WITH_CREATEROLE_LIMITS and not self._warned:
+            log.warning(
+                "createrole_escalation_risk",
+                target=self.name,
+                user=user,
+                server_version=conn.info.server_version,
+                risk="before PostgreSQL 16 a CREATEROLE role can grant itself pg_execute_server_program "
+                "and run programs as the server's operating-system user",
+                mitigation="upgrade to PostgreSQL 16+; until then see docs/deployment.md "
+                "(log_statement = 'ddl' for this role, pg_hba restricted to the daemon host, alert on "
+                "GRANT of pg_execute_server_program / pg_read_server_files / pg_write_server_files)",
+            )
+        self._warned = True
 
     def connection(self) -> psycopg.Connection[Any]:
         """The open connection, reconnecting if it was closed or broken."""

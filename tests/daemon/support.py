@@ -22,6 +22,8 @@ from tests.support.fixtures import LdapOu
 
 EXE = Path(sys.executable).with_name("provisioner")
 TOKEN_ENV = "PROVISIONER_TEST_TRIGGER_TOKEN"
+TRIGGER_TOKEN = "daemon-test-token-5f0c9e2ab7d14c38a9e1"
+"""A token the startup check accepts (at least 32 characters, 12 distinct)."""
 T = TypeVar("T")
 
 
@@ -80,7 +82,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, ev
 
 class DaemonProc:
     def __init__(self, config: Path, port: int, log: Path, token: str) -> None:
-        self.config, self.port, self.log_path = config, port, log
+        self.config, self.port, self.log_path, self.token = config, port, log, token
         env = {**os.environ, TOKEN_ENV: token}
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
@@ -133,6 +135,18 @@ class DaemonProc:
                     continue
         return out
 
+    def non_json_lines(self) -> list[str]:
+        """Lines of the daemon's output that are not a JSON object (log_format = "json")."""
+        bad = []
+        for line in self.logs().splitlines():
+            try:
+                if not isinstance(json.loads(line), dict):
+                    bad.append(line)
+            except ValueError:
+                if line.strip():
+                    bad.append(line)
+        return bad
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -154,7 +168,7 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProc]]:
     """``daemons(config_path, port, token=...)`` starts a daemon; all are killed afterwards."""
     started: list[DaemonProc] = []
 
-    def start(config: Path, port: int, token: str = "s3cret-token", name: str = "daemon") -> DaemonProc:
+    def start(config: Path, port: int, token: str = TRIGGER_TOKEN, name: str = "daemon") -> DaemonProc:
         proc = DaemonProc(config, port, tmp_path / f"{name}-{len(started)}.log", token)
         started.append(proc)
         return proc

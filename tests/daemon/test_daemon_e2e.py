@@ -11,12 +11,12 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon.support import EXE, DaemonProc, daemonize, one_trader, wait_for
+from tests.daemon.support import EXE, TRIGGER_TOKEN, DaemonProc, daemonize, one_trader, wait_for
 from tests.integration.test_reconcile_e2e import person
 from tests.support.e2e import memberships
 from tests.support.fixtures import LdapOu
 
-TOKEN = "s3cret-token"
+TOKEN = TRIGGER_TOKEN
 
 
 def metrics(d: DaemonProc) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -29,13 +29,23 @@ from provisioner.targets.mysql import MysqlTarget
 HOST = os.environ.get("PROVISIONER_TEST_MYSQL_HOST", "127.0.0.1")
 PORT = int(os.environ.get("PROVISIONER_TEST_MYSQL_PORT", "3306"))
 
-# Exactly the least-privilege grants of docs/mysql.md ({svc}, {meta} substituted).
-LEAST_PRIVILEGE_SQL = (
-    "GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO {svc}",
-    "GRANT SELECT ON mysql.global_priv TO {svc}",
-    "GRANT SELECT ON mysql.roles_mapping TO {svc}",
-    "GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON {meta}.* TO {svc}",
-)
+LEAST_PRIVILEGE_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "least-privilege-mysql.sql"
+
+
+def least_privilege_sql(script: Path = LEAST_PRIVILEGE_SCRIPT) -> tuple[str, ...]:
+    """The GRANT statements of deploy/least-privilege-mysql.sql, with ``{svc}`` for the
+    account and ``{meta}`` for the marker database: every MariaDB test's login has
+    exactly the shipped privileges."""
+    out = []
+    for line in script.read_text().splitlines():
+        if line.startswith("GRANT "):
+            statement = line.rstrip(";").replace("'provisioner'@'%'", "{svc}").replace("provisioner_meta", "{meta}")
+            out.append(statement)
+    assert out, f"{script} has no GRANT statement"
+    return tuple(out)
+
+
+LEAST_PRIVILEGE_SQL = least_privilege_sql()
 
 
 def admin_connect(**kwargs: Any) -> pymysql.connections.Connection[Any]:

@@ -125,6 +125,7 @@ def target_config(
         "name": name or f"test-{uuid.uuid4().hex[:8]}",
         "dsn": dsn or admin_dsn(),
         "connect_timeout": 5,
+        "allow_superuser": True,  # the tests' admin DSN is a superuser
     }
     data.update(overrides)
     return PostgresTargetConfig.model_validate(data)
