@@ -360,6 +360,7 @@ def bench_size(n: int, exe: str | None) -> dict[str, Any]:
                 if phase == "churn":
                     churn(server, changes)
                 rows[phase] = {"ours": run_ours(ours_cfg)}
+                print(f"  {n} {phase} provisioner: {json.dumps(rows[phase]['ours'])}", flush=True)
                 if exe and peer_cfg is not None:
                     rows[phase]["peer"] = run_peer(exe, peer_cfg)
                 print(f"  {n} {phase}: {json.dumps(rows[phase])}", flush=True)

@@ -230,17 +230,11 @@ def revoke_pairs(changes: Sequence[Change]) -> list[tuple[str, str]]:
 
 
 def batches(steps: Sequence[Step], size: int) -> Iterator[Sequence[Step]]:
-    """Consecutive runs of steps with at most ``size`` statements each (a step
-    is never split; a step larger than ``size`` forms its own batch)."""
-    start, count = 0, 0
-    for i, step in enumerate(steps):
-        n = len(step.statements)
-        if count and count + n > size:
-            yield steps[start:i]
-            start, count = i, 0
-        count += n
-    if start < len(steps):
-        yield steps[start:]
+    """Consecutive runs of steps needing at most ``size`` statements each once
+    membership changes are merged per group role (:mod:`pg_bulk`; runs of them
+    ordered by group role first); a step is never split, a step larger than
+    ``size`` forms its own batch."""
+    return bulk_batches(by_group(steps), size)
 
 
 def pg_message(exc: BaseException) -> str:
@@ -268,7 +262,7 @@ class BatchRunner:
 
     def run(self, steps: Sequence[Step]) -> list[FailedChange]:
         failed: list[FailedChange] = []
-        for batch in bulk_batches(by_group(steps), self.batch_size):
+        for batch in batches(steps, self.batch_size):
             kept = [step for step in batch if step.change.role not in self.uncreated]
             failed += [_skipped(step.change) for step in batch if step.change.role in self.uncreated]
             failed += self._run_batch(kept)
