@@ -31,7 +31,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from provisioner.core.audit import GENESIS, AuditEvent, Checkpoint, EventKind, chain_hash, record_time
 from provisioner.errors import PermanentError, TemporaryError
+from provisioner.store.auditfilter import AuditFilter, matches, where
 from provisioner.store.signer import Signer
+
+__all__ = ["AuditFilter", "AuditLog", "AuditRow", "AuditTampered", "AuditUnavailable", "StoredCheckpoint"]
 
 audit_metadata = MetaData()
 
@@ -98,19 +101,6 @@ class StoredCheckpoint:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.checkpoint.payload(), "signature": self.signature, "public_key": self.public_key}
-
-
-@dataclass(frozen=True, slots=True)
-class AuditFilter:
-    user: str | None = None
-    """the role the change was made to (a login role)"""
-    role: str | None = None
-    """a granted / revoked group role, or the role itself"""
-    target: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    run_id: str | None = None
-    kinds: tuple[str, ...] = ()
 
 
 def install_schema(engine: Engine) -> None:
@@ -370,7 +360,7 @@ class AuditLog:
         last = 0
         while True:
             q = select(audit).where(audit.c.seq > last).order_by(audit.c.seq).limit(batch)
-            q = _where(q, flt) if flt else q
+            q = where(q, flt, audit) if flt else q
             try:
                 with self.engine.connect() as conn:
                     rows = list(conn.execute(q).mappings())
@@ -386,7 +376,7 @@ class AuditLog:
                 if not isinstance(content, dict):
                     content = {"unreadable": content}
                 row = AuditRow(int(r["seq"]), content, r["prev_hash"], r["hash"], _mismatch(r, content))
-                if flt is None or _matches(row, flt):
+                if flt is None or matches(row.content, flt):
                     yield row
             last = int(rows[-1]["seq"])
 
@@ -458,27 +448,3 @@ def _head(conn: Connection) -> tuple[int, str]:
 
 def _stored(r: Any) -> StoredCheckpoint:
     return StoredCheckpoint(Checkpoint.from_json(json.loads(r["payload"])), r["signature"], r["public_key"])
-
-
-def _where(q: Any, f: AuditFilter) -> Any:
-    if f.user:
-        q = q.where(audit.c.role == f.user)
-    if f.target:
-        q = q.where(audit.c.target == f.target)
-    if f.since:
-        q = q.where(audit.c.at >= f.since)
-    if f.until:
-        q = q.where(audit.c.at <= f.until)
-    if f.run_id:
-        q = q.where(audit.c.run_id == f.run_id)
-    if f.kinds:
-        q = q.where(audit.c.kind.in_(f.kinds))
-    return q
-
-
-def _matches(row: AuditRow, f: AuditFilter) -> bool:
-    if not f.role:
-        return True
-    change = row.content.get("change") or {}
-    params = change.get("params") or {} if isinstance(change, dict) else {}
-    return f.role in (row.content.get("role"), params.get("group"))
