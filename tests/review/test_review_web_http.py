@@ -15,7 +15,8 @@ import pytest
 from provisioner.config import Config
 from provisioner.core.privileges import EMPTY
 from provisioner.review.store import ReviewStore
-from provisioner.review.web import ReviewWeb, make_review_server
+from provisioner.review.web import ReviewWeb
+from provisioner.review.webserver import make_review_server
 from provisioner.store.state import StateStore
 
 
