@@ -149,14 +149,14 @@ def test_connections_beyond_the_limit_are_refused_at_once(
     server: tuple[HttpServer, _Runner], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     srv, _ = server
-    monkeypatch.setattr(http, "REQUEST_TIMEOUT", 5.0)
+    monkeypatch.setattr(http, "REQUEST_TIMEOUT", 30.0)  # the held connections outlive a slow machine
     host, port = srv.address.rsplit(":", 1)
     held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(http.MAX_CONNECTIONS)]
     try:
         for s in held:
             s.sendall(b"GET /healthz HTTP/1.1\r\n")
-        time.sleep(0.3)
-        response = raw(srv, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=3)
+        time.sleep(1.0)
+        response = raw(srv, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=10)
         assert status_of(response) == 503 and b"too many open connections" in response
     finally:
         for s in held:
