@@ -35,14 +35,14 @@ def test_superuser_login_is_refused_before_anything_is_planned(
     ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
     setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p)
     with_dsn(setup.path, pg_dsn)  # the tests' admin DSN: a superuser
-    res = subprocess.run([str(EXE), "apply", "-c", str(setup.path)], capture_output=True, text=True, check=False)
+    res = subprocess.run([str(EXE), "apply", "-c", str(setup.path), "--reason", "CHG-42"], capture_output=True, text=True, check=False)
     assert res.returncode == 1, res.stderr
     assert "a superuser; refused" in res.stderr and "allow_superuser = true" in res.stderr
     assert "targets" in res.stderr or "target pg" in res.stderr
     assert memberships(p) == {}, "nothing applied"
 
     with_dsn(setup.path, pg_dsn, "\nallow_superuser = true")
-    res = subprocess.run([str(EXE), "apply", "-c", str(setup.path)], capture_output=True, text=True, check=False)
+    res = subprocess.run([str(EXE), "apply", "-c", str(setup.path), "--reason", "CHG-42"], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert memberships(p)[f"{p}alice"] == {f"{p}trade_executor", f"{p}trade_reader"}
     events = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]

@@ -295,7 +295,7 @@ def test_edited_saved_plan_is_refused_naming_each_change(tmp_path: Path, ldap_ou
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(data))
 
-    res = run("apply", "-c", str(s.path), "--plan", str(edited))
+    res = run("apply", "-c", str(s.path), "--plan", str(edited), "--reason", "CHG-42")
     assert res.returncode != 0
     for needle in (
         f"grant {p}desk_equities_trader to {p}ivy",
@@ -307,7 +307,7 @@ def test_edited_saved_plan_is_refused_naming_each_change(tmp_path: Path, ldap_ou
     assert f"{p}backdoor" not in now and f"{p}dba_jane" in now and f"{p}bea" not in now, "nothing applied"
     assert now[f"{p}ivy"][1] == {f"{p}compliance_reader"}
 
-    res = run("apply", "-c", str(s.path), "--plan", str(saved))  # the reviewed plan itself applies
+    res = run("apply", "-c", str(s.path), "--plan", str(saved), "--reason", "CHG-42")  # the reviewed plan itself applies
     assert res.returncode == 0, res.stderr
     assert access(p)[f"{p}bea"] == (True, frozenset({f"{p}desk_equities_trader", f"{p}market_data_reader"}))
 
@@ -328,14 +328,14 @@ def test_signed_saved_plan_edit_is_named_as_an_edit(tmp_path: Path, ldap_ou: Lda
     data["plan_digest"] = digest({k: v for k, v in data.items() if k != "signature"})
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(data))
-    res = run("apply", "-c", str(s.path), "--plan", str(edited))
+    res = run("apply", "-c", str(s.path), "--plan", str(edited), "--reason", "CHG-42")
     assert res.returncode != 0 and "edited after it was signed" in res.stderr, res.stderr
     unsigned = {k: v for k, v in data.items() if k != "signature"}
     edited.write_text(json.dumps(unsigned))
-    res = run("apply", "-c", str(s.path), "--plan", str(edited))
+    res = run("apply", "-c", str(s.path), "--plan", str(edited), "--reason", "CHG-42")
     assert res.returncode != 0 and "not signed" in res.stderr, res.stderr
     assert f"{p}bea" not in access(p)
-    res = run("apply", "-c", str(s.path), "--plan", str(saved))
+    res = run("apply", "-c", str(s.path), "--plan", str(saved), "--reason", "CHG-42")
     assert res.returncode == 0, res.stderr
     assert access(p)[f"{p}bea"][0]
 
