@@ -425,7 +425,7 @@ def test_adopt_records_a_hand_grant_in_the_ledger_audited(tmp_path: Path, ldap_o
 def test_validate_shows_the_installation_name(tmp_path: Path) -> None:
     (tmp_path / "m" / "rules").mkdir(parents=True)
     (tmp_path / "m" / "rules" / "r.toml").write_text(
-        '[[rule]]\nid = "r"\ndescription = "d"\ngrant = ["g"]\nwhen = { attr = "x", equals = "y" }\n'
+        '[[rule]]\nid = "r"\ndescription = "d"\ngrant = ["g"]\nwhen = { attr = "department", equals = "y" }\n'
     )
     body = '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\n'
     cfg = tmp_path / "c.toml"
