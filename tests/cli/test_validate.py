@@ -73,6 +73,7 @@ def test_unmapped_attributes_and_unknown_names(tmp_path: Path, role_prefix: str)
         '[sources.attributes]\ncostcentre = "ou"\nleave_date = { attribute = "description", '
         'pattern = "leave-date:(\\\\d{4}-\\\\d{2}-\\\\d{2})", format = "%Y-%m-%d" }\n'
         f'[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = {json.dumps(dsn)}\n'
+        "allow_superuser = true\n"  # the tests' admin DSN is a superuser (refused by default)
         f'protected_roles = ["{p}trade_aprover", "{p}dba"]\n'
     )
     res = run("validate", "-c", str(cfg))
