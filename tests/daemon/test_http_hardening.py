@@ -33,9 +33,11 @@ class _Result:
 class _Runner:
     def __init__(self) -> None:
         self.runs: list[tuple[str, str]] = []
+        self.actors: list[str | None] = []
 
-    def run(self, mode: str, trigger: str) -> _Result:
+    def run(self, mode: str, trigger: str, actor: str | None = None, reason: str = "") -> _Result:
         self.runs.append((mode, trigger))
+        self.actors.append(actor)
         return _Result()
 
 
@@ -83,9 +85,9 @@ def status_of(response: bytes) -> int:
 
 def test_a_valid_trigger_still_runs(server: tuple[HttpServer, _Runner]) -> None:
     srv, runner = server
-    body = json.dumps({"mode": "plan"}).encode()
+    body = json.dumps({"mode": "plan", "actor": " alice "}).encode()  # a trigger says who asks (issue 17)
     response = raw(srv, post(body, str(len(body))))
-    assert status_of(response) == 200 and runner.runs == [("plan", "http")]
+    assert status_of(response) == 200 and runner.runs == [("plan", "http")] and runner.actors == ["alice"]
 
 
 @pytest.mark.parametrize(
@@ -117,8 +119,8 @@ def test_deeply_nested_json_is_a_400_not_a_crash(server: tuple[HttpServer, _Runn
     response = raw(srv, post(nested_object, str(len(nested_object))))
     assert status_of(response) == 400 and runner.runs == []
     # brackets inside strings do not count
-    fine = json.dumps({"mode": "plan", "note": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}).encode()
-    assert status_of(raw(srv, post(fine, str(len(fine))))) == 200
+    fine = json.dumps({"mode": "plan", "actor": "alice", "note": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}).encode()
+    assert status_of(raw(srv, post(fine, str(len(fine))))) == 200 and runner.runs == [("plan", "http")]
 
 
 def test_short_body_times_out_with_400(server: tuple[HttpServer, _Runner]) -> None:

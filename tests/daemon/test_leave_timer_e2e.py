@@ -88,7 +88,7 @@ def scenario(
     )
 
     def triggered() -> dict[str, object] | None:
-        code, body = d.request("POST", "/v1/runs", {"mode": "apply"}, token=d.token)
+        code, body = d.request("POST", "/v1/runs", {"mode": "apply", "actor": "alice", "reason": "CHG-42"}, token=d.token)
         assert code in (200, 409), body
         return json.loads(body) if code == 200 else None
 
