@@ -31,6 +31,13 @@ grant = ["{p}trade_executor"]
 when = {{ attr = "title", regex = "[Tt]rader" }}
 """
 
+CATALOG = """
+[role."{p}trade_approver"]
+description = "Approve trades (granted by hand, never by a rule)."
+owner = "cco"
+sensitivity = "high"
+"""
+
 SOD = """
 [[policy]]
 id = "trade-approve-execute"
@@ -73,7 +80,8 @@ def test_evidence_pack(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
     extra = RELAXED_SAFETY + f'\n[audit]\nsigning_key = "file:{key}"\n'
     setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p, rules=RULES, extra=extra)
     maps = tmp_path / "mappings"
-    for folder, text in (("sod", SOD), ("exceptions", EXCEPTIONS)):
+    # the SoD side names a catalog role: a policy on a role nothing knows is refused (it would check nothing)
+    for folder, text in (("roles", CATALOG), ("sod", SOD), ("exceptions", EXCEPTIONS)):
         (maps / folder).mkdir()
         (maps / folder / "x.toml").write_text(text.format(p=p))
     setup.apply()
@@ -83,7 +91,8 @@ def test_evidence_pack(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
     setup.apply()
     cfg = str(setup.path)
     quarter = campaign_for(datetime.now(UTC))
-    assert run("review", "start", "-c", cfg, "--campaign", quarter).returncode == 0
+    started = run("review", "start", "-c", cfg, "--campaign", quarter)
+    assert started.returncode == 0, started.stderr
     out = tmp_path / "sheets"
     assert run("review", "export", "-c", cfg, "--campaign", quarter, "--out", str(out)).returncode == 0
     sheet = out / f"{quarter}-carol.csv"

@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg import sql
 
+from provisioner.cli.common import open_store
 from provisioner.config import Config, LdapSourceConfig, LdifSourceConfig, load_config
 from provisioner.core.plan import Plan
 from provisioner.pipeline import apply_run, plan_run
@@ -98,7 +99,7 @@ class Setup:
 
     def apply(self, now: datetime | None = None, saved: Plan | None = None) -> Plan:
         cfg = self.config()
-        store = StateStore(cfg.state.url, base_dir=cfg.base_dir)
+        store = open_store(cfg)  # as the CLI and the daemon open it: signed when [audit] signing_key is set
         try:
             with Targets(cfg) as targets:
                 return apply_run(cfg, self.ctx(cfg, store, now), targets, saved)
