@@ -12,7 +12,6 @@ from psycopg import sql
 from provisioner.config import PostgresTargetConfig
 from provisioner.core.model import Reason
 from provisioner.core.plan import Change, ChangeKind, execution_order, make_change
-from provisioner.errors import ApplyFailed
 from provisioner.targets.postgres import PostgresTarget
 from tests.support import pg
 
