@@ -8,7 +8,10 @@ error notice naming the identity or object, instead of failing at apply:
   role or a rename;
 * a change to a superuser role, or to a membership in one, when the
   provisioner's own role is not a superuser (PostgreSQL: "must be superuser to
-  alter superusers").
+  alter superusers").  A membership OF a superuser member in an ordinary group
+  is administered through the group and stays (a superuser leaver still loses
+  it); only its ledger COMMENT on the member is dropped, which a non-superuser
+  cannot write.
 
 What is left of a refused identity's plan is dropped with it (its grants would
 fail without the role).  Everything else -- a leaver's NOLOGIN above all --
@@ -21,7 +24,7 @@ could not see (see :mod:`provisioner.targets.pg_apply`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from provisioner.core.model import ActualState, DesiredState
 from provisioner.core.plan import Change, ChangeKind, Notice, NoticeLevel
@@ -74,17 +77,33 @@ def _who(name: str, desired: DesiredState) -> str:
 def _superuser_guard(change: Change, state: ActualState, superuser: bool) -> str | None:
     if superuser:
         return None
-    role = state.roles.get(change.role)
-    if role is not None and role.superuser:
-        return f"{change.role!r} is a superuser and the provisioner's role {state.session_role!r} is not"
     if change.kind in (ChangeKind.GRANT_MEMBERSHIP, ChangeKind.REVOKE_MEMBERSHIP):
+        # A membership is administered through its group: a superuser MEMBER does not stop
+        # provisioner from revoking it (issue 16: a superuser leaver loses what can be taken).
         group = state.roles.get(str(change.param("group")))
         if group is not None and group.superuser:
             return (
                 f"{group.name!r} is a superuser role: only a superuser can grant or revoke it, and the "
                 f"provisioner's role {state.session_role!r} is not (a DBA must revoke it by hand)"
             )
+        return None
+    role = state.roles.get(change.role)
+    if role is not None and role.superuser:
+        return f"{change.role!r} is a superuser and the provisioner's role {state.session_role!r} is not"
     return None
+
+
+def _without_ledger(change: Change, state: ActualState, superuser: bool) -> Change:
+    """A membership change of a superuser member, without its ledger COMMENT: only a
+    superuser may COMMENT ON a superuser role, and the GRANT/REVOKE must not fail with it.
+    (The member's ledger then keeps a stale entry until a DBA clears the attribute; the
+    next plan re-writes it.)"""
+    if superuser or change.kind not in (ChangeKind.GRANT_MEMBERSHIP, ChangeKind.REVOKE_MEMBERSHIP):
+        return change
+    role = state.roles.get(change.role)
+    if role is None or not role.superuser or change.param("marker") is None:
+        return change
+    return replace(change, params=tuple((k, v) for k, v in change.params if k != "marker"))
 
 
 def refuse_unworkable(
@@ -118,5 +137,5 @@ def refuse_unworkable(
                 )
             )
             continue
-        kept.append(change)
+        kept.append(_without_ledger(change, state, superuser))
     return tuple(kept), tuple(notices)

@@ -70,5 +70,5 @@ def test_sensitive_changes_of_a_large_run_still_alert(tmp_path: Path, monkeypatc
         alerts = run_alerts(cfg, store, "big", now=NOW)
     finally:
         store.close()
-    assert sorted(a.title for a in alerts) == ["Circuit breaker tripped on pg", "Sensitive role trade_approver granted: jdoe"]
+    assert sorted(a.title for a in alerts) == ["Circuit breaker tripped on pg", "Sensitive role trade_approver granted to jdoe"]
     assert seen["rows"] == 3002 and seen["window"] == 3001

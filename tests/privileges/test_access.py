@@ -51,7 +51,7 @@ def env(tmp_path: Path, role_prefix: str) -> Iterator[Env]:
 def access(env: Env, *args: str) -> Any:
     result = CliRunner().invoke(cli, ["access", "-c", str(env.path), *args])
     assert result.exit_code == 0, result.output + str(result.exception)
-    return result.output
+    return result.stdout  # logs and notices go to stderr; stdout is the report alone
 
 
 def test_who_can_update_approvals_lists_exactly_the_roles_and_people_with_hand_grants_marked(env: Env) -> None:

@@ -84,7 +84,7 @@ def test_a_superuser_leaver_loses_what_provisioner_can_take(env: Env, tmp_path: 
     (incomplete,) = [n.message for t in plan.targets for n in t.notices if n.code == "leaver_incomplete"]
     assert "cannot set NOLOGIN" in incomplete and f"left for a DBA: memberships of {p}dba_desk" in incomplete
 
-    done = cli("apply", "-c", str(env.path))
+    done = cli("apply", "-c", str(env.path), "--reason", "CHG-1234 leaver bkaczmarek")
     assert done.returncode == 3, done.stdout + done.stderr  # applied, and still an error
     assert "Apply complete" in done.stdout
     assert members(env, f"{p}bkaczmarek") == {f"{p}dba_desk"}  # the DBA's own group is theirs to take

@@ -31,7 +31,7 @@ def env(tmp_path: Path, role_prefix: str) -> Iterator[Env]:
 def invoke(*args: str) -> Any:
     result = CliRunner().invoke(cli, list(args))
     assert result.exit_code == 0, result.output + str(result.exception)
-    return result.output
+    return result.stdout  # logs and notices go to stderr; stdout is the report alone
 
 
 def test_roles_show_catalog_role_with_owner_members_reasons_and_default_privileges(env: Env) -> None:
