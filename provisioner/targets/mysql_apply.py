@@ -148,6 +148,12 @@ class Executor:
         user, host = self.names.split(name)
         return f"{self.literal(user)}@{self.literal(host)}"
 
+    def grantee(self, name: str) -> str:
+        """A GRANT/REVOKE grantee: an account ``'user'@'host'``, or a role by its bare name
+        (``'role'@''`` names an account with an empty host, not the role: error 1133)."""
+        user, host = self.names.split(name)
+        return quote_ident(user) if host == "" else f"{self.literal(user)}@{self.literal(host)}"
+
     def ensure_meta(self) -> None:
         self.run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(self.settings.meta_database)}")
         self.run(META_DDL.format(table=self.table))
@@ -247,10 +253,10 @@ class Executor:
 
     def grant(self, change: Change) -> None:
         self.put_ledger(change)
-        self.run(f"GRANT {quote_ident(_required(change, 'group'))} TO {self.account(change.role)}")
+        self.run(f"GRANT {quote_ident(_required(change, 'group'))} TO {self.grantee(change.role)}")
 
     def revoke(self, change: Change) -> None:
-        self.run(f"REVOKE {quote_ident(_required(change, 'group'))} FROM {self.account(change.role)}")
+        self.run(f"REVOKE {quote_ident(_required(change, 'group'))} FROM {self.grantee(change.role)}")
         self.put_ledger(change)
 
     def set_marker(self, change: Change) -> None:
