@@ -23,6 +23,7 @@ from typing import Any
 import pymysql
 
 from provisioner.config import MysqlTargetConfig
+from provisioner.core.capabilities import MARIADB, MYSQL
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
@@ -195,6 +196,7 @@ class MysqlTarget:
             target=self.name,
             roles=roles,
             session_role=names.name(me_user, me_host),
+            capabilities=MARIADB if self._mariadb else MYSQL,
             extra={
                 "server_version": str(version),
                 "flavor": "mariadb" if self._mariadb else "mysql",
