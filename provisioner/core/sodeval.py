@@ -227,8 +227,8 @@ def _who(user: str, state: ActualState, desired: DesiredState) -> _Who:
 def _subjects(state: ActualState) -> list[str]:
     out = []
     for name, role in sorted(state.roles.items()):
-        if role.system:
-            continue
+        if role.system or name == state.session_role:
+            continue  # the provisioner's own account administers roles (MariaDB: WITH ADMIN OPTION)
         user = role.marker is not None and role.marker.kind is RoleKind.USER
         if user or (role.login and role.marker is None):
             out.append(name)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-from provisioner.core.plan import ChangeKind
+from provisioner.core.plan import ChangeKind, Plan
 from tests.mysql.catalog import make_catalog_setup
 from tests.support import mysql as M
 
@@ -33,3 +35,26 @@ def test_shipped_catalog_applies_and_replans_empty(tmp_path: Path, mysql_prefix:
     notes = [n for n in plan.targets[0].notices if n.code == "privileges_not_supported"]
     assert len(notes) == 1 and notes[0].level.value == "info"
     assert f"{p}trade_reader (" in notes[0].message and "no schemas" in notes[0].message
+
+
+def test_saved_plan_with_sod_policies_applies(
+    tmp_path: Path, mysql_prefix: str, mysql_login: M.Login, mysql_admin: Any
+) -> None:
+    p = mysql_prefix
+    env = make_catalog_setup(tmp_path, p, mysql_login)
+    env.setup.apply()
+    # brownfield: a DBA's own account holds both sides of a policy by hand
+    M.q(mysql_admin, f"CREATE USER {M.account(mysql_admin, p + 'dba_hand')}")
+    with M.connect_as(mysql_login.user, mysql_login.password) as dba:  # holds the roles WITH ADMIN OPTION
+        for role in ("trade_executor", "trade_approver"):
+            M.q(dba, f"GRANT {M.ident(p + role)} TO {M.account(dba, p + 'dba_hand')}")
+    text = env.ldif.read_text().replace("title: Equity Trader", "title: Trade Approver", 1)  # a mover
+    env.ldif.write_text(text)
+    saved = Plan.from_json(json.loads(json.dumps(env.setup.plan().to_json())))
+    conflicts = {n.role for n in saved.targets[0].notices if n.code == "sod_conflict"}
+    assert conflicts == {p + "dba_hand"}  # never the provisioner's own account
+    assert env.setup.plan().targets[0].fingerprint == saved.targets[0].fingerprint
+    applied = env.setup.apply(saved=saved)
+    assert [c.describe() for c in applied.changes] == [c.describe() for c in saved.changes]
+    assert p + "trade_approver" in M.role_grants(p)[p + "bkaczmarek"]
+    assert env.setup.plan().changes == ()
