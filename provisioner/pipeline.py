@@ -147,7 +147,7 @@ def make_plan(
         changes = execution_order(kept)
         notices = (*notices, *more_notices, *drift_notices, *escalated_notices, *refused)
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
-        target_plans.append(TargetPlan(name, fingerprint, changes, notices))
+        target_plans.append(TargetPlan(name, fingerprint, changes, notices, state.capabilities.dialect))
     return Plan(
         created_at=ctx.now,
         config_digest=cfg.digest,

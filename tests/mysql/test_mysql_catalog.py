@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from provisioner.cli.render import render_plan
 from provisioner.core.plan import ChangeKind, Plan
 from tests.mysql.catalog import make_catalog_setup
 from tests.support import mysql as M
@@ -58,3 +59,23 @@ def test_saved_plan_with_sod_policies_applies(
     assert [c.describe() for c in applied.changes] == [c.describe() for c in saved.changes]
     assert p + "trade_approver" in M.role_grants(p)[p + "bkaczmarek"]
     assert env.setup.plan().changes == ()
+
+
+def test_plan_text_speaks_mariadb(tmp_path: Path, mysql_prefix: str, mysql_login: M.Login) -> None:
+    p = mysql_prefix
+    env = make_catalog_setup(tmp_path, p, mysql_login)
+    first = render_plan(env.setup.plan())
+    assert f"create user {p}bkaczmarek (user, ACCOUNT UNLOCK)" in first
+    assert f"create role {p}trade_reader (group)" in first and "NOLOGIN" not in first
+    env.setup.apply()
+    text = env.ldif.read_text().replace("hrStatus: active", "hrStatus: terminated", 1)  # the first person leaves
+    env.ldif.write_text(text)
+    plan = env.setup.plan()
+    leaver = next(c.role for c in plan.changes if c.kind is ChangeKind.TERMINATE_SESSIONS)
+    rendered = render_plan(plan)
+    assert f"alter user {leaver} ACCOUNT LOCK (access ends " in rendered
+    assert f"kill sessions of {leaver}" in rendered
+    assert "NOLOGIN" not in rendered and "VALID UNTIL" not in rendered
+    saved = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert render_plan(saved) == rendered
+    assert plan.to_json()["targets"][0]["dialect"] == "mariadb"
