@@ -30,6 +30,7 @@ from provisioner.core.groupref import ambiguous_rules, referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.memo import GrantMemo
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
+from provisioner.core.credentials import credential_notices
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
@@ -146,6 +147,7 @@ def make_plan(
         kept, refused = refuse_unworkable((*changes, *more, *drift, *escalated), desired, state)
         changes = execution_order(kept)
         notices = (*notices, *more_notices, *drift_notices, *escalated_notices, *refused)
+        notices += tuple(credential_notices(state, pols[name]))
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
         target_plans.append(TargetPlan(name, fingerprint, changes, notices, state.capabilities.dialect))
     return Plan(

@@ -192,11 +192,18 @@ class MysqlTarget:
         roles, names = mi.build_roles(accounts, grants, markers, self.config.account_host)
         self._names = names
         me_user, me_host = mi.session_account(str(current))
+        managed = {n for n, r in roles.items() if r.marker is not None}
+        drift = (
+            mi.credential_drift(accounts, names, self.config.auth_plugin, self.config.auth_string) & managed
+            if self._mariadb
+            else frozenset()
+        )
         return ActualState(
             target=self.name,
             roles=roles,
             session_role=names.name(me_user, me_host),
             capabilities=MARIADB if self._mariadb else MYSQL,
+            credential_drift=frozenset(drift),
             extra={
                 "server_version": str(version),
                 "flavor": "mariadb" if self._mariadb else "mysql",
