@@ -186,7 +186,8 @@ def holdings(
                 out.append(Holding(side, path, granted[path[0]]))
             continue
         for role, path in sorted(paths.items(), key=lambda kv: (len(kv[1]), kv[0])):
-            fact = next((f for f in (*model.privileges(role), *direct_privs.get(role, ())) if _covers(f, side)), None)
+            catalog = model.privileges(role) if state.capabilities.object_privileges else ()  # else never applied
+            fact = next((f for f in (*catalog, *direct_privs.get(role, ())) if _covers(f, side)), None)
             if fact is not None:
                 out.append(Holding(side, path, granted[path[0]], fact.because))
                 break
