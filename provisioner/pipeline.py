@@ -20,6 +20,7 @@ from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
 from provisioner.core.catalog import Catalog
+from provisioner.core.credentials import credential_notices
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.diffmemo import DiffMemo
@@ -30,7 +31,6 @@ from provisioner.core.groupref import ambiguous_rules, referenced_groups
 from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.memo import GrantMemo
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
-from provisioner.core.credentials import credential_notices
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
 from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope

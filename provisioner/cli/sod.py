@@ -113,6 +113,7 @@ def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
             + _text(found, len(inp.mappings.sod), held_back)
         )
     if (unchecked or limits) and fmt == "csv":
-        click.echo("".join(f"ERROR {m}\n" for m in unchecked) + "".join(f"WARNING {m}\n" for m in limits), err=True, nl=False)
+        problems = "".join(f"ERROR {m}\n" for m in unchecked) + "".join(f"WARNING {m}\n" for m in limits)
+        click.echo(problems, err=True, nl=False)
     if detailed_exitcode and (unchecked or held_back or any(c.exception is None for c in found)):
         sys.exit(2)
