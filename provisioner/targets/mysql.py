@@ -28,10 +28,9 @@ from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
-from provisioner.targets.base import ApplyResult, FailedChange
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange
 from provisioner.targets.mysql_apply import (
     STEPS,
-    ChangeFailed,
     Executor,
     Settings,
     check,

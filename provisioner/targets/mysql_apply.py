@@ -29,7 +29,7 @@ import pymysql
 
 from provisioner.core.model import Marker
 from provisioner.core.plan import Change, ChangeKind
-from provisioner.errors import ApplyFailed
+from provisioner.targets.base import ChangeFailed
 from provisioner.targets.mysql_inspect import Names
 
 ACCOUNT_EXISTS = 1396
@@ -61,16 +61,6 @@ LEDGER_DDL = """CREATE TABLE IF NOT EXISTS {table} (
 """Beside ``managed_roles``: each marked account's installation name and membership ledger
 (the roles provisioner granted it, a JSON list).  A table of its own, so that a meta
 database of an older version gains it with the CREATE privilege provisioner already holds."""
-
-
-class ChangeFailed(ApplyFailed):
-    """An :class:`ApplyFailed` naming the change and how many changes were
-    applied (and committed) before it."""
-
-    def __init__(self, message: str, change: Change | None, applied: int = 0) -> None:
-        super().__init__(message)
-        self.change = change
-        self.applied = applied
 
 
 def quote_ident(name: Any) -> str:
