@@ -207,7 +207,6 @@ class MysqlTarget:
                 "server_version": str(version),
                 "flavor": "mariadb" if self._mariadb else "mysql",
                 "sessions": dict(mi.sessions(session_rows)),
-                "supports_valid_until": False,
                 "account_host": self.config.account_host,
                 "meta_ready": meta_ready,
                 **({"default_roles": mi.default_roles(defaults, names)} if defaults is not None else {}),
