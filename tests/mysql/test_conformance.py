@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,35 @@ def test_joiner_mover_leaver_rehire_same_on_both_targets(both: MysqlSetup) -> No
     assert ("alter_role", f"{p}bob", None, True) in shapes(rehire)
     final = states(env)[f"{p}maria"]
     assert final[f"{p}bob"] == (True, frozenset({f"{p}ops", f"{p}reader"}))
+
+
+def test_hand_grant_and_drop_after_retention_same_on_both_targets(both: MysqlSetup) -> None:
+    env, p = both, both.prefix
+    step(env, Person("alice", "Trading"), Person("bob", "Operations"))
+    # brownfield: a DBA grants a business role by hand on both servers
+    with M.connect_as(f"{p}svc", _maria_password(env)) as dba:
+        M.q(dba, f"GRANT {M.ident(p + 'ops')} TO {M.account(dba, p + 'alice')}")
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"{p}ops"), sql.Identifier(f"{p}alice")))
+    maria, post = pair(env.setup.plan(), p)
+    assert shapes(maria) == shapes(post) == []  # drift = report: never revoked by itself
+    drift = [sorted((n.code, n.role) for n in tp.notices if n.role == f"{p}alice") for tp in (maria, post)]
+    assert drift[0] == drift[1] and drift[0]
+    assert states(env)[f"{p}maria"] == states(env)[f"{p}pg"]
+    # bob leaves, and is dropped once the retention has passed
+    step(env, Person("alice", "Trading"), Person("bob", "Operations", status="terminated"))
+    later = datetime.now(UTC) + timedelta(days=400)
+    env.people(Person("alice", "Trading"), Person("bob", "Operations", status="terminated"))
+    maria, post = pair(env.setup.plan(now=later), p)
+    assert ("drop_role", f"{p}bob", None, None) in shapes(maria)
+    assert shapes(maria) == shapes(post)
+    env.setup.apply(now=later)
+    after = states(env)
+    assert f"{p}bob" not in after[f"{p}maria"] and after[f"{p}maria"] == after[f"{p}pg"]
+
+
+def _maria_password(env: MysqlSetup) -> str:
+    cfg = env.setup.config()
+    (target,) = [t for t in cfg.targets if t.name == f"{env.prefix}maria"]
+    assert target.password is not None
+    return target.password.resolve()
