@@ -20,6 +20,7 @@ from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
 from provisioner.core.catalog import Catalog
+from provisioner.core.credentials import credential_notices
 from provisioner.core.desired import desired_state
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.diffmemo import DiffMemo
@@ -146,8 +147,9 @@ def make_plan(
         kept, refused = refuse_unworkable((*changes, *more, *drift, *escalated), desired, state)
         changes = execution_order(kept)
         notices = (*notices, *more_notices, *drift_notices, *escalated_notices, *refused)
+        notices += tuple(credential_notices(state, pols[name]))
         fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
-        target_plans.append(TargetPlan(name, fingerprint, changes, notices))
+        target_plans.append(TargetPlan(name, fingerprint, changes, notices, state.capabilities.dialect))
     return Plan(
         created_at=ctx.now,
         config_digest=cfg.digest,

@@ -13,7 +13,7 @@ from dataclasses import replace
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.model import ActualState, DesiredState
-from provisioner.core.plan import Plan, TargetPlan, execution_order
+from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.core.privileges import PrivilegeCatalog, effective_privileges
 from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
 from provisioner.core.sodexpiry import expired_actions, expiring_notices
@@ -64,14 +64,28 @@ def enforce(
     ctx: RunContext,
 ) -> tuple[Plan, tuple[Conflict, ...]]:
     """The plan without conflicting grants; every violation audited and alerted."""
+    before = {tp.target: plan_scope(tp.changes, tp.notices) for tp in plan.targets}  # what was fingerprinted
     plan, violations = enforce_sod(
         plan, desired, actual, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now
     )
     targets = tuple(_expiry_and_references(mappings, tp, desired, actual, ctx) for tp in plan.targets)
-    plan = replace(plan, targets=targets)
+    plan = replace(plan, targets=tuple(_refingerprint(tp, before.get(tp.target), desired, actual) for tp in targets))
     if violations and ctx.store is not None:  # a recorded run; never explain or a report
         record_violations(cfg, ctx, violations)
     return plan, violations
+
+
+def _refingerprint(
+    tp: TargetPlan, scope: frozenset[str] | None, desired: DesiredState, actual: Mapping[str, ActualState]
+) -> TargetPlan:
+    """The fingerprint over the roles the final plan names: SoD notices may name roles the
+    diff did not (an unmanaged login in conflict), and ``apply --plan`` checks the saved plan
+    against exactly that scope."""
+    state = actual.get(tp.target)
+    now = plan_scope(tp.changes, tp.notices)
+    if state is None or now == scope:
+        return tp
+    return replace(tp, fingerprint=state.fingerprint(now, desired.sources))
 
 
 def _expiry_and_references(

@@ -124,7 +124,7 @@ def attempt(
     plan = Plan(
         created_at=ctx.now,
         config_digest=cfg.digest,
-        targets=tuple(TargetPlan(tp.target, tp.fingerprint, (), tp.notices) for tp in last.plan.targets),
+        targets=tuple(TargetPlan(tp.target, tp.fingerprint, (), tp.notices, tp.dialect) for tp in last.plan.targets),
         identities_seen=sum(len(s.identities) for s in snaps),
         sources=last.plan.sources,
         meta={

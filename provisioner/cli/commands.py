@@ -177,7 +177,7 @@ def explain_cmd(config_path: str, user: str) -> None:
             if c.role in names:
                 any_change = True
                 why = "; ".join(r.describe() for r in c.reasons)
-                click.echo(escape_text(f"  [{tp.target}] {c.describe()}  <- {why}"))
+                click.echo(escape_text(f"  [{tp.target}] {c.describe(tp.dialect)}  <- {why}"))
         for n in tp.notices:
             if n.role in names or (n.role is None and any(i.username in n.message for i in found)):
                 click.echo(escape_text(f"  [{tp.target}] {n.level.value} {n.code}: {n.message}"))

@@ -29,7 +29,7 @@ def render_plan(plan: Plan, verbose: bool = True) -> str:
         if not tp.changes:
             lines.append("  No changes. The target matches the rules.")
         for change in tp.changes:
-            lines.append(f"  {_SIGN.get(change.kind, '~')} {change.describe()}")
+            lines.append(f"  {_SIGN.get(change.kind, '~')} {change.describe(tp.dialect)}")
             if verbose:
                 lines.extend(f"      because {r.describe()}" for r in change.reasons)
         for notice in tp.notices:

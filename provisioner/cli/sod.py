@@ -83,6 +83,7 @@ def sod() -> None:
 )
 def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
     """Every conflict present on every target, every request withheld, causes and exceptions."""
+    from provisioner.core.plan import NoticeLevel
     from provisioner.core.sodrefs import missing_tables
     from provisioner.review.campaign import read_inputs
     from provisioner.segregation import conflicts, withheld
@@ -93,18 +94,26 @@ def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
         inp = read_inputs(cfg, ctx, targets)
     found = conflicts(inp.mappings, inp.desired, inp.actual, ctx)
     held_back = withheld(inp.mappings, inp.desired, inp.actual, ctx)
-    unchecked = [n.message for state in inp.actual.values() for n in missing_tables(inp.mappings.sod, state)]
+    refs = [n for state in inp.actual.values() for n in missing_tables(inp.mappings.sod, state)]
+    unchecked = [n.message for n in refs if n.level is NoticeLevel.ERROR]  # a broken reference
+    limits = [n.message for n in refs if n.level is not NoticeLevel.ERROR]  # what a target cannot express
     if fmt == "json":
         click.echo(json.dumps({"policies": [p.id for p in inp.mappings.sod],
                                "conflicts": [{**c.to_json(), "status": _status(c)} for c in found],
                                "withheld": [{**c.to_json(), "status": _status(c)} for c in held_back],
-                               "reference_problems": unchecked},
+                               "reference_problems": unchecked,
+                               "target_limits": limits},
                               indent=2, sort_keys=True))
     elif fmt == "csv":
         click.echo(_csv([*held_back, *found]), nl=False)
     else:
-        click.echo("".join(f"ERROR {m}\n" for m in unchecked) + _text(found, len(inp.mappings.sod), held_back))
-    if unchecked and fmt == "csv":
-        click.echo("".join(f"ERROR {m}\n" for m in unchecked), err=True, nl=False)
+        click.echo(
+            "".join(f"ERROR {m}\n" for m in unchecked)
+            + "".join(f"WARNING {m}\n" for m in limits)
+            + _text(found, len(inp.mappings.sod), held_back)
+        )
+    if (unchecked or limits) and fmt == "csv":
+        problems = "".join(f"ERROR {m}\n" for m in unchecked) + "".join(f"WARNING {m}\n" for m in limits)
+        click.echo(problems, err=True, nl=False)
     if detailed_exitcode and (unchecked or held_back or any(c.exception is None for c in found)):
         sys.exit(2)

@@ -79,7 +79,7 @@ def diff(
         out.note(NoticeLevel.ERROR, "identity", problem)
     refused = _plan_groups(desired, actual, policy, out)
     renamed, stuck = plan_renames(desired, actual, lambda r: is_protected(r, actual, policy), policy.instance, out)
-    expiry = actual.extra.get("supports_valid_until") is not False
+    expiry = actual.capabilities.expiring_accounts
     context = (
         policy,
         frozenset(refused),
@@ -170,7 +170,7 @@ def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy,
 
 
 def _expiry(user: DesiredUser, supported: bool, out: Draft) -> DesiredUser:
-    """On a target that cannot expire accounts (``supports_valid_until`` False,
+    """On a target that cannot expire accounts (``capabilities.expiring_accounts`` False,
     MySQL/MariaDB) the desired VALID UNTIL is None; the leave date is enforced
     by the run at that time (the daemon's leave timer)."""
     if supported or user.valid_until is None:

@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from provisioner.core.capabilities import POSTGRESQL, Capabilities
 from provisioner.core.grants import PrivilegeSnapshot
 
 # --------------------------------------------------------------------------- identities
@@ -242,6 +243,11 @@ class ActualState:
     """Adapter-specific facts later stages may need (server version ...)."""
     privileges: PrivilegeSnapshot | None = None
     """Privileges of managed roles and the object inventory (None: not read)."""
+    capabilities: Capabilities = POSTGRESQL
+    """What the target can express (declared by its adapter)."""
+    credential_drift: frozenset[str] = frozenset()
+    """Managed accounts whose authentication differs from what provisioner set (a password set
+    by hand); read where ``capabilities.password_drift``."""
     _memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
     """Derived values only (see ``_base``), checked against ``roles`` by identity; a
     ``dataclasses.replace`` copy shares it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -71,9 +71,12 @@ class Change:
                 return value
         return default
 
-    def describe(self) -> str:
+    def describe(self, dialect: str = "postgresql") -> str:
+        """One line in the target's own terms (``dialect``: ``postgresql``, ``mariadb`` or ``mysql``)."""
         p = dict(self.params)
         k = self.kind
+        if dialect != "postgresql" and k in _ACCOUNT_WORDS:
+            return _ACCOUNT_WORDS[k](self, p)
         if k is ChangeKind.CREATE_ROLE:
             login = "LOGIN" if p.get("login") else "NOLOGIN"
             return f"create role {self.role} ({p.get('role_kind')}, {login})"
@@ -103,7 +106,7 @@ class Change:
         extra = " ".join(f"{key}={value}" for key, value in self.params)
         return f"{k.value.replace('_', ' ')} {self.role} {extra}".strip()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, dialect: str = "postgresql") -> dict[str, Any]:
         return {
             "kind": self.kind.value,
             "role": self.role,
@@ -111,7 +114,7 @@ class Change:
             "reasons": [r.to_json() for r in self.reasons],
             "before": dict(self.before),
             "after": dict(self.after),
-            "summary": self.describe(),
+            "summary": self.describe(dialect),
         }
 
     @classmethod
@@ -228,19 +231,48 @@ def _rename_chains(renames: list[Change]) -> list[Change]:
     return out
 
 
+
+def _mysql_create(c: Change, p: dict[str, Any]) -> str:
+    if p.get("role_kind") == "group":
+        return f"create role {c.role} (group)"
+    return f"create user {c.role} ({p.get('role_kind')}, ACCOUNT {'UNLOCK' if p.get('login') else 'LOCK'})"
+
+
+def _mysql_alter(c: Change, p: dict[str, Any]) -> str:
+    parts = []
+    if "login" in p:
+        parts.append("ACCOUNT UNLOCK" if p["login"] else "ACCOUNT LOCK")
+    if "default_role" in p:
+        parts.append(f"DEFAULT ROLE {p['default_role'] or 'NONE'}")
+    if "valid_until" in p:  # no account expiry: the instant is recorded beside the account
+        parts.append(f"(access ends {p['valid_until']})" if p["valid_until"] else "(no end of access)")
+    return f"alter user {c.role} {' '.join(parts)}".rstrip()
+
+
+_ACCOUNT_WORDS: dict[ChangeKind, Callable[[Change, dict[str, Any]], str]] = {
+    ChangeKind.CREATE_ROLE: _mysql_create,
+    ChangeKind.ALTER_ROLE: _mysql_alter,
+    ChangeKind.TERMINATE_SESSIONS: lambda c, p: f"kill sessions of {c.role}",
+    ChangeKind.RENAME_ROLE: lambda c, p: f"rename user {p['old_name']} to {c.role}",
+}
+"""MariaDB / MySQL words for what differs from PostgreSQL's (accounts, ACCOUNT LOCK, KILL)."""
+
 @dataclass(frozen=True, slots=True)
 class TargetPlan:
     target: str
     fingerprint: str
     changes: tuple[Change, ...]
     notices: tuple[Notice, ...] = ()
+    dialect: str = "postgresql"
+    """The target's terms for the plan text (:attr:`Capabilities.dialect`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "fingerprint": self.fingerprint,
-            "changes": [c.to_json() for c in self.changes],
+            "changes": [c.to_json(self.dialect) for c in self.changes],
             "notices": [n.to_json() for n in self.notices],
+            **({"dialect": self.dialect} if self.dialect != "postgresql" else {}),
         }
 
     @classmethod
@@ -250,6 +282,7 @@ class TargetPlan:
             fingerprint=str(data["fingerprint"]),
             changes=tuple(Change.from_json(c) for c in data.get("changes", ())),
             notices=tuple(Notice.from_json(n) for n in data.get("notices", ())),
+            dialect=str(data.get("dialect", "postgresql")),
         )
 
 

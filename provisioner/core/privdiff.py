@@ -59,10 +59,14 @@ def plan_privileges(
             usable.add(name)
         elif _manageable(model, role, actual, policy, out):
             usable.add(name)
+    inexpressible: list[str] = []
     for name in sorted(usable):
         model = catalog.roles[name]
         _memberships(model, actual.roles.get(name), usable, out)
         if not model.manages_privileges:
+            continue
+        if not actual.capabilities.object_privileges:
+            inexpressible.append(f"{name} ({model.file})")
             continue
         if snapshot is None:
             out.note(
@@ -74,6 +78,14 @@ def plan_privileges(
             )
             continue
         _privileges(model, snapshot, held.get(name, set()), policy, out)
+    if inexpressible:
+        caps = actual.capabilities
+        out.note(
+            NoticeLevel.INFO,
+            "privileges_not_supported",
+            f"target {actual.target} ({caps.dialect}) does not apply the object privileges of catalog role(s) "
+            f"{', '.join(inexpressible)}: {caps.object_privileges_why_not}",
+        )
     return out.changes, out.notices
 
 

@@ -186,7 +186,8 @@ def holdings(
                 out.append(Holding(side, path, granted[path[0]]))
             continue
         for role, path in sorted(paths.items(), key=lambda kv: (len(kv[1]), kv[0])):
-            fact = next((f for f in (*model.privileges(role), *direct_privs.get(role, ())) if _covers(f, side)), None)
+            catalog = model.privileges(role) if state.capabilities.object_privileges else ()  # else never applied
+            fact = next((f for f in (*catalog, *direct_privs.get(role, ())) if _covers(f, side)), None)
             if fact is not None:
                 out.append(Holding(side, path, granted[path[0]], fact.because))
                 break
@@ -227,8 +228,8 @@ def _who(user: str, state: ActualState, desired: DesiredState) -> _Who:
 def _subjects(state: ActualState) -> list[str]:
     out = []
     for name, role in sorted(state.roles.items()):
-        if role.system:
-            continue
+        if role.system or name == state.session_role:
+            continue  # the provisioner's own account administers roles (MariaDB: WITH ADMIN OPTION)
         user = role.marker is not None and role.marker.kind is RoleKind.USER
         if user or (role.login and role.marker is None):
             out.append(name)

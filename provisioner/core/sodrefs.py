@@ -47,6 +47,8 @@ def reference_problems(policies: Sequence[Policy], catalog: Catalog, rules: Rule
 def missing_tables(policies: Sequence[Policy], state: ActualState) -> list[Notice]:
     """An error notice per enabled policy's table side that no database of the
     target has (nothing when the target's objects are not read)."""
+    if not state.capabilities.object_privileges:
+        return _unchecked(policies, state)
     snap = state.privileges
     if snap is None:
         return []
@@ -68,4 +70,24 @@ def missing_tables(policies: Sequence[Policy], state: ActualState) -> list[Notic
                     f"{state.target}: the side {side.describe()} checks nothing",
                 )
             )
+    return out
+
+
+def _unchecked(policies: Sequence[Policy], state: ActualState) -> list[Notice]:
+    """A target that cannot manage object privileges (MariaDB) holds none from the catalog and
+    none is read: a warning per enabled policy with a privilege side, which checks nothing there."""
+    out = []
+    for policy in policies:
+        sides = [s.describe() for s in policy.sides if not s.is_role]
+        if not policy.enabled or not sides:
+            continue
+        out.append(
+            Notice(
+                NoticeLevel.WARNING,
+                "sod_unchecked",
+                f"SoD policy {policy.id!r} ({policy.where}): side(s) {', '.join(sides)} check nothing on target "
+                f"{state.target} ({state.capabilities.dialect}), which does not manage or read object privileges; "
+                "only its role sides are enforced there (name the roles that carry the privilege instead)",
+            )
+        )
     return out

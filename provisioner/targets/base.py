@@ -8,6 +8,19 @@ from typing import Protocol
 
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change
+from provisioner.errors import ApplyFailed
+
+
+class ChangeFailed(ApplyFailed):
+    """The one change-failure error of every target: an :class:`ApplyFailed` naming the
+    change (None when it cannot be known: a lost connection, the apply lock) and how many
+    changes were applied and committed before it (0 on a transactional target, whose
+    failure rolls everything back)."""
+
+    def __init__(self, message: str, change: Change | None, applied: int = 0) -> None:
+        super().__init__(message)
+        self.change = change
+        self.applied = applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +58,16 @@ class Target(Protocol):
         on_change: Callable[[Change], None] | None = None,
         on_begin: Callable[[str | None], None] | None = None,
     ) -> ApplyResult:
-        """Execute ``changes`` (already in execution order) in one transaction.
+        """Execute ``changes`` (already in execution order): in one transaction where
+        ``capabilities.transactional``; otherwise statement by statement, each change
+        ordered so that any prefix of it is safe (MariaDB, see targets/mysql_apply.py).
 
         A change the database refuses (a reserved name, an object the account
         cannot grant on ...) is isolated: it is skipped, returned in
         ``ApplyResult.failed`` with the database's message, and every other change
         still applies.  A lost connection or lock, or anything that cannot be
-        pinned to one change, rolls back and raises
-        :class:`provisioner.errors.ApplyFailed`.
+        pinned to one change, rolls back (where transactional) and raises
+        :class:`ChangeFailed`.
 
         ``on_begin`` is called once the target holds its apply lock, before the
         first change, with the id of the transaction about to commit (PostgreSQL:

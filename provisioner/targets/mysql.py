@@ -23,14 +23,14 @@ from typing import Any
 import pymysql
 
 from provisioner.config import MysqlTargetConfig
+from provisioner.core.capabilities import MARIADB, MYSQL
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
-from provisioner.targets.base import ApplyResult, FailedChange
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange
 from provisioner.targets.mysql_apply import (
     STEPS,
-    ChangeFailed,
     Executor,
     Settings,
     check,
@@ -191,15 +191,22 @@ class MysqlTarget:
         roles, names = mi.build_roles(accounts, grants, markers, self.config.account_host)
         self._names = names
         me_user, me_host = mi.session_account(str(current))
+        managed = {n for n, r in roles.items() if r.marker is not None}
+        drift = (
+            mi.credential_drift(accounts, names, self.config.auth_plugin, self.config.auth_string) & managed
+            if self._mariadb
+            else frozenset()
+        )
         return ActualState(
             target=self.name,
             roles=roles,
             session_role=names.name(me_user, me_host),
+            capabilities=MARIADB if self._mariadb else MYSQL,
+            credential_drift=frozenset(drift),
             extra={
                 "server_version": str(version),
                 "flavor": "mariadb" if self._mariadb else "mysql",
                 "sessions": dict(mi.sessions(session_rows)),
-                "supports_valid_until": False,
                 "account_host": self.config.account_host,
                 "meta_ready": meta_ready,
                 **({"default_roles": mi.default_roles(defaults, names)} if defaults is not None else {}),

@@ -29,7 +29,7 @@ import pymysql
 
 from provisioner.core.model import Marker
 from provisioner.core.plan import Change, ChangeKind
-from provisioner.errors import ApplyFailed
+from provisioner.targets.base import ChangeFailed
 from provisioner.targets.mysql_inspect import Names
 
 ACCOUNT_EXISTS = 1396
@@ -61,16 +61,6 @@ LEDGER_DDL = """CREATE TABLE IF NOT EXISTS {table} (
 """Beside ``managed_roles``: each marked account's installation name and membership ledger
 (the roles provisioner granted it, a JSON list).  A table of its own, so that a meta
 database of an older version gains it with the CREATE privilege provisioner already holds."""
-
-
-class ChangeFailed(ApplyFailed):
-    """An :class:`ApplyFailed` naming the change and how many changes were
-    applied (and committed) before it."""
-
-    def __init__(self, message: str, change: Change | None, applied: int = 0) -> None:
-        super().__init__(message)
-        self.change = change
-        self.applied = applied
 
 
 def quote_ident(name: Any) -> str:
@@ -147,6 +137,12 @@ class Executor:
     def account(self, name: str) -> str:
         user, host = self.names.split(name)
         return f"{self.literal(user)}@{self.literal(host)}"
+
+    def grantee(self, name: str) -> str:
+        """A GRANT/REVOKE grantee: an account ``'user'@'host'``, or a role by its bare name
+        (``'role'@''`` names an account with an empty host, not the role: error 1133)."""
+        user, host = self.names.split(name)
+        return quote_ident(user) if host == "" else f"{self.literal(user)}@{self.literal(host)}"
 
     def ensure_meta(self) -> None:
         self.run(f"CREATE DATABASE IF NOT EXISTS {quote_ident(self.settings.meta_database)}")
@@ -247,10 +243,10 @@ class Executor:
 
     def grant(self, change: Change) -> None:
         self.put_ledger(change)
-        self.run(f"GRANT {quote_ident(_required(change, 'group'))} TO {self.account(change.role)}")
+        self.run(f"GRANT {quote_ident(_required(change, 'group'))} TO {self.grantee(change.role)}")
 
     def revoke(self, change: Change) -> None:
-        self.run(f"REVOKE {quote_ident(_required(change, 'group'))} FROM {self.account(change.role)}")
+        self.run(f"REVOKE {quote_ident(_required(change, 'group'))} FROM {self.grantee(change.role)}")
         self.put_ledger(change)
 
     def set_marker(self, change: Change) -> None:

@@ -30,7 +30,9 @@ MARIADB_ACCOUNTS_QUERY = """
 SELECT User, Host,
        COALESCE(JSON_VALUE(Priv, '$.is_role'), 'false') IN ('true', '1'),
        COALESCE(JSON_VALUE(Priv, '$.account_locked'), 'false') IN ('true', '1'),
-       CAST(COALESCE(JSON_VALUE(Priv, '$.access'), '0') AS UNSIGNED)
+       CAST(COALESCE(JSON_VALUE(Priv, '$.access'), '0') AS UNSIGNED),
+       COALESCE(JSON_VALUE(Priv, '$.plugin'), ''),
+       COALESCE(JSON_VALUE(Priv, '$.authentication_string'), '')
   FROM mysql.global_priv
 """
 MARIADB_GRANTS_QUERY = "SELECT User, Host, Role FROM mysql.roles_mapping"
@@ -44,7 +46,8 @@ MYSQL_ACCOUNTS_QUERY = """
 SELECT u.User, u.Host,
        EXISTS (SELECT 1 FROM mysql.role_edges e WHERE e.FROM_USER = u.User AND e.FROM_HOST = u.Host),
        u.account_locked = 'Y',
-       (u.Super_priv = 'Y') * 32768 + (u.Grant_priv = 'Y') * 1024
+       (u.Super_priv = 'Y') * 32768 + (u.Grant_priv = 'Y') * 1024,
+       COALESCE(u.plugin, ''), COALESCE(u.authentication_string, '')
   FROM mysql.user u
 """
 MYSQL_GRANTS_QUERY = "SELECT TO_USER, TO_HOST, FROM_USER FROM mysql.role_edges"
@@ -91,6 +94,9 @@ class Account:
     is_role: bool
     locked: bool
     access: int
+    plugin: str = ""
+    auth: str = ""
+    """Authentication plugin and its string (a password hash, a PAM service ...)."""
 
     @property
     def system(self) -> bool:
@@ -127,7 +133,22 @@ def _text(value: Any) -> str:
 
 
 def accounts(rows: Iterable[tuple[Any, ...]]) -> list[Account]:
-    return [Account(_text(u), _text(h), bool(int(r)), bool(int(lk)), int(acc or 0)) for u, h, r, lk, acc in rows]
+    return [
+        Account(_text(u), _text(h), bool(int(r)), bool(int(lk)), int(acc or 0), _text(pl), _text(au))
+        for u, h, r, lk, acc, pl, au in rows
+    ]
+
+
+def credential_drift(accts: Iterable[Account], names: Names, plugin: str, auth: str | None) -> frozenset[str]:
+    """Login accounts (not roles) whose authentication is not the configured ``plugin`` and
+    ``auth`` string provisioner creates them with (``auth`` None: an empty string); the caller
+    keeps the managed ones."""
+    want = auth if auth is not None else ""
+    return frozenset(
+        names.name(a.user, a.host)
+        for a in accts
+        if not a.is_role and (a.plugin.lower() != plugin.lower() or a.auth != want)
+    )
 
 
 def to_utc(value: datetime | None) -> datetime | None:

@@ -25,8 +25,7 @@ from psycopg import sql
 from provisioner.core import marker as marker_codec
 from provisioner.core.model import Marker
 from provisioner.core.plan import Change, ChangeKind
-from provisioner.errors import ApplyFailed
-from provisioner.targets.base import FailedChange
+from provisioner.targets.base import ChangeFailed, FailedChange
 from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements
 
@@ -38,15 +37,6 @@ Grantors = Mapping[tuple[str, str], tuple[str, ...]]
 _SAVEPOINT = sql.SQL("SAVEPOINT provisioner_batch")
 _RELEASE = sql.SQL("RELEASE SAVEPOINT provisioner_batch")
 _ROLLBACK_TO = sql.SQL("ROLLBACK TO SAVEPOINT provisioner_batch")
-
-
-class ChangeFailed(ApplyFailed):
-    """An :class:`ApplyFailed` that names the change (``None`` when the
-    connection was lost and the failing change cannot be known)."""
-
-    def __init__(self, message: str, change: Change | None) -> None:
-        super().__init__(message)
-        self.change = change
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ from psycopg import sql
 
 from provisioner.core.plan import Change
 from provisioner.errors import TargetUnavailable
-from provisioner.targets.pg_apply import ChangeFailed, pg_message
+from provisioner.targets.base import ChangeFailed
+from provisioner.targets.pg_apply import pg_message
 
 DATABASES_QUERY = (
     "SELECT datname::text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"

@@ -30,11 +30,10 @@ from provisioner.core.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.logs import log
 from provisioner.targets import pg_access, pg_drop, pg_inspect, pg_privileges
-from provisioner.targets.base import ApplyResult, FailedChange
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
     BatchRunner,
-    ChangeFailed,
     Grantors,
     Step,
     compose,

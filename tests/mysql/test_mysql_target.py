@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from provisioner.config import MysqlTargetConfig, PostgresTargetConfig, parse_config
+from provisioner.core.capabilities import MARIADB, POSTGRESQL
 from provisioner.core.diff import DiffPolicy, diff
 from provisioner.core.model import (
     ActualRole,
@@ -152,12 +153,12 @@ def test_diff_ignores_valid_until_on_targets_without_it() -> None:
     user = DesiredUser("u", "id-u", "u", "s", Lifecycle.ACTIVE, Reason("r", "r"), leave, {})
     desired = DesiredState({"u": user}, frozenset(), frozenset({"s"}))
     role = ActualRole("u", login=True, marker=Marker(RoleKind.USER, "id-u", "s", granted=frozenset()))
-    for supported, expect in ((False, ()), (None, (ChangeKind.ALTER_ROLE,))):
-        extra = {} if supported is None else {"supports_valid_until": supported}
-        changes, notices = diff(desired, ActualState("t", {"u": role}, "svc", extra), DiffPolicy(), now)
+    for caps, expect in ((MARIADB, ()), (POSTGRESQL, (ChangeKind.ALTER_ROLE,))):
+        state = ActualState("t", {"u": role}, "svc", capabilities=caps)
+        changes, notices = diff(desired, state, DiffPolicy(), now)
         assert tuple(c.kind for c in changes) == expect
         assert any(n.code == "scheduled_disable" for n in notices)
-    joiner, _ = diff(desired, ActualState("t", {}, "svc", {"supports_valid_until": False}), DiffPolicy(), now)
+    joiner, _ = diff(desired, ActualState("t", {}, "svc", capabilities=MARIADB), DiffPolicy(), now)
     assert joiner[0].param("valid_until") is None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from provisioner.core.capabilities import MARIADB
 from provisioner.core.diff import DiffPolicy
 from provisioner.core.model import ActualRole, ActualState
 from provisioner.core.plan import Change, ChangeKind
@@ -15,7 +16,7 @@ APPROVER = frozenset({"trade_approver"})
 
 def _state(*roles: ActualRole, defaults: dict[str, str] | None = None) -> ActualState:
     base = empty_state(*roles)
-    return replace(base, extra={"default_roles": defaults or {}, "supports_valid_until": False})
+    return replace(base, extra={"default_roles": defaults or {}}, capabilities=MARIADB)
 
 
 def _defaults(changes: Iterable[Change]) -> dict[str, object]:
