@@ -138,7 +138,7 @@ def evidence(config_path: str, campaign: str, out: str) -> None:
 @click.option("--listen", help="host:port (default: [review] listen, loopback).")
 def serve(config_path: str, listen: str | None) -> None:
     """Serve the reviewer web page (directory sign-in; put a TLS reverse proxy in front)."""
-    from provisioner.review.web import build_app, listen_address, make_review_server
+    from provisioner.review.server import build_app, listen_address, make_review_server
 
     cfg = load(config_path)
     if listen:

@@ -29,7 +29,7 @@ from provisioner.daemon.status import Status
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.mappings import load_mappings
-from provisioner.review.web import ReviewServer
+from provisioner.review.server import ReviewServer
 
 
 def load_all(config_path: str) -> Loaded:

@@ -15,16 +15,12 @@ into the audit trail; a signed-off campaign is frozen.
 from __future__ import annotations
 
 import hmac
-import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from socketserver import ThreadingMixIn
 from typing import Any
-from urllib.parse import parse_qs, quote
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from urllib.parse import quote
 
 from provisioner.config import Config
 from provisioner.core.catalog import Sensitivity
@@ -33,6 +29,7 @@ from provisioner.core.review import Decision, ItemState, assignee, decision_prob
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.review import campaign as lifecycle
+from provisioner.review.session import COOKIE, Response, Session, Sessions, _cookie, _flash, _form, _same_origin, page
 from provisioner.review.store import CampaignError, ReviewStore
 from provisioner.review.worksheets import e
 from provisioner.runtime import RunContext
@@ -41,79 +38,6 @@ from provisioner.store.state import StateStore
 Authenticate = Callable[[str, str], str]
 """(username, password) -> the directory username; raises ProvisionerError when refused."""
 Clock = Callable[[], datetime]
-MAX_BODY = 64 * 1024
-MAX_SESSIONS = 10_000
-COOKIE = "provisioner_review"
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#1a1a1a;background:#f6f7f9}
-header{background:#14324f;color:#fff;padding:.8em 2em;display:flex;justify-content:space-between;align-items:center}
-header form{margin:0}main{padding:1em 2em}h1{font-size:1.3em}h2{font-size:1.1em;margin:1.4em 0 .4em}
-table{border-collapse:collapse;width:100%;font-size:.88em;background:#fff}
-th,td{border:1px solid #d0d4da;padding:.35em .5em;text-align:left;vertical-align:top}th{background:#eef0f3}
-tr.sod td{background:#fff3f0}.crit{color:#a00000;font-weight:600}.high{color:#b35900;font-weight:600}
-.meta{color:#555}.ok{color:#0a6b2d}.bad{color:#a00000}.msg{padding:.6em 1em;border-radius:4px;margin:.6em 0}
-.msg.error{background:#fde8e8;border:1px solid #e0a0a0}.msg.info{background:#e8f4fd;border:1px solid #a0c4e0}
-progress{width:16em}input[type=text],input[type=password]{padding:.3em;width:14em}
-button{padding:.3em .8em;cursor:pointer}td.decide{white-space:nowrap}code{font-size:.85em}
-"""
-
-
-@dataclass
-class Session:
-    csrf: str
-    seen: datetime
-    user: str = ""
-    flash: list[tuple[str, str]] = field(default_factory=list)
-
-
-class Sessions:
-    """Server-side sessions; an id is only ever a random token."""
-
-    def __init__(self, idle_seconds: float) -> None:
-        self.idle = idle_seconds
-        self._by_id: dict[str, Session] = {}
-        self._lock = threading.Lock()
-
-    def get(self, sid: str | None, now: datetime) -> tuple[str, Session, bool]:
-        """(id, session, expired): a fresh anonymous session when ``sid`` is unknown or idle too long."""
-        with self._lock:
-            s = self._by_id.get(sid or "")
-            expired = False
-            if s is not None and (now - s.seen).total_seconds() > self.idle:
-                del self._by_id[sid or ""]
-                expired, s = bool(s.user), None
-            if s is None or sid is None:
-                if len(self._by_id) >= MAX_SESSIONS:
-                    self._purge(now)
-                sid = secrets.token_urlsafe(32)
-                s = self._by_id[sid] = Session(secrets.token_urlsafe(32), now)
-            s.seen = now
-            return sid, s, expired
-
-    def rotate(self, sid: str, user: str, now: datetime) -> tuple[str, Session]:
-        """Sign-in: a new id and CSRF token (no session fixation)."""
-        with self._lock:
-            old = self._by_id.pop(sid, None)
-            new = secrets.token_urlsafe(32)
-            s = self._by_id[new] = Session(secrets.token_urlsafe(32), now, user, old.flash if old else [])
-            return new, s
-
-    def drop(self, sid: str) -> None:
-        with self._lock:
-            self._by_id.pop(sid, None)
-
-    def _purge(self, now: datetime) -> None:
-        for k in [k for k, s in self._by_id.items() if (now - s.seen).total_seconds() > self.idle]:
-            del self._by_id[k]
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: HTTPStatus
-    body: str = ""
-    location: str = ""
-    cookies: tuple[str, ...] = ()
 
 
 def allows(privileges: PrivilegeCatalog, access: str) -> list[str]:
@@ -474,122 +398,3 @@ class ReviewWeb:
 
 def _low(st: ItemState) -> bool:
     return st.item.sensitivity in (Sensitivity.LOW.name.lower(), "")
-
-
-def _cookie(header: str) -> str | None:
-    for part in header.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == COOKIE and value:
-            return value
-    return None
-
-
-def _form(environ: Mapping[str, Any]) -> dict[str, str] | None:
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_BODY:
-        return None
-    raw = environ["wsgi.input"].read(length).decode("utf-8", "replace") if length > 0 else ""
-    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-
-
-def _same_origin(environ: Mapping[str, Any]) -> bool:
-    """A browser's Origin (when sent) names this host (a second check beside the CSRF token)."""
-    origin = environ.get("HTTP_ORIGIN")
-    if not origin or origin == "null":
-        return origin is None
-    host = environ.get("HTTP_X_FORWARDED_HOST") or environ.get("HTTP_HOST", "")
-    return bool(str(origin).split("://", 1)[-1] == host)
-
-
-def _flash(s: Session) -> str:
-    out = "".join(f"<p class=\"msg {e(kind)}\" role=\"status\">{e(text)}</p>" for kind, text in s.flash)
-    s.flash.clear()
-    return out
-
-
-def page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
-            f"<style>{CSS}</style></head><body>{body}</body></html>\n")
-
-
-# --------------------------------------------------------------------------- serving
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # access log through structlog, no query strings
-        log.info("review_web_request", client=self.client_address[0], request=self.requestline.split("?")[0])
-
-
-def make_review_server(app: ReviewWeb, host: str, port: int) -> WSGIServer:
-    return make_server(host, port, app, server_class=_Server, handler_class=_Quiet)
-
-
-def listen_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def build_app(cfg: Config, store: StateStore, clock: Clock | None = None) -> ReviewWeb:
-    """The review page of ``cfg``: LDAP sign-in against the first LDAP source, and/or the
-    trusted proxy header (``[review] trusted_header``) for Entra ID."""
-    from provisioner.config import LdapSourceConfig
-    from provisioner.errors import ConfigError
-    from provisioner.mappings import load_mappings
-    from provisioner.sources.ldap_auth import LdapAuthenticator
-
-    source = next((s for s in cfg.sources if isinstance(s, LdapSourceConfig)), None)
-    if source is None and not cfg.review.trusted_header:
-        raise ConfigError("review serve: no LDAP source to sign reviewers in against; for Entra ID set "
-                          "[review] trusted_header (the reverse proxy's signed-in-user header)")
-    host, _ = listen_address(cfg.review.listen)
-    if not cfg.review.secure_cookies and host not in ("127.0.0.1", "::1", "localhost"):
-        raise ConfigError(f"[review] secure_cookies = false is only allowed on loopback, not on {host}")
-    auth = LdapAuthenticator(source) if source is not None else None
-
-    def authenticate(username: str, password: str) -> str:
-        if auth is None:
-            raise ConfigError("no LDAP source for password sign-in")
-        return auth.authenticate(username, password).username
-
-    def exists(username: str) -> bool:
-        return auth is None or auth.find(username) is not None
-
-    privileges = load_mappings(cfg.mappings_dir).privileges
-    return ReviewWeb(cfg, store, authenticate if auth is not None else None, privileges, clock, exists)
-
-
-class ReviewServer:
-    """The review page in a background thread (the daemon, with ``[review] serve = true``)."""
-
-    def __init__(self, cfg: Config, store: StateStore) -> None:
-        from provisioner.errors import ConfigError
-
-        host, port = listen_address(cfg.review.listen)
-        try:
-            self.server = make_review_server(build_app(cfg, store), host, port)
-        except OSError as exc:
-            raise ConfigError(f"review.listen = {cfg.review.listen!r}: cannot listen: {exc.strerror}") from exc
-        self._thread = threading.Thread(target=self.server.serve_forever, name="review-web", daemon=True)
-
-    @classmethod
-    def configured(cls, cfg: Config, store: StateStore) -> ReviewServer | None:
-        return cls(cfg, store) if cfg.review.serve else None
-
-    @property
-    def address(self) -> str:
-        return f"{self.server.server_address[0]!s}:{self.server.server_port}"
-
-    def start(self) -> None:
-        self._thread.start()
-        log.info("review_web_started", listen=self.address)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

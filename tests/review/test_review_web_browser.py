@@ -30,7 +30,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from provisioner.review.web import build_app, make_review_server
+from provisioner.review.server import build_app, make_review_server
 from provisioner.store.signing import verify_chain
 from provisioner.store.state import StateStore
 from tests.support import pg

@@ -14,8 +14,9 @@ import pytest
 
 from provisioner.config import Config
 from provisioner.core.privileges import EMPTY
+from provisioner.review.server import make_review_server
 from provisioner.review.store import ReviewStore
-from provisioner.review.web import ReviewWeb, make_review_server
+from provisioner.review.web import ReviewWeb
 from provisioner.store.state import StateStore
 
 
