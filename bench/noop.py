@@ -31,9 +31,10 @@ from bench.incremental import _change, load_aged
 from bench.sync import _setup
 from provisioner.config import load_config
 from provisioner.core.plan import Plan
-from provisioner.gcpause import collect_garbage, paused_gc
-from provisioner.pipeline import apply_run
-from provisioner.runtime import RunContext, Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.gcpause import collect_garbage, paused_gc
+from provisioner.engine.run import apply_run
 from provisioner.store.state import StateStore
 from tests.support import pg
 

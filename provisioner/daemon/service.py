@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from provisioner.alerts import dispatch_alerts
-from provisioner.cli.common import load, open_store
 from provisioner.config import Config
 from provisioner.core.alerts import reload_failed_alert
 from provisioner.daemon.ha import Leadership
@@ -26,6 +25,7 @@ from provisioner.daemon.metrics import Metrics
 from provisioner.daemon.runner import Loaded, Runner
 from provisioner.daemon.scheduler import Schedule, check_jobs
 from provisioner.daemon.status import Status
+from provisioner.engine.installation import load, open_store
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.mappings import load_mappings

@@ -26,13 +26,13 @@ from provisioner.config import Config
 from provisioner.core.catalog import Sensitivity
 from provisioner.core.privileges import PrivilegeCatalog
 from provisioner.core.review import Decision, ItemState, assignee, decision_problem, self_review
+from provisioner.engine.context import RunContext
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.review import campaign as lifecycle
 from provisioner.review.session import COOKIE, Response, Session, Sessions, _cookie, _flash, _form, _same_origin, page
 from provisioner.review.store import CampaignError, ReviewStore
 from provisioner.review.worksheets import e
-from provisioner.runtime import RunContext
 from provisioner.store.state import StateStore
 
 Authenticate = Callable[[str, str], str]

@@ -15,7 +15,6 @@ rolled back alone and reported, the others apply (see :class:`BatchRunner`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -29,6 +28,7 @@ from provisioner.errors import ApplyFailed
 from provisioner.targets.base import FailedChange
 from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements
+from provisioner.targets.pg_step import Step as Step
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -47,17 +47,6 @@ class ChangeFailed(ApplyFailed):
     def __init__(self, message: str, change: Change | None) -> None:
         super().__init__(message)
         self.change = change
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One change and the statements that carry it out."""
-
-    change: Change
-    statements: tuple[sql.Composed, ...]
-    merge: tuple[str, str] | None = None
-    """``("GRANT" | "REVOKE", group)`` for a plain membership change that may
-    share one multi-member statement with others (``pg_bulk``)."""
 
 
 # --------------------------------------------------------------------------- composing

@@ -15,8 +15,9 @@ import pytest
 from psycopg import sql
 
 from provisioner.core.plan import ChangeKind, Plan
-from provisioner.pipeline import apply_run, plan_run
-from provisioner.runtime import RunContext, Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.run import apply_run, plan_run
 from provisioner.sources.incremental import IncrementalReader
 from provisioner.store.state import StateStore
 from tests.lifecycle.support import RELAXED, RULES, person

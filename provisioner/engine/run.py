@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from provisioner import health, shortcircuit, unicode_data
+from provisioner import unicode_data
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
@@ -39,14 +39,18 @@ from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.refusal import refuse_unworkable
 from provisioner.core.safety import check_plan
 from provisioner.core.savedplan import contained
+from provisioner.engine import health, shortcircuit
+from provisioner.engine.connections import Targets, read_sources
+from provisioner.engine.context import RunContext
+from provisioner.engine.execute import execute, refuse_stale
+from provisioner.engine.gcpause import paused_gc
+from provisioner.engine.health import Missing
+from provisioner.engine.recovery import planned_event, recover_interrupted
+from provisioner.engine.segregation import enforce as enforce_sod
 from provisioner.errors import ApplyFailed, BreakerTripped, PlanError, SafetyViolation, StalePlan
-from provisioner.gcpause import paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
-from provisioner.recovery import planned_event, recover_interrupted
 from provisioner.review import exclusions as review_exclusions
-from provisioner.runtime import RunContext, Targets, execute, read_sources, refuse_stale
-from provisioner.segregation import enforce as enforce_sod
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +64,6 @@ class PlanOutcome:
     """Per source, managed stable ids missing from this read -> consecutive reads missing."""
 
 
-Missing = Mapping[str, Mapping[str, int]]
 
 
 def policies(

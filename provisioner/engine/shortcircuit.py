@@ -22,20 +22,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from provisioner import health
 from provisioner.config import Config
 from provisioner.core.lifecycle import next_lifecycle_events
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.plan import Plan, TargetPlan
 from provisioner.core.shortcircuit import RunFacts, Verified, decide, precheck
+from provisioner.engine import health
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.health import Missing
 from provisioner.logs import log
 from provisioner.mappings import Mappings
-from provisioner.runtime import RunContext, Targets
-
-if TYPE_CHECKING:
-    from provisioner.pipeline import Missing
 
 
 @dataclass(frozen=True, slots=True)
