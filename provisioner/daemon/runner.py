@@ -23,6 +23,7 @@ from provisioner.engine.context import RunContext
 from provisioner.engine.gcpause import collect_garbage, paused_gc
 from provisioner.engine.record import recorded_run
 from provisioner.engine.run import PlanOutcome, apply_run, plan_run, safety
+from provisioner.engine.warm import WarmState
 from provisioner.errors import PlanError, ProvisionerError, RunInterrupted, SafetyViolation, StalePlan
 from provisioner.logs import log
 from provisioner.mappings import Mappings
@@ -91,8 +92,10 @@ class Runner:
         metrics: Metrics,
         leadership: Leadership,
         stopping: threading.Event,
+        warm: WarmState,
     ) -> None:
         self._current = current
+        self._warm = warm
         self._store = store
         self._metrics = metrics
         self._leadership = leadership
@@ -173,7 +176,7 @@ class Runner:
             reason,
             store=self._store,
             stop_requested=self._stopping.is_set,
-            short_circuit=True,
+            warm=self._warm,
         )
         lead = tuple(t.name for t in cfg.targets if self._leadership.leads(t.name)) if apply else ()
         following = tuple(t.name for t in cfg.targets if t.name not in lead) if apply else ()

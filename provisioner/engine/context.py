@@ -15,6 +15,7 @@ from typing import Any
 
 from provisioner.config import Config
 from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.engine.warm import WarmState
 from provisioner.store.state import StateStore
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -44,8 +45,14 @@ class RunContext:
     stop_requested: Callable[[], bool] = never_stop
     """Checked before each target's transaction; a stop request ends the run
     between transactions (the daemon's SIGTERM), never inside one."""
-    short_circuit: bool = False
-    """A warm process (the daemon) may skip inspect + diff on a proven no-op (provisioner/shortcircuit.py)."""
+    warm: WarmState | None = None
+    """The daemon's state kept between runs (engine/warm.py); None for a CLI run, which
+    memoises within itself only and never skips inspect + diff on a proven no-op."""
+
+    @property
+    def short_circuit(self) -> bool:
+        """A warm process (the daemon) may skip inspect + diff on a proven no-op (engine/shortcircuit.py)."""
+        return self.warm is not None
 
     @classmethod
     def manual(cls, cfg: Config, store: StateStore | None, reason: str = "", actor: str | None = None) -> RunContext:

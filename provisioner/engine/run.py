@@ -90,12 +90,6 @@ def policies(
     }
 
 
-GRANT_MEMO = GrantMemo()
-"""Grants per identity content, kept for the life of the process (the daemon's runs share it)."""
-DIFF_MEMO = DiffMemo()
-"""Per target, what the last diff planned per person (reused while nothing it read changed)."""
-
-
 def lifecycle_policy(cfg: Config) -> LifecyclePolicy:
     """``[lifecycle]`` as the core's value (the time zone resolved from the tz database)."""
     lc = cfg.lifecycle
@@ -109,14 +103,17 @@ def compute_desired(
     snaps: tuple[SourceSnapshot, ...],
     now: datetime,
     exclusions: Sequence[Exclusion] = (),
+    memo: GrantMemo | None = None,
 ) -> DesiredState:
-    """``exclusions``: access-review revokes of rule-based access in force (core/exclusions.py)."""
+    """``exclusions``: access-review revokes of rule-based access in force (core/exclusions.py);
+    ``memo``: the daemon's grant memo (engine/warm.py), else a fresh one for this run."""
     n = cfg.naming
     naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, unicode_data.scripts())
     lifecycle = lifecycle_policy(cfg)
     with paused_gc():
         granted = frozenset(s.name for s in cfg.sources if s.login_for == "granted")
-        desired = desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO, granted)
+        grants = memo if memo is not None else GrantMemo()
+        desired = desired_state(snaps, mappings.rules, naming, lifecycle, now, grants, granted)
     problems, frozen = ambiguous_rules(mappings.rules, snaps)
     if problems or frozen:
         desired = replace(desired, problems=(*desired.problems, *problems), frozen=desired.frozen | frozen)
@@ -135,12 +132,13 @@ def make_plan(
     catalog: Catalog | None = None,
 ) -> Plan:
     """``reused``: targets whose actual state the daemon took from its last full run
-    (provisioner/shortcircuit.py), recorded in ``plan.meta`` for the audit trail."""
+    (engine/shortcircuit.py), recorded in ``plan.meta`` for the audit trail."""
     pols = policies(cfg, missing, health.drop_failures(ctx, actual))
+    diff_memo = ctx.warm.diffs if ctx.warm is not None else DiffMemo()
     owners = {t.name: t.privilege_owners for t in cfg.targets}
     target_plans = []
     for name, state in actual.items():
-        changes, notices = diff(desired, state, pols[name], ctx.now, DIFF_MEMO)
+        changes, notices = diff(desired, state, pols[name], ctx.now, diff_memo)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
         drift_policy = DriftPolicy(pols[name], catalog.public if catalog else "report", owners[name])
         drift, drift_notices = plan_privilege_drift(privileges, catalog or Catalog({}), state, drift_policy)
@@ -188,10 +186,14 @@ def _plan_run(
     )
     if skipped is not None:  # a proven no-op: the last full run's desired and actual state stand
         ctx.audit([planned_event(ctx, skipped)])
-        return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg))
-    desired = compute_desired(cfg, mappings, snapshots, ctx.now, excluded)
+        assert ctx.warm is not None
+        return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg, ctx.warm))
+    desired = compute_desired(cfg, mappings, snapshots, ctx.now, excluded, ctx.warm.grants if ctx.warm else None)
     facts = shortcircuit.measure(facts, digests) if facts is not None else None
-    actual, reused = shortcircuit.inspect(cfg, facts, targets) if facts is not None else (targets.inspect_all(), {})
+    if facts is not None and ctx.warm is not None:
+        actual, reused = shortcircuit.inspect(cfg, ctx.warm, facts, targets)
+    else:
+        actual, reused = targets.inspect_all(), {}
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)
     plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused, mappings.catalog)

@@ -107,3 +107,34 @@ def test_the_cycle_check_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.Monke
     real = grimp.build_graph
     monkeypatch.setattr(grimp, "build_graph", lambda _name, **kw: real("cyclic", cache_dir=None, **kw))
     assert _import_cycles() == [["cyclic.a", "cyclic.b"]]
+
+
+def _module_state(paths: list[Path]) -> list[str]:
+    """Module-level bindings that hold state filled at run time: an empty container, a
+    mutable container or memo constructed, or a function cache."""
+    import ast
+
+    makers = {"dict", "list", "set", "WeakKeyDictionary", "WeakValueDictionary", "OrderedDict", "defaultdict",
+              "GrantMemo", "DiffMemo", "WarmState"}
+    found = []
+    for path in paths:
+        for node in ast.parse(path.read_text()).body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            call = value.func if isinstance(value, ast.Call) else None
+            name = call.attr if isinstance(call, ast.Attribute) else call.id if isinstance(call, ast.Name) else ""
+            empty = (isinstance(value, ast.Dict) and not value.keys) or (isinstance(value, ast.List) and not value.elts)
+            cached = isinstance(node, ast.FunctionDef) and any("cache" in ast.unparse(d) for d in node.decorator_list)
+            if empty or name in makers or cached:
+                found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_engine_and_core_keep_no_state_in_module_globals(tmp_path: Path) -> None:
+    """Warm-run caches belong to the daemon's WarmState (engine/warm.py): no module of the
+    engine or the core keeps state at module level (and the check finds it where it is)."""
+    modules = sorted([*(ROOT / "provisioner" / "engine").glob("*.py"), *(ROOT / "provisioner" / "core").glob("*.py")])
+    assert _module_state(modules) == []
+    bad = tmp_path / "bad.py"
+    bad.write_text("import functools\n_LAST: dict[str, int] = {}\nMEMO = GrantMemo()\n"
+                   "@functools.lru_cache\ndef f() -> None: ...\n")
+    assert _module_state([bad]) == ["bad.py:2", "bad.py:3", "bad.py:5"]
