@@ -147,7 +147,8 @@ def make_plan(
         kept, refused = refuse_unworkable((*changes, *more, *drift, *escalated), desired, state)
         changes = execution_order(kept)
         notices = (*notices, *more_notices, *drift_notices, *escalated_notices, *refused)
-        fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
+        memo = ctx.warm.fingerprints if ctx.warm is not None else None
+        fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources, memo)
         target_plans.append(TargetPlan(name, fingerprint, changes, notices))
     return Plan(
         created_at=ctx.now,

@@ -7,6 +7,8 @@ global: dropping the object drops everything it kept.
 
 - ``grants``: the rules' grants per identity content (core/memo.py);
 - ``diffs``: per target, what the last diff planned per person (core/diffmemo.py);
+- ``fingerprints``: the scope-independent part of each target's plan fingerprint, while the
+  target's roles are the very same object (a reused actual state; core/model.py);
 - ``last``: the last full run of the current configuration, the short-circuit's
   evidence (engine/shortcircuit.py).
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 from provisioner.core.diffmemo import DiffMemo
 from provisioner.core.memo import GrantMemo
-from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
+from provisioner.core.model import ActualState, DesiredState, FingerprintMemo, SourceSnapshot
 from provisioner.core.plan import Plan
 from provisioner.core.shortcircuit import Verified
 
@@ -41,6 +43,7 @@ class WarmState:
 
     grants: GrantMemo = field(default_factory=GrantMemo)
     diffs: DiffMemo = field(default_factory=DiffMemo)
+    fingerprints: FingerprintMemo = field(default_factory=FingerprintMemo)
     last: LastRun | None = None
 
     def last_of(self, config_digest: str) -> LastRun | None:
