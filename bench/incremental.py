@@ -35,7 +35,7 @@ from provisioner.core.memo import GrantMemo
 from provisioner.core.naming import NamingPolicy
 from provisioner.core.needs import source_needs
 from provisioner.core.rules import build_ruleset
-from provisioner.gcpause import paused_gc
+from provisioner.engine.gcpause import paused_gc
 from provisioner.sources.incremental_state import forget
 from provisioner.sources.ldap import LdapSource
 from provisioner.store.state import StateStore

@@ -35,9 +35,10 @@ from psycopg import sql
 
 from bench.ldap_fixture import PEOPLE, load_directory
 from provisioner.config import load_config
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.run import PlanOutcome, apply_run
 from provisioner.errors import ApplyFailed
-from provisioner.pipeline import PlanOutcome, apply_run
-from provisioner.runtime import RunContext, Targets
 from provisioner.store.state import StateStore
 from tests.support import pg
 from tests.support.e2e import make_setup

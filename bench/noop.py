@@ -31,18 +31,20 @@ from bench.incremental import _change, load_aged
 from bench.sync import _setup
 from provisioner.config import load_config
 from provisioner.core.plan import Plan
-from provisioner.gcpause import collect_garbage, paused_gc
-from provisioner.pipeline import apply_run
-from provisioner.runtime import RunContext, Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.gcpause import collect_garbage, paused_gc
+from provisioner.engine.run import apply_run
+from provisioner.engine.warm import WarmState
 from provisioner.store.state import StateStore
 from tests.support import pg
 
 
-def _run(cfg_path: Path, store: StateStore, short_circuit: bool) -> tuple[float, Plan, float]:
+def _run(cfg_path: Path, store: StateStore, warm: WarmState | None) -> tuple[float, Plan, float]:
     """One run as the daemon makes it (GC paused for the run, one full collection after
     it, off the run's latency): wall seconds, the plan, and the collection's seconds."""
     cfg = load_config(cfg_path)
-    ctx = RunContext(datetime.now(UTC), "bench", "schedule", store=store, short_circuit=short_circuit)
+    ctx = RunContext(datetime.now(UTC), "bench", "schedule", store=store, warm=warm)
     started = time.perf_counter()
     with paused_gc(), Targets(cfg) as targets:
         plan = apply_run(cfg, ctx, targets)
@@ -76,22 +78,23 @@ def measure(n: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = _setup(Path(tmp), server, prefix)
             store = StateStore(f"sqlite:///{Path(tmp) / 'state.db'}")
-            rows = [("first run (creates every role)", *_run(cfg, store, False))]
-            rows.append(("no-op, full path (inspect + diff)", *_run(cfg, store, False)))
-            rows.append(("no-op, full path, records facts", *_run(cfg, store, True)))
-            rows.append(("no-op, short-circuited", *_run(cfg, store, True)))
-            rows.append(("no-op, short-circuited again", *_run(cfg, store, True)))
+            daemon = WarmState()  # the daemon's, kept across its runs; None = a CLI run
+            rows = [("first run (creates every role)", *_run(cfg, store, None))]
+            rows.append(("no-op, full path (inspect + diff)", *_run(cfg, store, None)))
+            rows.append(("no-op, full path, records facts", *_run(cfg, store, daemon)))
+            rows.append(("no-op, short-circuited", *_run(cfg, store, daemon)))
+            rows.append(("no-op, short-circuited again", *_run(cfg, store, daemon)))
             _change(server, picks[:100])
-            rows.append(("100 changed (deletion scan)", *_run(cfg, store, True)))
-            rows.append(("no-op after it (inspects again)", *_run(cfg, store, True)))
-            rows.append(("no-op, short-circuited", *_run(cfg, store, True)))
+            rows.append(("100 changed (deletion scan)", *_run(cfg, store, daemon)))
+            rows.append(("no-op after it (inspects again)", *_run(cfg, store, daemon)))
+            rows.append(("no-op, short-circuited", *_run(cfg, store, daemon)))
             hourly = _hourly(cfg)
-            _run(hourly, store, True)  # another configuration: its first full run, not shown
+            _run(hourly, store, daemon)  # another configuration: its first full run, not shown
             _change(server, picks[100:200])
-            rows.append(("100 changed, deletion scan hourly", *_run(hourly, store, True)))
-            rows.append(("no-op after it (inspects again)", *_run(hourly, store, True)))
+            rows.append(("100 changed, deletion scan hourly", *_run(hourly, store, daemon)))
+            rows.append(("no-op after it (inspects again)", *_run(hourly, store, daemon)))
             _change(server, picks[200:])
-            rows.append(("100 more changed, scan hourly", *_run(hourly, store, True)))
+            rows.append(("100 more changed, scan hourly", *_run(hourly, store, daemon)))
             digest = _digest(cfg)
             store.close()
     finally:

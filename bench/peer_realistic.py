@@ -216,10 +216,12 @@ def ours_worker(cfg_path: str) -> None:
 
     import structlog
 
-    from provisioner.cli.common import open_store, recorded_run
     from provisioner.config import load_config
-    from provisioner.pipeline import apply_run
-    from provisioner.runtime import RunContext, Targets
+    from provisioner.engine.connections import Targets
+    from provisioner.engine.context import RunContext
+    from provisioner.engine.installation import open_store
+    from provisioner.engine.record import recorded_run
+    from provisioner.engine.run import apply_run
 
     writes: list[int] = []
 

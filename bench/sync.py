@@ -23,8 +23,9 @@ import structlog
 
 from bench.ldap_fixture import PEOPLE, _uid, load_directory
 from provisioner.config import load_config
-from provisioner.pipeline import apply_run
-from provisioner.runtime import RunContext, Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.run import apply_run
 from tests.support import pg
 from tests.support.e2e import make_setup
 

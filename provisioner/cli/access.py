@@ -10,11 +10,13 @@ from collections.abc import Sequence
 
 import click
 
-from provisioner.cli import cli
-from provisioner.cli.common import config_option, load
+from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
 from provisioner.core.access import Access, who_can
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.installation import load
 from provisioner.errors import ConfigError, ProvisionerError
-from provisioner.runtime import RunContext, Targets
 from provisioner.targets.postgres import PostgresTarget
 
 CSV_COLUMNS = [

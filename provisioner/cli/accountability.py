@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
@@ -10,17 +9,8 @@ import click
 from provisioner.config import Config
 from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.plan import Plan
-from provisioner.runtime import RunContext
-
-
-def reason_problem(cfg: Config, reason: str) -> str | None:
-    """Why ``reason`` is not acceptable for an apply (``[audit] reason_pattern``), or None."""
-    if not reason.strip():
-        return "a reason is required (the ticket or change request; recorded in the audit trail)"
-    pattern = cfg.audit.reason_pattern
-    if re.search(pattern, reason) is None:
-        return f"{reason!r} does not match [audit] reason_pattern {pattern!r} in {cfg.path}"
-    return None
+from provisioner.engine.accountability import reason_problem
+from provisioner.engine.context import RunContext
 
 
 def require_reason(cfg: Config, reason: str) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import click
 
-from provisioner.cli import cli
-from provisioner.cli.common import config_option, load, open_store, recorded_run
+from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
 from provisioner.core.audit import EventKind
 from provisioner.core.ownership import adoption
 from provisioner.core.plan import Plan, TargetPlan
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.execute import execute
+from provisioner.engine.installation import load, open_store
+from provisioner.engine.record import recorded_run
 from provisioner.errors import PlanError
-from provisioner.runtime import RunContext, Targets, execute
 
 
 @cli.command()

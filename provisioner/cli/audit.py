@@ -12,10 +12,11 @@ from typing import IO, Any
 
 import click
 
-from provisioner.cli import cli
-from provisioner.cli.common import config_option, load, open_store
+from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
+from provisioner.engine.installation import load, open_store
 from provisioner.errors import ConfigError
 from provisioner.review.chained import decision_problems
 from provisioner.store.audit import AuditFilter, AuditRow, AuditTampered, StoredCheckpoint

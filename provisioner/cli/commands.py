@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import click
 
-from provisioner.cli import cli
 from provisioner.cli.accountability import authorisation, check_approver, require_reason
-from provisioner.cli.common import config_option, load, open_store, read_plan, recorded_run, write_plan
+from provisioner.cli.common import config_option, read_plan, write_plan
+from provisioner.cli.group import cli
 from provisioner.cli.progress import terminal_progress
 from provisioner.cli.render import render_explanation, render_plan
 from provisioner.config import Config
@@ -21,10 +21,13 @@ from provisioner.core.plan import NoticeLevel, Plan
 from provisioner.core.ruletests import run_cases
 from provisioner.core.sodeval import withheld_count
 from provisioner.core.textsafe import escape_text
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.installation import load, open_store
+from provisioner.engine.record import recorded_run
+from provisioner.engine.run import apply_run, lifecycle_policy, plan_run, refusal, safety_findings
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.mappings import load_mappings
-from provisioner.pipeline import apply_run, lifecycle_policy, plan_run, refusal, safety_findings
-from provisioner.runtime import RunContext, Targets
 
 
 def _summary(plan: Plan) -> dict[str, object]:
@@ -193,7 +196,7 @@ def explain_cmd(config_path: str, user: str) -> None:
         for group, excluded_why in sorted(excluded.items()):
             click.echo(escape_text(f"  EXCLUDED {group}  <- {excluded_why.describe()}"))
     from provisioner.cli.roles import render_access  # down to tables: effective access, every path
-    from provisioner.segregation import withheld
+    from provisioner.engine.segregation import withheld
 
     held_back = withheld(mappings, outcome.desired, outcome.actual, ctx)
     plans = {tp.target: tp for tp in result.targets}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from provisioner.cli import cli
 from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
 
 
 @cli.command()

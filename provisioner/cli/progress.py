@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from provisioner.runtime import RunContext
+from provisioner.engine.context import RunContext
 
 
 class _Rich:

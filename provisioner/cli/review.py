@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
-from provisioner.cli import cli
-from provisioner.cli.common import config_option, load, open_store, recorded_run
+from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
 from provisioner.cli.render import render_plan
-from provisioner.runtime import RunContext
+from provisioner.engine.context import RunContext
+from provisioner.engine.installation import load, open_store
+from provisioner.engine.record import recorded_run
 
 campaign_option = click.option("--campaign", required=True, help="Campaign id, e.g. 2026-Q4.")
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from provisioner.cli import cli
-from provisioner.cli.common import config_option, load
+from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
 from provisioner.core.access import StepKind, membership_step
 from provisioner.core.catalog import Catalog
 from provisioner.core.escalation import privileged_attributes
@@ -20,9 +20,11 @@ from provisioner.core.model import ActualState, DesiredState, RoleKind
 from provisioner.core.plan import ChangeKind, TargetPlan
 from provisioner.core.privileges import EffectivePrivilege, PrivilegeCatalog, effective_privileges
 from provisioner.core.sodeval import Conflict
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.installation import load
 from provisioner.errors import ConfigError
 from provisioner.mappings import load_mappings
-from provisioner.runtime import RunContext, Targets
 
 
 def short(obj: Obj, many_databases: bool = False) -> str:

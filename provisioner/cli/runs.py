@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from provisioner.cli import cli
-from provisioner.cli.common import config_option, load, open_store
+from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
+from provisioner.engine.installation import load, open_store
 from provisioner.errors import ProvisionerError
 
 

@@ -9,10 +9,12 @@ import sys
 
 import click
 
-from provisioner.cli import cli
-from provisioner.cli.common import config_option, load
+from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
 from provisioner.core.sodeval import Conflict
-from provisioner.runtime import RunContext, Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.installation import load
 
 
 def _status(c: Conflict) -> str:
@@ -85,8 +87,8 @@ def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
     """Every conflict present on every target, every request withheld, causes and exceptions."""
     from provisioner.core.plan import NoticeLevel
     from provisioner.core.sodrefs import missing_tables
+    from provisioner.engine.segregation import conflicts, withheld
     from provisioner.review.campaign import read_inputs
-    from provisioner.segregation import conflicts, withheld
 
     cfg = load(config_path)
     ctx = RunContext.manual(cfg, None)

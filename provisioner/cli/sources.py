@@ -9,16 +9,17 @@ from datetime import UTC, datetime
 
 import click
 
-from provisioner.cli import cli
-from provisioner.cli.common import config_option, load
+from provisioner.cli.common import config_option
+from provisioner.cli.group import cli
 from provisioner.config import Config
 from provisioner.core.groupref import referenced_groups
 from provisioner.core.lifecycle import LifecyclePolicy, classify
 from provisioner.core.model import Identity, SourceSnapshot
 from provisioner.core.textsafe import escape_text
+from provisioner.engine.installation import load
+from provisioner.engine.run import lifecycle_policy
 from provisioner.errors import ProvisionerError
 from provisioner.mappings import load_mappings
-from provisioner.pipeline import lifecycle_policy
 from provisioner.sources.factory import build_source
 
 SAMPLE_ATTRIBUTES = ("department", "title", "employee_type", "status", "hire_date", "leave_date")

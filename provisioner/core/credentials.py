@@ -9,10 +9,10 @@ adapter says which accounts differ, :attr:`ActualState.credential_drift`).
 
 from __future__ import annotations
 
-from provisioner.core.diff import DiffPolicy, is_protected
 from provisioner.core.model import ActualState, RoleKind
 from provisioner.core.ownership import is_foreign
 from provisioner.core.plan import Notice, NoticeLevel
+from provisioner.core.policy import DiffPolicy, is_protected
 
 
 def credential_notices(actual: ActualState, policy: DiffPolicy) -> list[Notice]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
-from typing import Literal
 
 from provisioner.core.defaultrole import default_role_changes
 from provisioner.core.diffmemo import DiffMemo
-from provisioner.core.lifecycle import LeaverPolicy, break_glass_notices, disable_changes, vanished_is_leaver
+from provisioner.core.lifecycle import break_glass_notices, disable_changes, vanished_is_leaver
 from provisioner.core.model import (
     ActualRole,
     ActualState,
@@ -39,35 +38,9 @@ from provisioner.core.plan import (
     execution_order,
     make_change,
 )
+from provisioner.core.policy import DiffPolicy as DiffPolicy
+from provisioner.core.policy import is_protected
 from provisioner.core.renames import plan_renames
-
-
-@dataclass(frozen=True, slots=True)
-class DiffPolicy:
-    protected: frozenset[str] = frozenset()
-    drift: Literal["report", "revoke"] = "report"
-    drift_overrides: Mapping[str, Literal["report", "revoke"]] = field(default_factory=dict)
-    """Per role name: overrides ``drift``."""
-    break_glass: frozenset[str] = frozenset()
-    """Emergency accounts: never changed (like ``protected``), reported when used."""
-    leavers: LeaverPolicy = field(default_factory=LeaverPolicy)
-    instance: str | None = None
-    """This installation's name (``[provisioner] instance``): written into every marker;
-    roles marked by another installation are foreign (core/ownership.py).  None: not in use."""
-
-
-def is_protected(role: ActualRole, actual: ActualState, policy: DiffPolicy) -> bool:
-    """Superusers, built-in and replication roles, roles that bypass RLS, the
-    session's own role and the configured list are never changed."""
-    return (
-        role.superuser
-        or role.system
-        or role.replication
-        or role.bypassrls
-        or role.name == actual.session_role
-        or role.name in policy.protected
-        or role.name in policy.break_glass
-    )
 
 
 def diff(

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provisioner.core.diff import DiffPolicy
 from provisioner.core.model import ActualRole, ActualState, DesiredState, Lifecycle, Reason, RoleKind
 from provisioner.core.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
+from provisioner.core.policy import DiffPolicy
 
 ATTRIBUTE_CODE = "privileged_attribute"
 INCOMPLETE_CODE = "leaver_incomplete"

@@ -248,11 +248,13 @@ class ActualState:
     credential_drift: frozenset[str] = frozenset()
     """Managed accounts whose authentication differs from what provisioner set (a password set
     by hand); read where ``capabilities.password_drift``."""
-    _memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-    """Derived values only (see ``_base``), checked against ``roles`` by identity; a
-    ``dataclasses.replace`` copy shares it."""
 
-    def fingerprint(self, scope: frozenset[str] | None = None, sources: frozenset[str] | None = None) -> str:
+    def fingerprint(
+        self,
+        scope: frozenset[str] | None = None,
+        sources: frozenset[str] | None = None,
+        memo: FingerprintMemo | None = None,
+    ) -> str:
         """A digest of everything the diff may depend on; a saved plan is only
         applicable while the target still has this fingerprint.
 
@@ -260,7 +262,8 @@ class ActualState:
         mentions) plus the managed login roles of ``sources`` (all sources when
         None) and the managed group roles those belong to, so roles unrelated to
         the plan -- created by hand or by another provisioner on a shared
-        cluster -- do not make a saved plan stale; ``scope=None`` covers all."""
+        cluster -- do not make a saved plan stale; ``scope=None`` covers all.  ``memo``: the
+        daemon's (engine/warm.py), which keeps the scope-independent part between runs."""
         head: dict[str, Any] = {"v": 3, "target": self.target, "scope": sorted(scope) if scope is not None else None}
         if self.privileges is not None:
             head["privileges"] = self.privileges.payload()
@@ -268,7 +271,7 @@ class ActualState:
         if scope is None:
             h.update(self._rows(self.roles))
         else:
-            base, digest = self._base(sources)
+            base, digest = self._base(sources, memo)
             h.update(digest)
             h.update(self._rows(self._with_groups({n for n in scope if n in self.roles}) - base))
         return "sha256:" + h.hexdigest()
@@ -282,13 +285,14 @@ class ActualState:
         groups = {g for name in names for g in roles[name].member_of}
         return names | {g for g in groups if g in roles}
 
-    def _base(self, sources: frozenset[str] | None) -> tuple[frozenset[str], bytes]:
+    def _base(self, sources: frozenset[str] | None, memo: FingerprintMemo | None) -> tuple[frozenset[str], bytes]:
         """The part of every scoped fingerprint that does not depend on the scope: the
         managed login roles of ``sources`` and their groups, with the digest of their rows.
-        Computed once per state and sources (a warm daemon plans against one state again)."""
-        hit = self._memo.get(sources)
-        if hit is not None and hit[0] is self.roles:
-            return hit[1], hit[2]
+        With ``memo``, computed once per roles mapping and sources (a warm daemon plans
+        against one reused state again)."""
+        hit = memo.get(self, sources) if memo is not None else None
+        if hit is not None:
+            return hit
         user = RoleKind.USER
         names = self._with_groups(
             {
@@ -298,5 +302,23 @@ class ActualState:
             }
         )
         base = (frozenset(names), hashlib.sha256(self._rows(names)).digest())
-        self._memo[sources] = (self.roles, *base)
+        if memo is not None:
+            memo.put(self, sources, base)
         return base
+
+
+class FingerprintMemo:
+    """Per target and sources, the scope-independent part of the last scoped fingerprint
+    (:meth:`ActualState._base`), valid while the target's roles mapping is the very same
+    object.  A plain value the shell may keep (the daemon's WarmState) or drop; one entry
+    per target and sources, so it never grows with the runs."""
+
+    def __init__(self) -> None:
+        self._by: dict[tuple[str, frozenset[str] | None], tuple[Mapping[str, ActualRole], frozenset[str], bytes]] = {}
+
+    def get(self, state: ActualState, sources: frozenset[str] | None) -> tuple[frozenset[str], bytes] | None:
+        hit = self._by.get((state.target, sources))
+        return (hit[1], hit[2]) if hit is not None and hit[0] is state.roles else None
+
+    def put(self, state: ActualState, sources: frozenset[str] | None, base: tuple[frozenset[str], bytes]) -> None:
+        self._by[(state.target, sources)] = (state.roles, *base)

@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from provisioner.core.diff import DiffPolicy, is_protected
 from provisioner.core.grants import Grant, Obj, PrivilegeSnapshot, sort_privileges
 from provisioner.core.model import ActualRole, ActualState, Marker, Reason, RoleKind
 from provisioner.core.ownership import is_foreign
 from provisioner.core.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
+from provisioner.core.policy import DiffPolicy, is_protected
 from provisioner.core.privileges import PrivilegeCatalog, RoleModel, expand
 
 

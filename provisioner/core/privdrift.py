@@ -27,10 +27,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from provisioner.core.catalog import Catalog, Sensitivity
-from provisioner.core.diff import DiffPolicy, is_protected
 from provisioner.core.grants import COLUMN, PUBLIC, TABLE, Obj, sort_privileges
 from provisioner.core.model import ActualState, Reason
 from provisioner.core.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
+from provisioner.core.policy import DiffPolicy, is_protected
 from provisioner.core.privdiff import desired_grants
 from provisioner.core.privileges import PrivilegeCatalog
 

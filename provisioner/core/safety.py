@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from provisioner.core.diff import DiffPolicy, is_protected
 from provisioner.core.escalation import escalated_leaver
 from provisioner.core.model import ActualState
 from provisioner.core.plan import Change, ChangeKind, Plan
+from provisioner.core.policy import DiffPolicy, is_protected
 
 SafetyCheck = Callable[[Plan, Mapping[str, ActualState], Mapping[str, DiffPolicy]], list[str]]
 

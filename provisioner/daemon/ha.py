@@ -17,7 +17,7 @@ by the session's ``wait_timeout``.  Each bound is a small multiple of
 ``leader_retry``, so the lock of a dead host is free within about a minute.
 
 The key differs from the transaction-level lock that every apply takes inside
-its transaction (:func:`provisioner.targets.postgres.advisory_lock_key`), and
+its transaction (:func:`provisioner.targets.pg_session.advisory_lock_key`), and
 the MariaDB lock name from the apply lock ``provisioner:<target>``
 (:func:`provisioner.targets.mysql.lock_name`).
 """

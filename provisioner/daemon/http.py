@@ -28,11 +28,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from provisioner.cli.accountability import reason_problem
 from provisioner.config import Config
 from provisioner.daemon.metrics import CONTENT_TYPE, Metrics
 from provisioner.daemon.runner import Busy, Loaded, Runner
 from provisioner.daemon.status import Status
+from provisioner.engine.accountability import reason_problem
 from provisioner.errors import ConfigError, ProvisionerError, RunInterrupted, SafetyViolation, SecretError
 from provisioner.logs import log
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from provisioner.cli.common import recorded_run
 from provisioner.config import Config
 from provisioner.core import lifecycle as core_lifecycle
 from provisioner.core.lifecycle import parse_instant
@@ -19,12 +18,15 @@ from provisioner.core.model import DesiredState, Lifecycle
 from provisioner.core.plan import Change, ChangeKind, Plan
 from provisioner.daemon.ha import Leadership
 from provisioner.daemon.metrics import Metrics
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.gcpause import collect_garbage, paused_gc
+from provisioner.engine.record import recorded_run
+from provisioner.engine.run import PlanOutcome, apply_run, plan_run, safety
+from provisioner.engine.warm import WarmState
 from provisioner.errors import PlanError, ProvisionerError, RunInterrupted, SafetyViolation, StalePlan
-from provisioner.gcpause import collect_garbage, paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings
-from provisioner.pipeline import PlanOutcome, apply_run, plan_run, safety
-from provisioner.runtime import RunContext, Targets
 from provisioner.store.state import StateStore
 
 T = TypeVar("T")
@@ -90,8 +92,10 @@ class Runner:
         metrics: Metrics,
         leadership: Leadership,
         stopping: threading.Event,
+        warm: WarmState,
     ) -> None:
         self._current = current
+        self._warm = warm
         self._store = store
         self._metrics = metrics
         self._leadership = leadership
@@ -172,7 +176,7 @@ class Runner:
             reason,
             store=self._store,
             stop_requested=self._stopping.is_set,
-            short_circuit=True,
+            warm=self._warm,
         )
         lead = tuple(t.name for t in cfg.targets if self._leadership.leads(t.name)) if apply else ()
         following = tuple(t.name for t in cfg.targets if t.name not in lead) if apply else ()

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from provisioner.alerts import dispatch_alerts
-from provisioner.cli.common import load, open_store
 from provisioner.config import Config
 from provisioner.core.alerts import reload_failed_alert
 from provisioner.daemon.ha import Leadership
@@ -26,6 +25,8 @@ from provisioner.daemon.metrics import Metrics
 from provisioner.daemon.runner import Loaded, Runner
 from provisioner.daemon.scheduler import Schedule, check_jobs
 from provisioner.daemon.status import Status
+from provisioner.engine.installation import load, open_store
+from provisioner.engine.warm import WarmState
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.mappings import load_mappings
@@ -53,7 +54,9 @@ class Daemon:
         self.store = open_store(cfg)
         self.metrics.watch_alerts(self.store.outbox)
         self.leadership = Leadership(cfg)
-        self.runner = Runner(self.current, self.store, self.metrics, self.leadership, self.stopping)
+        self.warm = WarmState()
+        """What the daemon keeps between runs (memos, the last full run); a CLI run has none."""
+        self.runner = Runner(self.current, self.store, self.metrics, self.leadership, self.stopping, self.warm)
         self.jobs = Jobs(self.runner, self.status, self.current, self.store)
         self.schedule = Schedule(self.jobs.dispatch)
         self.jobs.schedule = self.schedule

@@ -28,14 +28,16 @@ from provisioner.core.review import (
     self_review,
     validate_rows,
 )
+from provisioner.engine.connections import Targets, read_sources
+from provisioner.engine.context import RunContext
+from provisioner.engine.execute import execute
+from provisioner.engine.segregation import conflicts
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.review import exclusions as review_exclusions
 from provisioner.review.chained import decisions_json
 from provisioner.review.store import CampaignError, ReviewStore
 from provisioner.review.worksheets import WorksheetError, read_csv
-from provisioner.runtime import RunContext, Targets, execute, read_sources
-from provisioner.segregation import conflicts
 from provisioner.store.audit import AuditFilter
 from provisioner.store.state import StateStore
 
@@ -80,7 +82,7 @@ class Inputs:
 
 
 def read_inputs(cfg: Config, ctx: RunContext, targets: Targets) -> Inputs:
-    from provisioner.pipeline import compute_desired
+    from provisioner.engine.run import compute_desired
 
     mappings = load_mappings(cfg.mappings_dir)
     snaps = read_sources(cfg, ctx, referenced_groups(mappings.rules))
@@ -205,7 +207,7 @@ class ApplyResult:
 def apply_campaign(cfg: Config, store: StateStore, campaign: str, ctx: RunContext, dry_run: bool) -> ApplyResult:
     """Revoke what reviewers decided to revoke: plan, the same safety checks, then
     the normal execute path (each change in the audit trail).  ``dry_run`` only plans."""
-    from provisioner.pipeline import safety
+    from provisioner.engine.run import safety
 
     rs = ReviewStore(store)
     rs.campaign(campaign)

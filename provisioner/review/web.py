@@ -25,6 +25,7 @@ from urllib.parse import quote
 from provisioner.config import Config
 from provisioner.core.privileges import PrivilegeCatalog
 from provisioner.core.review import Decision, ItemState, assignee, decision_problem, self_review
+from provisioner.engine.context import RunContext
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.review import campaign as lifecycle
@@ -43,7 +44,6 @@ from provisioner.review.webparts import (
     session_cookie,
 )
 from provisioner.review.worksheets import e
-from provisioner.runtime import RunContext
 from provisioner.store.state import StateStore
 
 Authenticate = Callable[[str, str], str]

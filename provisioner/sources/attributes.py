@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 
-from provisioner.config import AttributeTransform, _SourceBase
+from provisioner.config import AttributeTransform
 from provisioner.core.needs import SourceNeeds
+from provisioner.source_config import _SourceBase
 
 RawAttributes = Mapping[str, Sequence[bytes]]
 """Attribute name (lower-cased) -> raw values, as read from LDAP or LDIF."""

@@ -26,22 +26,49 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import ldap3
 import structlog
 
+from provisioner.config import LdapSourceConfig
 from provisioner.core.model import SourceSnapshot
-from provisioner.sources.groups import GroupGraph, GroupRecord, UserRecord, assemble, norm_dn, user_record
+from provisioner.sources.attributes import AttributeMap
+from provisioner.sources.groups import GroupGraph, GroupRecord, Membership, UserRecord, assemble, norm_dn, user_record
 from provisioner.sources.incremental_state import STATE_VERSION, SnapshotStore, Stored
-from provisioner.sources.ldap_wire import KeyValueStore
-
-if TYPE_CHECKING:
-    from provisioner.sources.ldap import LdapSource
+from provisioner.sources.ldap_wire import Entry, KeyValueStore
 
 log = structlog.get_logger(__name__)
+
+
+class LdapReader(Protocol):
+    """What an incremental read uses of its source (:class:`provisioner.sources.ldap.LdapSource`)."""
+
+    config: LdapSourceConfig
+    name: str
+    referenced_groups: frozenset[str]
+    amap: AttributeMap
+
+    def user_attrs(self) -> list[str]: ...
+
+    def search(self, conn: ldap3.Connection, base: str, search_filter: str, attrs: list[str]) -> Iterator[Entry]: ...
+
+    def check(self, result: dict[str, Any] | None, base: str) -> None: ...
+
+    def read_groups(
+        self,
+        conn: ldap3.Connection,
+        extra_filter: str = "",
+        extra_attrs: list[str] | None = None,
+        seen: Callable[[dict[str, list[bytes]]], None] | None = None,
+    ) -> list[GroupRecord]: ...
+
+    def membership(self, conn: ldap3.Connection, groups: list[GroupRecord]) -> Membership: ...
+
+    def warnings(self) -> list[str]: ...
 
 OVERLAP = timedelta(seconds=5)
 _GT = "%Y%m%d%H%M%SZ"
@@ -57,7 +84,7 @@ class IncrementalReader:
     overlap = OVERLAP
     """How far before the OpenLDAP high-water mark a changed-entries search starts."""
 
-    def __init__(self, source: LdapSource, store: KeyValueStore) -> None:
+    def __init__(self, source: LdapReader, store: KeyValueStore) -> None:
         self.source = source
         self.store = store
         self.ad = source.config.preset == "ad"

@@ -4,19 +4,22 @@ cookies, result checks and AD range retrieval of multi-valued attributes."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import ldap3
 
 from provisioner.errors import SourceIncomplete
 
-if TYPE_CHECKING:
-    from provisioner.sources.ldap import LdapSource
-
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 _RANGE = re.compile(r"^(?P<attr>[^;]+);range=(?P<lo>\d+)-(?P<hi>\d+|\*)$", re.IGNORECASE)
 
 Entry = tuple[str, dict[str, list[bytes]]]
+
+
+class RangeReader(Protocol):
+    """The one search range retrieval needs (:class:`provisioner.sources.ldap.LdapSource` has it)."""
+
+    def fetch_range(self, conn: ldap3.Connection, dn: str, spec: str) -> list[dict[str, Any]]: ...
 
 
 class KeyValueStore(Protocol):
@@ -81,7 +84,7 @@ def ranged_values(response: list[dict[str, Any]], attr: str) -> tuple[list[bytes
 
 
 def complete_ranges(
-    source: LdapSource, conn: ldap3.Connection, dn: str, raw: dict[str, list[bytes]], step: int | None
+    source: RangeReader, conn: ldap3.Connection, dn: str, raw: dict[str, list[bytes]], step: int | None
 ) -> dict[str, list[bytes]]:
     """Fetch the rest of AD ranged attributes (``member;range=0-1499``).
 

@@ -14,14 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     func,
     insert,
     select,
@@ -31,47 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from provisioner.core.audit import GENESIS, AuditEvent, Checkpoint, EventKind, chain_hash, record_time
 from provisioner.errors import PermanentError, TemporaryError
+from provisioner.store.audit_schema import audit, checkpoints
 from provisioner.store.auditfilter import AuditFilter, matches, where
 from provisioner.store.signer import Signer
 
 __all__ = ["AuditFilter", "AuditLog", "AuditRow", "AuditTampered", "AuditUnavailable", "StoredCheckpoint"]
-
-audit_metadata = MetaData()
-
-_SEQ = BigInteger().with_variant(Integer, "sqlite")
-
-audit = Table(
-    "provisioner_audit",
-    audit_metadata,
-    Column("seq", _SEQ, primary_key=True, autoincrement=False),
-    Column("run_id", String(36), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False, index=True),
-    Column("kind", String(32), nullable=False, index=True),
-    Column("actor", String(200), nullable=False),
-    Column("target", String(200), index=True),
-    Column("role", String(200), index=True),
-    Column("content", Text, nullable=False),
-    Column("prev_hash", String(80), nullable=False),
-    Column("hash", String(80), nullable=False, unique=True),
-)
-
-checkpoints = Table(
-    "provisioner_audit_checkpoints",
-    audit_metadata,
-    Column("id", _SEQ, primary_key=True, autoincrement=True),
-    Column("head_seq", _SEQ, nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("signature", String(200), nullable=False),
-    Column("public_key", String(200), nullable=False),
-)
-
-_PG_GUARD = """
-CREATE OR REPLACE FUNCTION provisioner_audit_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-    MESSAGE = 'provisioner audit tables are insert-only: ' || TG_OP || ' on ' || TG_TABLE_NAME || ' refused';
-END $$
-"""
 
 
 class AuditUnavailable(TemporaryError):
@@ -103,29 +59,6 @@ class StoredCheckpoint:
         return {**self.checkpoint.payload(), "signature": self.signature, "public_key": self.public_key}
 
 
-def install_schema(engine: Engine) -> None:
-    audit_metadata.create_all(engine)
-    if engine.dialect.name != "postgresql":
-        return
-    with engine.begin() as conn:
-        for table in ("provisioner_audit", "provisioner_audit_checkpoints"):
-            have = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_trigger WHERE tgrelid = %(t)s::regclass "
-                "AND tgname IN ('provisioner_audit_no_change', 'provisioner_audit_no_truncate')",
-                {"t": table},
-            ).scalar_one()
-            if have == 2:
-                continue
-            conn.exec_driver_sql(_PG_GUARD)
-            for name, when in (
-                ("provisioner_audit_no_change", "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"),
-                ("provisioner_audit_no_truncate", "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT"),
-            ):
-                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
-                conn.exec_driver_sql(
-                    f"CREATE TRIGGER {name} {when.format(t=table)} EXECUTE FUNCTION provisioner_audit_refuse()"
-                )
-                conn.exec_driver_sql(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}")
 
 
 def _parse_at(value: str) -> datetime:

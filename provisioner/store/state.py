@@ -32,7 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.errors import TemporaryError
-from provisioner.store.audit import AuditLog, AuditRow, CheckpointSink, audit, install_schema
+from provisioner.store.audit import AuditLog, AuditRow, CheckpointSink
+from provisioner.store.audit_schema import audit, install_schema
 from provisioner.store.outbox import Outbox, outbox_metadata
 from provisioner.store.signer import Signer
 

@@ -15,7 +15,6 @@ rolled back alone and reported, the others apply (see :class:`BatchRunner`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -28,6 +27,7 @@ from provisioner.core.plan import Change, ChangeKind
 from provisioner.targets.base import ChangeFailed, FailedChange
 from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements
+from provisioner.targets.pg_step import Step as Step
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -39,15 +39,6 @@ _RELEASE = sql.SQL("RELEASE SAVEPOINT provisioner_batch")
 _ROLLBACK_TO = sql.SQL("ROLLBACK TO SAVEPOINT provisioner_batch")
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One change and the statements that carry it out."""
-
-    change: Change
-    statements: tuple[sql.Composed, ...]
-    merge: tuple[str, str] | None = None
-    """``("GRANT" | "REVOKE", group)`` for a plain membership change that may
-    share one multi-member statement with others (``pg_bulk``)."""
 
 
 # --------------------------------------------------------------------------- composing

@@ -17,12 +17,10 @@ its own statements.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-if TYPE_CHECKING:
-    from provisioner.targets.pg_apply import Step
+from provisioner.targets.pg_step import Step
 
 MAX_MEMBERS_PER_ROUND_TRIP = 5000
 """Membership changes sent in one round trip at most (bounds one merged statement)."""

@@ -123,7 +123,7 @@ def build_roles(
     return {role.name: role for role in roles}
 
 
-# The no-op short-circuit's catalog digest (provisioner/shortcircuit.py): one
+# The no-op short-circuit's catalog digest (provisioner/engine/shortcircuit.py): one
 # server-side, order-independent digest of the cluster's whole role catalog --
 # per role its oid, name, attributes, connection limit, expiry and comment, per
 # membership its two oids and admin option -- as row counts and two sums of seeded

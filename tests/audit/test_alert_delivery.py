@@ -207,10 +207,10 @@ def test_a_failing_run_reaches_the_channels_once_not_twice(tmp_path: Path, monke
     """The daemon's job-failure warning and the run's own ``run_failing`` alert describe one
     incident: a temporary failure recorded as a run goes out as ``run_failing`` only; one
     that never became a run, and a permanent one (the job is paused), still go out."""
-    from provisioner.cli.common import recorded_run
     from provisioner.daemon.alerting import JobFailure, alert_job_failure
+    from provisioner.engine.context import RunContext
+    from provisioner.engine.record import recorded_run
     from provisioner.errors import SourceUnavailable
-    from provisioner.runtime import RunContext
 
     with webhook_server() as hook:
         monkeypatch.setenv("TEST_HOOK", hook.url)

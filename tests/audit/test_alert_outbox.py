@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from provisioner.alerts import dispatch_alerts, run_alerts
-from provisioner.cli.common import recorded_run
 from provisioner.config import Config
 from provisioner.core.alerts import Alert, AlertPolicy, History, Severity, evaluate
 from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.catalog import build_catalog
-from provisioner.runtime import RunContext
+from provisioner.engine.context import RunContext
+from provisioner.engine.record import recorded_run
 from provisioner.store.state import StateStore
 from tests.audit.pgstore import scratch_database
 from tests.audit.servers import closed_port, webhook_server

@@ -163,7 +163,7 @@ def test_interrupted_apply_is_recovered_next_run(
     p = role_prefix
     ldap_ou.add_user("cat", **person("Trading", "Equity Trader"))
     setup = make_setup(tmp_path, ldap_ou.config(), p)
-    from provisioner import runtime
+    from provisioner.engine import execute as runtime
 
     real = runtime._applied_event
 

@@ -27,11 +27,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provisioner.cli.common import open_store, recorded_run
 from provisioner.config import load_config
 from provisioner.core.audit import AuditEvent, EventKind, chain_hash
+from provisioner.engine.context import RunContext
+from provisioner.engine.installation import open_store
+from provisioner.engine.record import recorded_run
 from provisioner.errors import ProvisionerError
-from provisioner.runtime import RunContext
 from provisioner.store.shipping import DirectorySink, Shipper, read_shipped
 from provisioner.store.signer import Signer
 from provisioner.store.signing import verify_chain

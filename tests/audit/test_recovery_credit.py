@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from provisioner import runtime
 from provisioner.core.audit import EventKind
+from provisioner.engine import execute as runtime
 from provisioner.store.state import StateStore
 from provisioner.targets import pg_apply
 from provisioner.targets.postgres import PostgresTarget

@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from provisioner.cli.common import open_store, state_url
 from provisioner.config import load_config
+from provisioner.engine.installation import open_store, state_url
 from provisioner.errors import ProvisionerError
 from tests.audit.pgstore import scratch_database
 from tests.audit.support import alert_config

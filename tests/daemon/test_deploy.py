@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.cli.common import open_store
 from provisioner.config import load_config
+from provisioner.engine.installation import open_store
 from provisioner.errors import ConfigError, SecretError
 from provisioner.secrets import SecretRef
 from tests.daemon.test_units import cfg_with

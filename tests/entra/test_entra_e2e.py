@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.config import EntraSourceConfig
+from provisioner.engine.connections import Targets
+from provisioner.engine.run import plan_run
 from provisioner.errors import SourceUnavailable
-from provisioner.pipeline import plan_run
-from provisioner.runtime import Targets
 from provisioner.store.state import StateStore
 from tests.support.e2e import Setup, make_setup, memberships, role_options
 from tests.support.graph_server import GraphServer

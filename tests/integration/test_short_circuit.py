@@ -15,8 +15,10 @@ import pytest
 from psycopg import sql
 
 from provisioner.core.plan import ChangeKind, Plan
-from provisioner.pipeline import apply_run, plan_run
-from provisioner.runtime import RunContext, Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.run import apply_run, plan_run
+from provisioner.engine.warm import WarmState
 from provisioner.sources.incremental import IncrementalReader
 from provisioner.store.state import StateStore
 from tests.lifecycle.support import RELAXED, RULES, person
@@ -38,10 +40,11 @@ class Warm:
 
     def __init__(self, s: Setup, store: StateStore) -> None:
         self.s, self.store = s, store
+        self.warm = WarmState()
 
     def run(self, now: datetime, *, apply: bool = True) -> Plan:
         cfg = self.s.config()
-        ctx = RunContext(now, "pytest", "schedule", store=self.store, short_circuit=True)
+        ctx = RunContext(now, "pytest", "schedule", store=self.store, warm=self.warm)
         with Targets(cfg) as targets:
             return apply_run(cfg, ctx, targets) if apply else plan_run(cfg, ctx, targets).plan
 
@@ -181,3 +184,18 @@ def test_reused_actual_state_still_sees_a_leavers_open_session(warm: Warm, ldap_
             session.execute("SELECT 1")
     finally:
         session.close()
+
+
+def test_warm_state_is_the_daemons_own_object(warm: Warm) -> None:
+    """The short-circuit's evidence lives in the WarmState the daemon passes in, not in the
+    process: another daemon (a fresh WarmState) or a CLI run (none) in the same process
+    plans in full."""
+    warm.warmed()
+    other = Warm(warm.s, warm.store)
+    assert "short_circuit" not in other.run(T0 + timedelta(minutes=3)).meta
+    cfg = warm.s.config()
+    ctx = RunContext(T0 + timedelta(minutes=4), "pytest", "manual", store=warm.store)
+    assert ctx.warm is None and not ctx.short_circuit
+    with Targets(cfg) as targets:
+        assert "short_circuit" not in plan_run(cfg, ctx, targets).plan.meta
+    assert "short_circuit" in warm.run(T0 + timedelta(minutes=5)).meta  # the first daemon's evidence stands

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.core.plan import Plan
+from provisioner.engine.connections import Targets
+from provisioner.engine.run import plan_run
 from provisioner.errors import SourceUnhealthy
-from provisioner.pipeline import plan_run
-from provisioner.runtime import Targets
 from provisioner.store.state import StateStore
 from tests.lifecycle.support import STRICT, access, edit_config, person, setup
 from tests.support.e2e import Setup

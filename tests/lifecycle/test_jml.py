@@ -15,8 +15,8 @@ from psycopg import sql
 
 from provisioner.core.lifecycle import EventKindName, next_lifecycle_events
 from provisioner.core.plan import ChangeKind
-from provisioner.pipeline import plan_run
-from provisioner.runtime import Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.run import plan_run
 from tests.lifecycle.support import RELAXED, access, applied_changes, day, person, setup
 from tests.support import pg
 from tests.support.e2e import Setup

@@ -14,9 +14,9 @@ from psycopg import sql
 
 from provisioner.core.model import Reason
 from provisioner.core.plan import ChangeKind, TargetPlan, make_change
+from provisioner.engine.connections import Targets
+from provisioner.engine.run import plan_run, safety
 from provisioner.errors import SafetyViolation
-from provisioner.pipeline import plan_run, safety
-from provisioner.runtime import Targets
 from tests.lifecycle.support import access, person
 from tests.support import pg
 from tests.support.e2e import make_setup

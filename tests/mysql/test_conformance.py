@@ -18,7 +18,7 @@ from psycopg import sql
 
 from provisioner.core.model import ActualRole
 from provisioner.core.plan import Change, Plan, TargetPlan
-from provisioner.runtime import Targets
+from provisioner.engine.connections import Targets
 from tests.mysql.support import MysqlSetup, Person, make_mysql_setup
 from tests.support import mysql as M
 from tests.support import pg

@@ -16,8 +16,9 @@ from psycopg import sql
 
 from provisioner.config import Config, load_config
 from provisioner.core.plan import Plan
-from provisioner.pipeline import apply_run, plan_run
-from provisioner.runtime import RunContext, Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.run import apply_run, plan_run
 from tests.support import pg
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.core.alerts import AlertPolicy, History, Severity, evaluate
+from provisioner.engine.recovery import planned_event
 from provisioner.mappings import load_mappings
-from provisioner.recovery import planned_event
 from tests.privileges.support import LDIF, Env, environment, run
 from tests.support import pg
 

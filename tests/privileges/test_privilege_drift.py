@@ -15,8 +15,8 @@ import pytest
 from provisioner.core.alerts import AlertPolicy, History, Severity, evaluate
 from provisioner.core.catalog import Sensitivity
 from provisioner.core.plan import Plan
+from provisioner.engine.recovery import planned_event
 from provisioner.mappings import load_mappings
-from provisioner.recovery import planned_event
 from tests.privileges.support import CATALOG, RULES, Env, environment, run
 
 DEPT_RULE = """

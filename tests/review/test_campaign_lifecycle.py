@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.core.review import Decision, ReviewItem, decision_problem, item_id
+from provisioner.engine.context import RunContext
 from provisioner.review.campaign import delegate, reminders, sign_off, store_decisions
 from provisioner.review.store import CampaignError, ReviewStore
-from provisioner.runtime import RunContext
 from provisioner.store.state import StateStore
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ from pathlib import Path
 from provisioner.core.alerts import Alert, AlertPolicy, History, Severity, evaluate
 from provisioner.core.catalog import Catalog
 from provisioner.core.plan import Plan
-from provisioner.recovery import planned_event
-from provisioner.runtime import RunContext
+from provisioner.engine.context import RunContext
+from provisioner.engine.recovery import planned_event
 from tests.sod.test_sod_e2e import notices, run_cli, setup_with_sod
 from tests.support.e2e import Setup, memberships, person
 from tests.support.fixtures import LdapOu

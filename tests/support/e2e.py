@@ -10,11 +10,12 @@ from typing import Any
 
 from psycopg import sql
 
-from provisioner.cli.common import open_store
 from provisioner.config import Config, LdapSourceConfig, LdifSourceConfig, load_config
 from provisioner.core.plan import Plan
-from provisioner.pipeline import apply_run, plan_run
-from provisioner.runtime import RunContext, Targets
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.installation import open_store
+from provisioner.engine.run import apply_run, plan_run
 from provisioner.store.state import StateStore
 from tests.support import pg
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from provisioner import shortcircuit
+from provisioner.engine import shortcircuit
 from provisioner.errors import TargetUnavailable
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from provisioner import health, shortcircuit, unicode_data
+from provisioner import unicode_data
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
@@ -40,14 +40,18 @@ from provisioner.core.privileges import EMPTY, PrivilegeCatalog
 from provisioner.core.refusal import refuse_unworkable
 from provisioner.core.safety import check_plan
 from provisioner.core.savedplan import contained
+from provisioner.engine import health, shortcircuit
+from provisioner.engine.connections import Targets, read_sources
+from provisioner.engine.context import RunContext
+from provisioner.engine.execute import execute, refuse_stale
+from provisioner.engine.gcpause import paused_gc
+from provisioner.engine.health import Missing
+from provisioner.engine.recovery import planned_event, recover_interrupted
+from provisioner.engine.segregation import enforce as enforce_sod
 from provisioner.errors import ApplyFailed, BreakerTripped, PlanError, SafetyViolation, StalePlan
-from provisioner.gcpause import paused_gc
 from provisioner.logs import log
 from provisioner.mappings import Mappings, load_mappings
-from provisioner.recovery import planned_event, recover_interrupted
 from provisioner.review import exclusions as review_exclusions
-from provisioner.runtime import RunContext, Targets, execute, read_sources, refuse_stale
-from provisioner.segregation import enforce as enforce_sod
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,6 @@ class PlanOutcome:
     """Per source, managed stable ids missing from this read -> consecutive reads missing."""
 
 
-Missing = Mapping[str, Mapping[str, int]]
 
 
 def policies(
@@ -88,12 +91,6 @@ def policies(
     }
 
 
-GRANT_MEMO = GrantMemo()
-"""Grants per identity content, kept for the life of the process (the daemon's runs share it)."""
-DIFF_MEMO = DiffMemo()
-"""Per target, what the last diff planned per person (reused while nothing it read changed)."""
-
-
 def lifecycle_policy(cfg: Config) -> LifecyclePolicy:
     """``[lifecycle]`` as the core's value (the time zone resolved from the tz database)."""
     lc = cfg.lifecycle
@@ -107,14 +104,17 @@ def compute_desired(
     snaps: tuple[SourceSnapshot, ...],
     now: datetime,
     exclusions: Sequence[Exclusion] = (),
+    memo: GrantMemo | None = None,
 ) -> DesiredState:
-    """``exclusions``: access-review revokes of rule-based access in force (core/exclusions.py)."""
+    """``exclusions``: access-review revokes of rule-based access in force (core/exclusions.py);
+    ``memo``: the daemon's grant memo (engine/warm.py), else a fresh one for this run."""
     n = cfg.naming
     naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, unicode_data.scripts())
     lifecycle = lifecycle_policy(cfg)
     with paused_gc():
         granted = frozenset(s.name for s in cfg.sources if s.login_for == "granted")
-        desired = desired_state(snaps, mappings.rules, naming, lifecycle, now, GRANT_MEMO, granted)
+        grants = memo if memo is not None else GrantMemo()
+        desired = desired_state(snaps, mappings.rules, naming, lifecycle, now, grants, granted)
     problems, frozen = ambiguous_rules(mappings.rules, snaps)
     if problems or frozen:
         desired = replace(desired, problems=(*desired.problems, *problems), frozen=desired.frozen | frozen)
@@ -133,12 +133,13 @@ def make_plan(
     catalog: Catalog | None = None,
 ) -> Plan:
     """``reused``: targets whose actual state the daemon took from its last full run
-    (provisioner/shortcircuit.py), recorded in ``plan.meta`` for the audit trail."""
+    (engine/shortcircuit.py), recorded in ``plan.meta`` for the audit trail."""
     pols = policies(cfg, missing, health.drop_failures(ctx, actual))
+    diff_memo = ctx.warm.diffs if ctx.warm is not None else DiffMemo()
     owners = {t.name: t.privilege_owners for t in cfg.targets}
     target_plans = []
     for name, state in actual.items():
-        changes, notices = diff(desired, state, pols[name], ctx.now, DIFF_MEMO)
+        changes, notices = diff(desired, state, pols[name], ctx.now, diff_memo)
         more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
         drift_policy = DriftPolicy(pols[name], catalog.public if catalog else "report", owners[name])
         drift, drift_notices = plan_privilege_drift(privileges, catalog or Catalog({}), state, drift_policy)
@@ -148,7 +149,8 @@ def make_plan(
         changes = execution_order(kept)
         notices = (*notices, *more_notices, *drift_notices, *escalated_notices, *refused)
         notices += tuple(credential_notices(state, pols[name]))
-        fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources)
+        memo = ctx.warm.fingerprints if ctx.warm is not None else None
+        fingerprint = state.fingerprint(plan_scope(changes, notices), desired.sources, memo)
         target_plans.append(TargetPlan(name, fingerprint, changes, notices, state.capabilities.dialect))
     return Plan(
         created_at=ctx.now,
@@ -187,10 +189,14 @@ def _plan_run(
     )
     if skipped is not None:  # a proven no-op: the last full run's desired and actual state stand
         ctx.audit([planned_event(ctx, skipped)])
-        return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg))
-    desired = compute_desired(cfg, mappings, snapshots, ctx.now, excluded)
+        assert ctx.warm is not None
+        return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg, ctx.warm))
+    desired = compute_desired(cfg, mappings, snapshots, ctx.now, excluded, ctx.warm.grants if ctx.warm else None)
     facts = shortcircuit.measure(facts, digests) if facts is not None else None
-    actual, reused = shortcircuit.inspect(cfg, facts, targets) if facts is not None else (targets.inspect_all(), {})
+    if facts is not None and ctx.warm is not None:
+        actual, reused = shortcircuit.inspect(cfg, ctx.warm, facts, targets)
+    else:
+        actual, reused = targets.inspect_all(), {}
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)
     plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused, mappings.catalog)

@@ -4,7 +4,7 @@
   ``[safety] max_identity_drop`` against the baseline -- the largest good count
   of the last 14 days, so that a series of smaller drops cannot walk it down --
   stops the run before anything is diffed (:class:`SourceUnhealthy`).  An empty source is
-  already refused by :func:`provisioner.runtime.read_sources`.
+  already refused by :func:`provisioner.engine.execute.read_sources`.
 * Vanished identities: how many consecutive successful reads each managed
   identity has been missing (``lifecycle.vanish_after_runs``).
 * Failed drops: the last error of each role whose drop failed, reported in
@@ -21,18 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provisioner.config import Config
 from provisioner.core.audit import EventKind
 from provisioner.core.lifecycle import flatten_missing, missing_counts
 from provisioner.core.model import ActualState, SourceSnapshot
+from provisioner.engine.context import RunContext
 from provisioner.errors import SourceUnhealthy
 from provisioner.logs import log
 
-if TYPE_CHECKING:
-    from provisioner.runtime import RunContext
-
+Missing = Mapping[str, Mapping[str, int]]
+"""Per source, managed stable ids missing from this read -> consecutive reads missing."""
 
 def _count_key(source: str) -> str:
     return f"health.identities.{source}"

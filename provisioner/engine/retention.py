@@ -11,17 +11,14 @@ succeeds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.plan import Change
+from provisioner.engine.context import RunContext
+from provisioner.engine.health import drop_failures_key
 from provisioner.errors import ApplyFailed
-from provisioner.health import drop_failures_key
 from provisioner.logs import log
 from provisioner.targets.base import Target
-
-if TYPE_CHECKING:
-    from provisioner.runtime import RunContext
 
 
 def execute_drops(target_name: str, drops: Sequence[Change], target: Target, ctx: RunContext) -> list[str]:

@@ -18,9 +18,9 @@ from provisioner.core.privileges import PrivilegeCatalog, effective_privileges
 from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
 from provisioner.core.sodexpiry import expired_actions, expiring_notices
 from provisioner.core.sodrefs import missing_tables
+from provisioner.engine.context import RunContext
 from provisioner.logs import log
 from provisioner.mappings import Mappings
-from provisioner.runtime import RunContext
 
 TABLE_KINDS = ("table", "column")
 

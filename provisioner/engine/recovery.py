@@ -22,16 +22,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provisioner.config import Config
 from provisioner.core.audit import AuditEvent, EventKind
 from provisioner.core.plan import Change, Plan, readback_scope
 from provisioner.core.verify import verify
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
 from provisioner.logs import log
-
-if TYPE_CHECKING:
-    from provisioner.runtime import RunContext, Targets
 
 WATERMARK = "audit:intent_watermark"
 

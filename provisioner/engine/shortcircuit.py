@@ -11,7 +11,7 @@ full, but a target whose digest still equals the one taken before the last full
 run inspected it is not inspected again: that run's actual state stands, with the
 open sessions read afresh (:func:`inspect`).  The digests are queried once per
 run, in a background thread beside the source read (:func:`digests_meanwhile`).
-State lives in this process only (the daemon); a CLI run never skips.
+State lives in the daemon's :class:`~provisioner.engine.warm.WarmState`; a CLI run has none and never skips.
 """
 
 from __future__ import annotations
@@ -20,39 +20,22 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from provisioner import health
 from provisioner.config import Config
 from provisioner.core.lifecycle import next_lifecycle_events
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.plan import Plan, TargetPlan
 from provisioner.core.shortcircuit import RunFacts, Verified, decide, precheck
+from provisioner.engine import health
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.health import Missing
+from provisioner.engine.warm import LastRun, WarmState
 from provisioner.logs import log
 from provisioner.mappings import Mappings
-from provisioner.runtime import RunContext, Targets
-
-if TYPE_CHECKING:
-    from provisioner.pipeline import Missing
-
-
-@dataclass(frozen=True, slots=True)
-class _Last:
-    verified: Verified
-    snapshots: tuple[SourceSnapshot, ...]
-    desired: DesiredState
-    actual: Mapping[str, ActualState]
-    plan: Plan
-
-
-_LAST: dict[str, _Last] = {}
-"""The last full run of the current configuration (this process only; one entry)."""
-
-
-def forget() -> None:
-    _LAST.clear()
 
 
 def mappings_digest(mappings: Mappings) -> str:
@@ -109,7 +92,9 @@ def attempt(
     """The empty plan of a short-circuited run (audited by the caller) or None, and
     this run's facts so far (no catalog digests: :func:`measure` takes them).
     ``exclusions``: digest of the access-review exclusions in force (a new one plans in full)."""
-    last = _LAST.get(cfg.digest)
+    warm = ctx.warm
+    assert warm is not None
+    last = warm.last_of(cfg.digest)
     same = last is not None and _same_snapshots(snaps, last.snapshots)
     facts = RunFacts(ctx.now, same, mappings_digest(mappings) + exclusions, cfg.digest, {})
     names = frozenset(targets.names)
@@ -148,12 +133,14 @@ def measure(facts: RunFacts, digests: Digests) -> RunFacts:
     return replace(facts, catalog_digests=digests())
 
 
-def inspect(cfg: Config, facts: RunFacts, targets: Targets) -> tuple[dict[str, ActualState], dict[str, Any]]:
+def inspect(
+    cfg: Config, warm: WarmState, facts: RunFacts, targets: Targets
+) -> tuple[dict[str, ActualState], dict[str, Any]]:
     """Each target's actual state: the last full run's, when its catalog digest (taken
     before that run inspected) equals this run's and no privileges are managed -- with
     the open sessions read afresh, so a leaver's new session is still ended -- else a
     fresh inspect.  Also what was reused, for the audit record."""
-    last = _LAST.get(cfg.digest)
+    last = warm.last_of(cfg.digest)
     actual: dict[str, ActualState] = {}
     reused: dict[str, Any] = {}
     for name in targets.names:
@@ -172,8 +159,9 @@ def inspect(cfg: Config, facts: RunFacts, targets: Targets) -> tuple[dict[str, A
     return actual, reused
 
 
-def cached(cfg: Config) -> tuple[DesiredState, Mapping[str, ActualState]]:
-    last = _LAST[cfg.digest]
+def cached(cfg: Config, warm: WarmState) -> tuple[DesiredState, Mapping[str, ActualState]]:
+    last = warm.last_of(cfg.digest)
+    assert last is not None
     return last.desired, last.actual
 
 
@@ -203,8 +191,9 @@ def remember(
         if not counting and not tp.changes and not failures.get(tp.target) and tp.target not in watched
     )
     instants = (*(e.at for e in next_lifecycle_events(desired, ctx.now)), *_role_instants(cfg, actual))
-    _LAST.clear()  # one configuration at a time: a reload must not keep the old state alive
-    _LAST[cfg.digest] = _Last(Verified(now, instants, quiet), snaps, desired, actual, plan)
+    assert ctx.warm is not None
+    # one configuration at a time: a reload must not keep the old state alive
+    ctx.warm.last = LastRun(cfg.digest, Verified(now, instants, quiet), snaps, desired, actual, plan)
 
 
 def _role_instants(cfg: Config, actual: Mapping[str, ActualState]) -> list[datetime]:

@@ -1,147 +1,29 @@
-"""The imperative shell around the pure core: run context, sources, targets,
-execution, verification and the audit records of a run."""
+"""Execution: a plan's changes applied per target and transaction, verified by
+reading back, every step recorded (intent, begun, applied or failed, completion)."""
 
 from __future__ import annotations
 
-import getpass
-import uuid
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any
+from collections.abc import Mapping
 
-from provisioner.config import Config, EntraSourceConfig
+from provisioner.config import Config
 from provisioner.core.audit import AuditEvent, EventKind
-from provisioner.core.groupref import referenced_groups
-from provisioner.core.model import ActualState, SourceSnapshot
-from provisioner.core.needs import ALL, SourceNeeds
+from provisioner.core.model import ActualState
 from provisioner.core.phases import apply_phases
 from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope, readback_scope, transactions
 from provisioner.core.verify import verify
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.recovery import begun_event, completion_event, intent_event
+from provisioner.engine.retention import execute_drops
 from provisioner.errors import (
     ApplyFailed,
     PlanError,
     RunInterrupted,
-    SourceUnhealthy,
     StalePlan,
     VerificationFailed,
 )
 from provisioner.logs import log
-from provisioner.recovery import begun_event, completion_event, intent_event
-from provisioner.retention import execute_drops
-from provisioner.sources.factory import build_source
-from provisioner.store.state import StateStore
 from provisioner.targets.base import ApplyResult, FailedChange, Target
-from provisioner.targets.factory import build_target
-
-Progress = Callable[[str, int, "int | None"], None]
-"""``progress(counter, advance, total)``: e.g. ("identities read", 120, None),
-("changes applied", 1, 40).  Shown on a terminal by the CLI; a no-op elsewhere."""
-
-
-def no_progress(counter: str, advance: int, total: int | None = None) -> None:
-    """The default :data:`Progress`: report nothing."""
-
-
-def never_stop() -> bool:
-    return False
-
-
-@dataclass(slots=True)
-class RunContext:
-    now: datetime
-    actor: str
-    trigger: str
-    reason: str = ""
-    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    store: StateStore | None = None
-    allow_mass_revocation: bool = False
-    """Operator override of the breaker and health gate for this one run (needs ``reason``)."""
-    progress: Progress = no_progress
-    stop_requested: Callable[[], bool] = never_stop
-    """Checked before each target's transaction; a stop request ends the run
-    between transactions (the daemon's SIGTERM), never inside one."""
-    short_circuit: bool = False
-    """A warm process (the daemon) may skip inspect + diff on a proven no-op (provisioner/shortcircuit.py)."""
-
-    @classmethod
-    def manual(cls, cfg: Config, store: StateStore | None, reason: str = "", actor: str | None = None) -> RunContext:
-        who = getpass.getuser()
-        return cls(datetime.now(UTC), f"{who} ({actor})" if actor else who, "manual", reason, store=store)
-
-    def audit(self, events: list[AuditEvent]) -> None:
-        if self.store is not None:
-            self.store.append(events)
-
-    def event(self, kind: EventKind, **kw: Any) -> AuditEvent:
-        return AuditEvent(self.run_id, datetime.now(UTC), self.actor, self.trigger, kind, **kw)
-
-
-def read_sources(
-    cfg: Config,
-    ctx: RunContext,
-    referenced_groups: frozenset[str] | None = None,
-    needs: SourceNeeds = ALL,
-) -> tuple[SourceSnapshot, ...]:
-    """Read every source completely; an empty source stops the run.
-
-    ``referenced_groups``: group names the rules test (Entra resolves membership for
-    these only); read from the mappings when not given and a source needs them.
-    ``needs``: the canonical attributes the plan depends on (default: every one)."""
-    if referenced_groups is None:
-        referenced_groups = _rule_groups(cfg)
-    snaps = []
-    for scfg in cfg.sources:
-        source = build_source(scfg, store=ctx.store, referenced_groups=referenced_groups, needs=needs)
-        try:
-            snap = source.read()
-        finally:
-            source.close()
-        if not snap.identities:
-            raise SourceUnhealthy(
-                f"source {scfg.name!r} returned no identities; refusing to plan "
-                "(an empty directory never revokes anything)"
-            )
-        log.info("source_read", source=scfg.name, identities=len(snap.identities), groups=snap.group_count)
-        ctx.progress("identities read", len(snap.identities), None)
-        snaps.append(snap)
-    return tuple(snaps)
-
-
-def _rule_groups(cfg: Config) -> frozenset[str]:
-    if not any(isinstance(s, EntraSourceConfig) for s in cfg.sources):
-        return frozenset()
-    from provisioner.mappings import load_mappings
-
-    return referenced_groups(load_mappings(cfg.mappings_dir).rules)
-
-
-class Targets(AbstractContextManager["Targets"]):
-    """Every configured target, opened lazily and closed together."""
-
-    def __init__(self, cfg: Config, only: set[str] | None = None) -> None:
-        self._cfg = [t for t in cfg.targets if only is None or t.name in only]
-        self._open: dict[str, Target] = {}
-
-    def get(self, name: str) -> Target:
-        if name not in self._open:
-            tcfg = next(t for t in self._cfg if t.name == name)
-            self._open[name] = build_target(tcfg)
-        return self._open[name]
-
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self._cfg]
-
-    def inspect_all(self) -> dict[str, ActualState]:
-        return {name: self.get(name).inspect() for name in self.names}
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        for target in self._open.values():
-            target.close()
-        self._open.clear()
 
 
 def refuse_stale(saved: Plan, actual: Mapping[str, ActualState], cfg: Config) -> None:

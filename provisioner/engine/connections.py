@@ -1,0 +1,84 @@
+"""Opening what a run reads: every source read completely, every target opened lazily."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+from provisioner.config import Config, EntraSourceConfig
+from provisioner.core.groupref import referenced_groups
+from provisioner.core.model import ActualState, SourceSnapshot
+from provisioner.core.needs import ALL, SourceNeeds
+from provisioner.engine.context import RunContext
+from provisioner.errors import (
+    SourceUnhealthy,
+)
+from provisioner.logs import log
+from provisioner.sources.factory import build_source
+from provisioner.targets.base import Target
+from provisioner.targets.factory import build_target
+
+
+def read_sources(
+    cfg: Config,
+    ctx: RunContext,
+    referenced_groups: frozenset[str] | None = None,
+    needs: SourceNeeds = ALL,
+) -> tuple[SourceSnapshot, ...]:
+    """Read every source completely; an empty source stops the run.
+
+    ``referenced_groups``: group names the rules test (Entra resolves membership for
+    these only); read from the mappings when not given and a source needs them.
+    ``needs``: the canonical attributes the plan depends on (default: every one)."""
+    if referenced_groups is None:
+        referenced_groups = _rule_groups(cfg)
+    snaps = []
+    for scfg in cfg.sources:
+        source = build_source(scfg, store=ctx.store, referenced_groups=referenced_groups, needs=needs)
+        try:
+            snap = source.read()
+        finally:
+            source.close()
+        if not snap.identities:
+            raise SourceUnhealthy(
+                f"source {scfg.name!r} returned no identities; refusing to plan "
+                "(an empty directory never revokes anything)"
+            )
+        log.info("source_read", source=scfg.name, identities=len(snap.identities), groups=snap.group_count)
+        ctx.progress("identities read", len(snap.identities), None)
+        snaps.append(snap)
+    return tuple(snaps)
+
+
+def _rule_groups(cfg: Config) -> frozenset[str]:
+    if not any(isinstance(s, EntraSourceConfig) for s in cfg.sources):
+        return frozenset()
+    from provisioner.mappings import load_mappings
+
+    return referenced_groups(load_mappings(cfg.mappings_dir).rules)
+
+
+class Targets(AbstractContextManager["Targets"]):
+    """Every configured target, opened lazily and closed together."""
+
+    def __init__(self, cfg: Config, only: set[str] | None = None) -> None:
+        self._cfg = [t for t in cfg.targets if only is None or t.name in only]
+        self._open: dict[str, Target] = {}
+
+    def get(self, name: str) -> Target:
+        if name not in self._open:
+            tcfg = next(t for t in self._cfg if t.name == name)
+            self._open[name] = build_target(tcfg)
+        return self._open[name]
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self._cfg]
+
+    def inspect_all(self) -> dict[str, ActualState]:
+        return {name: self.get(name).inspect() for name in self.names}
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        for target in self._open.values():
+            target.close()
+        self._open.clear()

@@ -1,0 +1,55 @@
+"""Warm state: what a long-running process keeps between runs, as one explicit object.
+
+The daemon creates one :class:`WarmState` and passes it into every run it starts;
+the CLI passes none, so a CLI run memoises within itself only and never
+short-circuits (true by construction, not by a flag).  Nothing here is a process
+global: dropping the object drops everything it kept.
+
+- ``grants``: the rules' grants per identity content (core/memo.py);
+- ``diffs``: per target, what the last diff planned per person (core/diffmemo.py);
+- ``fingerprints``: the scope-independent part of each target's plan fingerprint, while the
+  target's roles are the very same object (a reused actual state; core/model.py);
+- ``last``: the last full run of the current configuration, the short-circuit's
+  evidence (engine/shortcircuit.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from provisioner.core.diffmemo import DiffMemo
+from provisioner.core.memo import GrantMemo
+from provisioner.core.model import ActualState, DesiredState, FingerprintMemo, SourceSnapshot
+from provisioner.core.plan import Plan
+from provisioner.core.shortcircuit import Verified
+
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    """The last full run of one configuration (``config_digest``)."""
+
+    config_digest: str
+    verified: Verified
+    snapshots: tuple[SourceSnapshot, ...]
+    desired: DesiredState
+    actual: Mapping[str, ActualState]
+    plan: Plan
+
+
+@dataclass(slots=True, eq=False)
+class WarmState:
+    """Owned by the daemon; one per process, passed into each run (see the module docstring)."""
+
+    grants: GrantMemo = field(default_factory=GrantMemo)
+    diffs: DiffMemo = field(default_factory=DiffMemo)
+    fingerprints: FingerprintMemo = field(default_factory=FingerprintMemo)
+    last: LastRun | None = None
+
+    def last_of(self, config_digest: str) -> LastRun | None:
+        """The last full run, if it was made with this configuration (a reload forgets it)."""
+        last = self.last
+        return last if last is not None and last.config_digest == config_digest else None
+
+    def forget(self) -> None:
+        self.last = None
