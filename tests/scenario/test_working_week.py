@@ -11,6 +11,7 @@ table privileges on a small schema, and granted some of them by hand.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,23 @@ id = "approvers"
 description = "members of the trade-approvers group approve trades"
 grant = ["{p}trade_approver"]
 when = {{ group = "trade-approvers" }}
+"""
+
+CATALOG = """
+[role.{p}trade_approver]
+description = "Approve trades above the desk limit."
+owner = "Head of Trading"
+sensitivity = "critical"
+
+[role.{p}desk_equities_trader]
+description = "Enter equity orders."
+owner = "Head of Trading"
+sensitivity = "high"
+
+[role.{p}compliance_reader]
+description = "Read every trade and approval."
+owner = "Chief Compliance Officer"
+sensitivity = "medium"
 """
 
 LEAVE_DATE = {"attribute": "description", "pattern": r"leave-date:(\S+)", "format": "%Y-%m-%d"}
@@ -154,6 +172,8 @@ def test_a_working_week(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, schem
     p = role_prefix
     cfg_src = ldap_ou.config(name=f"{p}src", attributes={"department": "departmentNumber", "leave_date": LEAVE_DATE})
     s = make_setup(tmp_path, cfg_src, p, rules=RULES, extra=RELAXED_SAFETY)
+    (tmp_path / "mappings" / "roles").mkdir()
+    (tmp_path / "mappings" / "roles" / "catalog.toml").write_text(CATALOG.format(p=p))
     c = str(s.path)
     trades, approvals = f'"{schema}".trades', f'"{schema}".approvals'
 
@@ -249,6 +269,23 @@ def test_a_working_week(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, schem
     assert now[f"{p}cy"][1] == later, f"VALID UNTIL {now[f'{p}cy'][1]} is not the leave instant {later}"
     assert not can(f"{p}bob", approvals, "UPDATE")
     assert now[f"{p}dba_jane"] == before[f"{p}dba_jane"]
+
+    # a leave timestamp a few seconds ahead: not yet, then at the next run after it, disabled
+    soon = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+    gil = ldap_ou.add_user("gil", **person("Equities", "Trader"))
+    apply(s, "CHG-1004b joiner")
+    ldap_ou.modify(gil, description=f"leave-date:{soon.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+    cli("apply", "-c", c, "--reason", "CHG-1004c leave scheduled")
+    now = access(p)
+    assert now[f"{p}gil"][0] and now[f"{p}gil"][2] == {f"{p}desk_equities_trader", f"{p}market_data_reader"}
+    assert now[f"{p}gil"][1] == soon, now[f"{p}gil"]
+    while datetime.now(UTC) <= soon + timedelta(seconds=1):
+        time.sleep(0.5)
+    res = run("plan", "-c", c, "--detailed-exitcode")
+    assert res.returncode == 2 and "lifecycle:leaver" in res.stdout, res.stdout + res.stderr
+    apply(s, "CHG-1004d leave instant passed")
+    now = access(p)
+    assert now[f"{p}gil"][0] is False and now[f"{p}gil"][2] == frozenset()
 
     # ---- Friday: a reused username; the saved-plan workflow; explain; audit ----
     ldap_ou.delete(ann)  # ann leaves; a new person gets uid ann in compliance
