@@ -173,6 +173,7 @@ def test_a_working_week(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, schem
     p = role_prefix
     cfg_src = ldap_ou.config(name=f"{p}src", attributes={"department": "departmentNumber", "leave_date": LEAVE_DATE})
     s = make_setup(tmp_path, cfg_src, p, rules=RULES, extra=RELAXED_SAFETY)
+    s.path.write_text(s.path.read_text().replace("[provisioner]\n", '[provisioner]\ninstance = "trading-prod"\n', 1))
     (tmp_path / "mappings" / "roles").mkdir()
     (tmp_path / "mappings" / "roles" / "catalog.toml").write_text(CATALOG.format(p=p))
     c = str(s.path)
@@ -187,6 +188,15 @@ def test_a_working_week(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, schem
     with pg.admin_connect() as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"{p}dee")))
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"{p}compliance_reader"), sql.Identifier(f"{p}dee")))
+        # another team's installation on the same server; one of ITS people was made superuser:
+        # that team's finding, never an error (exit 3) of this installation's runs
+        other = {"kind": "user", "id": "0000-other", "source": "hr", "instance": "risk-team", "granted": []}
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(f"{p}risk_zoe")))
+        conn.execute(
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                sql.Identifier(f"{p}risk_zoe"), sql.Literal(markers.PREFIX + json.dumps(other))
+            )
+        )
     before = access(p)
 
     # ---- Monday: validate, dry run, first apply (with --reason) ----
