@@ -131,7 +131,14 @@ def _effective_lines(
                         f"  {user} can {g.privilege} {short(g.obj, many)} because {how} `{group}`, "
                         f"which holds it by hand grant (not in the catalog)  [HAND GRANT]"
                     )
-        if not eff and (snap is None or not snap.of(group)):
+        if eff:
+            continue
+        if snap is None:  # never "nothing" for privileges that were never looked at
+            lines.append(
+                f"  {user} is a member of {group} ({how.removesuffix(' gives')}): its privileges were not read"
+                " (manage_privileges = false; `provisioner access OBJECT` reads them)"
+            )
+        elif not snap.of(group):
             lines.append(f"  {user} is a member of {group} ({how.removesuffix(' gives')}): no privileges of its own")
     for g in sorted(snap.of(login)) if snap is not None else ():
         if g.obj.kind != DEFAULT:

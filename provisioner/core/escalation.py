@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provisioner.core.model import ActualRole, ActualState, DesiredState, Lifecycle, Reason, RoleKind
+from provisioner.core.ownership import mine
 from provisioner.core.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
 from provisioner.core.policy import DiffPolicy
 
@@ -57,8 +58,8 @@ def plan_escalations(
     hits = sorted(  # one cheap pass: a cluster may hold 100,000s of roles
         name
         for name, role in actual.roles.items()
-        if (role.superuser or role.replication or role.bypassrls) and role.marker is not None
-    )
+        if (role.superuser or role.replication or role.bypassrls) and mine(role, policy.instance) is not None
+    )  # another installation's role is that installation's finding, never an error of this run
     for name in hits:
         role = actual.roles[name]
         attrs = privileged_attributes(role)

@@ -1,0 +1,1 @@
+"""A fictitious firm's working week, end to end through the CLI."""
