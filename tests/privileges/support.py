@@ -136,6 +136,7 @@ class Env:
             f"""
 [provisioner]
 mappings = "mappings"
+instance = "{self.prefix}install"   # pinned, as docs/lifecycle.md advises: a derived name follows the source location
 log_format = "json"
 log_level = "warning"
 
