@@ -6,14 +6,13 @@ get it through ``[naming] prefix``."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 
-from tests.mysql.support import MysqlSetup
+from tests.mysql.support import MysqlSetup, write_mysql_config
 from tests.support.e2e import RELAXED_SAFETY, Setup
-from tests.support.mysql import HOST, PORT, Login
+from tests.support.mysql import Login
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG_ROLES = (
@@ -45,36 +44,5 @@ def make_catalog_setup(tmp_path: Path, prefix: str, login: Login, *, extra: str 
     copy_catalog(tmp_path / "mappings", prefix)
     ldif = tmp_path / "directory.ldif"
     shutil.copy(ROOT / "examples" / "directory.ldif", ldif)
-    body = f"""
-[provisioner]
-mappings = "mappings"
-log_format = "json"
-log_level = "warning"
-
-[naming]
-prefix = "{prefix}"
-max_bytes = 63
-
-[state]
-url = "sqlite:///{tmp_path / "state.db"}"
-
-[[sources]]
-name = "{prefix}northwind"
-type = "ldif"
-path = "directory.ldif"
-
-[[targets]]
-name = "{prefix}maria"
-type = "mysql"
-host = "{HOST}"
-port = {PORT}
-user = "{login.user}"
-password = "file:{login.password_file}"
-meta_database = "{login.meta_database}"
-protected_roles = {json.dumps([])}
-
-{extra}
-"""
-    path = tmp_path / "config.toml"
-    path.write_text(body)
+    path = write_mysql_config(tmp_path, prefix, login, source="northwind", protected=None, extra=extra)
     return MysqlSetup(Setup(path, prefix, login.user, ""), ldif, prefix)

@@ -93,13 +93,10 @@ class MysqlSetup:
         return f"{self.prefix}{uid}"
 
 
-def make_mysql_setup(
-    tmp_path: Path, prefix: str, login: Login, *, protected: list[str] | None = None, extra: str = RELAXED_SAFETY
-) -> MysqlSetup:
-    (tmp_path / "mappings" / "rules").mkdir(parents=True)
-    (tmp_path / "mappings" / "rules" / "r.toml").write_text(RULES.format(p=prefix))
-    ldif = tmp_path / "directory.ldif"
-    ldif.write_text(HEADER)
+def write_mysql_config(
+    tmp_path: Path, prefix: str, login: Login, *, source: str, protected: list[str] | None, extra: str
+) -> Path:
+    """The config of a MariaDB test target fed by ``directory.ldif`` in ``tmp_path``."""
     body = f"""
 [provisioner]
 mappings = "mappings"
@@ -114,7 +111,7 @@ max_bytes = 63
 url = "sqlite:///{tmp_path / "state.db"}"
 
 [[sources]]
-name = "{prefix}ldif"
+name = "{prefix}{source}"
 type = "ldif"
 path = "directory.ldif"
 
@@ -132,4 +129,15 @@ protected_roles = {json.dumps(protected or [])}
 """
     path = tmp_path / "config.toml"
     path.write_text(body)
+    return path
+
+
+def make_mysql_setup(
+    tmp_path: Path, prefix: str, login: Login, *, protected: list[str] | None = None, extra: str = RELAXED_SAFETY
+) -> MysqlSetup:
+    (tmp_path / "mappings" / "rules").mkdir(parents=True)
+    (tmp_path / "mappings" / "rules" / "r.toml").write_text(RULES.format(p=prefix))
+    ldif = tmp_path / "directory.ldif"
+    ldif.write_text(HEADER)
+    path = write_mysql_config(tmp_path, prefix, login, source="ldif", protected=protected, extra=extra)
     return MysqlSetup(Setup(path, prefix, login.user, ""), ldif, prefix)
