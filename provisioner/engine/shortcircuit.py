@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from provisioner.config import Config
+from provisioner.config import Config, PostgresTargetConfig
 from provisioner.core.lifecycle import next_lifecycle_events
 from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.plan import Plan, TargetPlan
@@ -58,8 +58,7 @@ def _same_snapshots(now: tuple[SourceSnapshot, ...], before: tuple[SourceSnapsho
 def catalog_digests(targets: Targets) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in targets.names:
-        digest = getattr(targets.get(name), "catalog_digest", None)
-        out[name] = digest() if callable(digest) else None
+        out[name] = targets.get(name).catalog_digest()
     return out
 
 
@@ -182,7 +181,7 @@ def remember(
     watched = {
         t.name
         for t in cfg.targets
-        if getattr(t, "manage_privileges", False) or t.break_glass or cfg.lifecycle.break_glass
+        if (isinstance(t, PostgresTargetConfig) and t.manage_privileges) or t.break_glass or cfg.lifecycle.break_glass
     }
     counting = any(missing.values()) or sod_violations > 0
     quiet = frozenset(

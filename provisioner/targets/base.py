@@ -77,6 +77,11 @@ class Target(Protocol):
         """
         ...
 
+    def catalog_digest(self) -> str | None:
+        """A cheap, order-independent digest of the whole role catalog, or None where the
+        target has none (``capabilities.catalog_digest``); the daemon's short-circuit compares it."""
+        ...
+
     def committed(self, transaction: str) -> bool | None:
         """Whether the transaction ``on_begin`` named committed; None when the
         target cannot tell (too old, or not transactional)."""

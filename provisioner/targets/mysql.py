@@ -131,6 +131,10 @@ class MysqlTarget:
                 self._conn.close()
             self._conn = None
 
+    def catalog_digest(self) -> str | None:
+        """MariaDB / MySQL have no cheap catalog digest: the short-circuit never applies."""
+        return None
+
     def close(self) -> None:
         self._discard()
 
