@@ -29,12 +29,12 @@ import structlog
 
 from bench.ldap_fixture import PEOPLE, _uid, generate_directory
 from bench.sync import RULES
-from provisioner.core.desired import desired_state
-from provisioner.core.lifecycle import LifecyclePolicy
-from provisioner.core.memo import GrantMemo
-from provisioner.core.naming import NamingPolicy
-from provisioner.core.needs import source_needs
-from provisioner.core.rules import build_ruleset
+from provisioner.core.identity.desired import desired_state
+from provisioner.core.identity.lifecycle import LifecyclePolicy
+from provisioner.core.identity.memo import GrantMemo
+from provisioner.core.identity.naming import NamingPolicy
+from provisioner.core.identity.needs import source_needs
+from provisioner.core.identity.rules import build_ruleset
 from provisioner.engine.gcpause import paused_gc
 from provisioner.sources.incremental_state import forget
 from provisioner.sources.ldap import LdapSource

@@ -23,8 +23,8 @@ from pathlib import Path
 import pymysql
 
 from provisioner.config import MysqlTargetConfig
-from provisioner.core.model import Reason
-from provisioner.core.plan import Change, ChangeKind, make_change
+from provisioner.core.values.model import Reason
+from provisioner.core.values.plan import Change, ChangeKind, make_change
 from provisioner.targets.mysql import MysqlTarget
 
 WHY = (Reason("bench", "bench"),)

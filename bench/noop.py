@@ -30,7 +30,7 @@ import structlog
 from bench.incremental import _change, load_aged
 from bench.sync import _setup
 from provisioner.config import load_config
-from provisioner.core.plan import Plan
+from provisioner.core.values.plan import Plan
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.gcpause import collect_garbage, paused_gc

@@ -21,8 +21,8 @@ import psycopg
 from psycopg import sql
 
 from provisioner.config import PostgresTargetConfig
-from provisioner.core.model import Reason
-from provisioner.core.plan import Change, ChangeKind, make_change
+from provisioner.core.values.model import Reason
+from provisioner.core.values.plan import Change, ChangeKind, make_change
 from provisioner.targets.pg_apply import compose
 from provisioner.targets.postgres import PostgresTarget
 

@@ -19,8 +19,8 @@ import time
 import uuid
 
 from provisioner.config import PostgresTargetConfig
-from provisioner.core import marker as marker_codec
-from provisioner.core.model import Marker, RoleKind
+from provisioner.core.values import marker as marker_codec
+from provisioner.core.values.model import Marker, RoleKind
 from provisioner.targets import pg_inspect
 from provisioner.targets.postgres import PostgresTarget
 from tests.support import pg

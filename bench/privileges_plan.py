@@ -21,9 +21,9 @@ import psycopg
 from psycopg import sql
 
 from provisioner.config import PostgresTargetConfig
-from provisioner.core.catalog import build_catalog
-from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
-from provisioner.core.privileges import EXTRA_KEYS, PrivilegeCatalog, build_privilege_catalog
+from provisioner.core.privileges.catalog import build_catalog
+from provisioner.core.privileges.diff import PrivilegePolicy, plan_privileges
+from provisioner.core.privileges.spec import EXTRA_KEYS, PrivilegeCatalog, build_privilege_catalog
 from provisioner.targets.postgres import PostgresTarget
 
 DEFAULT_DSN = os.environ.get("PROVISIONER_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test")

@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.core.catalog import Catalog, build_catalog
-from provisioner.core.privileges import EMPTY, EXTRA_KEYS, PrivilegeCatalog, build_privilege_catalog
-from provisioner.core.rules import RuleSet, build_ruleset
-from provisioner.core.ruletests import RuleCase, parse_cases
-from provisioner.core.sod import Policy, SodException, build_exceptions, build_policies
-from provisioner.core.sodrefs import reference_problems
+from provisioner.core.governance.sod import Policy, SodException, build_exceptions, build_policies
+from provisioner.core.governance.sodrefs import reference_problems
+from provisioner.core.identity.rules import RuleSet, build_ruleset
+from provisioner.core.identity.ruletests import RuleCase, parse_cases
+from provisioner.core.privileges.catalog import Catalog, build_catalog
+from provisioner.core.privileges.spec import EMPTY, EXTRA_KEYS, PrivilegeCatalog, build_privilege_catalog
 from provisioner.errors import RuleError
 
 CATALOG_EXTRA_KEYS: set[str] = set(EXTRA_KEYS)

@@ -14,7 +14,7 @@ from importlib import metadata, resources
 
 from anyascii import anyascii
 
-from provisioner.core.naming import Scripts
+from provisioner.core.identity.naming import Scripts
 
 
 def scripts() -> Scripts:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioner.config import Config, EntraSourceConfig, load_config
-from provisioner.core.needs import IDENTITY_ATTRIBUTES, LIFECYCLE_ATTRIBUTES, referenced_attributes
-from provisioner.core.rules import RuleSet
+from provisioner.core.identity.needs import IDENTITY_ATTRIBUTES, LIFECYCLE_ATTRIBUTES, referenced_attributes
+from provisioner.core.identity.rules import RuleSet
 from provisioner.errors import ConfigError, RuleError
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.sources.attributes import CANONICAL, attribute_map

@@ -2,7 +2,7 @@
 
 ``dispatch_alerts(alerts, cfg, store)`` sends alerts someone else decided on
 (the breaker, the daemon); ``run_alerts(cfg, store, run_id)`` evaluates the
-records of a finished run with :func:`provisioner.core.alerts.evaluate` and
+records of a finished run with :func:`provisioner.core.governance.alerts.evaluate` and
 sends what it finds.  Neither ever raises.
 """
 

@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from provisioner.config import EmailChannelConfig, WebhookChannelConfig
-from provisioner.core.alerts import Alert
+from provisioner.core.governance.alerts import Alert
 from provisioner.errors import ProvisionerError, SecretError
 
 

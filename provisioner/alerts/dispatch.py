@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from provisioner.alerts.channels import Channel, ChannelFailed, EmailChannel, WebhookChannel
 from provisioner.config import AlertsConfig
-from provisioner.core.alerts import Alert, Severity, delivery_failed_alert, held_back_digest
+from provisioner.core.governance.alerts import Alert, Severity, delivery_failed_alert, held_back_digest
 from provisioner.logs import log
 from provisioner.store.outbox import Outbox, OutboxRow
 from provisioner.store.state import StateStore

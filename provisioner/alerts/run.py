@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from provisioner.alerts.dispatch import DispatchCounts, dispatch_alerts
 from provisioner.config import AlertsConfig, Config
-from provisioner.core.alerts import Alert, AlertPolicy, History, count_sensitive, evaluate, sensitive_role
-from provisioner.core.audit import CHANGE_KINDS, EventKind
-from provisioner.core.catalog import Catalog, Sensitivity
+from provisioner.core.governance.alerts import Alert, AlertPolicy, History, count_sensitive, evaluate, sensitive_role
+from provisioner.core.governance.audit import CHANGE_KINDS, EventKind
+from provisioner.core.privileges.catalog import Catalog, Sensitivity
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
 from provisioner.mappings import load_mappings

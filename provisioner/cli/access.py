@@ -12,7 +12,7 @@ import click
 
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
-from provisioner.core.access import Access, who_can
+from provisioner.core.privileges.access import Access, who_can
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import load

@@ -7,8 +7,8 @@ from typing import Any
 import click
 
 from provisioner.config import Config
-from provisioner.core.audit import AuditEvent, EventKind
-from provisioner.core.plan import Plan
+from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.values.plan import Plan
 from provisioner.engine.accountability import reason_problem
 from provisioner.engine.context import RunContext
 

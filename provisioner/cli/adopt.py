@@ -6,9 +6,9 @@ import click
 
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
-from provisioner.core.audit import EventKind
-from provisioner.core.ownership import adoption
-from provisioner.core.plan import Plan, TargetPlan
+from provisioner.core.governance.audit import EventKind
+from provisioner.core.ownership.ledger import adoption
+from provisioner.core.values.plan import Plan, TargetPlan
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.execute import execute

@@ -15,7 +15,7 @@ import click
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
 from provisioner.config import Config
-from provisioner.core.audit import EventKind
+from provisioner.core.governance.audit import EventKind
 from provisioner.engine.installation import load, open_store
 from provisioner.errors import ConfigError
 from provisioner.review.chained import decision_problems

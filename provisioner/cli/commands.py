@@ -15,12 +15,12 @@ from provisioner.cli.group import cli
 from provisioner.cli.progress import terminal_progress
 from provisioner.cli.render import render_explanation, render_plan
 from provisioner.config import Config
-from provisioner.core.escalation import ATTRIBUTE_CODE, INCOMPLETE_CODE
-from provisioner.core.explain import explain
-from provisioner.core.plan import NoticeLevel, Plan
-from provisioner.core.ruletests import run_cases
-from provisioner.core.sodeval import withheld_count
-from provisioner.core.textsafe import escape_text
+from provisioner.core.governance.sodeval import withheld_count
+from provisioner.core.identity.explain import explain
+from provisioner.core.identity.ruletests import run_cases
+from provisioner.core.reconcile.escalation import ATTRIBUTE_CODE, INCOMPLETE_CODE
+from provisioner.core.values.plan import NoticeLevel, Plan
+from provisioner.core.values.textsafe import escape_text
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import load, open_store

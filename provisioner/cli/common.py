@@ -8,7 +8,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provisioner.config import Config
-from provisioner.core.plan import Plan
+from provisioner.core.values.plan import Plan
 from provisioner.errors import PlanError
 from provisioner.store import plansign
 from provisioner.store.signing import load_signing_key

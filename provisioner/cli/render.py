@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from provisioner.core.explain import Explanation
-from provisioner.core.plan import ChangeKind, NoticeLevel, Plan
-from provisioner.core.sodeval import withheld_count
-from provisioner.core.textsafe import escape_lines
+from provisioner.core.governance.sodeval import withheld_count
+from provisioner.core.identity.explain import Explanation
+from provisioner.core.values.plan import ChangeKind, NoticeLevel, Plan
+from provisioner.core.values.textsafe import escape_lines
 
 _SIGN = {
     ChangeKind.CREATE_ROLE: "+",

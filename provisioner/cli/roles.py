@@ -12,14 +12,14 @@ import click
 
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
-from provisioner.core.access import StepKind, membership_step
-from provisioner.core.catalog import Catalog
-from provisioner.core.escalation import privileged_attributes
-from provisioner.core.grants import COLUMN, DEFAULT, FUNCTION, PUBLIC, SEQUENCE, TABLE, Grant, Obj
-from provisioner.core.model import ActualState, DesiredState, RoleKind
-from provisioner.core.plan import ChangeKind, TargetPlan
-from provisioner.core.privileges import EffectivePrivilege, PrivilegeCatalog, effective_privileges
-from provisioner.core.sodeval import Conflict
+from provisioner.core.governance.sodeval import Conflict
+from provisioner.core.privileges.access import StepKind, membership_step
+from provisioner.core.privileges.catalog import Catalog
+from provisioner.core.privileges.spec import EffectivePrivilege, PrivilegeCatalog, effective_privileges
+from provisioner.core.reconcile.escalation import privileged_attributes
+from provisioner.core.values.grants import COLUMN, DEFAULT, FUNCTION, PUBLIC, SEQUENCE, TABLE, Grant, Obj
+from provisioner.core.values.model import ActualState, DesiredState, RoleKind
+from provisioner.core.values.plan import ChangeKind, TargetPlan
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import load

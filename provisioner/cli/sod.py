@@ -11,7 +11,7 @@ import click
 
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
-from provisioner.core.sodeval import Conflict
+from provisioner.core.governance.sodeval import Conflict
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import load
@@ -85,8 +85,8 @@ def sod() -> None:
 )
 def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
     """Every conflict present on every target, every request withheld, causes and exceptions."""
-    from provisioner.core.plan import NoticeLevel
-    from provisioner.core.sodrefs import missing_tables
+    from provisioner.core.governance.sodrefs import missing_tables
+    from provisioner.core.values.plan import NoticeLevel
     from provisioner.engine.segregation import conflicts, withheld
     from provisioner.review.campaign import read_inputs
 

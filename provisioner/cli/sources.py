@@ -12,10 +12,10 @@ import click
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
 from provisioner.config import Config
-from provisioner.core.groupref import referenced_groups
-from provisioner.core.lifecycle import LifecyclePolicy, classify
-from provisioner.core.model import Identity, SourceSnapshot
-from provisioner.core.textsafe import escape_text
+from provisioner.core.identity.groupref import referenced_groups
+from provisioner.core.identity.lifecycle import LifecyclePolicy, classify
+from provisioner.core.values.model import Identity, SourceSnapshot
+from provisioner.core.values.textsafe import escape_text
 from provisioner.engine.installation import load
 from provisioner.engine.run import lifecycle_policy
 from provisioner.errors import ProvisionerError

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from provisioner.alerts import dispatch_alerts
 from provisioner.config import Config
-from provisioner.core.alerts import Alert, Severity
+from provisioner.core.governance.alerts import Alert, Severity
 from provisioner.logs import log
 from provisioner.store.state import StateStore
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from provisioner.config import Config
-from provisioner.core import lifecycle as core_lifecycle
-from provisioner.core.lifecycle import parse_instant
-from provisioner.core.model import DesiredState, Lifecycle
-from provisioner.core.plan import Change, ChangeKind, Plan
+from provisioner.core.identity import lifecycle as core_lifecycle
+from provisioner.core.identity.lifecycle import parse_instant
+from provisioner.core.values.model import DesiredState, Lifecycle
+from provisioner.core.values.plan import Change, ChangeKind, Plan
 from provisioner.daemon.ha import Leadership
 from provisioner.daemon.metrics import Metrics
 from provisioner.engine.connections import Targets

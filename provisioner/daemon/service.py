@@ -17,7 +17,7 @@ from types import FrameType
 
 from provisioner.alerts import dispatch_alerts
 from provisioner.config import Config
-from provisioner.core.alerts import reload_failed_alert
+from provisioner.core.governance.alerts import reload_failed_alert
 from provisioner.daemon.ha import Leadership
 from provisioner.daemon.http import Api, HttpServer, check_trigger_token
 from provisioner.daemon.jobs import Jobs

@@ -6,9 +6,9 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 
 from provisioner.config import Config, EntraSourceConfig
-from provisioner.core.groupref import referenced_groups
-from provisioner.core.model import ActualState, SourceSnapshot
-from provisioner.core.needs import ALL, SourceNeeds
+from provisioner.core.identity.groupref import referenced_groups
+from provisioner.core.identity.needs import ALL, SourceNeeds
+from provisioner.core.values.model import ActualState, SourceSnapshot
 from provisioner.engine.context import RunContext
 from provisioner.errors import (
     SourceUnhealthy,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from provisioner.config import Config
-from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.engine.warm import WarmState
 from provisioner.store.state import StateStore
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from provisioner.config import Config
-from provisioner.core.audit import AuditEvent, EventKind
-from provisioner.core.model import ActualState
-from provisioner.core.phases import apply_phases
-from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope, readback_scope, transactions
-from provisioner.core.verify import verify
+from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.reconcile.phases import apply_phases
+from provisioner.core.reconcile.verify import verify
+from provisioner.core.values.model import ActualState
+from provisioner.core.values.plan import Change, ChangeKind, Plan, TargetPlan, plan_scope, readback_scope, transactions
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.recovery import begun_event, completion_event, intent_event
@@ -65,9 +65,9 @@ def execute(plan: Plan, targets: Targets, ctx: RunContext, limit: int = 0) -> No
 def _execute_target(tp: TargetPlan, target: Target, ctx: RunContext, limit: int = 0) -> list[str]:
     """Apply and verify one target's changes; retention drops run afterwards, each on its own.
 
-    Two phases (:func:`provisioner.core.phases.apply_phases`): the changes that end
+    Two phases (:func:`provisioner.core.reconcile.phases.apply_phases`): the changes that end
     or limit access commit first, then the rest.  Each phase is one transaction, or
-    several when over ``limit`` changes (:func:`provisioner.core.plan.transactions`),
+    several when over ``limit`` changes (:func:`provisioner.core.values.plan.transactions`),
     each audited on its own.  A change the target refuses is isolated, audited as
     ``change_failed`` and listed in the result; verify checks what was applied."""
     drops = [c for c in tp.changes if c.kind is ChangeKind.DROP_ROLE]

@@ -24,9 +24,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from provisioner.config import Config
-from provisioner.core.audit import EventKind
-from provisioner.core.lifecycle import flatten_missing, missing_counts
-from provisioner.core.model import ActualState, SourceSnapshot
+from provisioner.core.governance.audit import EventKind
+from provisioner.core.identity.lifecycle import flatten_missing, missing_counts
+from provisioner.core.values.model import ActualState, SourceSnapshot
 from provisioner.engine.context import RunContext
 from provisioner.errors import SourceUnhealthy
 from provisioner.logs import log

@@ -10,8 +10,8 @@ from typing import Any
 
 from provisioner.alerts import deliver_run_alerts, dispatch_alerts
 from provisioner.config import Config
-from provisioner.core.alerts import chain_broken_alert
-from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.governance.alerts import chain_broken_alert
+from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.engine.context import RunContext
 from provisioner.errors import PlanError, ProvisionerError, SafetyViolation, StalePlan
 from provisioner.logs import log

@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from provisioner.config import Config
-from provisioner.core.audit import AuditEvent, EventKind
-from provisioner.core.plan import Change, Plan, readback_scope
-from provisioner.core.verify import verify
+from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.reconcile.verify import verify
+from provisioner.core.values.plan import Change, Plan, readback_scope
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.logs import log

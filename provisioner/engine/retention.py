@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from provisioner.core.audit import AuditEvent, EventKind
-from provisioner.core.plan import Change
+from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.values.plan import Change
 from provisioner.engine.context import RunContext
 from provisioner.engine.health import drop_failures_key
 from provisioner.errors import ApplyFailed

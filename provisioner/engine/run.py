@@ -17,29 +17,29 @@ from zoneinfo import ZoneInfo
 
 from provisioner import unicode_data
 from provisioner.config import Config
-from provisioner.core.audit import EventKind
-from provisioner.core.breaker import BreakerPolicy, BreakerTrip, check_breaker
-from provisioner.core.catalog import Catalog
-from provisioner.core.credentials import credential_notices
-from provisioner.core.desired import desired_state
-from provisioner.core.diff import DiffPolicy, diff
-from provisioner.core.diffmemo import DiffMemo
-from provisioner.core.escalation import plan_escalations
-from provisioner.core.exclusions import Exclusion, apply_exclusions
-from provisioner.core.exclusions import digest as exclusions_digest
-from provisioner.core.groupref import ambiguous_rules, referenced_groups
-from provisioner.core.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
-from provisioner.core.memo import GrantMemo
-from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
-from provisioner.core.naming import NamingPolicy
-from provisioner.core.needs import source_needs
-from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
-from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
-from provisioner.core.privdrift import DriftPolicy, plan_privilege_drift
-from provisioner.core.privileges import EMPTY, PrivilegeCatalog
-from provisioner.core.refusal import refuse_unworkable
-from provisioner.core.safety import check_plan
-from provisioner.core.savedplan import contained
+from provisioner.core.governance.audit import EventKind
+from provisioner.core.identity.desired import desired_state
+from provisioner.core.identity.exclusions import Exclusion, apply_exclusions
+from provisioner.core.identity.exclusions import digest as exclusions_digest
+from provisioner.core.identity.groupref import ambiguous_rules, referenced_groups
+from provisioner.core.identity.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
+from provisioner.core.identity.memo import GrantMemo
+from provisioner.core.identity.naming import NamingPolicy
+from provisioner.core.identity.needs import source_needs
+from provisioner.core.privileges.catalog import Catalog
+from provisioner.core.privileges.diff import PrivilegePolicy, plan_privileges
+from provisioner.core.privileges.drift import DriftPolicy, plan_privilege_drift
+from provisioner.core.privileges.spec import EMPTY, PrivilegeCatalog
+from provisioner.core.reconcile.breaker import BreakerPolicy, BreakerTrip, check_breaker
+from provisioner.core.reconcile.credentials import credential_notices
+from provisioner.core.reconcile.diff import DiffPolicy, diff
+from provisioner.core.reconcile.diffmemo import DiffMemo
+from provisioner.core.reconcile.escalation import plan_escalations
+from provisioner.core.reconcile.refusal import refuse_unworkable
+from provisioner.core.reconcile.safety import check_plan
+from provisioner.core.reconcile.savedplan import contained
+from provisioner.core.values.model import ActualState, DesiredState, SourceSnapshot
+from provisioner.core.values.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.engine import health, shortcircuit
 from provisioner.engine.connections import Targets, read_sources
 from provisioner.engine.context import RunContext
@@ -106,7 +106,7 @@ def compute_desired(
     exclusions: Sequence[Exclusion] = (),
     memo: GrantMemo | None = None,
 ) -> DesiredState:
-    """``exclusions``: access-review revokes of rule-based access in force (core/exclusions.py);
+    """``exclusions``: access-review revokes of rule-based access in force (core/identity/exclusions.py);
     ``memo``: the daemon's grant memo (engine/warm.py), else a fresh one for this run."""
     n = cfg.naming
     naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, unicode_data.scripts())

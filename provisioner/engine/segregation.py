@@ -1,8 +1,8 @@
 """Segregation of duties in the shell: the catalog's access model, enforcement
 inside a plan run (audit record + alert per violation), and the report.
 
-The pure parts are :mod:`provisioner.core.sod` (files) and
-:mod:`provisioner.core.sodeval` (evaluation); see ``docs/sod.md``.
+The pure parts are :mod:`provisioner.core.governance.sod` (files) and
+:mod:`provisioner.core.governance.sodeval` (evaluation); see ``docs/sod.md``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from provisioner.config import Config
-from provisioner.core.audit import EventKind
-from provisioner.core.model import ActualState, DesiredState
-from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
-from provisioner.core.privileges import PrivilegeCatalog, effective_privileges
-from provisioner.core.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
-from provisioner.core.sodexpiry import expired_actions, expiring_notices
-from provisioner.core.sodrefs import missing_tables
+from provisioner.core.governance.audit import EventKind
+from provisioner.core.governance.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
+from provisioner.core.governance.sodexpiry import expired_actions, expiring_notices
+from provisioner.core.governance.sodrefs import missing_tables
+from provisioner.core.privileges.spec import PrivilegeCatalog, effective_privileges
+from provisioner.core.values.model import ActualState, DesiredState
+from provisioner.core.values.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.engine.context import RunContext
 from provisioner.logs import log
 from provisioner.mappings import Mappings

@@ -1,5 +1,5 @@
 """The warm process's no-op short-circuit (issue 9): the shell around
-:func:`provisioner.core.shortcircuit.decide`.
+:func:`provisioner.core.reconcile.shortcircuit.decide`.
 
 A run may skip inspecting and diffing the targets when every source returned the
 very snapshot object of the last full run (the incremental LDAP reader reuses it
@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from provisioner.config import Config, PostgresTargetConfig
-from provisioner.core.lifecycle import next_lifecycle_events
-from provisioner.core.model import ActualState, DesiredState, SourceSnapshot
-from provisioner.core.plan import Plan, TargetPlan
-from provisioner.core.shortcircuit import RunFacts, Verified, decide, precheck
+from provisioner.core.identity.lifecycle import next_lifecycle_events
+from provisioner.core.reconcile.shortcircuit import RunFacts, Verified, decide, precheck
+from provisioner.core.values.model import ActualState, DesiredState, SourceSnapshot
+from provisioner.core.values.plan import Plan, TargetPlan
 from provisioner.engine import health
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext

@@ -5,10 +5,10 @@ the CLI passes none, so a CLI run memoises within itself only and never
 short-circuits (true by construction, not by a flag).  Nothing here is a process
 global: dropping the object drops everything it kept.
 
-- ``grants``: the rules' grants per identity content (core/memo.py);
-- ``diffs``: per target, what the last diff planned per person (core/diffmemo.py);
+- ``grants``: the rules' grants per identity content (core/identity/memo.py);
+- ``diffs``: per target, what the last diff planned per person (core/reconcile/diffmemo.py);
 - ``fingerprints``: the scope-independent part of each target's plan fingerprint, while the
-  target's roles are the very same object (a reused actual state; core/model.py);
+  target's roles are the very same object (a reused actual state; core/values/model.py);
 - ``last``: the last full run of the current configuration, the short-circuit's
   evidence (engine/shortcircuit.py).
 """
@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from provisioner.core.diffmemo import DiffMemo
-from provisioner.core.memo import GrantMemo
-from provisioner.core.model import ActualState, DesiredState, FingerprintMemo, SourceSnapshot
-from provisioner.core.plan import Plan
-from provisioner.core.shortcircuit import Verified
+from provisioner.core.identity.memo import GrantMemo
+from provisioner.core.reconcile.diffmemo import DiffMemo
+from provisioner.core.reconcile.shortcircuit import Verified
+from provisioner.core.values.model import ActualState, DesiredState, FingerprintMemo, SourceSnapshot
+from provisioner.core.values.plan import Plan
 
 
 @dataclass(frozen=True, slots=True)

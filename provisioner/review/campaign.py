@@ -11,12 +11,9 @@ from typing import Any
 
 from provisioner.alerts.dispatch import dispatch_alerts
 from provisioner.config import Config
-from provisioner.core.alerts import Alert, Severity
-from provisioner.core.audit import EventKind
-from provisioner.core.groupref import referenced_groups
-from provisioner.core.model import ActualState, DesiredState, Identity, SourceSnapshot
-from provisioner.core.plan import Plan, TargetPlan, execution_order, plan_scope
-from provisioner.core.review import (
+from provisioner.core.governance.alerts import Alert, Severity
+from provisioner.core.governance.audit import EventKind
+from provisioner.core.governance.review import (
     Decision,
     ItemState,
     Person,
@@ -28,6 +25,9 @@ from provisioner.core.review import (
     self_review,
     validate_rows,
 )
+from provisioner.core.identity.groupref import referenced_groups
+from provisioner.core.values.model import ActualState, DesiredState, Identity, SourceSnapshot
+from provisioner.core.values.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.engine.connections import Targets, read_sources
 from provisioner.engine.context import RunContext
 from provisioner.engine.execute import execute

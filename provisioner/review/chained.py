@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import inspect, select
 
-from provisioner.core.audit import EventKind
-from provisioner.core.review import Decision
+from provisioner.core.governance.audit import EventKind
+from provisioner.core.governance.review import Decision
 from provisioner.errors import PermanentError
 from provisioner.review.store import items
 from provisioner.store.audit import AuditFilter

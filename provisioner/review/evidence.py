@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.config import Config
-from provisioner.core.review import ItemState, coverage
+from provisioner.core.governance.review import ItemState, coverage
 from provisioner.review.chained import require_chained
 from provisioner.review.store import ReviewStore
 from provisioner.review.worksheets import cell, e, page, person_order, slug, table, write_csv

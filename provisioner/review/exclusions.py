@@ -1,6 +1,6 @@
 """Review exclusions in the shell: record them from revoke decisions, read them for a run.
 
-The pure part is :mod:`provisioner.core.exclusions`; a run's desired state
+The pure part is :mod:`provisioner.core.identity.exclusions`; a run's desired state
 honours every exclusion in force (:func:`for_run`, called by the pipeline)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from provisioner.config import Config
-from provisioner.core.exclusions import Exclusion, basis
-from provisioner.core.review import Decision, ItemState, ReviewItem
+from provisioner.core.governance.review import Decision, ItemState, ReviewItem
+from provisioner.core.identity.exclusions import Exclusion, basis
 from provisioner.review.store import ReviewStore
 from provisioner.store.state import StateStore
 

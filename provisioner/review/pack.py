@@ -22,8 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from provisioner.config import Config
-from provisioner.core.audit import key_id
-from provisioner.core.evidence import latency_summary, leaver_latencies, manifest_message, quarter_bounds
+from provisioner.core.governance.audit import key_id
+from provisioner.core.governance.evidence import latency_summary, leaver_latencies, manifest_message, quarter_bounds
 from provisioner.errors import ConfigError, PermanentError
 from provisioner.mappings import load_mappings
 from provisioner.review.evidence import EVIDENCE_COLUMNS, _row, status

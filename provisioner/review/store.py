@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from provisioner.core.exclusions import Exclusion
-from provisioner.core.review import Decision, ItemState, ReviewItem, derive_key
+from provisioner.core.governance.review import Decision, ItemState, ReviewItem, derive_key
+from provisioner.core.identity.exclusions import Exclusion
 from provisioner.errors import PermanentError, TemporaryError
 from provisioner.store.state import StateStore
 

@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import quote
 
 from provisioner.config import Config
-from provisioner.core.privileges import PrivilegeCatalog
-from provisioner.core.review import Decision, ItemState, assignee, decision_problem, self_review
+from provisioner.core.governance.review import Decision, ItemState, assignee, decision_problem, self_review
+from provisioner.core.privileges.spec import PrivilegeCatalog
 from provisioner.engine.context import RunContext
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
@@ -300,7 +300,7 @@ class ReviewWeb:
         )
 
     def owner_section(self, campaign: str, csrf: str, frozen: bool) -> str:
-        from provisioner.core.review import coverage
+        from provisioner.core.governance.review import coverage
 
         cov = coverage(self.rs.states(campaign))
         rows = "".join(f"<tr><td>{e(r['reviewer'])}</td><td>{r['items']}</td><td>{r['decided']}</td>"

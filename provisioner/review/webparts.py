@@ -12,9 +12,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from provisioner.core.catalog import Sensitivity
-from provisioner.core.privileges import PrivilegeCatalog
-from provisioner.core.review import ItemState
+from provisioner.core.governance.review import ItemState
+from provisioner.core.privileges.catalog import Sensitivity
+from provisioner.core.privileges.spec import PrivilegeCatalog
 from provisioner.review.worksheets import e
 
 MAX_BODY = 64 * 1024

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from provisioner.core.review import COLUMNS, ItemState
+from provisioner.core.governance.review import COLUMNS, ItemState
 from provisioner.errors import PermanentError
 
 CSS = """

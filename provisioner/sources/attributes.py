@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from provisioner.config import AttributeTransform
-from provisioner.core.needs import SourceNeeds
+from provisioner.core.identity.needs import SourceNeeds
 from provisioner.source_config import _SourceBase
 
 RawAttributes = Mapping[str, Sequence[bytes]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 
 
 class Source(Protocol):

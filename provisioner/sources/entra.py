@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import structlog
 
 from provisioner.config import Config, EntraSourceConfig
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 from provisioner.errors import SourceIncomplete
 from provisioner.sources.entra_auth import TokenProvider, make_session
 from provisioner.sources.entra_graph import DeltaExpired, GraphClient

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from provisioner.config import EntraSourceConfig
-from provisioner.core.model import Identity
+from provisioner.core.values.model import Identity
 from provisioner.sources.attributes import Transform, apply_transform, normalize_date
 
 Record = dict[str, Any]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from provisioner.config import EntraSourceConfig, LdapSourceConfig, LdifSourceConfig
-from provisioner.core.needs import ALL, SourceNeeds
+from provisioner.core.identity.needs import ALL, SourceNeeds
 from provisioner.errors import ConfigError
 from provisioner.sources.base import Source
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Protocol
 
-from provisioner.core.model import Identity, SourceSnapshot
+from provisioner.core.values.model import Identity, SourceSnapshot
 from provisioner.sources.attributes import AttributeMap, RawAttributes, decode_text, map_entry
 
 MEMBER_ATTRIBUTES = ("member", "uniquemember")

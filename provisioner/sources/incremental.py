@@ -35,7 +35,7 @@ import ldap3
 import structlog
 
 from provisioner.config import LdapSourceConfig
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 from provisioner.sources.attributes import AttributeMap
 from provisioner.sources.groups import GroupGraph, GroupRecord, Membership, UserRecord, assemble, norm_dn, user_record
 from provisioner.sources.incremental_state import STATE_VERSION, SnapshotStore, Stored

@@ -23,8 +23,8 @@ from ldap3.core.exceptions import LDAPException, LDAPSSLConfigurationError
 from ldap3.utils.conv import escape_filter_chars
 
 from provisioner.config import LdapSourceConfig
-from provisioner.core.model import SourceSnapshot
-from provisioner.core.needs import ALL, SourceNeeds
+from provisioner.core.identity.needs import ALL, SourceNeeds
+from provisioner.core.values.model import SourceSnapshot
 from provisioner.errors import ConfigError, SourceIncomplete, SourceUnavailable
 from provisioner.sources.attributes import AttributeMap, attribute_map, requested_attributes
 from provisioner.sources.groups import (

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioner.config import LdifSourceConfig
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 from provisioner.errors import ConfigError
 from provisioner.sources.attributes import attribute_map
 from provisioner.sources.groups import GroupRecord, build_snapshot, group_record

@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from provisioner.core.audit import GENESIS, AuditEvent, Checkpoint, EventKind, chain_hash, record_time
+from provisioner.core.governance.audit import GENESIS, AuditEvent, Checkpoint, EventKind, chain_hash, record_time
 from provisioner.errors import PermanentError, TemporaryError
 from provisioner.store.audit_schema import audit, checkpoints
 from provisioner.store.auditfilter import AuditFilter, matches, where

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provisioner.core.audit import key_id
+from provisioner.core.governance.audit import key_id
 
 SIGNATURE = "signature"
 

@@ -6,7 +6,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from provisioner.core.audit import Checkpoint, key_id
+from provisioner.core.governance.audit import Checkpoint, key_id
 
 
 def raw_public(public: Ed25519PublicKey) -> bytes:

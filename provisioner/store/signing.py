@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from provisioner.core.audit import ChainProblem, ChainVerifier, Checkpoint, CoverageProblem, coverage, key_id
+from provisioner.core.governance.audit import ChainProblem, ChainVerifier, Checkpoint, CoverageProblem, coverage, key_id
 from provisioner.errors import ConfigError, SecretError
 from provisioner.secrets import SecretRef
 from provisioner.store.audit import AuditLog, StoredCheckpoint

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.errors import TemporaryError
 from provisioner.store.audit import AuditLog, AuditRow, CheckpointSink
 from provisioner.store.audit_schema import audit, install_schema

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from provisioner.core.model import ActualState
-from provisioner.core.plan import Change
+from provisioner.core.values.model import ActualState
+from provisioner.core.values.plan import Change
 from provisioner.errors import ApplyFailed
 
 

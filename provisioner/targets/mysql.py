@@ -23,9 +23,9 @@ from typing import Any
 import pymysql
 
 from provisioner.config import MysqlTargetConfig
-from provisioner.core.capabilities import MARIADB, MYSQL
-from provisioner.core.model import ActualState
-from provisioner.core.plan import Change, ChangeKind
+from provisioner.core.values.capabilities import MARIADB, MYSQL
+from provisioner.core.values.model import ActualState
+from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
 from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange

@@ -27,8 +27,8 @@ from typing import Any
 
 import pymysql
 
-from provisioner.core.model import Marker
-from provisioner.core.plan import Change, ChangeKind
+from provisioner.core.values.model import Marker
+from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.targets.base import ChangeFailed
 from provisioner.targets.mysql_inspect import Names
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner.core.model import ActualRole, Marker, RoleKind
+from provisioner.core.values.model import ActualRole, Marker, RoleKind
 
 SESSION_QUERY = "SELECT VERSION(), CURRENT_USER()"
 

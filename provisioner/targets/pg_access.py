@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from provisioner.core.access import AclEntry, ObjectAcl
-from provisioner.core.grants import DATABASE, FUNCTION, PUBLIC, SCHEMA, SEQUENCE, TABLE, Obj
+from provisioner.core.privileges.access import AclEntry, ObjectAcl
+from provisioner.core.values.grants import DATABASE, FUNCTION, PUBLIC, SCHEMA, SEQUENCE, TABLE, Obj
 
 Query = Callable[[str, Mapping[str, Any]], list[Any]]
 

@@ -21,9 +21,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from provisioner.core import marker as marker_codec
-from provisioner.core.model import Marker
-from provisioner.core.plan import Change, ChangeKind
+from provisioner.core.values import marker as marker_codec
+from provisioner.core.values.model import Marker
+from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.targets.base import ChangeFailed, FailedChange
 from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements

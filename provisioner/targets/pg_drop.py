@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from provisioner.core.plan import Change
+from provisioner.core.values.plan import Change
 from provisioner.errors import TargetUnavailable
 from provisioner.targets.base import ChangeFailed
 from provisioner.targets.pg_apply import pg_message

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner.core import marker as marker_codec
-from provisioner.core.model import ActualRole
+from provisioner.core.values import marker as marker_codec
+from provisioner.core.values.model import ActualRole
 
 BOOTSTRAP_SUPERUSER_OID = 10
 

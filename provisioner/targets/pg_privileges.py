@@ -20,7 +20,7 @@ from typing import Any
 
 from psycopg import sql
 
-from provisioner.core.grants import (
+from provisioner.core.values.grants import (
     COLUMN,
     DATABASE,
     DEFAULT,
@@ -34,8 +34,8 @@ from provisioner.core.grants import (
     Obj,
     PrivilegeSnapshot,
 )
-from provisioner.core.model import ActualRole
-from provisioner.core.plan import Change, ChangeKind
+from provisioner.core.values.model import ActualRole
+from provisioner.core.values.plan import Change, ChangeKind
 
 _USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from provisioner.core.plan import Change
+from provisioner.core.values.plan import Change
 
 
 @dataclass(frozen=True, slots=True)

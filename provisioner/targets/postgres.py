@@ -19,9 +19,9 @@ import psycopg
 from psycopg import IsolationLevel
 
 from provisioner.config import PostgresTargetConfig
-from provisioner.core.access import ObjectAcl
-from provisioner.core.model import ActualState
-from provisioner.core.plan import Change, ChangeKind
+from provisioner.core.privileges.access import ObjectAcl
+from provisioner.core.values.model import ActualState
+from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.logs import log
 from provisioner.targets import pg_access, pg_drop, pg_inspect, pg_privileges

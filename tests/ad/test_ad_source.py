@@ -14,8 +14,8 @@ from typing import Any
 import ldap3
 import pytest
 
-from provisioner.core.lifecycle import LifecyclePolicy, classify
-from provisioner.core.model import Lifecycle, SourceSnapshot
+from provisioner.core.identity.lifecycle import LifecyclePolicy, classify
+from provisioner.core.values.model import Lifecycle, SourceSnapshot
 from provisioner.errors import SourceIncomplete, SourceUnavailable
 from provisioner.sources.ldap import LdapSource
 from tests.support.samba import (

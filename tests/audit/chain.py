@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner.core.audit import GENESIS, chain_hash
+from provisioner.core.governance.audit import GENESIS, chain_hash
 from provisioner.store.state import StateStore
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.config import Config, load_config
-from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind
 
 ROLES = """
 [role.{p}trade_approver]

@@ -11,8 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from provisioner.alerts import dispatch_alerts, run_alerts
-from provisioner.core.alerts import Alert, Severity
-from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.governance.alerts import Alert, Severity
+from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.store.state import StateStore
 from tests.audit.servers import Mailbox, closed_port, smtp_server, webhook_server
 from tests.audit.support import alert_config, grant

@@ -16,9 +16,9 @@ import pytest
 
 from provisioner.alerts import dispatch_alerts, run_alerts
 from provisioner.config import Config
-from provisioner.core.alerts import Alert, AlertPolicy, History, Severity, evaluate
-from provisioner.core.audit import AuditEvent, EventKind
-from provisioner.core.catalog import build_catalog
+from provisioner.core.governance.alerts import Alert, AlertPolicy, History, Severity, evaluate
+from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.privileges.catalog import build_catalog
 from provisioner.engine.context import RunContext
 from provisioner.engine.record import recorded_run
 from provisioner.store.state import StateStore

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner.core.alerts import AlertPolicy, History, Severity, count_sensitive, evaluate
-from provisioner.core.audit import AuditEvent, EventKind
-from provisioner.core.catalog import build_catalog
+from provisioner.core.governance.alerts import AlertPolicy, History, Severity, count_sensitive, evaluate
+from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.privileges.catalog import build_catalog
 from tests.audit.support import ROLES, grant
 
 AT = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

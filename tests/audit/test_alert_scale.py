@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from provisioner.alerts import run_alerts
-from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.store.audit import AuditFilter, AuditRow
 from provisioner.store.state import StateStore
 from tests.audit.support import alert_config, grant

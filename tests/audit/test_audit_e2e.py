@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.audit import EventKind, chain_hash
+from provisioner.core.governance.audit import EventKind, chain_hash
 from provisioner.store.state import StateStore
 from tests.audit.servers import closed_port, smtp_server
 from tests.audit.support import write_catalog

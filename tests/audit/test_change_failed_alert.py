@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from provisioner.core.alerts import AlertPolicy, History, Severity, evaluate
-from provisioner.core.audit import EventKind
-from provisioner.core.plan import ChangeKind, make_change
+from provisioner.core.governance.alerts import AlertPolicy, History, Severity, evaluate
+from provisioner.core.governance.audit import EventKind
+from provisioner.core.values.plan import ChangeKind, make_change
 from tests.audit.test_alert_rules import AT, CATALOG, rec
 
 

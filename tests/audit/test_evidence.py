@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provisioner.config import load_config
-from provisioner.core.audit import AuditEvent, EventKind, chain_hash
+from provisioner.core.governance.audit import AuditEvent, EventKind, chain_hash
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import open_store
 from provisioner.engine.record import recorded_run
@@ -190,7 +190,7 @@ def forged_checkpoint(db: Path) -> None:
     c, _, head = _row(db, N)
     digest = _put(db, N + 1, {**c, "reason": "forged"}, head)
     other = Signer(Ed25519PrivateKey.generate())
-    from provisioner.core.audit import Checkpoint
+    from provisioner.core.governance.audit import Checkpoint
 
     cp = Checkpoint(N + 1, N + 1, digest, T0.isoformat(), other.key_id, APPENDS + 1, N, head)
     sql(db, "INSERT INTO provisioner_audit_checkpoints (head_seq, payload, signature, public_key) VALUES "

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
-from provisioner.core.audit import AuditEvent, EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.store.signer import Signer
 from provisioner.store.signing import sign_head, verify_chain
 from provisioner.store.state import StateStore

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.core.audit import EventKind
+from provisioner.core.governance.audit import EventKind
 from provisioner.engine import execute as runtime
 from provisioner.store.state import StateStore
 from provisioner.targets import pg_apply

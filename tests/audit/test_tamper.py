@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from provisioner.core.audit import ChainProblem, ChainVerifier, chain_hash
+from provisioner.core.governance.audit import ChainProblem, ChainVerifier, chain_hash
 from provisioner.store.signing import sign_head, verify_chain
 from provisioner.store.state import StateStore
 from tests.audit.chain import chain, sql, sqlite_store

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from provisioner.config import EntraSourceConfig, parse_config
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 from provisioner.errors import ConfigError, SourceIncomplete, SourceUnavailable
 from provisioner.sources.entra import EntraSource, incremental_sync, state_key
 from tests.entra.conftest import make_certificate

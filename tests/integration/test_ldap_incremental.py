@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.config import LdapSourceConfig
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 from provisioner.sources.incremental import IncrementalReader
 from provisioner.sources.ldap import LdapSource
 from provisioner.store.state import StateStore

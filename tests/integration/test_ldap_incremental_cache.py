@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from provisioner.config import LdapSourceConfig
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 from provisioner.sources import incremental_state
 from provisioner.sources.groups import GroupRecord, UserRecord
 from provisioner.sources.incremental import IncrementalReader

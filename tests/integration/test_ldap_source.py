@@ -10,7 +10,7 @@ import ldap3
 import pytest
 
 from provisioner.config import LdapSourceConfig, LdifSourceConfig
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 from provisioner.errors import ConfigError, SourceIncomplete, SourceUnavailable
 from provisioner.secrets import SecretRef
 from provisioner.sources.factory import build_source

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from provisioner.core.plan import NoticeLevel, Plan
+from provisioner.core.values.plan import NoticeLevel, Plan
 from tests.lifecycle.support import RELAXED, access, edit_config, person, setup
 from tests.support import pg
 from tests.support.e2e import Setup

@@ -10,8 +10,8 @@ import pytest
 from psycopg import sql
 
 from provisioner.config import PostgresTargetConfig
-from provisioner.core.model import Reason
-from provisioner.core.plan import Change, ChangeKind, execution_order, make_change
+from provisioner.core.values.model import Reason
+from provisioner.core.values.plan import Change, ChangeKind, execution_order, make_change
 from provisioner.targets.postgres import PostgresTarget
 from tests.support import pg
 

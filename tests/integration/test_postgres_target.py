@@ -13,9 +13,9 @@ import pytest
 from psycopg import sql
 
 from provisioner.config import PostgresTargetConfig
-from provisioner.core import marker as marker_codec
-from provisioner.core.model import Marker, Reason, RoleKind
-from provisioner.core.plan import Change, ChangeKind, make_change
+from provisioner.core.values import marker as marker_codec
+from provisioner.core.values.model import Marker, Reason, RoleKind
+from provisioner.core.values.plan import Change, ChangeKind, make_change
 from provisioner.errors import ApplyFailed, TargetUnavailable
 from provisioner.targets.factory import build_target
 from provisioner.targets.postgres import PostgresTarget, advisory_lock_key

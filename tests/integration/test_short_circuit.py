@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from provisioner.core.plan import ChangeKind, Plan
+from provisioner.core.values.plan import ChangeKind, Plan
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.run import apply_run, plan_run

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from provisioner.core.audit import EventKind
+from provisioner.core.governance.audit import EventKind
 from provisioner.store.state import StateStore
 from tests.support import pg
 from tests.support.e2e import RELAXED_SAFETY, Setup, make_setup

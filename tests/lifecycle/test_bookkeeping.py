@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.plan import Plan
+from provisioner.core.values.plan import Plan
 from provisioner.engine.connections import Targets
 from provisioner.engine.run import plan_run
 from provisioner.errors import SourceUnhealthy

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.breaker import Affected, BreakerPolicy, affected_roles, check_breaker
-from provisioner.core.model import ActualRole, ActualState, Marker, RoleKind
-from provisioner.core.phases import apply_phases, removes_access
-from provisioner.core.plan import Change, ChangeKind, Plan, TargetPlan, make_change
+from provisioner.core.reconcile.breaker import Affected, BreakerPolicy, affected_roles, check_breaker
+from provisioner.core.reconcile.phases import apply_phases, removes_access
+from provisioner.core.values.model import ActualRole, ActualState, Marker, RoleKind
+from provisioner.core.values.plan import Change, ChangeKind, Plan, TargetPlan, make_change
 from provisioner.errors import BreakerTripped
 from tests.lifecycle.support import STRICT, audit_kinds, person, setup
 from tests.lifecycle.test_core import NOW, ident, managed, run, state

@@ -6,10 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from provisioner.core.breaker import BreakerPolicy, check_breaker
-from provisioner.core.desired import desired_state
-from provisioner.core.diff import DiffPolicy, diff
-from provisioner.core.lifecycle import (
+from provisioner.core.identity.desired import desired_state
+from provisioner.core.identity.lifecycle import (
     EventKindName,
     LeaverPolicy,
     LifecyclePolicy,
@@ -17,10 +15,12 @@ from provisioner.core.lifecycle import (
     missing_counts,
     next_lifecycle_events,
 )
-from provisioner.core.model import ActualRole, ActualState, Identity, Marker, RoleKind, SourceSnapshot
-from provisioner.core.naming import NamingPolicy
-from provisioner.core.plan import ChangeKind, Plan, TargetPlan
-from provisioner.core.rules import build_ruleset
+from provisioner.core.identity.naming import NamingPolicy
+from provisioner.core.identity.rules import build_ruleset
+from provisioner.core.reconcile.breaker import BreakerPolicy, check_breaker
+from provisioner.core.reconcile.diff import DiffPolicy, diff
+from provisioner.core.values.model import ActualRole, ActualState, Identity, Marker, RoleKind, SourceSnapshot
+from provisioner.core.values.plan import ChangeKind, Plan, TargetPlan
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RULES, _ = build_ruleset(

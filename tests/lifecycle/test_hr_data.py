@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from provisioner.cli import cli
-from provisioner.core.plan import ChangeKind, NoticeLevel, Plan
+from provisioner.core.values.plan import ChangeKind, NoticeLevel, Plan
 from tests.lifecycle.support import RELAXED, access, person, setup
 from tests.support import pg
 from tests.support.e2e import Setup

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from provisioner.core.plan import Change, ChangeKind, Plan, make_change
+from provisioner.core.values.plan import Change, ChangeKind, Plan, make_change
 from provisioner.targets.postgres import PostgresTarget
 from tests.lifecycle.support import access, edit_config, person, setup
 from tests.support import pg

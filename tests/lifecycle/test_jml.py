@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from provisioner.core.lifecycle import EventKindName, next_lifecycle_events
-from provisioner.core.plan import ChangeKind
+from provisioner.core.identity.lifecycle import EventKindName, next_lifecycle_events
+from provisioner.core.values.plan import ChangeKind
 from provisioner.engine.connections import Targets
 from provisioner.engine.run import plan_run
 from tests.lifecycle.support import RELAXED, access, applied_changes, day, person, setup

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from psycopg import sql
 
-from provisioner.core import marker as markers
-from provisioner.core.plan import ChangeKind, Plan, digest
+from provisioner.core.values import marker as markers
+from provisioner.core.values.plan import ChangeKind, Plan, digest
 from tests.cli.test_cli import run
 from tests.lifecycle.support import access, applied_changes, audit_kinds, person
 from tests.support import pg

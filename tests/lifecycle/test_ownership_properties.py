@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from provisioner.core.desired import desired_state
-from provisioner.core.diff import DiffPolicy, diff
-from provisioner.core.lifecycle import LifecyclePolicy
-from provisioner.core.model import ActualState, DesiredState, Identity, RoleKind, SourceSnapshot
-from provisioner.core.naming import NamingPolicy
-from provisioner.core.rules import build_ruleset
+from provisioner.core.identity.desired import desired_state
+from provisioner.core.identity.lifecycle import LifecyclePolicy
+from provisioner.core.identity.naming import NamingPolicy
+from provisioner.core.identity.rules import build_ruleset
+from provisioner.core.reconcile.diff import DiffPolicy, diff
+from provisioner.core.values.model import ActualState, DesiredState, Identity, RoleKind, SourceSnapshot
 from provisioner.targets.postgres import PostgresTarget
 from tests.support import pg
 

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from provisioner.core.model import Reason
-from provisioner.core.plan import ChangeKind, TargetPlan, make_change
+from provisioner.core.values.model import Reason
+from provisioner.core.values.plan import ChangeKind, TargetPlan, make_change
 from provisioner.engine.connections import Targets
 from provisioner.engine.run import plan_run, safety
 from provisioner.errors import SafetyViolation

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from provisioner.core.model import ActualRole
-from provisioner.core.plan import Change, Plan, TargetPlan
+from provisioner.core.values.model import ActualRole
+from provisioner.core.values.plan import Change, Plan, TargetPlan
 from provisioner.engine.connections import Targets
 from tests.mysql.support import MysqlSetup, Person, make_mysql_setup
 from tests.support import mysql as M

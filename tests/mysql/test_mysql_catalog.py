@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.cli.render import render_plan
-from provisioner.core.plan import ChangeKind, Plan
+from provisioner.core.values.plan import ChangeKind, Plan
 from tests.mysql.catalog import make_catalog_setup
 from tests.sod.test_sod_e2e import run_cli
 from tests.support import mysql as M

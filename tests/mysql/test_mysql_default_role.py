@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.core.plan import ChangeKind
+from provisioner.core.values.plan import ChangeKind
 from tests.mysql.support import MysqlSetup, Person, make_mysql_setup
 from tests.support import mysql as M
 from tests.support.e2e import RELAXED_SAFETY

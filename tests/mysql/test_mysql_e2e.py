@@ -10,7 +10,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from provisioner.core.plan import ChangeKind
+from provisioner.core.values.plan import ChangeKind
 from provisioner.errors import ApplyFailed
 from tests.mysql.support import MysqlSetup, Person, make_mysql_setup
 from tests.support import mysql as M

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.core.audit import EventKind
+from provisioner.core.governance.audit import EventKind
 from provisioner.errors import ApplyFailed
 from provisioner.store.state import StateStore
 from tests.mysql.support import MysqlSetup, Person, make_mysql_setup

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from provisioner.core.plan import ChangeKind
+from provisioner.core.values.plan import ChangeKind
 from tests.mysql.support import Person, make_mysql_setup
 from tests.support import mysql as M
 

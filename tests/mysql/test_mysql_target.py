@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from provisioner.config import MysqlTargetConfig, PostgresTargetConfig, parse_config
-from provisioner.core.capabilities import MARIADB, POSTGRESQL
-from provisioner.core.diff import DiffPolicy, diff
-from provisioner.core.model import (
+from provisioner.core.reconcile.diff import DiffPolicy, diff
+from provisioner.core.values.capabilities import MARIADB, POSTGRESQL
+from provisioner.core.values.model import (
     ActualRole,
     ActualState,
     DesiredState,
@@ -21,7 +21,7 @@ from provisioner.core.model import (
     Reason,
     RoleKind,
 )
-from provisioner.core.plan import Change, ChangeKind, make_change
+from provisioner.core.values.plan import Change, ChangeKind, make_change
 from provisioner.errors import ConfigError
 from provisioner.targets.factory import build_target
 from provisioner.targets.mysql import MysqlTarget

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from provisioner.config import Config, load_config
-from provisioner.core.plan import Plan
+from provisioner.core.values.plan import Plan
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.run import apply_run, plan_run

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.alerts import AlertPolicy, History, Severity, evaluate
+from provisioner.core.governance.alerts import AlertPolicy, History, Severity, evaluate
 from provisioner.engine.recovery import planned_event
 from provisioner.mappings import load_mappings
 from tests.privileges.support import LDIF, Env, environment, run

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.alerts import AlertPolicy, History, Severity, evaluate
-from provisioner.core.catalog import Sensitivity
-from provisioner.core.plan import Plan
+from provisioner.core.governance.alerts import AlertPolicy, History, Severity, evaluate
+from provisioner.core.privileges.catalog import Sensitivity
+from provisioner.core.values.plan import Plan
 from provisioner.engine.recovery import planned_event
 from provisioner.mappings import load_mappings
 from tests.privileges.support import CATALOG, RULES, Env, environment, run

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from provisioner.core.catalog import build_catalog
-from provisioner.core.grants import Grant, Inventory, Obj, PrivilegeSnapshot
-from provisioner.core.model import ActualRole, ActualState, Marker, RoleKind
-from provisioner.core.plan import ChangeKind
-from provisioner.core.privdiff import PrivilegePolicy, plan_privileges
-from provisioner.core.privileges import (
+from provisioner.core.privileges.catalog import build_catalog
+from provisioner.core.privileges.diff import PrivilegePolicy, plan_privileges
+from provisioner.core.privileges.spec import (
     EXTRA_KEYS,
     PrivilegeCatalog,
     build_privilege_catalog,
     covers,
     effective_privileges,
 )
+from provisioner.core.values.grants import Grant, Inventory, Obj, PrivilegeSnapshot
+from provisioner.core.values.model import ActualRole, ActualState, Marker, RoleKind
+from provisioner.core.values.plan import ChangeKind
 
 HEAD = 'description = "d"\nowner = "o"\n'
 

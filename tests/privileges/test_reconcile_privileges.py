@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.plan import ChangeKind
+from provisioner.core.values.plan import ChangeKind
 from provisioner.errors import StalePlan
 from tests.privileges.support import Env, environment, run
 

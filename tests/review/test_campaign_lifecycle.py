@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.review import Decision, ReviewItem, decision_problem, item_id
+from provisioner.core.governance.review import Decision, ReviewItem, decision_problem, item_id
 from provisioner.engine.context import RunContext
 from provisioner.review.campaign import delegate, reminders, sign_off, store_decisions
 from provisioner.review.store import CampaignError, ReviewStore

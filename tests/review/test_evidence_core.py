@@ -1,4 +1,4 @@
-"""core/evidence.py: quarters, nearest-rank percentiles, leaver latency from audit records (pure)."""
+"""core/governance/evidence.py: quarters, nearest-rank percentiles, leaver latency from audit records (pure)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from provisioner.core.evidence import QuarterError, latency_summary, leaver_latencies, percentile, quarter_bounds
+from provisioner.core.governance.evidence import (
+    QuarterError,
+    latency_summary,
+    leaver_latencies,
+    percentile,
+    quarter_bounds,
+)
 
 
 def test_quarter_bounds() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from provisioner.core.review import campaign_for
+from provisioner.core.governance.review import campaign_for
 from provisioner.store.state import StateStore
 from tests.support import pg
 from tests.support.e2e import RELAXED_SAFETY, make_setup, person

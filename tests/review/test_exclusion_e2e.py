@@ -15,7 +15,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from provisioner.core.plan import ChangeKind
+from provisioner.core.values.plan import ChangeKind
 from provisioner.store.state import StateStore
 from tests.support import pg
 from tests.support.e2e import make_setup, memberships, person

@@ -1,11 +1,11 @@
-"""core/exclusions.py: which memberships an exclusion withholds (pure)."""
+"""core/identity/exclusions.py: which memberships an exclusion withholds (pure)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from provisioner.core.exclusions import Exclusion, apply_exclusions, basis, basis_of, digest
-from provisioner.core.model import DesiredState, DesiredUser, Lifecycle, Reason
+from provisioner.core.identity.exclusions import Exclusion, apply_exclusions, basis, basis_of, digest
+from provisioner.core.values.model import DesiredState, DesiredUser, Lifecycle, Reason
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 DESK = Reason("desk", "traders", (("department", "Trading"), ("title", "Trader")))

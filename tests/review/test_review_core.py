@@ -5,18 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from provisioner.core.catalog import Catalog, CatalogRole, Sensitivity
-from provisioner.core.model import (
-    ActualRole,
-    ActualState,
-    DesiredState,
-    DesiredUser,
-    Lifecycle,
-    Marker,
-    Reason,
-    RoleKind,
-)
-from provisioner.core.review import (
+from provisioner.core.governance.review import (
     ItemState,
     Person,
     assign,
@@ -26,6 +15,17 @@ from provisioner.core.review import (
     derive_key,
     revocations,
     validate_rows,
+)
+from provisioner.core.privileges.catalog import Catalog, CatalogRole, Sensitivity
+from provisioner.core.values.model import (
+    ActualRole,
+    ActualState,
+    DesiredState,
+    DesiredUser,
+    Lifecycle,
+    Marker,
+    Reason,
+    RoleKind,
 )
 
 KEY = derive_key(b"s" * 32, "2026-Q4")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.config import Config
-from provisioner.core.privileges import EMPTY
+from provisioner.core.privileges.spec import EMPTY
 from provisioner.review.store import ReviewStore
 from provisioner.review.web import ReviewWeb
 from provisioner.review.webserver import make_review_server

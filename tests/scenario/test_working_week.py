@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from provisioner.core import marker as markers
-from provisioner.core.plan import digest
+from provisioner.core.values import marker as markers
+from provisioner.core.values.plan import digest
 from tests.cli.test_cli import run
 from tests.support import pg
 from tests.support.e2e import RELAXED_SAFETY, Setup, make_setup, person

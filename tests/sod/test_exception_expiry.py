@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from provisioner.core.alerts import Alert, AlertPolicy, History, Severity, evaluate
-from provisioner.core.catalog import Catalog
-from provisioner.core.plan import Plan
+from provisioner.core.governance.alerts import Alert, AlertPolicy, History, Severity, evaluate
+from provisioner.core.privileges.catalog import Catalog
+from provisioner.core.values.plan import Plan
 from provisioner.engine.context import RunContext
 from provisioner.engine.recovery import planned_event
 from tests.sod.test_sod_e2e import notices, run_cli, setup_with_sod

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from provisioner.core.model import (
+from provisioner.core.governance.sod import build_exceptions, build_policies
+from provisioner.core.governance.sodeval import PrivFact, RolesOnly, detect, enforce_sod
+from provisioner.core.values.model import (
     ActualRole,
     ActualState,
     DesiredState,
@@ -14,9 +16,7 @@ from provisioner.core.model import (
     Reason,
     RoleKind,
 )
-from provisioner.core.plan import ChangeKind, NoticeLevel, Plan, TargetPlan, make_change
-from provisioner.core.sod import build_exceptions, build_policies
-from provisioner.core.sodeval import PrivFact, RolesOnly, detect, enforce_sod
+from provisioner.core.values.plan import ChangeKind, NoticeLevel, Plan, TargetPlan, make_change
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 POLICIES = """

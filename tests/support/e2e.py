@@ -11,7 +11,7 @@ from typing import Any
 from psycopg import sql
 
 from provisioner.config import Config, LdapSourceConfig, LdifSourceConfig, load_config
-from provisioner.core.plan import Plan
+from provisioner.core.values.plan import Plan
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import open_store

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from provisioner.core.model import SourceSnapshot
+from provisioner.core.values.model import SourceSnapshot
 
 
 class JsonStore:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from provisioner.core import marker as markers
-from provisioner.core.model import ActualRole, ActualState, Marker
-from provisioner.core.plan import Change, ChangeKind
+from provisioner.core.values import marker as markers
+from provisioner.core.values.model import ActualRole, ActualState, Marker
+from provisioner.core.values.plan import Change, ChangeKind
 
 
 def _ledger(role: ActualRole, change: Change) -> ActualRole:

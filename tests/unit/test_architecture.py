@@ -19,7 +19,11 @@ def test_import_contracts_hold() -> None:
 
 
 def test_core_imports_no_io_library_at_runtime() -> None:
-    core = sorted(p.stem for p in (ROOT / "provisioner" / "core").glob("*.py") if p.stem != "__init__")
+    core = sorted(
+        ".".join(p.relative_to(ROOT / "provisioner" / "core").with_suffix("").parts)
+        for p in (ROOT / "provisioner" / "core").rglob("*.py")
+        if p.stem != "__init__"
+    )
     libs = ("ldap3", "msal", "requests", "sqlalchemy", "apscheduler", "psycopg", "pymysql", "structlog", "click", "rich")
     code = (
         "import importlib, sys\n"
@@ -132,7 +136,7 @@ def _module_state(paths: list[Path]) -> list[str]:
 def test_engine_and_core_keep_no_state_in_module_globals(tmp_path: Path) -> None:
     """Warm-run caches belong to the daemon's WarmState (engine/warm.py): no module of the
     engine or the core keeps state at module level (and the check finds it where it is)."""
-    modules = sorted([*(ROOT / "provisioner" / "engine").glob("*.py"), *(ROOT / "provisioner" / "core").glob("*.py")])
+    modules = sorted([*(ROOT / "provisioner" / "engine").glob("*.py"), *(ROOT / "provisioner" / "core").rglob("*.py")])
     assert _module_state(modules) == []
     bad = tmp_path / "bad.py"
     bad.write_text("import functools\n_LAST: dict[str, int] = {}\nMEMO = GrantMemo()\n"

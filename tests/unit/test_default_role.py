@@ -1,14 +1,14 @@
-"""Default-role planning (core/defaultrole.py) on an in-memory MariaDB-like state. Pure."""
+"""Default-role planning (core/reconcile/defaultrole.py) on an in-memory MariaDB-like state. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
 
-from provisioner.core.capabilities import MARIADB
-from provisioner.core.diff import DiffPolicy
-from provisioner.core.model import ActualRole, ActualState
-from provisioner.core.plan import Change, ChangeKind
+from provisioner.core.reconcile.diff import DiffPolicy
+from provisioner.core.values.capabilities import MARIADB
+from provisioner.core.values.model import ActualRole, ActualState
+from provisioner.core.values.plan import Change, ChangeKind
 from tests.unit.test_diff import empty_state, group, managed, person, plan_for
 
 APPROVER = frozenset({"trade_approver"})

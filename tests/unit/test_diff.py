@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.core import marker as markers
-from provisioner.core.desired import desired_state
-from provisioner.core.diff import DiffPolicy, diff
-from provisioner.core.lifecycle import LifecyclePolicy
-from provisioner.core.model import ActualRole, ActualState, Identity, Marker, RoleKind, SourceSnapshot
-from provisioner.core.naming import NamingPolicy, assign_names, normalise
-from provisioner.core.plan import ChangeKind, Plan, TargetPlan
-from provisioner.core.rules import build_ruleset
+from provisioner.core.identity.desired import desired_state
+from provisioner.core.identity.lifecycle import LifecyclePolicy
+from provisioner.core.identity.naming import NamingPolicy, assign_names, normalise
+from provisioner.core.identity.rules import build_ruleset
+from provisioner.core.reconcile.diff import DiffPolicy, diff
+from provisioner.core.values import marker as markers
+from provisioner.core.values.model import ActualRole, ActualState, Identity, Marker, RoleKind, SourceSnapshot
+from provisioner.core.values.plan import ChangeKind, Plan, TargetPlan
 from tests.support.memstate import apply_changes
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The diff memo (core/diffmemo.py) never changes a plan: over random sequences of
+"""The diff memo (core/reconcile/diffmemo.py) never changes a plan: over random sequences of
 directory changes, applies, clock moves, hand-made grants and policy changes, the
 diff with a memo kept across steps equals a fresh diff at every step."""
 
@@ -10,13 +10,13 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provisioner.core.desired import desired_state
-from provisioner.core.diff import DiffPolicy, diff
-from provisioner.core.diffmemo import DiffMemo
-from provisioner.core.lifecycle import LifecyclePolicy
-from provisioner.core.memo import GrantMemo
-from provisioner.core.model import ActualState, Identity, SourceSnapshot
-from provisioner.core.naming import NamingPolicy
+from provisioner.core.identity.desired import desired_state
+from provisioner.core.identity.lifecycle import LifecyclePolicy
+from provisioner.core.identity.memo import GrantMemo
+from provisioner.core.identity.naming import NamingPolicy
+from provisioner.core.reconcile.diff import DiffPolicy, diff
+from provisioner.core.reconcile.diffmemo import DiffMemo
+from provisioner.core.values.model import ActualState, Identity, SourceSnapshot
 from tests.support.memstate import apply_changes
 from tests.unit.test_diff import NOW, RULES, empty_state, group, person
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from provisioner.core.model import ActualRole, ActualState, Marker, RoleKind
+from provisioner.core.values.model import ActualRole, ActualState, Marker, RoleKind
 
 
 def _state() -> ActualState:
@@ -71,8 +71,8 @@ def test_equal_states_agree_and_scope_sources_and_whole_catalog_differ() -> None
 
 
 def test_readback_scope_names_every_touched_role_or_the_whole_catalog_for_privileges() -> None:
-    from provisioner.core.model import Reason
-    from provisioner.core.plan import ChangeKind, make_change, readback_scope
+    from provisioner.core.values.model import Reason
+    from provisioner.core.values.plan import ChangeKind, make_change, readback_scope
 
     why = [Reason("t", "test")]
     roles = [

@@ -8,7 +8,7 @@ import dataclasses
 import importlib
 from pathlib import Path
 
-from provisioner.core.model import ActualRole, ActualState, FingerprintMemo, Marker, RoleKind
+from provisioner.core.values.model import ActualRole, ActualState, FingerprintMemo, Marker, RoleKind
 from provisioner.engine.warm import WarmState
 
 CORE = Path(__file__).resolve().parents[2] / "provisioner" / "core"

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.core.desired import desired_state
-from provisioner.core.lifecycle import LifecyclePolicy
-from provisioner.core.memo import GrantMemo, rule_inputs
-from provisioner.core.model import DesiredState, Identity, SourceSnapshot
-from provisioner.core.naming import NamingPolicy
-from provisioner.core.rules import RuleSet, build_ruleset
+from provisioner.core.identity.desired import desired_state
+from provisioner.core.identity.lifecycle import LifecyclePolicy
+from provisioner.core.identity.memo import GrantMemo, rule_inputs
+from provisioner.core.identity.naming import NamingPolicy
+from provisioner.core.identity.rules import RuleSet, build_ruleset
+from provisioner.core.values.model import DesiredState, Identity, SourceSnapshot
 
 RULES = """
 [[rule]]

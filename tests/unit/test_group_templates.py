@@ -5,14 +5,14 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime
 
-from provisioner.core.conditions import evaluate
-from provisioner.core.desired import desired_state
-from provisioner.core.explain import explain
-from provisioner.core.lifecycle import LifecyclePolicy
-from provisioner.core.model import Identity, SourceSnapshot
-from provisioner.core.naming import NamingPolicy
-from provisioner.core.needs import referenced_attributes
-from provisioner.core.rules import RuleSet, build_ruleset
+from provisioner.core.identity.conditions import evaluate
+from provisioner.core.identity.desired import desired_state
+from provisioner.core.identity.explain import explain
+from provisioner.core.identity.lifecycle import LifecyclePolicy
+from provisioner.core.identity.naming import NamingPolicy
+from provisioner.core.identity.needs import referenced_attributes
+from provisioner.core.identity.rules import RuleSet, build_ruleset
+from provisioner.core.values.model import Identity, SourceSnapshot
 
 TODAY = date(2026, 11, 26)
 BASE = "ou=groups,dc=bench,dc=example"
@@ -154,7 +154,7 @@ def test_index_evaluates_only_rules_that_can_match_and_agrees_with_a_full_scan()
 
 
 def test_first_rdn_value_unescapes_and_refuses_non_dns() -> None:
-    from provisioner.core.grouptemplate import first_rdn_value
+    from provisioner.core.identity.grouptemplate import first_rdn_value
 
     assert first_rdn_value("cn=eq-desk,ou=groups,dc=x") == "eq-desk"
     assert first_rdn_value("cn=a\\,b,ou=groups") == "a,b"

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from provisioner.core.lifecycle import parse_instant
-from provisioner.core.model import Identity
-from provisioner.core.naming import NamingPolicy, assign_names, role_name
-from provisioner.core.textsafe import escape_text
+from provisioner.core.identity.lifecycle import parse_instant
+from provisioner.core.identity.naming import NamingPolicy, assign_names, role_name
+from provisioner.core.values.model import Identity
+from provisioner.core.values.textsafe import escape_text
 from provisioner.sources.attributes import Transform, apply_transform
 from provisioner.unicode_data import scripts
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.config import LdifSourceConfig
-from provisioner.core.model import Identity, SourceSnapshot
+from provisioner.core.values.model import Identity, SourceSnapshot
 from provisioner.errors import ConfigError
 from provisioner.sources.factory import build_source
 from provisioner.sources.ldif import LdifSource, parse_ldif

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.core.ruletests import run_cases
+from provisioner.core.identity.ruletests import run_cases
 from provisioner.mappings import load_mappings
 
 ROOT = Path(__file__).resolve().parents[2] / "mappings"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.core import marker
-from provisioner.core.model import Marker, RoleKind
+from provisioner.core.values import marker
+from provisioner.core.values.model import Marker, RoleKind
 
 P = marker.PREFIX
 

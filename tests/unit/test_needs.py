@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from provisioner.config import LdapSourceConfig
-from provisioner.core.needs import ALL, LIFECYCLE_ATTRIBUTES, referenced_attributes, source_needs
-from provisioner.core.rules import RuleSet, build_ruleset
+from provisioner.core.identity.needs import ALL, LIFECYCLE_ATTRIBUTES, referenced_attributes, source_needs
+from provisioner.core.identity.rules import RuleSet, build_ruleset
 from provisioner.sources.attributes import attribute_map, requested_attributes
 
 RULES = """

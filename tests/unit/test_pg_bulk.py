@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from provisioner.core.model import Reason
-from provisioner.core.plan import ChangeKind, make_change
+from provisioner.core.values.model import Reason
+from provisioner.core.values.plan import ChangeKind, make_change
 from provisioner.targets.pg_apply import Step, compose
 from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 

@@ -1,13 +1,13 @@
-"""Plan-time refusal of changes on superusers (core/refusal.py): a superuser
+"""Plan-time refusal of changes on superusers (core/reconcile/refusal.py): a superuser
 MEMBER's memberships are administered through the group and stay in the plan
 (issue 16: a superuser leaver loses what provisioner can take), without the
 ledger COMMENT a non-superuser may not write on a superuser."""
 
 from __future__ import annotations
 
-from provisioner.core.model import ActualRole, ActualState, DesiredState, Reason
-from provisioner.core.plan import ChangeKind, make_change
-from provisioner.core.refusal import refuse_unworkable
+from provisioner.core.reconcile.refusal import refuse_unworkable
+from provisioner.core.values.model import ActualRole, ActualState, DesiredState, Reason
+from provisioner.core.values.plan import ChangeKind, make_change
 
 WHY = [Reason("lifecycle:leaver", "terminated")]
 MARKER = {"v": 1, "kind": "user", "granted": []}

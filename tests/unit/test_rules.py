@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from provisioner.core.model import Identity
-from provisioner.core.rules import build_ruleset, render
+from provisioner.core.identity.rules import build_ruleset, render
+from provisioner.core.values.model import Identity
 
 TODAY = date(2026, 11, 26)
 

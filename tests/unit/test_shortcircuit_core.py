@@ -1,11 +1,11 @@
-"""The pure no-op short-circuit decision (provisioner.core.shortcircuit)."""
+"""The pure no-op short-circuit decision (provisioner.core.reconcile.shortcircuit)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from provisioner.core.shortcircuit import RunFacts, Verified, decide
+from provisioner.core.reconcile.shortcircuit import RunFacts, Verified, decide
 
 T0 = datetime(2031, 1, 1, 9, tzinfo=UTC)
 FACTS = RunFacts(T0, True, "m1", "c1", {"pg": "d1"})

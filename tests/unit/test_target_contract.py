@@ -5,9 +5,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from provisioner.core.capabilities import MARIADB, POSTGRESQL
-from provisioner.core.model import ActualState
-from provisioner.core.plan import Change, ChangeKind
+from provisioner.core.values.capabilities import MARIADB, POSTGRESQL
+from provisioner.core.values.model import ActualState
+from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
 from provisioner.targets import base, mysql_apply
 

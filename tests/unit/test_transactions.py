@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provisioner.core.plan import ChangeKind, transactions
+from provisioner.core.values.plan import ChangeKind, transactions
 from tests.support.memstate import apply_changes
 from tests.unit.test_diff import directories, plan_for, start_states
 

@@ -1,0 +1,122 @@
+"""Identities + rules -> the desired state of every target."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import date, datetime
+
+from provisioner.core.identity.lifecycle import INVALID, LifecyclePolicy, classify, invalid_problem
+from provisioner.core.identity.memo import GrantMemo
+from provisioner.core.identity.naming import NamingPolicy, assign_names
+from provisioner.core.identity.rules import RuleSet
+from provisioner.core.values.model import (
+    DesiredState,
+    DesiredUser,
+    Identity,
+    Lifecycle,
+    Reason,
+    SourceSnapshot,
+)
+
+
+def desired_state(
+    snapshots: Iterable[SourceSnapshot],
+    rules: RuleSet,
+    naming: NamingPolicy,
+    lifecycle: LifecyclePolicy,
+    now: datetime,
+    memo: GrantMemo | None = None,
+    granted_only: frozenset[str] = frozenset(),
+) -> DesiredState:
+    """``memo``: grants memoised across calls (the daemon keeps one); a fresh one otherwise.
+    ``granted_only``: sources with ``login_for = "granted"``: their active identities no
+    rule grants anything get no role (an existing one is disabled like a leaver's)."""
+    memo = memo if memo is not None else GrantMemo()
+    snaps = list(snapshots)
+    identities = [i for s in snaps for i in s.identities]
+    today = now.date()
+    memo.begin(rules, today)
+    names = assign_names(identities, naming, memo.name_of(naming))
+    users: dict[str, DesiredUser] = {}
+    groups: set[str] = set()
+    states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
+    problems = [*names.problems, *(f"{s.source}: {e}" for s in snaps for e in s.errors)]
+    for ident in identities:
+        name = names.names.get(ident.stable_id)
+        if name is None or name in users:
+            continue
+        # classify reads exactly these; ``now`` is fixed within the call
+        key = (ident.enabled, ident.first("status"), ident.first("leave_date"), ident.first("hire_date"))
+        state = states.get(key)
+        if state is None:
+            state = states[key] = classify(ident, now, lifecycle)
+        if state[1].rule == INVALID:
+            problems.append(invalid_problem(ident, name, state[1]))
+        user = memo.user(ident, name, state)
+        if user is None:
+            user = _desired_user(ident, name, rules, state, memo, today)
+        memo.keep(ident, name, state, user)
+        if ident.source in granted_only and user.lifecycle is Lifecycle.ACTIVE and not user.memberships:
+            why = Reason("login_for:granted", f"no rule grants {ident.username!r} anything (login_for = \"granted\")")
+            user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
+        users[name] = user
+        groups.update(user.memberships)
+    memo.end()
+    clashes = group_template_collisions(users.values(), rules) if any(r.templates_groups for r in rules.rules) else {}
+    return DesiredState(
+        users=users,
+        groups=frozenset(groups),
+        sources=frozenset(s.source for s in snaps),
+        problems=(*problems, *clashes.values()),
+        partial=frozenset(s.source for s in snaps if not s.complete),
+        held=names.held | frozenset(clashes),
+    )
+
+
+def group_template_collisions(users: Iterable[DesiredUser], rules: RuleSet) -> dict[str, str]:
+    """Role name -> problem, for every ``{group}``-templated role name that two
+    different groups normalise to (``Eq Desk`` and ``eq-desk``, or ``cn=admins``
+    in two subtrees).  The role is held: nothing is granted in it this run, and
+    members still in one of the groups keep it."""
+    templated = {r.id for r in rules.rules if r.templates_groups}
+    origins: dict[str, set[str]] = {}
+    for user in users:
+        for role, reasons in user.memberships.items():
+            for reason in reasons:
+                if reason.rule in templated:
+                    origin = next((v for k, v in reason.attributes if k == "from_group"), None)
+                    if origin is not None:
+                        origins.setdefault(role, set()).add(origin)
+    return {
+        role: f"role name collision: groups {', '.join(sorted(o.removeprefix('name:') for o in found))} "
+        f"all template to {role!r}; no membership in it is granted, none of their members loses it"
+        for role, found in sorted(origins.items())
+        if len(found) > 1
+    }
+
+
+def _desired_user(
+    ident: Identity,
+    name: str,
+    rules: RuleSet,
+    classified: tuple[Lifecycle, Reason, datetime | None],
+    memo: GrantMemo,
+    today: date,
+) -> DesiredUser:
+    state, why, valid_until = classified
+    memberships: dict[str, tuple[Reason, ...]] = {}
+    if state is Lifecycle.ACTIVE:
+        for grant in memo.grants(rules, ident, today):
+            if grant.role != name:
+                memberships[grant.role] = (*memberships.get(grant.role, ()), grant.reason)
+    return DesiredUser(
+        name=name,
+        stable_id=ident.stable_id,
+        username=ident.username,
+        source=ident.source,
+        lifecycle=state,
+        lifecycle_reason=why,
+        valid_until=valid_until,
+        memberships=memberships,
+    )
