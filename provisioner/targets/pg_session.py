@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -57,6 +59,9 @@ def describe_endpoint(dsn: str) -> str:
     return f"host={host} port={port}"
 
 
+_EMBEDDED_START_SECONDS = 120.0
+
+
 def embedded_dsn(data_dir: str) -> str:
     """Start (or reuse) a pgserver instance in ``data_dir`` and return its URI."""
     path = Path(data_dir).expanduser()
@@ -66,13 +71,34 @@ def embedded_dsn(data_dir: str) -> str:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=Warning)
         try:
-            from pgserver.postgres_server import get_server
+            from pgserver.postgres_server import PostgresServer, get_server
         except ImportError as exc:
             raise TargetUnavailable("embedded = true needs the 'pgserver' package") from exc
+    # pgserver gives `pg_ctl start` 10 seconds; on a loaded machine the postmaster can take longer
+    # and keeps starting in the background.  Wait for it to be ready, then take a new handle.
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=Warning)
-            server = get_server(path)
+            try:
+                server = get_server(path)
+            except subprocess.TimeoutExpired:
+                _wait_until_ready(path.resolve(), _EMBEDDED_START_SECONDS)
+                server = PostgresServer(path.resolve())
     except Exception as exc:
         raise TargetUnavailable(f"cannot start the embedded PostgreSQL in {path}: {exc}") from exc
     return str(server.get_uri())
+
+
+def _wait_until_ready(pgdata: Path, seconds: float) -> None:
+    from pgserver.utils import PostmasterInfo
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            info = PostmasterInfo.read_from_pgdata(pgdata)
+        except Exception:  # postmaster.pid is written line by line while starting
+            info = None
+        if info is not None and info.is_running() and info.status == "ready":
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the embedded PostgreSQL did not become ready within {seconds:.0f} s")
