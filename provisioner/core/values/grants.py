@@ -132,6 +132,10 @@ class Inventory:
     """schema -> signatures ``name(argtypes)``."""
     columns: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     """(schema, table) -> column names."""
+    ungrantable: Mapping[Obj, frozenset[str]] = field(default_factory=dict)
+    """Object -> the privileges the provisioner's own role cannot grant on it (it holds no
+    grant option and does not have the owner's privileges); objects it can grant on
+    are absent.  Read only by targets that can tell (PostgreSQL)."""
 
     def objects(self, kind: str, schema: str) -> tuple[str, ...]:
         source = {TABLE: self.tables, SEQUENCE: self.sequences, FUNCTION: self.functions}[kind]
