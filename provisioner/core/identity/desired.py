@@ -62,6 +62,10 @@ def desired_state(
             user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
         users[name] = user
         groups.update(user.memberships)
+    contenders = {
+        name: tuple(_contender(i, name, rules, lifecycle, now, memo, granted_only) for i in group)
+        for name, group in names.contenders.items()
+    }
     memo.end()
     clashes = group_template_collisions(users.values(), rules) if any(r.templates_groups for r in rules.rules) else {}
     return DesiredState(
@@ -71,7 +75,26 @@ def desired_state(
         problems=(*problems, *clashes.values()),
         partial=frozenset(s.source for s in snaps if not s.complete),
         held=names.held | frozenset(clashes),
+        contenders=contenders,
     )
+
+
+def _contender(
+    ident: Identity,
+    name: str,
+    rules: RuleSet,
+    lifecycle: LifecyclePolicy,
+    now: datetime,
+    memo: GrantMemo,
+    granted_only: frozenset[str],
+) -> DesiredUser:
+    """An identity refused ``name`` this run (a collision), classified like any other:
+    the diff still disables the role it owns when it is not active."""
+    user = _desired_user(ident, name, rules, classify(ident, now, lifecycle), memo, now.date())
+    if ident.source in granted_only and user.lifecycle is Lifecycle.ACTIVE and not user.memberships:
+        why = Reason("login_for:granted", f"no rule grants {ident.username!r} anything (login_for = \"granted\")")
+        user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
+    return user
 
 
 def group_template_collisions(users: Iterable[DesiredUser], rules: RuleSet) -> dict[str, str]:

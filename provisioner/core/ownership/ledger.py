@@ -18,8 +18,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from provisioner.core.values.model import ActualRole, ActualState, Marker, Reason, RoleKind
-from provisioner.core.values.plan import Change, ChangeKind, make_change
+from provisioner.core.values.model import ActualRole, ActualState, DesiredState, Marker, Reason, RoleKind
+from provisioner.core.values.plan import Change, ChangeKind, Notice, NoticeLevel, make_change
+
+INSTANCE_CHANGED = "instance_changed"
+"""Notice code: roles of this installation carry an older derived installation name."""
+DERIVED_PREFIX = "auto-"
 
 
 def is_foreign(marker: Marker | None, instance: str | None) -> bool:
@@ -69,6 +73,45 @@ def foreign_summary(actual: ActualState, instance: str | None) -> str | None:
         f"{sum(counts.values())} role(s) belong to other provisioner installation(s) ({each}); "
         f"never changed by this installation ({instance!r})"
     )
+
+
+def renamed_installation(desired: DesiredState, actual: ActualState, instance: str | None) -> list[Notice]:
+    """One error notice per older *derived* installation name (``auto-...``) whose roles
+    provably are this installation's: a login role marked by it has the very name and the
+    identity (source + stable id) this installation's sources map to that name now.  A
+    derived name follows the sources' location; moving an LDIF or changing an LDAP URL
+    would otherwise turn every role this installation made into a foreign one whose
+    leavers nobody disables.  (Two installations reading one directory under different
+    naming never share a role name; a role name with the same identity is ours.)"""
+    if instance is None:
+        return []
+    proof: dict[str, list[str]] = {}
+    counts: Counter[str] = Counter()
+    for role in actual.roles.values():
+        m = role.marker
+        if m is None or m.instance is None or not m.instance.startswith(DERIVED_PREFIX) or not is_foreign(m, instance):
+            continue
+        counts[m.instance] += 1
+        user = desired.users.get(role.name)
+        if m.kind is RoleKind.USER and user is not None and (user.source, user.stable_id) == (m.source, m.stable_id):
+            proof.setdefault(m.instance, []).append(role.name)
+    out = []
+    for old, names in sorted(proof.items()):
+        how = "derived from the sources" if instance.startswith(DERIVED_PREFIX) else "configured"
+        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        out.append(
+            Notice(
+                NoticeLevel.ERROR,
+                INSTANCE_CHANGED,
+                f"target {actual.target}: {counts[old]} role(s) are marked by installation {old!r} and hold "
+                f"identities this installation reads under the same names ({shown}): they were made here "
+                f"before its name changed from {old!r} to {instance!r} ({how}; a derived name changes when a "
+                f"source's location, name or type changes). As another installation's roles their leavers "
+                f"would never be disabled, so nothing is applied: pin the old name in the configuration, "
+                f'[provisioner] instance = "{old}", and run again',
+            )
+        )
+    return out
 
 
 def owners(actual: ActualState, instance: str | None) -> Mapping[tuple[str | None, str], ActualRole]:

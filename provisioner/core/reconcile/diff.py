@@ -14,6 +14,8 @@ from provisioner.core.ownership.ledger import (
     ledger_revokes,
     mine,
     needs_upgrade,
+    owners,
+    renamed_installation,
     upgrade_marker,
     with_ledger,
 )
@@ -82,6 +84,7 @@ def diff(
         _plan_user(user, actual, policy, refused, renamed, now, out, desired.frozen)
         if user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on the clock and sessions
             kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]))
+    _plan_contenders(desired, actual, policy, now, out)
     _plan_vanished(desired, actual, policy, renamed, now, out)
     if "default_roles" in actual.extra:  # MariaDB with manage_default_role (core/reconcile/defaultrole.py)
         untouchable = {n for n, r in actual.roles.items() if is_protected(r, actual, policy)}
@@ -89,6 +92,7 @@ def diff(
         out.changes += more
         out.notices += notes
     out.notices += break_glass_notices(desired, actual, policy.break_glass)
+    out.notices += renamed_installation(desired, actual, policy.instance)
     foreign = foreign_summary(actual, policy.instance)
     if foreign is not None:
         out.note(NoticeLevel.INFO, "foreign", foreign)
@@ -373,6 +377,22 @@ def _plan_memberships(
         out.changes += upgrade_marker(user.name, role, tool, policy.instance)
 
 
+def _plan_contenders(desired: DesiredState, actual: ActualState, policy: DiffPolicy, now: datetime, out: Draft) -> None:
+    """Identities refused a role name this run because another identity maps to it too
+    (reported in ``desired.problems``): an active one keeps what it has until the collision
+    is resolved, but one that is not active (a leaver, a future rehire) loses the role it
+    owns -- found by its marker, whatever the role's name -- in this very run."""
+    if not desired.contenders:
+        return
+    own = owners(actual, policy.instance)
+    for name in sorted(desired.contenders):
+        for user in desired.contenders[name]:
+            role = own.get((user.source, user.stable_id))
+            if user.lifecycle is Lifecycle.ACTIVE or role is None or is_protected(role, actual, policy):
+                continue
+            _plan_disable(role.name, role, [user.lifecycle_reason], now, out, actual, policy)
+
+
 def _plan_vanished(
     desired: DesiredState,
     actual: ActualState,
@@ -383,6 +403,7 @@ def _plan_vanished(
 ) -> None:
     moved = set(renamed.values())
     present = {(u.source, u.stable_id) for u in desired.users.values()}
+    present.update((u.source, u.stable_id) for group in desired.contenders.values() for u in group)
     for name in sorted(actual.roles):
         role = actual.roles[name]
         m = mine(role, policy.instance)
@@ -390,8 +411,8 @@ def _plan_vanished(
             continue
         if m.source in desired.partial:  # unknown, not gone: an error notice says why
             continue
-        if (m.source, m.stable_id) in present or name in moved or name in desired.held:
-            continue  # the identity is still there (its role renamed, or the name held this run)
+        if (m.source, m.stable_id) in present or name in moved:
+            continue  # the identity is still there (its role renamed, or its name held this run)
         if is_protected(role, actual, policy):
             continue
         gone, runs = vanished_is_leaver(m, policy.leavers)

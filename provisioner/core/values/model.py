@@ -130,6 +130,9 @@ class DesiredState:
     rule whose group is ambiguous: core/identity/groupref.py)."""
     partial: frozenset[str] = frozenset()
     """Sources read only in part: their missing identities are not leavers this run."""
+    contenders: Mapping[str, tuple[DesiredUser, ...]] = field(default_factory=dict)
+    """Held role name -> the identities that collide on it (none of them in ``users``):
+    the active ones keep what they have; a leaver among them still loses the role it owns."""
 
 
 # --------------------------------------------------------------------------- actual state
