@@ -83,3 +83,50 @@ def test_moved_ldif_is_refused_naming_both_names_until_the_old_one_is_pinned(
     assert after[f"{p}cy"][0] is False, "the identity gone from the export is disabled"
     assert after[f"{p}ann"] == (True, frozenset({f"{p}trade_executor", f"{p}trade_reader"}))
     assert not s.plan().has_changes
+
+
+def test_renamed_source_is_refused_naming_both_names_until_renamed_back(tmp_path: Path, role_prefix: str) -> None:
+    p = role_prefix
+    source = tmp_path / "people.ldif"
+    source.write_text(ldif({"ann": ("Trading", "active"), "bob": ("Trading", "active")}))
+    s = make_setup(tmp_path, LdifSourceConfig(type="ldif", name=f"{p}hr", path=str(source)), p, rules=RULES)
+    edit_config(s, "[provisioner]\n", f'[provisioner]\ninstance = "{p}prod"\n')  # pinned: only the source name moves
+    s.apply()
+    m = markers.parse(comment(f"{p}bob"))
+    assert m is not None and m.source == f"{p}hr"
+
+    # the source is renamed in the configuration the day bob is terminated
+    source.write_text(ldif({"ann": ("Trading", "active"), "bob": ("Trading", "terminated")}))
+    edit_config(s, f'name = "{p}hr"', f'name = "{p}workday"')
+    plan = s.plan()
+    renamed = [n.message for t in plan.targets for n in t.notices if n.code == "source_renamed"]
+    assert len(renamed) == 1, [n.message for t in plan.targets for n in t.notices]
+    assert repr(f"{p}hr") in renamed[0] and repr(f"{p}workday") in renamed[0], renamed[0]
+    with pytest.raises(SafetyViolation, match=f"{p}workday"):
+        s.apply()
+    assert access(p)[f"{p}bob"][0] is True, "nothing applied"
+
+    edit_config(s, f'name = "{p}workday"', f'name = "{p}hr"')
+    s.apply()
+    assert access(p)[f"{p}bob"] == (False, frozenset())
+    assert access(p)[f"{p}ann"][0] is True
+
+
+def test_roles_of_a_source_no_longer_configured_are_warned_about(tmp_path: Path, role_prefix: str) -> None:
+    p = role_prefix
+    hr, contractors = tmp_path / "hr.ldif", tmp_path / "contractors.ldif"
+    hr.write_text(ldif({"ann": ("Trading", "active")}))
+    contractors.write_text(ldif({"bob": ("Trading", "active")}).replace("000000000001", "0000000000b1"))
+    s = make_setup(tmp_path, LdifSourceConfig(type="ldif", name=f"{p}hr", path=str(hr)), p, rules=RULES)
+    edit_config(s, "[provisioner]\n", f'[provisioner]\ninstance = "{p}prod"\n')
+    second = f'[[sources]]\nname = "{p}contractors"\ntype = "ldif"\npath = "{contractors}"\n\n[[targets]]'
+    edit_config(s, "[[targets]]", second)
+    s.apply()
+    assert access(p)[f"{p}bob"][0] is True
+
+    edit_config(s, second, "[[targets]]")  # the contractors' source is taken out of the configuration
+    plan = s.plan()
+    orphaned = [n.message for t in plan.targets for n in t.notices if n.code == "orphaned"]
+    assert len(orphaned) == 1 and repr(f"{p}contractors") in orphaned[0] and f"{p}bob" in orphaned[0], orphaned
+    assert not [n for t in plan.targets for n in t.notices if n.code == "orphaned" and f"{p}ann" in n.message]
+

@@ -190,9 +190,10 @@ def test_quickstart_scenario_as_the_least_privilege_account(tmp_path: Path, clus
             assert account not in members(builtin)
 
 
-def test_without_connect_grant_option_verification_fails(tmp_path: Path, cluster: tuple[str, str]) -> None:
+def test_without_connect_grant_option_is_refused_at_plan_time(tmp_path: Path, cluster: tuple[str, str]) -> None:
     """What the issue saw with the old script: CONNECT granted by a non-owner without
-    GRANT OPTION is a no-op with a warning, and verification catches it."""
+    GRANT OPTION is a no-op with a warning at apply.  The plan now sees it: an error notice
+    (``not_grantable``) naming the catalog file, the role and the database; the rest applies."""
     admin, p = cluster
     db = f"{p}qs"
     run_scenario_setup(admin, p)
@@ -203,5 +204,11 @@ def test_without_connect_grant_option_verification_fails(tmp_path: Path, cluster
             )
         )
     config = write_config(tmp_path, admin, p)
+    res = cli("plan", "-c", str(config), "--detailed-exitcode")
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+    refused = [line for line in res.stdout.splitlines() if "not_grantable" in line]
+    assert refused and all(f"CONNECT on database {db} refused" in line for line in refused), res.stdout[-2000:]
+    assert any(f"[role.{p}trade_reader]" in line and "trading.toml" in line for line in refused), refused
     res = cli("apply", "-c", str(config), "--reason", "least-privilege test")
-    assert res.returncode != 0 and "CONNECT" in res.stdout + res.stderr, res.stdout[-2000:] + res.stderr[-2000:]
+    assert res.returncode == 0 and "error notice(s)" in res.stderr, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "grant CONNECT" not in res.stdout

@@ -23,6 +23,10 @@ from provisioner.core.values.plan import Change, ChangeKind, Notice, NoticeLevel
 
 INSTANCE_CHANGED = "instance_changed"
 """Notice code: roles of this installation carry an older derived installation name."""
+SOURCE_RENAMED = "source_renamed"
+"""Notice code: roles of this installation name a source under its old name."""
+ORPHANED = "orphaned"
+"""Notice code: enabled roles of this installation whose source is no longer configured."""
 DERIVED_PREFIX = "auto-"
 
 
@@ -75,43 +79,93 @@ def foreign_summary(actual: ActualState, instance: str | None) -> str | None:
     )
 
 
-def renamed_installation(desired: DesiredState, actual: ActualState, instance: str | None) -> list[Notice]:
-    """One error notice per older *derived* installation name (``auto-...``) whose roles
-    provably are this installation's: a login role marked by it has the very name and the
-    identity (source + stable id) this installation's sources map to that name now.  A
-    derived name follows the sources' location; moving an LDIF or changing an LDAP URL
-    would otherwise turn every role this installation made into a foreign one whose
-    leavers nobody disables.  (Two installations reading one directory under different
-    naming never share a role name; a role name with the same identity is ours.)"""
+def renamed_ownership(desired: DesiredState, actual: ActualState, instance: str | None) -> list[Notice]:
+    """Error notices for roles this installation provably made under an older name -- of
+    the installation (a derived ``auto-...`` one, which follows the sources' location) or of
+    a source (a marker remembers its source's name) -- which it would otherwise take for
+    another installation's or another source's and never disable when their people leave.
+
+    Proof: a login role whose marker holds the very identity (stable id) this installation's
+    sources map to the role's name now, with the same source or a source no longer
+    configured.  (Two installations reading one directory under different naming never
+    share a role name; two configured sources that share stable ids are a conflict, not a
+    rename.)"""
     if instance is None:
         return []
-    proof: dict[str, list[str]] = {}
-    counts: Counter[str] = Counter()
+    moved_from: dict[str, list[str]] = {}
+    renamed: dict[tuple[str, str], list[str]] = {}
     for role in actual.roles.values():
         m = role.marker
-        if m is None or m.instance is None or not m.instance.startswith(DERIVED_PREFIX) or not is_foreign(m, instance):
-            continue
-        counts[m.instance] += 1
         user = desired.users.get(role.name)
-        if m.kind is RoleKind.USER and user is not None and (user.source, user.stable_id) == (m.source, m.stable_id):
-            proof.setdefault(m.instance, []).append(role.name)
-    out = []
-    for old, names in sorted(proof.items()):
-        how = "derived from the sources" if instance.startswith(DERIVED_PREFIX) else "configured"
-        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-        out.append(
-            Notice(
-                NoticeLevel.ERROR,
-                INSTANCE_CHANGED,
-                f"target {actual.target}: {counts[old]} role(s) are marked by installation {old!r} and hold "
-                f"identities this installation reads under the same names ({shown}): they were made here "
-                f"before its name changed from {old!r} to {instance!r} ({how}; a derived name changes when a "
-                f"source's location, name or type changes). As another installation's roles their leavers "
-                f"would never be disabled, so nothing is applied: pin the old name in the configuration, "
-                f'[provisioner] instance = "{old}", and run again',
-            )
+        if m is None or user is None or m.kind is not RoleKind.USER or m.stable_id != user.stable_id:
+            continue
+        old_source = m.source is not None and m.source != user.source and m.source not in desired.sources
+        if m.source != user.source and not old_source:
+            continue
+        old_instance = is_foreign(m, instance)
+        if old_instance and not str(m.instance).startswith(DERIVED_PREFIX):
+            continue  # a pinned name: another installation's role
+        if old_instance:
+            moved_from.setdefault(str(m.instance), []).append(role.name)
+        if old_source:
+            renamed.setdefault((str(m.source), user.source), []).append(role.name)
+    out = [_instance_notice(actual, old, instance, names) for old, names in sorted(moved_from.items())]
+    out += [_source_notice(actual, old, new, names) for (old, new), names in sorted(renamed.items())]
+    return out + _orphans(desired, actual, instance, {old for old, _ in renamed})
+
+
+def _orphans(desired: DesiredState, actual: ActualState, instance: str, renamed: set[str]) -> list[Notice]:
+    """A warning naming the enabled login roles this installation made for a source that is
+    no longer configured (and not renamed): nobody reads their people, so none of them is
+    ever disabled as a leaver."""
+    by_source: dict[str, list[str]] = {}
+    for role in actual.roles.values():
+        m = role.marker
+        if m is None or m.instance != instance or m.kind is not RoleKind.USER or not role.login:
+            continue
+        if m.source is not None and m.source not in desired.sources and m.source not in renamed:
+            by_source.setdefault(m.source, []).append(role.name)
+    return [
+        Notice(
+            NoticeLevel.WARNING,
+            ORPHANED,
+            f"target {actual.target}: {len(names)} enabled login role(s) of this installation belong to source "
+            f"{source!r}, which is not configured any more ({_shown(names)}): nobody reads their people, so none "
+            "of them is disabled when they leave; configure the source again, or disable them by hand",
         )
-    return out
+        for source, names in sorted(by_source.items())
+    ]
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def _instance_notice(actual: ActualState, old: str, instance: str, names: list[str]) -> Notice:
+    total = sum(1 for r in actual.roles.values() if r.marker is not None and r.marker.instance == old)
+    how = "derived from the sources" if instance.startswith(DERIVED_PREFIX) else "configured"
+    return Notice(
+        NoticeLevel.ERROR,
+        INSTANCE_CHANGED,
+        f"target {actual.target}: {total} role(s) are marked by installation {old!r} and hold identities "
+        f"this installation reads under the same names ({_shown(names)}): they were made here before its "
+        f"name changed from {old!r} to {instance!r} ({how}; a derived name changes when a source's location, "
+        "name or type changes). As another installation's roles their leavers would never be disabled, so "
+        f'nothing is applied: pin the old name in the configuration, [provisioner] instance = "{old}", '
+        "and run again",
+    )
+
+
+def _source_notice(actual: ActualState, old: str, new: str, names: list[str]) -> Notice:
+    total = sum(1 for r in actual.roles.values() if r.marker is not None and r.marker.source == old)
+    return Notice(
+        NoticeLevel.ERROR,
+        SOURCE_RENAMED,
+        f"target {actual.target}: {total} role(s) belong to source {old!r}, which is not configured any "
+        f"more, and hold identities source {new!r} reads under the same names ({_shown(names)}): {new!r} is "
+        f"{old!r} renamed (a managed role remembers its source's name). Their leavers would never be "
+        f"disabled, so nothing is applied: name the source {old!r} again in the configuration, and run again",
+    )
 
 
 def owners(actual: ActualState, instance: str | None) -> Mapping[tuple[str | None, str], ActualRole]:

@@ -15,7 +15,7 @@ from provisioner.core.ownership.ledger import (
     mine,
     needs_upgrade,
     owners,
-    renamed_installation,
+    renamed_ownership,
     upgrade_marker,
     with_ledger,
 )
@@ -92,7 +92,7 @@ def diff(
         out.changes += more
         out.notices += notes
     out.notices += break_glass_notices(desired, actual, policy.break_glass)
-    out.notices += renamed_installation(desired, actual, policy.instance)
+    out.notices += renamed_ownership(desired, actual, policy.instance)
     foreign = foreign_summary(actual, policy.instance)
     if foreign is not None:
         out.note(NoticeLevel.INFO, "foreign", foreign)
