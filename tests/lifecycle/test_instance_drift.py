@@ -130,3 +130,34 @@ def test_roles_of_a_source_no_longer_configured_are_warned_about(tmp_path: Path,
     assert len(orphaned) == 1 and repr(f"{p}contractors") in orphaned[0] and f"{p}bob" in orphaned[0], orphaned
     assert not [n for t in plan.targets for n in t.notices if n.code == "orphaned" and f"{p}ann" in n.message]
 
+
+
+def test_adopt_instance_moves_the_old_derived_names_roles_to_a_pinned_name(tmp_path: Path, role_prefix: str) -> None:
+    p = role_prefix
+    first = tmp_path / "a.ldif"
+    first.write_text(ldif({"ann": ("Trading", "active"), "bob": ("Trading", "active")}))
+    s = make_setup(tmp_path, LdifSourceConfig(type="ldif", name=f"{p}src", path=str(first)), p, rules=RULES)
+    old = s.config().instance
+    s.apply()
+    moved = tmp_path / "b.ldif"
+    moved.write_text(ldif({"ann": ("Trading", "active"), "bob": ("Trading", "terminated")}))
+    edit_config(s, str(first), str(moved))
+    edit_config(s, "[provisioner]\n", f'[provisioner]\ninstance = "{p}prod"\n')  # as config.example.toml advises
+
+    plan = s.plan()
+    changed = [n.message for t in plan.targets for n in t.notices if n.code == "instance_changed"]
+    assert len(changed) == 1 and f"adopt-instance --target pg --from {old}" in changed[0], changed
+    res = run("adopt-instance", "-c", str(s.path), "--target", "pg", "--from", "team-x", "--reason", "CHG-9")
+    assert res.returncode == 1 and "not a derived installation name" in res.stderr, res.stderr
+    res = run("adopt-instance", "-c", str(s.path), "--target", "pg", "--from", old, "--reason", "CHG-9")
+    assert res.returncode == 0, res.stderr
+    assert "Adopted" in res.stdout and old in res.stdout
+    for role in (f"{p}ann", f"{p}bob", f"{p}trade_executor"):
+        m = markers.parse(comment(role))
+        assert m is not None and m.instance == f"{p}prod", (role, m)
+    assert access(p)[f"{p}bob"][0] is True, "adopting changes markers only"
+
+    s.apply()
+    assert access(p)[f"{p}bob"] == (False, frozenset())
+    assert access(p)[f"{p}ann"] == (True, frozenset({f"{p}trade_executor", f"{p}trade_reader"}))
+    assert not s.plan().has_changes

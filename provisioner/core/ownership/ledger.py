@@ -152,7 +152,8 @@ def _instance_notice(actual: ActualState, old: str, instance: str, names: list[s
         f"name changed from {old!r} to {instance!r} ({how}; a derived name changes when a source's location, "
         "name or type changes). As another installation's roles their leavers would never be disabled, so "
         f'nothing is applied: pin the old name in the configuration, [provisioner] instance = "{old}", '
-        "and run again",
+        f"and run again (or, to keep {instance!r}, re-mark them: provisioner adopt-instance --target "
+        f"{actual.target} --from {old} --reason ...)",
     )
 
 
@@ -211,6 +212,43 @@ def adoption(
         after={"granted": sorted(new.granted or ())},
     )
     return change, []
+
+
+def instance_adoption(
+    actual: ActualState, old: str, instance: str | None, why: str
+) -> tuple[list[Change], list[str]]:
+    """The changes that re-mark every role of the older *derived* installation name ``old``
+    (``auto-...``: this installation before a source moved) with this installation's name,
+    so that a new name can be pinned without losing the old roles; or every reason it
+    cannot (nothing changes then).  A pinned name is another installation's own and is
+    never taken over; superuser roles (whose comment only a superuser may write) are left."""
+    if instance is None or old == instance:
+        return [], [f"{old!r} is this installation's name already; nothing to adopt"]
+    if not old.startswith(DERIVED_PREFIX):
+        return [], [
+            f"{old!r} is not a derived installation name ({DERIVED_PREFIX}...): a configured name belongs to "
+            "another installation and is never taken over"
+        ]
+    reason = Reason("ownership:adopt", f"roles of installation {old!r} adopted by {instance!r}: {why}")
+    changes = []
+    for name in sorted(actual.roles):
+        role = actual.roles[name]
+        m = role.marker
+        if m is None or m.instance != old or role.superuser:
+            continue
+        changes.append(
+            make_change(
+                ChangeKind.SET_MARKER,
+                name,
+                [reason],
+                marker=replace(m, instance=instance).to_json(),
+                before={"instance": old},
+                after={"instance": instance},
+            )
+        )
+    if not changes:
+        return [], [f"target {actual.target}: no role is marked by installation {old!r}; nothing to adopt"]
+    return changes, []
 
 
 def ledger_revokes(changes: Iterable[Change], role: ActualRole, instance: str | None) -> list[Change]:
