@@ -42,6 +42,7 @@ def desired_state(
     groups: set[str] = set()
     states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
     problems = [*names.problems, *(f"{s.source}: {e}" for s in snaps for e in s.errors)]
+    shared = {(s.source, sid): dns for s in snaps for sid, dns in s.shared_ids.items()}
     for ident in identities:
         name = names.names.get(ident.stable_id)
         if name is None or name in users:
@@ -49,7 +50,10 @@ def desired_state(
         # classify reads exactly these; ``now`` is fixed within the call
         key = (ident.enabled, ident.first("status"), ident.first("leave_date"), ident.first("hire_date"))
         state = states.get(key)
-        if state is None:
+        if (ident.source, ident.stable_id) in shared:
+            state, problem = _shared_id(ident, shared[(ident.source, ident.stable_id)])
+            problems.append(problem)
+        elif state is None:
             state = states[key] = classify(ident, now, lifecycle)
         if state[1].rule == INVALID:
             problems.append(invalid_problem(ident, name, state[1]))
@@ -77,6 +81,21 @@ def desired_state(
         held=names.held | frozenset(clashes),
         contenders=contenders,
     )
+
+
+def _shared_id(ident: Identity, dns: tuple[str, ...]) -> tuple[tuple[Lifecycle, Reason, datetime | None], str]:
+    """Entries that share one stable id (a rehire's new record beside the old one, a stale
+    record): which one is the person is unknown, and a read returns them in no fixed order,
+    so none of them decides -- the person is treated as having left now (fails safe)."""
+    which = ", ".join(dns)
+    why = Reason(
+        "lifecycle:ambiguous", f"entries {which} share stable id {ident.stable_id!r}; treated as left now"
+    )
+    problem = (
+        f"{ident.source}: entries {which} share stable id {ident.stable_id!r}: which one is the person is "
+        "unknown, so the identity is treated as having left now (no access) until only one entry carries it"
+    )
+    return (Lifecycle.LEAVER, why, None), problem
 
 
 def _contender(

@@ -58,6 +58,9 @@ class SourceSnapshot:
     with the DNs of those groups: such a name matches no one (a rule must name the DN)."""
     complete: bool = True
     read_at: datetime | None = None
+    shared_ids: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Stable ids that more than one entry carries, with the DNs of those entries: the
+    identity (built from the first) is treated as having left now (core/identity/desired.py)."""
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     """Partial reads (a referral not followed ...): error notices in every plan; with
