@@ -15,6 +15,7 @@ from provisioner.errors import SafetyViolation
 from tests.cli.test_cli import run
 from tests.lifecycle.support import RULES, access, edit_config
 from tests.support import pg
+from tests.support.config import pin_instance
 from tests.support.e2e import make_setup
 
 UIDS = ["ann", "bob", "cy"]
@@ -76,7 +77,7 @@ def test_moved_ldif_is_refused_naming_both_names_until_the_old_one_is_pinned(
     assert access(p)[f"{p}bob"][0] is True, "nothing applied while the name is ambiguous"
 
     # the fix the notice names: pin the old name
-    edit_config(s, "[provisioner]\n", f'[provisioner]\ninstance = "{old}"\n')
+    pin_instance(s.path, old)
     s.apply()
     after = access(p)
     assert after[f"{p}bob"] == (False, frozenset()), "the leaver is disabled"
@@ -90,7 +91,7 @@ def test_renamed_source_is_refused_naming_both_names_until_renamed_back(tmp_path
     source = tmp_path / "people.ldif"
     source.write_text(ldif({"ann": ("Trading", "active"), "bob": ("Trading", "active")}))
     s = make_setup(tmp_path, LdifSourceConfig(type="ldif", name=f"{p}hr", path=str(source)), p, rules=RULES)
-    edit_config(s, "[provisioner]\n", f'[provisioner]\ninstance = "{p}prod"\n')  # pinned: only the source name moves
+    pin_instance(s.path, f"{p}prod")  # pinned: only the source name moves
     s.apply()
     m = markers.parse(comment(f"{p}bob"))
     assert m is not None and m.source == f"{p}hr"
@@ -118,7 +119,7 @@ def test_roles_of_a_source_no_longer_configured_are_warned_about(tmp_path: Path,
     hr.write_text(ldif({"ann": ("Trading", "active")}))
     contractors.write_text(ldif({"bob": ("Trading", "active")}).replace("000000000001", "0000000000b1"))
     s = make_setup(tmp_path, LdifSourceConfig(type="ldif", name=f"{p}hr", path=str(hr)), p, rules=RULES)
-    edit_config(s, "[provisioner]\n", f'[provisioner]\ninstance = "{p}prod"\n')
+    pin_instance(s.path, f"{p}prod")
     second = f'[[sources]]\nname = "{p}contractors"\ntype = "ldif"\npath = "{contractors}"\n\n[[targets]]'
     edit_config(s, "[[targets]]", second)
     s.apply()
@@ -142,7 +143,7 @@ def test_adopt_instance_moves_the_old_derived_names_roles_to_a_pinned_name(tmp_p
     moved = tmp_path / "b.ldif"
     moved.write_text(ldif({"ann": ("Trading", "active"), "bob": ("Trading", "terminated")}))
     edit_config(s, str(first), str(moved))
-    edit_config(s, "[provisioner]\n", f'[provisioner]\ninstance = "{p}prod"\n')  # as config.example.toml advises
+    pin_instance(s.path, f"{p}prod")  # as config.example.toml advises
 
     plan = s.plan()
     changed = [n.message for t in plan.targets for n in t.notices if n.code == "instance_changed"]

@@ -11,7 +11,6 @@ prefix: the copied mappings are rewritten accordingly."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.support import config as test_config
 from tests.support import pg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,35 +107,20 @@ def run_scenario_setup(admin: str, p: str) -> None:
 def write_config(tmp_path: Path, admin: str, p: str) -> Path:
     db, account = f"{p}qs", f"{p}svc"
     prefixed_mappings(tmp_path / "mappings", p)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[provisioner]
-mappings = "mappings"
-log_format = "json"
-log_level = "warning"
-
-[naming]
-prefix = "{p}"
-
-[state]
-url = "sqlite:///{tmp_path / "state.db"}"
-
-[[sources]]
-name = "northwind"
-type = "ldif"
-path = {json.dumps(str(ROOT / "examples" / "directory.ldif"))}
-
-[[targets]]
-name = "pg"
-type = "postgresql"
-dsn = {json.dumps(dsn_as(admin, user=account, dbname=db))}
-manage_privileges = true
-databases = [{json.dumps(db)}]
-
-[safety]
-max_revocation_share = 1.0
-"""
+    target = {
+        "name": "pg",
+        "type": "postgresql",
+        "dsn": dsn_as(admin, user=account, dbname=db),
+        "manage_privileges": True,
+        "databases": [db],
+    }
+    config = test_config.write_config(
+        tmp_path / "config.toml",
+        sources=[{"name": "northwind", "type": "ldif", "path": str(ROOT / "examples" / "directory.ldif")}],
+        targets=[target],
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        naming={"prefix": p},
+        extra="[safety]\nmax_revocation_share = 1.0\n",
     )
     return config
 
