@@ -112,7 +112,8 @@ SELECT coalesce(n.nspname, '')::text, pg_catalog.pg_get_userbyid(d.defaclrole)::
 _TABLE_PRIVS = "ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']"
 # What the provisioner's own role cannot grant: objects whose owner's privileges it does not
 # have (pg_has_role ... 'USAGE': the owner, a member of it, or a superuser) and on which it
-# holds no grant option.  Only such objects are checked one privilege at a time.
+# holds no grant option.  Only such objects are checked one privilege at a time; a column
+# only when it has an ACL of its own (a row with privilege '' says so), else its table decides.
 UNGRANTABLE_QUERY = f"""
 SELECT 'database', '', '', '', p.p
   FROM pg_catalog.pg_database d, unnest(ARRAY['CONNECT', 'TEMPORARY', 'CREATE']) p(p)
@@ -139,10 +140,10 @@ UNION ALL
 SELECT 'column', n.nspname::text, c.relname::text, att.attname::text, p.p
   FROM pg_catalog.pg_attribute att JOIN pg_catalog.pg_class c ON c.oid = att.attrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
-       unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) p(p)
+       unnest(ARRAY['', 'SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) p(p)
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND att.attnum > 0 AND NOT att.attisdropped AND {_USER_SCHEMAS}
-   AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE')
-   AND NOT pg_catalog.has_column_privilege(c.oid, att.attnum, p.p || ' WITH GRANT OPTION')
+   AND att.attacl IS NOT NULL AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+   AND (p.p = '' OR NOT pg_catalog.has_column_privilege(c.oid, att.attnum, p.p || ' WITH GRANT OPTION'))
 UNION ALL
 SELECT 'function', n.nspname::text, p.proname::text || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')', '',
        'EXECUTE'
@@ -237,7 +238,9 @@ def read_database(query: Query, managed: Sequence[str]) -> tuple[Inventory, set[
         grants.add(Grant(role, obj, priv))
     ungrantable: dict[Obj, set[str]] = {}
     for kind, schema, name, col, priv in ungrantable_rows:
-        ungrantable.setdefault(Obj(database, kind, schema, name, col), set()).add(priv)
+        found = ungrantable.setdefault(Obj(database, kind, schema, name, col), set())
+        if priv:
+            found.add(priv)
     inventory = Inventory(
         database=database,
         owner=owner,

@@ -232,7 +232,7 @@ def _grantable(grants: list[Grant], model: RoleModel, snapshot: PrivilegeSnapsho
     kept = []
     for g in grants:
         inv = snapshot.databases.get(g.obj.database)
-        if inv is not None and g.privilege in inv.ungrantable.get(g.obj, ()):
+        if inv is not None and inv.cannot_grant(g.obj, g.privilege):
             refused.setdefault(g.obj, []).append(g.privilege)
         else:
             kept.append(g)
