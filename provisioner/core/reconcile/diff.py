@@ -24,6 +24,7 @@ from provisioner.core.ownership.policy import is_protected
 from provisioner.core.reconcile.defaultrole import default_role_changes
 from provisioner.core.reconcile.diffmemo import DiffMemo
 from provisioner.core.reconcile.renames import plan_renames
+from provisioner.core.reconcile.unowned import not_ours
 from provisioner.core.values.model import (
     ActualRole,
     ActualState,
@@ -183,42 +184,9 @@ def _plan_user(
     if role is None:
         _plan_joiner(user, refused, policy, out, frozen)
         return
-    if is_protected(role, actual, policy):
-        out.note(
-            NoticeLevel.ERROR,
-            "protected",
-            f"identity {user.username!r} maps to protected role {role.name!r}; not touched",
-            role.name,
-        )
-        return
-    if role.marker is None:  # a DBA's login: a warning; a business or group role: the identity cannot have it
-        out.note(
-            NoticeLevel.WARNING if role.login else NoticeLevel.ERROR,
-            "unmanaged",
-            f"role {role.name!r} exists but is not managed by provisioner; not touched"
-            + ("" if role.login else f" (identity {user.username!r} ({user.stable_id}) is not provisioned)"),
-            role.name,
-        )
-        return
-    if is_foreign(role.marker, policy.instance):
-        out.note(
-            NoticeLevel.ERROR,
-            "foreign",
-            f"role {role.name!r} belongs to provisioner installation {role.marker.instance!r}; "
-            f"{user.username!r} ({user.stable_id}) not provisioned here",
-            role.name,
-        )
-        return
-    m = role.marker
-    if m.kind is not RoleKind.USER or m.stable_id != user.stable_id or (m.source and m.source != user.source):
-        out.note(
-            NoticeLevel.ERROR,
-            "conflict",
-            f"role name {role.name!r} belongs to identity {m.stable_id} of source {m.source}; newcomer "
-            f"{user.username!r} ({user.stable_id}, {user.source}) rejected: a role never passes to another "
-            "identity (rename one of them in the source, or change [naming])",
-            role.name,
-        )
+    refusal = not_ours(user, role, actual, policy)
+    if refusal is not None:  # protected, unmanaged, another installation's or another identity's
+        out.notices.append(refusal)
         return
     if user.lifecycle is Lifecycle.ACTIVE:
         _plan_login(user.name, role, True, user.valid_until, [user.lifecycle_reason], now, out)
