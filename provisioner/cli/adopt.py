@@ -7,7 +7,7 @@ import click
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
 from provisioner.core.governance.audit import EventKind
-from provisioner.core.ownership.ledger import adoption
+from provisioner.core.ownership.ledger import adoption, instance_adoption
 from provisioner.core.values.plan import Plan, TargetPlan
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
@@ -48,3 +48,34 @@ def adopt(
         execute(plan, targets, ctx)
         summary.update({"adopted": sorted(set(groups)), "role": role_name, "target": target_name})
     click.echo(f"Adopted {', '.join(sorted(set(groups)))} for {role_name} on {target_name}.")
+
+
+@cli.command(name="adopt-instance")
+@config_option
+@click.option("--target", "target_name", required=True, help="Target the roles are on.")
+@click.option("--from", "old", required=True, help="The older derived installation name (auto-...).")
+@click.option("--reason", required=True, help="Why (ticket, change request); recorded in the audit trail.")
+@click.option("--actor", help="Name recorded beside your OS user in the audit trail.")
+def adopt_instance(config_path: str, target_name: str, old: str, reason: str, actor: str | None) -> None:
+    """Re-mark every role of an older derived installation name (a source moved; the plan
+    says instance_changed) with this installation's name.  Audited; nothing else changes."""
+    if not reason.strip():
+        raise click.UsageError("--reason must not be empty")
+    cfg = load(config_path)
+    if target_name not in {t.name for t in cfg.targets}:
+        raise click.UsageError(f"no target named {target_name!r} in {config_path}")
+    store = open_store(cfg)
+    ctx = RunContext.manual(cfg, store, reason=reason, actor=actor)
+    with recorded_run(ctx, "adopt", cfg) as summary, Targets(cfg, {target_name}) as targets:
+        state = targets.get(target_name).inspect()
+        changes, problems = instance_adoption(state, old, cfg.instance, reason)
+        if problems:
+            raise PlanError("adopt-instance refused; nothing changed:\n" + "\n".join(problems))
+        names = frozenset(c.role for c in changes)
+        tp = TargetPlan(target_name, state.fingerprint(names), tuple(changes))
+        plan = Plan(ctx.now, cfg.digest, (tp,), meta={"run_id": ctx.run_id, "actor": ctx.actor, "trigger": "adopt"})
+        after = {"from": old, "to": cfg.instance, "roles": sorted(names)}
+        ctx.audit([ctx.event(EventKind.OVERRIDE, target=target_name, reason=reason, after=after)])
+        execute(plan, targets, ctx)
+        summary.update({"adopted_instance": old, "roles": len(names), "target": target_name})
+    click.echo(f"Adopted {len(names)} role(s) of installation {old!r} as {cfg.instance!r} on {target_name}.")

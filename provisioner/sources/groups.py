@@ -220,15 +220,16 @@ def assemble(
     identities: list[Identity] = []
     notes = list(warnings)
     skipped: list[str] = []
-    seen_ids: set[str] = set()
+    seen_ids: dict[str, list[str]] = {}
     for rec in records:
         notes.extend(rec.problems)
         if not rec.stable_id or not rec.username:
             skipped.append(rec.dn)
-        elif rec.stable_id in seen_ids:
-            notes.append(f"{rec.dn}: duplicate stable id {rec.stable_id}; entry skipped")
+        elif rec.stable_id in seen_ids:  # which entry is the person is unknown: the core fails safe
+            notes.append(f"{rec.dn}: duplicate stable id {rec.stable_id}; entry skipped, the identity treated as left")
+            seen_ids[rec.stable_id].append(rec.dn)
         else:
-            seen_ids.add(rec.stable_id)
+            seen_ids[rec.stable_id] = [rec.dn]
             prev = reuse.get(rec.dn) if reuse is not None else None
             if prev is not None and prev[0] is rec:
                 ident = prev[1]
@@ -257,6 +258,7 @@ def assemble(
         ambiguous_groups=membership.ambiguous,
         complete=True,
         read_at=datetime.now(UTC),
+        shared_ids={sid: tuple(dns) for sid, dns in seen_ids.items() if len(dns) > 1},
         warnings=tuple(notes),
     )
 

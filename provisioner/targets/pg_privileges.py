@@ -109,7 +109,52 @@ SELECT coalesce(n.nspname, '')::text, pg_catalog.pg_get_userbyid(d.defaclrole)::
  WHERE d.defaclobjtype IN ('r', 'S', 'f') AND (a.grantee = 0 OR r.rolname = ANY(%(managed)s))
 """
 
-QUERIES = (DATABASE_QUERY, SCHEMAS_QUERY, RELATIONS_QUERY, COLUMNS_QUERY, ROUTINES_QUERY, DEFAULTS_QUERY)
+_TABLE_PRIVS = "ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']"
+# What the provisioner's own role cannot grant: objects whose owner's privileges it does not
+# have (pg_has_role ... 'USAGE': the owner, a member of it, or a superuser) and on which it
+# holds no grant option.  Only such objects are checked one privilege at a time; a column
+# only when it has an ACL of its own (a row with privilege '' says so), else its table decides.
+UNGRANTABLE_QUERY = f"""
+SELECT 'database', '', '', '', p.p
+  FROM pg_catalog.pg_database d, unnest(ARRAY['CONNECT', 'TEMPORARY', 'CREATE']) p(p)
+ WHERE d.datname = current_database() AND NOT pg_catalog.pg_has_role(d.datdba, 'USAGE')
+   AND NOT pg_catalog.has_database_privilege(d.oid, p.p || ' WITH GRANT OPTION')
+UNION ALL
+SELECT 'schema', n.nspname::text, '', '', p.p
+  FROM pg_catalog.pg_namespace n, unnest(ARRAY['USAGE', 'CREATE']) p(p)
+ WHERE {_USER_SCHEMAS} AND NOT pg_catalog.pg_has_role(n.nspowner, 'USAGE')
+   AND NOT pg_catalog.has_schema_privilege(n.oid, p.p || ' WITH GRANT OPTION')
+UNION ALL
+SELECT 'table', n.nspname::text, c.relname::text, '', p.p
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+       unnest({_TABLE_PRIVS}) p(p)
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_USER_SCHEMAS} AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+   AND NOT pg_catalog.has_table_privilege(c.oid, p.p || ' WITH GRANT OPTION')
+UNION ALL
+SELECT 'sequence', n.nspname::text, c.relname::text, '', p.p
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+       unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) p(p)
+ WHERE c.relkind = 'S' AND {_USER_SCHEMAS} AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+   AND NOT pg_catalog.has_sequence_privilege(c.oid, p.p || ' WITH GRANT OPTION')
+UNION ALL
+SELECT 'column', n.nspname::text, c.relname::text, att.attname::text, p.p
+  FROM pg_catalog.pg_attribute att JOIN pg_catalog.pg_class c ON c.oid = att.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+       unnest(ARRAY['', 'SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) p(p)
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND att.attnum > 0 AND NOT att.attisdropped AND {_USER_SCHEMAS}
+   AND att.attacl IS NOT NULL AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+   AND (p.p = '' OR NOT pg_catalog.has_column_privilege(c.oid, att.attnum, p.p || ' WITH GRANT OPTION'))
+UNION ALL
+SELECT 'function', n.nspname::text, p.proname::text || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')', '',
+       'EXECUTE'
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.prokind IN ('f', 'p') AND {_USER_SCHEMAS} AND NOT pg_catalog.pg_has_role(p.proowner, 'USAGE')
+   AND NOT pg_catalog.has_function_privilege(p.oid, 'EXECUTE WITH GRANT OPTION')
+"""
+
+QUERIES = (
+    DATABASE_QUERY, SCHEMAS_QUERY, RELATIONS_QUERY, COLUMNS_QUERY, ROUTINES_QUERY, DEFAULTS_QUERY, UNGRANTABLE_QUERY
+)
 _DEFAULT_TYPES = {"r": "tables", "S": "sequences", "f": "functions"}
 
 Query = Callable[[str, Mapping[str, Any]], list[Any]]
@@ -157,7 +202,7 @@ def read_database(query: Query, managed: Sequence[str]) -> tuple[Inventory, set[
     transaction)."""
     params = {"managed": list(managed)}
     rows = [query(q, params) for q in QUERIES]
-    db_rows, schema_rows, rel_rows, col_rows, proc_rows, default_rows = rows
+    db_rows, schema_rows, rel_rows, col_rows, proc_rows, default_rows, ungrantable_rows = rows
     grants: set[Grant] = set()
     database, owner = (db_rows[0][0], db_rows[0][1]) if db_rows else ("", "")
     for _, _, role, priv in db_rows:
@@ -191,6 +236,11 @@ def read_database(query: Query, managed: Sequence[str]) -> tuple[Inventory, set[
     for schema, creator, objtype, role, priv in default_rows:
         obj = Obj(database, DEFAULT, schema, _DEFAULT_TYPES[objtype], owner=creator)
         grants.add(Grant(role, obj, priv))
+    ungrantable: dict[Obj, set[str]] = {}
+    for kind, schema, name, col, priv in ungrantable_rows:
+        found = ungrantable.setdefault(Obj(database, kind, schema, name, col), set())
+        if priv:
+            found.add(priv)
     inventory = Inventory(
         database=database,
         owner=owner,
@@ -199,6 +249,7 @@ def read_database(query: Query, managed: Sequence[str]) -> tuple[Inventory, set[
         sequences=_sorted(sequences),
         functions=_sorted(functions),
         columns={k: tuple(v) for k, v in columns.items()},
+        ungrantable={k: frozenset(v) for k, v in ungrantable.items()},
     )
     return inventory, grants
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from provisioner.config import Config, load_config
 from provisioner.core.governance.audit import AuditEvent, EventKind
+from tests.support.config import write_config
 
 ROLES = """
 [role.{p}trade_approver]
@@ -41,27 +41,13 @@ def alert_config(tmp: Path, alerts: str, prefix: str = "") -> Config:
     )
     write_catalog(tmp / "mappings", prefix)
     (tmp / "dir.ldif").write_text("")
-    (tmp / "config.toml").write_text(
-        f"""
-[provisioner]
-mappings = "mappings"
-log_format = "json"
-
-[state]
-url = {json.dumps(f"sqlite:///{tmp / 'state.db'}")}
-
-[[sources]]
-name = "hr"
-type = "ldif"
-path = "dir.ldif"
-
-[[targets]]
-name = "pg"
-type = "postgresql"
-dsn = "host=127.0.0.1 dbname=none"
-
-{alerts}
-"""
+    write_config(
+        tmp / "config.toml",
+        sources=[{"name": "hr", "type": "ldif", "path": "dir.ldif"}],
+        targets=[{"name": "pg", "type": "postgresql", "dsn": "host=127.0.0.1 dbname=none"}],
+        state_url=f"sqlite:///{tmp / 'state.db'}",
+        log_level=None,
+        extra=alerts,
     )
     return load_config(tmp / "config.toml")
 

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from provisioner.cli import cli
+from tests.support import config as test_config
 from tests.support.e2e import RULES, source_toml
 from tests.support.fixtures import LdapOu
 from tests.support.graph_server import GraphServer
@@ -16,15 +17,12 @@ from tests.support.graph_server import GraphServer
 def write_config(tmp_path: Path, *sources: str) -> Path:
     (tmp_path / "mappings" / "rules").mkdir(parents=True)
     (tmp_path / "mappings" / "rules" / "r.toml").write_text(RULES.format(p="x_"))
-    body = "\n\n".join(
-        [
-            '[provisioner]\nmappings = "mappings"\nlog_format = "json"\nlog_level = "error"',
-            *sources,
-            '[[targets]]\nname = "pg"\ntype = "postgresql"\ndsn = "host=127.0.0.1 dbname=test"',
-        ]
+    path = test_config.write_config(
+        tmp_path / "config.toml",
+        sources=sources,
+        targets=[{"name": "pg", "type": "postgresql", "dsn": "host=127.0.0.1 dbname=test"}],
+        log_level="error",
     )
-    path = tmp_path / "config.toml"
-    path.write_text(body + "\n")
     return path
 
 

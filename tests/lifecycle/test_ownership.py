@@ -22,6 +22,7 @@ from provisioner.core.values.plan import ChangeKind, Plan, digest
 from tests.cli.test_cli import run
 from tests.lifecycle.support import access, applied_changes, audit_kinds, person
 from tests.support import pg
+from tests.support.config import pin_instance
 from tests.support.e2e import RELAXED_SAFETY, Setup, make_setup
 from tests.support.fixtures import LdapOu
 
@@ -206,8 +207,7 @@ def entry_uuid(ou: LdapOu, dn: str) -> str:
 
 
 def named(setup: Setup, instance: str) -> Setup:
-    text = setup.path.read_text()
-    setup.path.write_text(text.replace("[provisioner]\n", f'[provisioner]\ninstance = "{instance}"\n', 1))
+    pin_instance(setup.path, instance)
     return setup
 
 

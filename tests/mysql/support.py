@@ -3,11 +3,11 @@ config whose only target is MariaDB reached as the least-privilege account."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.config import write_config
 from tests.support.e2e import RELAXED_SAFETY, Setup
 from tests.support.mysql import HOST, PORT, Login
 
@@ -97,38 +97,24 @@ def write_mysql_config(
     tmp_path: Path, prefix: str, login: Login, *, source: str, protected: list[str] | None, extra: str
 ) -> Path:
     """The config of a MariaDB test target fed by ``directory.ldif`` in ``tmp_path``."""
-    body = f"""
-[provisioner]
-mappings = "mappings"
-log_format = "json"
-log_level = "warning"
-
-[naming]
-prefix = "{prefix}"
-max_bytes = 63
-
-[state]
-url = "sqlite:///{tmp_path / "state.db"}"
-
-[[sources]]
-name = "{prefix}{source}"
-type = "ldif"
-path = "directory.ldif"
-
-[[targets]]
-name = "{prefix}maria"
-type = "mysql"
-host = "{HOST}"
-port = {PORT}
-user = "{login.user}"
-password = "file:{login.password_file}"
-meta_database = "{login.meta_database}"
-protected_roles = {json.dumps(protected or [])}
-
-{extra}
-"""
-    path = tmp_path / "config.toml"
-    path.write_text(body)
+    target = {
+        "name": f"{prefix}maria",
+        "type": "mysql",
+        "host": HOST,
+        "port": PORT,
+        "user": login.user,
+        "password": f"file:{login.password_file}",
+        "meta_database": login.meta_database,
+        "protected_roles": protected or [],
+    }
+    path = write_config(
+        tmp_path / "config.toml",
+        sources=[{"name": f"{prefix}{source}", "type": "ldif", "path": "directory.ldif"}],
+        targets=[target],
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        naming={"prefix": prefix, "max_bytes": 63},
+        extra=extra,
+    )
     return path
 
 

@@ -3,7 +3,6 @@ provisioner login and a config + mappings using the sample directory."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.run import apply_run, plan_run
 from tests.support import pg
+from tests.support.config import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_SQL = (ROOT / "examples" / "trading-schema.sql").read_text()
@@ -130,33 +130,15 @@ class Env:
         (m / "rules" / "r.toml").write_text(rules.format(p=self.prefix))
         (m / "roles" / "catalog.toml").write_text(catalog.format(p=self.prefix))
         options = {"databases": self.databases, "manage_privileges": True, **target}
-        lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
-        self.path = self.tmp / "config.toml"
-        self.path.write_text(
-            f"""
-[provisioner]
-mappings = "mappings"
-instance = "{self.prefix}install"   # pinned, as docs/lifecycle.md advises: a derived name follows the source location
-log_format = "json"
-log_level = "warning"
-
-[naming]
-prefix = "{self.prefix}"
-
-[state]
-url = "sqlite:///{self.tmp / "state.db"}"
-
-[[sources]]
-name = "nw_{self.prefix}"
-type = "ldif"
-path = {json.dumps(str(LDIF))}
-
-[[targets]]
-name = "pg_{self.prefix}"
-type = "postgresql"
-dsn = {json.dumps(dsn_for(self.login, self.databases[0]))}
-{lines}
-"""
+        pg_target = {"name": f"pg_{self.prefix}", "type": "postgresql", "dsn": dsn_for(self.login, self.databases[0])}
+        self.path = write_config(
+            self.tmp / "config.toml",
+            # pinned, as docs/lifecycle.md advises: a derived name follows the source location
+            instance=f"{self.prefix}install",
+            sources=[{"name": f"nw_{self.prefix}", "type": "ldif", "path": str(LDIF)}],
+            targets=[{**pg_target, **options}],
+            state_url=f"sqlite:///{self.tmp / 'state.db'}",
+            naming={"prefix": self.prefix},
         )
         return self
 

@@ -11,7 +11,6 @@ prefix: the copied mappings are rewritten accordingly."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.support import config as test_config
 from tests.support import pg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,35 +107,20 @@ def run_scenario_setup(admin: str, p: str) -> None:
 def write_config(tmp_path: Path, admin: str, p: str) -> Path:
     db, account = f"{p}qs", f"{p}svc"
     prefixed_mappings(tmp_path / "mappings", p)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[provisioner]
-mappings = "mappings"
-log_format = "json"
-log_level = "warning"
-
-[naming]
-prefix = "{p}"
-
-[state]
-url = "sqlite:///{tmp_path / "state.db"}"
-
-[[sources]]
-name = "northwind"
-type = "ldif"
-path = {json.dumps(str(ROOT / "examples" / "directory.ldif"))}
-
-[[targets]]
-name = "pg"
-type = "postgresql"
-dsn = {json.dumps(dsn_as(admin, user=account, dbname=db))}
-manage_privileges = true
-databases = [{json.dumps(db)}]
-
-[safety]
-max_revocation_share = 1.0
-"""
+    target = {
+        "name": "pg",
+        "type": "postgresql",
+        "dsn": dsn_as(admin, user=account, dbname=db),
+        "manage_privileges": True,
+        "databases": [db],
+    }
+    config = test_config.write_config(
+        tmp_path / "config.toml",
+        sources=[{"name": "northwind", "type": "ldif", "path": str(ROOT / "examples" / "directory.ldif")}],
+        targets=[target],
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        naming={"prefix": p},
+        extra="[safety]\nmax_revocation_share = 1.0\n",
     )
     return config
 
@@ -190,9 +175,10 @@ def test_quickstart_scenario_as_the_least_privilege_account(tmp_path: Path, clus
             assert account not in members(builtin)
 
 
-def test_without_connect_grant_option_verification_fails(tmp_path: Path, cluster: tuple[str, str]) -> None:
+def test_without_connect_grant_option_is_refused_at_plan_time(tmp_path: Path, cluster: tuple[str, str]) -> None:
     """What the issue saw with the old script: CONNECT granted by a non-owner without
-    GRANT OPTION is a no-op with a warning, and verification catches it."""
+    GRANT OPTION is a no-op with a warning at apply.  The plan now sees it: an error notice
+    (``not_grantable``) naming the catalog file, the role and the database; the rest applies."""
     admin, p = cluster
     db = f"{p}qs"
     run_scenario_setup(admin, p)
@@ -203,5 +189,11 @@ def test_without_connect_grant_option_verification_fails(tmp_path: Path, cluster
             )
         )
     config = write_config(tmp_path, admin, p)
+    res = cli("plan", "-c", str(config), "--detailed-exitcode")
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+    refused = [line for line in res.stdout.splitlines() if "not_grantable" in line]
+    assert refused and all(f"CONNECT on database {db} refused" in line for line in refused), res.stdout[-2000:]
+    assert any(f"[role.{p}trade_reader]" in line and "trading.toml" in line for line in refused), refused
     res = cli("apply", "-c", str(config), "--reason", "least-privilege test")
-    assert res.returncode != 0 and "CONNECT" in res.stdout + res.stderr, res.stdout[-2000:] + res.stderr[-2000:]
+    assert res.returncode == 0 and "error notice(s)" in res.stderr, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "grant CONNECT" not in res.stdout

@@ -24,6 +24,7 @@ from provisioner.core.values import marker as markers
 from provisioner.core.values.plan import digest
 from tests.cli.test_cli import run
 from tests.support import pg
+from tests.support.config import pin_instance
 from tests.support.e2e import RELAXED_SAFETY, Setup, make_setup, person
 from tests.support.fixtures import LdapOu
 
@@ -173,7 +174,7 @@ def test_a_working_week(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, schem
     p = role_prefix
     cfg_src = ldap_ou.config(name=f"{p}src", attributes={"department": "departmentNumber", "leave_date": LEAVE_DATE})
     s = make_setup(tmp_path, cfg_src, p, rules=RULES, extra=RELAXED_SAFETY)
-    s.path.write_text(s.path.read_text().replace("[provisioner]\n", '[provisioner]\ninstance = "trading-prod"\n', 1))
+    pin_instance(s.path, "trading-prod")
     (tmp_path / "mappings" / "roles").mkdir()
     (tmp_path / "mappings" / "roles" / "catalog.toml").write_text(CATALOG.format(p=p))
     c = str(s.path)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from psycopg import sql
 
@@ -18,6 +16,7 @@ from provisioner.engine.installation import open_store
 from provisioner.engine.run import apply_run, plan_run
 from provisioner.store.state import StateStore
 from tests.support import pg
+from tests.support.config import table, write_config
 
 RULES = """
 [[rule]]
@@ -57,27 +56,11 @@ max_identity_drop = 1.0
 """Extra TOML appended to the config; pass ``extra=""`` (or your own) for the defaults."""
 
 
-def _toml_value(value: Any) -> str:
-    return json.dumps(value)
-
-
-def _inline(value: Any) -> str:
-    """A TOML inline value (tables inline, strings as JSON strings, which TOML reads alike)."""
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items() if v not in (None, [])) + " }"
-    return _toml_value(value)
-
-
 def source_toml(cfg: LdapSourceConfig | LdifSourceConfig) -> str:
     data = cfg.model_dump(exclude_none=True)
     secret = getattr(cfg, "bind_password", None)
     data["bind_password"] = secret.ref if secret else None
-    lines = ["[[sources]]"]
-    for key, value in data.items():
-        if value is None or (key == "attributes" and not value):
-            continue
-        lines.append(f"{key} = {_inline(value) if key == 'attributes' else _toml_value(value)}")
-    return "\n".join(lines)
+    return table("[[sources]]", {k: v for k, v in data.items() if not (k == "attributes" and not v)})
 
 
 @dataclass
@@ -130,31 +113,15 @@ def make_setup(
     dsn = " ".join(p for p in pg.admin_dsn().split() if not p.startswith("user=")) + f" user={login}"
     (tmp_path / "mappings" / "rules").mkdir(parents=True)
     (tmp_path / "mappings" / "rules" / "r.toml").write_text(rules.format(p=prefix))
-    body = f"""
-[provisioner]
-mappings = "mappings"
-log_format = "json"
-log_level = "warning"
-
-[naming]
-prefix = "{prefix}"
-
-[state]
-url = "sqlite:///{tmp_path / "state.db"}"
-
-{source_toml(source)}
-
-[[targets]]
-name = "pg"
-type = "postgresql"
-dsn = {json.dumps(dsn)}
-drift = "{drift}"
-protected_roles = {json.dumps(protected or [])}
-
-{extra}
-"""
-    path = tmp_path / "config.toml"
-    path.write_text(body)
+    target = {"name": "pg", "type": "postgresql", "dsn": dsn, "drift": drift, "protected_roles": protected or []}
+    path = write_config(
+        tmp_path / "config.toml",
+        sources=[source_toml(source)],
+        targets=[target],
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        naming={"prefix": prefix},
+        extra=extra,
+    )
     return Setup(path, prefix, login, dsn)
 
 

@@ -42,6 +42,7 @@ def desired_state(
     groups: set[str] = set()
     states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
     problems = [*names.problems, *(f"{s.source}: {e}" for s in snaps for e in s.errors)]
+    shared = {(s.source, sid): dns for s in snaps for sid, dns in s.shared_ids.items()}
     for ident in identities:
         name = names.names.get(ident.stable_id)
         if name is None or name in users:
@@ -49,7 +50,10 @@ def desired_state(
         # classify reads exactly these; ``now`` is fixed within the call
         key = (ident.enabled, ident.first("status"), ident.first("leave_date"), ident.first("hire_date"))
         state = states.get(key)
-        if state is None:
+        if (ident.source, ident.stable_id) in shared:
+            state, problem = _shared_id(ident, shared[(ident.source, ident.stable_id)])
+            problems.append(problem)
+        elif state is None:
             state = states[key] = classify(ident, now, lifecycle)
         if state[1].rule == INVALID:
             problems.append(invalid_problem(ident, name, state[1]))
@@ -62,6 +66,10 @@ def desired_state(
             user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
         users[name] = user
         groups.update(user.memberships)
+    contenders = {
+        name: tuple(_contender(i, name, rules, lifecycle, now, memo, granted_only) for i in group)
+        for name, group in names.contenders.items()
+    }
     memo.end()
     clashes = group_template_collisions(users.values(), rules) if any(r.templates_groups for r in rules.rules) else {}
     return DesiredState(
@@ -71,7 +79,41 @@ def desired_state(
         problems=(*problems, *clashes.values()),
         partial=frozenset(s.source for s in snaps if not s.complete),
         held=names.held | frozenset(clashes),
+        contenders=contenders,
     )
+
+
+def _shared_id(ident: Identity, dns: tuple[str, ...]) -> tuple[tuple[Lifecycle, Reason, datetime | None], str]:
+    """Entries that share one stable id (a rehire's new record beside the old one, a stale
+    record): which one is the person is unknown, and a read returns them in no fixed order,
+    so none of them decides -- the person is treated as having left now (fails safe)."""
+    which = ", ".join(dns)
+    why = Reason(
+        "lifecycle:ambiguous", f"entries {which} share stable id {ident.stable_id!r}; treated as left now"
+    )
+    problem = (
+        f"{ident.source}: entries {which} share stable id {ident.stable_id!r}: which one is the person is "
+        "unknown, so the identity is treated as having left now (no access) until only one entry carries it"
+    )
+    return (Lifecycle.LEAVER, why, None), problem
+
+
+def _contender(
+    ident: Identity,
+    name: str,
+    rules: RuleSet,
+    lifecycle: LifecyclePolicy,
+    now: datetime,
+    memo: GrantMemo,
+    granted_only: frozenset[str],
+) -> DesiredUser:
+    """An identity refused ``name`` this run (a collision), classified like any other:
+    the diff still disables the role it owns when it is not active."""
+    user = _desired_user(ident, name, rules, classify(ident, now, lifecycle), memo, now.date())
+    if ident.source in granted_only and user.lifecycle is Lifecycle.ACTIVE and not user.memberships:
+        why = Reason("login_for:granted", f"no rule grants {ident.username!r} anything (login_for = \"granted\")")
+        user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
+    return user
 
 
 def group_template_collisions(users: Iterable[DesiredUser], rules: RuleSet) -> dict[str, str]:

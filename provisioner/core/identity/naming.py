@@ -104,6 +104,8 @@ class Naming:
     problems: tuple[str, ...]
     held: frozenset[str]
     """Names that several identities map to: nobody gets them this run."""
+    contenders: Mapping[str, tuple[Identity, ...]] = field(default_factory=dict)
+    """Held name -> the identities that map to it (a leaver among them still loses its role)."""
 
 
 def assign_names(
@@ -124,6 +126,7 @@ def assign_names(
         by_name.setdefault(name, []).append(ident)
     names: dict[str, str] = {}
     held: set[str] = set()
+    contenders: dict[str, tuple[Identity, ...]] = {}
     shared = []
     for name, group in by_name.items():
         if len(group) == 1:
@@ -134,12 +137,15 @@ def assign_names(
         ids = {i.stable_id for i in group}
         if len(ids) > 1:
             held.add(name)
+            contenders[name] = tuple(group)
             who = ", ".join(sorted(f"{i.username} ({i.source}:{i.stable_id})" for i in group))
             problems.append(f"role name collision: {name!r} would belong to {who}; none of them is changed")
             continue
         names[group[0].stable_id] = name
     _refuse_confusables(names, by_name, policy.scripts, held, problems)
-    return Naming(names, tuple(problems), frozenset(held))
+    for name in held:
+        contenders.setdefault(name, tuple(by_name[name]))
+    return Naming(names, tuple(problems), frozenset(held), contenders)
 
 
 def _refuse_confusables(

@@ -27,6 +27,9 @@ from provisioner.core.values.grants import Grant, Obj, PrivilegeSnapshot, sort_p
 from provisioner.core.values.model import ActualRole, ActualState, Marker, Reason, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
 
+NOT_GRANTABLE = "not_grantable"
+"""Notice code: a catalog grant the provisioner's role cannot give."""
+
 
 @dataclass(frozen=True, slots=True)
 class PrivilegePolicy:
@@ -198,7 +201,7 @@ def _privileges(
             f"catalog role {model.name} has grants for database {db}, which this target does not manage",
             model.name,
         )
-    grants = [g for g in want if g not in have]
+    grants = _grantable([g for g in want if g not in have], model, snapshot, out)
     out.changes += _grouped(ChangeKind.GRANT_PRIVILEGE, grants, lambda g: want[g])
     extras = sorted(have - set(want))
     if model.extras == "revoke":
@@ -219,6 +222,31 @@ def _privileges(
             "which the catalog does not grant (extras = report)",
             model.name,
         )
+
+
+def _grantable(grants: list[Grant], model: RoleModel, snapshot: PrivilegeSnapshot, out: Draft) -> list[Grant]:
+    """``grants`` without those the provisioner's own role cannot give (no grant option, not
+    the owner's privileges: ``Inventory.ungrantable``), each object refused reported once as
+    an error notice naming the catalog file, the role and the object (it would fail at apply)."""
+    refused: dict[Obj, list[str]] = {}
+    kept = []
+    for g in grants:
+        inv = snapshot.databases.get(g.obj.database)
+        if inv is not None and inv.cannot_grant(g.obj, g.privilege):
+            refused.setdefault(g.obj, []).append(g.privilege)
+        else:
+            kept.append(g)
+    for obj, privs in sorted(refused.items()):
+        out.note(
+            NoticeLevel.ERROR,
+            NOT_GRANTABLE,
+            f"{model.file} [role.{model.name}]: {', '.join(sort_privileges(tuple(privs)))} on {obj.describe()} "
+            "refused: the provisioner's role holds no grant option on it and does not have its owner's "
+            "privileges (a DBA can grant it WITH GRANT OPTION to the provisioner's role, or the catalog "
+            "can leave the object out)",
+            model.name,
+        )
+    return kept
 
 
 def _grouped(kind: ChangeKind, grants: Iterable[Grant], reasons_of: Callable[[Grant], list[Reason]]) -> list[Change]:

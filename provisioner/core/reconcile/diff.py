@@ -14,6 +14,8 @@ from provisioner.core.ownership.ledger import (
     ledger_revokes,
     mine,
     needs_upgrade,
+    owners,
+    renamed_ownership,
     upgrade_marker,
     with_ledger,
 )
@@ -22,6 +24,7 @@ from provisioner.core.ownership.policy import is_protected
 from provisioner.core.reconcile.defaultrole import default_role_changes
 from provisioner.core.reconcile.diffmemo import DiffMemo
 from provisioner.core.reconcile.renames import plan_renames
+from provisioner.core.reconcile.unowned import not_ours
 from provisioner.core.values.model import (
     ActualRole,
     ActualState,
@@ -82,6 +85,7 @@ def diff(
         _plan_user(user, actual, policy, refused, renamed, now, out, desired.frozen)
         if user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on the clock and sessions
             kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]))
+    _plan_contenders(desired, actual, policy, now, out)
     _plan_vanished(desired, actual, policy, renamed, now, out)
     if "default_roles" in actual.extra:  # MariaDB with manage_default_role (core/reconcile/defaultrole.py)
         untouchable = {n for n, r in actual.roles.items() if is_protected(r, actual, policy)}
@@ -89,6 +93,7 @@ def diff(
         out.changes += more
         out.notices += notes
     out.notices += break_glass_notices(desired, actual, policy.break_glass)
+    out.notices += renamed_ownership(desired, actual, policy.instance)
     foreign = foreign_summary(actual, policy.instance)
     if foreign is not None:
         out.note(NoticeLevel.INFO, "foreign", foreign)
@@ -179,42 +184,9 @@ def _plan_user(
     if role is None:
         _plan_joiner(user, refused, policy, out, frozen)
         return
-    if is_protected(role, actual, policy):
-        out.note(
-            NoticeLevel.ERROR,
-            "protected",
-            f"identity {user.username!r} maps to protected role {role.name!r}; not touched",
-            role.name,
-        )
-        return
-    if role.marker is None:  # a DBA's login: a warning; a business or group role: the identity cannot have it
-        out.note(
-            NoticeLevel.WARNING if role.login else NoticeLevel.ERROR,
-            "unmanaged",
-            f"role {role.name!r} exists but is not managed by provisioner; not touched"
-            + ("" if role.login else f" (identity {user.username!r} ({user.stable_id}) is not provisioned)"),
-            role.name,
-        )
-        return
-    if is_foreign(role.marker, policy.instance):
-        out.note(
-            NoticeLevel.ERROR,
-            "foreign",
-            f"role {role.name!r} belongs to provisioner installation {role.marker.instance!r}; "
-            f"{user.username!r} ({user.stable_id}) not provisioned here",
-            role.name,
-        )
-        return
-    m = role.marker
-    if m.kind is not RoleKind.USER or m.stable_id != user.stable_id or (m.source and m.source != user.source):
-        out.note(
-            NoticeLevel.ERROR,
-            "conflict",
-            f"role name {role.name!r} belongs to identity {m.stable_id} of source {m.source}; newcomer "
-            f"{user.username!r} ({user.stable_id}, {user.source}) rejected: a role never passes to another "
-            "identity (rename one of them in the source, or change [naming])",
-            role.name,
-        )
+    refusal = not_ours(user, role, actual, policy)
+    if refusal is not None:  # protected, unmanaged, another installation's or another identity's
+        out.notices.append(refusal)
         return
     if user.lifecycle is Lifecycle.ACTIVE:
         _plan_login(user.name, role, True, user.valid_until, [user.lifecycle_reason], now, out)
@@ -373,6 +345,22 @@ def _plan_memberships(
         out.changes += upgrade_marker(user.name, role, tool, policy.instance)
 
 
+def _plan_contenders(desired: DesiredState, actual: ActualState, policy: DiffPolicy, now: datetime, out: Draft) -> None:
+    """Identities refused a role name this run because another identity maps to it too
+    (reported in ``desired.problems``): an active one keeps what it has until the collision
+    is resolved, but one that is not active (a leaver, a future rehire) loses the role it
+    owns -- found by its marker, whatever the role's name -- in this very run."""
+    if not desired.contenders:
+        return
+    own = owners(actual, policy.instance)
+    for name in sorted(desired.contenders):
+        for user in desired.contenders[name]:
+            role = own.get((user.source, user.stable_id))
+            if user.lifecycle is Lifecycle.ACTIVE or role is None or is_protected(role, actual, policy):
+                continue
+            _plan_disable(role.name, role, [user.lifecycle_reason], now, out, actual, policy)
+
+
 def _plan_vanished(
     desired: DesiredState,
     actual: ActualState,
@@ -383,6 +371,7 @@ def _plan_vanished(
 ) -> None:
     moved = set(renamed.values())
     present = {(u.source, u.stable_id) for u in desired.users.values()}
+    present.update((u.source, u.stable_id) for group in desired.contenders.values() for u in group)
     for name in sorted(actual.roles):
         role = actual.roles[name]
         m = mine(role, policy.instance)
@@ -390,8 +379,8 @@ def _plan_vanished(
             continue
         if m.source in desired.partial:  # unknown, not gone: an error notice says why
             continue
-        if (m.source, m.stable_id) in present or name in moved or name in desired.held:
-            continue  # the identity is still there (its role renamed, or the name held this run)
+        if (m.source, m.stable_id) in present or name in moved:
+            continue  # the identity is still there (its role renamed, or its name held this run)
         if is_protected(role, actual, policy):
             continue
         gone, runs = vanished_is_leaver(m, policy.leavers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from provisioner.core.ownership.ledger import INSTANCE_CHANGED, SOURCE_RENAMED
 from provisioner.core.ownership.policy import DiffPolicy, is_protected
 from provisioner.core.reconcile.escalation import escalated_leaver
 from provisioner.core.values.model import ActualState
@@ -59,7 +60,16 @@ def _leaver_revoke(change: Change, name: str, state: ActualState, policy: DiffPo
     )
 
 
-CHECKS: list[SafetyCheck] = [protected_untouched]
+def installation_unchanged(
+    plan: Plan, actual: Mapping[str, ActualState], policies: Mapping[str, DiffPolicy]
+) -> list[str]:
+    """Nothing is applied while this installation's own roles carry an older installation
+    or source name (core/ownership/ledger.py: renamed_ownership): a run would mark its joiners
+    with the new name and leave the old name's leavers enabled."""
+    return [n.message for tp in plan.targets for n in tp.notices if n.code in (INSTANCE_CHANGED, SOURCE_RENAMED)]
+
+
+CHECKS: list[SafetyCheck] = [protected_untouched, installation_unchanged]
 """Registered checks; features append theirs (breaker, SoD ...)."""
 
 

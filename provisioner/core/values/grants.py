@@ -132,6 +132,16 @@ class Inventory:
     """schema -> signatures ``name(argtypes)``."""
     columns: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     """(schema, table) -> column names."""
+    ungrantable: Mapping[Obj, frozenset[str]] = field(default_factory=dict)
+    """Object -> the privileges the provisioner's own role cannot grant on it (it holds no
+    grant option and does not have the owner's privileges); objects it can grant on
+    are absent, and so is a column without an ACL of its own (its table decides).  Read
+    only by targets that can tell (PostgreSQL)."""
+
+    def cannot_grant(self, obj: Obj, privilege: str) -> bool:
+        if obj.kind == COLUMN and obj not in self.ungrantable:
+            obj = Obj(obj.database, TABLE, obj.schema, obj.name)
+        return privilege in self.ungrantable.get(obj, ())
 
     def objects(self, kind: str, schema: str) -> tuple[str, ...]:
         source = {TABLE: self.tables, SEQUENCE: self.sequences, FUNCTION: self.functions}[kind]

@@ -58,6 +58,9 @@ class SourceSnapshot:
     with the DNs of those groups: such a name matches no one (a rule must name the DN)."""
     complete: bool = True
     read_at: datetime | None = None
+    shared_ids: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Stable ids that more than one entry carries, with the DNs of those entries: the
+    identity (built from the first) is treated as having left now (core/identity/desired.py)."""
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     """Partial reads (a referral not followed ...): error notices in every plan; with
@@ -130,6 +133,9 @@ class DesiredState:
     rule whose group is ambiguous: core/identity/groupref.py)."""
     partial: frozenset[str] = frozenset()
     """Sources read only in part: their missing identities are not leavers this run."""
+    contenders: Mapping[str, tuple[DesiredUser, ...]] = field(default_factory=dict)
+    """Held role name -> the identities that collide on it (none of them in ``users``):
+    the active ones keep what they have; a leaver among them still loses the role it owns."""
 
 
 # --------------------------------------------------------------------------- actual state
