@@ -80,6 +80,7 @@ class MemoryTarget:
         self.drifted: set[str] = set()
         self._refusals: list[Callable[[Change], str | None]] = []
         self._crash_after: int | None = None
+        self._lost = False
         self._transactions = itertools.count(1)
         self._committed: dict[str, bool] = {}
 
@@ -141,6 +142,11 @@ class MemoryTarget:
         """From now on, the server refuses a change for which ``why`` returns a message."""
         self._refusals.append(why)
 
+    def lose_connection(self) -> None:
+        """The session is killed now (a DBA, a crash): the next statement of the running
+        apply fails as a lost connection."""
+        self._lost = True
+
     def crash_after(self, statements: int) -> None:
         """The next apply loses its connection once ``statements`` statements ran."""
         self._crash_after = statements
@@ -192,7 +198,7 @@ class MemoryTarget:
         if not changes:
             return ApplyResult((), 0)
         crash, self._crash_after = self._crash_after, None
-        counter = _Counter(crash)
+        counter = _Counter(crash, self)
         failed: list[FailedChange] = []
         if self.capabilities.transactional:
             drops = [c for c in changes if c.kind is ChangeKind.DROP_ROLE]
@@ -200,9 +206,12 @@ class MemoryTarget:
         else:
             sets_default = [c for c in changes if c.kind is ChangeKind.ALTER_ROLE and has(c, "default_role")]
             ordered = [c for c in changes if c not in sets_default] + sets_default
-        if self.capabilities.transactional:
-            return self._apply_transaction(ordered, counter, failed, on_change, on_begin)
-        return self._apply_autocommit(ordered, counter, failed, on_change, on_begin)
+        try:
+            if self.capabilities.transactional:
+                return self._apply_transaction(ordered, counter, failed, on_change, on_begin)
+            return self._apply_autocommit(ordered, counter, failed, on_change, on_begin)
+        finally:
+            self._lost = False  # the next apply connects afresh
 
     def _apply_transaction(
         self,
@@ -300,11 +309,14 @@ class MemoryTarget:
 class _Counter:
     """Statements run by one apply; raises :class:`_Lost` once past ``crash``."""
 
-    def __init__(self, crash: int | None) -> None:
+    def __init__(self, crash: int | None, target: MemoryTarget) -> None:
         self.crash = crash
+        self.target = target
         self.ran = 0
 
     def tick(self) -> None:
+        if self.target._lost:
+            raise _Lost("the session was killed")
         if self.crash is not None and self.ran >= self.crash:
             raise _Lost(f"server closed the connection after {self.ran} statement(s)")
         self.ran += 1
