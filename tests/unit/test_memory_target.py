@@ -5,13 +5,17 @@ same sequences against PostgreSQL and MariaDB."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from provisioner.config import load_config
 from provisioner.core.values.capabilities import MARIADB, POSTGRESQL, Capabilities
 from provisioner.core.values.model import Marker, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind, make_change
+from provisioner.daemon.ha import Leadership
 from provisioner.targets.base import ChangeFailed
+from provisioner.targets.factory import build_target
 from provisioner.targets.memory import MemoryTarget
 
 
@@ -159,3 +163,22 @@ def test_privilege_changes_are_refused_alone() -> None:
     target = MemoryTarget()
     result = target.apply([make_change(ChangeKind.GRANT_PRIVILEGE, "desk", [], privilege="SELECT"), *joiner()])
     assert len(result.failed) == 1 and len(result.applied) == 3
+
+
+def test_a_memory_target_from_the_configuration(tmp_path: Path) -> None:
+    """``type = "memory"``: built by the factory with its flavour's capabilities, and led
+    by the process it lives in (the daemon's leader lock needs no server)."""
+    (tmp_path / "people.ldif").write_text("")
+    (tmp_path / "config.toml").write_text(
+        '[provisioner]\nmappings = "m"\n\n[[sources]]\nname = "ldif"\ntype = "ldif"\npath = "people.ldif"\n\n'
+        '[[targets]]\nname = "scratch"\ntype = "memory"\nflavor = "mariadb"\nsession_role = "svc"\n'
+    )
+    cfg = load_config(tmp_path / "config.toml")
+    target = build_target(cfg.targets[0])
+    assert isinstance(target, MemoryTarget) and target.capabilities is MARIADB
+    assert target.inspect().session_role == "svc"
+    leadership = Leadership(cfg)
+    try:
+        assert leadership.leads("scratch") and leadership.status() == {"scratch": True}
+    finally:
+        leadership.release_all()
