@@ -47,8 +47,7 @@ FLAVORS: Mapping[str, Capabilities] = {
 
 
 class _Lost(Exception):
-    """The connection was lost (injected by :meth:`MemoryTarget.crash_after`)."""
-
+    """The connection was lost (:meth:`MemoryTarget.crash_after`, :meth:`~MemoryTarget.lose_connection`)."""
 
 
 class MemoryTarget:
