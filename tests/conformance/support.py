@@ -19,12 +19,13 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from provisioner.config import Config, load_config
@@ -280,6 +281,38 @@ class Backend:
             with M.connect_as(f"{self.prefix}svc", self.password) as conn:
                 M.q(conn, f"GRANT {M.ident(self.role(group))} TO {M.account(conn, self.role(member))}")
 
+    @contextmanager
+    def session(self, uid: str) -> Iterator[None]:
+        """The person ``uid`` logged in (MariaDB: after a DBA set a password, which a server
+        with ``capabilities.password_drift`` reports as drift)."""
+        name, conns = self.role(uid), []
+        for mem in self.memory.values():
+            mem.open_sessions(name)
+            if self.kind == "mariadb":
+                mem.set_password(name)
+        try:
+            if self.kind == "postgresql":
+                dsn = " ".join(x for x in pg.admin_dsn().split() if not x.startswith("user=")) + f" user={name}"
+                conns.append(psycopg.connect(dsn, autocommit=True))
+            elif self.kind == "mariadb":
+                M.set_password(name, "sesame")
+                conns.append(M.connect_as(name, "sesame"))
+            yield
+        finally:
+            for conn in conns:
+                with suppress(Exception):
+                    conn.close()
+
+    def sessions(self) -> dict[str, int]:
+        """Open sessions of the prefix's roles on the target under test (and its twin alike)."""
+        cfg = self.config()
+        with self.targets(cfg) as targets:
+            states = targets.inspect_all()
+        mine = {n: c for n, c in states[self.name].sessions.items() if n.startswith(self.prefix)}
+        if self.twin is not None:
+            assert mine == {n: c for n, c in states[self.twin].sessions.items() if n.startswith(self.prefix)}
+        return mine
+
     def kill(self, target: Target) -> None:
         """A DBA (or a crash) ends the provisioner's session in the middle of an apply."""
         if isinstance(target, MemoryTarget):
@@ -320,6 +353,8 @@ def backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
         elif kind == "postgresql":
             with pg.admin_connect() as conn:
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(f"{p}svc")))
+                # as deploy/least-privilege-postgresql.sql: a leaver's sessions can be ended
+                conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(f"{p}svc")))
             dsn = " ".join(x for x in pg.admin_dsn().split() if not x.startswith("user=")) + f" user={p}svc"
             sections.append(f'[[targets]]\nname = "{p}sut"\ntype = "postgresql"\ndsn = {json.dumps(dsn)}\n')
             sections.append(f'[[targets]]\nname = "{p}twin"\n' + TARGET["memory-postgresql"].format(p=p))

@@ -97,7 +97,10 @@ def test_joiner_mover_leaver_rename_rehire(b: Backend) -> None:
     assert b.state()[b.role("alice")] == user(b, "alice", {"ops", "reader"})
 
     left = datetime.now(UTC)
-    leaver = step(b, Person("alice", "Operations"), Person("bob", "Operations", status="terminated"), now=left)
+    with b.session("bob"):  # a leaver still logged in: ended by the apply (session_termination)
+        assert b.sessions() == {b.role("bob"): 1}
+        leaver = step(b, Person("alice", "Operations"), Person("bob", "Operations", status="terminated"), now=left)
+        assert b.sessions() == {}
     assert shapes(leaver) == sorted([
         ("alter_role", b.role("bob"), None, False), ("terminate_sessions", b.role("bob"), None, None),
         revoke(b, "bob", "ops"), revoke(b, "bob", "reader"),
