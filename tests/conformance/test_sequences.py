@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
-from provisioner.core.values.plan import TargetPlan
+from provisioner.core.values.capabilities import MARIADB, Capabilities
+from provisioner.core.values.plan import Change, ChangeKind, TargetPlan
 from provisioner.errors import ApplyFailed
 from provisioner.targets.base import ChangeFailed, Target
-from tests.conformance.support import KINDS, Backend, Interfering, backend, shapes, sid
+from provisioner.targets.memory import MemoryTarget
+from tests.conformance.support import KINDS, Backend, Interfering, backend, normalise, shapes, sid
 from tests.mysql.support import Person
 
 
@@ -207,3 +209,47 @@ def test_a_crash_mid_apply_leaves_what_the_capabilities_promise_and_the_next_run
     b.apply()
     assert b.state() == joined(b)
     assert b.plan().changes == ()
+
+
+def as_planned_for(change: Change, caps: Capabilities) -> dict[str, Any]:
+    """A change planned for PostgreSQL as a target with ``caps`` plans it: without
+    ``expiring_accounts`` an active account gets no VALID UNTIL (a leaver's disable instant
+    stays: it records when access ended)."""
+    data = change.to_json()
+    login = change.param("login")
+    if not caps.expiring_accounts and change.kind in (ChangeKind.CREATE_ROLE, ChangeKind.ALTER_ROLE) and login:
+        data["params"] = {**data["params"], "valid_until": None}
+    return data
+
+
+def test_the_plans_of_postgresql_and_mariadb_capabilities_differ_only_where_the_capabilities_do(
+    tmp_path: Path,
+) -> None:
+    """Both in-memory flavours in one configuration, one sequence: every change the same,
+    but for what ``expiring_accounts`` changes; the transaction semantics do not change a plan."""
+    with backend("memory-postgresql", tmp_path) as b:
+        p = b.prefix
+        with b.path.open("a") as f:
+            f.write(f'\n[[targets]]\nname = "{p}maria"\ntype = "memory"\nflavor = "mariadb"\nsession_role = "{p}svc"\n')
+        b.memory[f"{p}maria"] = MemoryTarget(f"{p}maria", capabilities=MARIADB, session_role=f"{p}svc")
+        carol = Person("carol", "Trading", leave_date="2099-01-01")
+        differed = 0
+        for people in (
+            (ALICE, BOB, carol),
+            (Person("alice", "Operations"), BOB, carol),
+            (Person("alice", "Operations"), Person("bob", "Operations", status="terminated"), carol),
+            (Person("alice", "Operations"), BOB, carol),
+        ):
+            b.people(*people)
+            now = datetime.now(UTC)
+            plan = b.plan(now)
+            pg, maria = b.ours(plan), plan.for_target(f"{p}maria")
+            assert maria is not None and pg.changes
+            assert [as_planned_for(c, MARIADB) for c in pg.changes] == [c.to_json() for c in maria.changes]
+            differed += sum(as_planned_for(c, MARIADB) != c.to_json() for c in pg.changes)
+            assert sorted((n.code, n.role) for n in pg.notices) == sorted((n.code, n.role) for n in maria.notices)
+            b.apply(now)
+            assert normalise(b.memory[f"{p}maria"].inspect(), p) == {
+                name: (*row[:4], None if row[0] else row[4]) for name, row in b.state().items()
+            }
+        assert differed == 1  # carol's VALID UNTIL: the one capability difference these plans meet
