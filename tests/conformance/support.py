@@ -220,9 +220,12 @@ class Backend:
         try:
             ctx = RunContext(now or datetime.now(UTC), "pytest", "manual", store=store)
             with self.targets(cfg, interfere, only) as targets:
-                return apply_run(cfg, ctx, targets)
+                plan = apply_run(cfg, ctx, targets)
         finally:
             store.close()
+        if only is None:
+            self._same_plans(plan)
+        return plan
 
     def ours(self, plan: Plan) -> TargetPlan:
         tp = plan.for_target(self.name)

@@ -25,6 +25,10 @@ from provisioner.targets.memory import MemoryTarget
 from tests.conformance.support import KINDS, Backend, Interfering, backend, normalise, shapes, sid
 from tests.mysql.support import Person
 
+# Every step inspects the whole cluster, and a shared test server may hold thousands of other
+# tests' roles: under load a sequence on a real server takes minutes.
+pytestmark = pytest.mark.timeout(1800)
+
 
 @pytest.fixture(params=KINDS)
 def b(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
@@ -33,14 +37,13 @@ def b(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
 
 
 def step(b: Backend, *people: Person, now: datetime | None = None) -> TargetPlan:
-    """Plan, apply (the same changes), and re-plan empty."""
+    """Apply (``apply_run`` derives the very plan a plan run makes, checked against the
+    twin's) and re-plan empty."""
     now = now or datetime.now(UTC)
     b.people(*people)
-    planned = b.ours(b.plan(now))
     applied = b.ours(b.apply(now))
-    assert shapes(applied) == shapes(planned)
     assert b.plan(now).changes == ()  # converged (and the twin too)
-    return planned
+    return applied
 
 
 def user(b: Backend, uid: str, groups: set[str], login: bool = True, until: datetime | None = None,
