@@ -29,6 +29,7 @@ from provisioner.source_config import EntraSourceConfig as EntraSourceConfig
 from provisioner.source_config import LdapSourceConfig as LdapSourceConfig
 from provisioner.source_config import LdifSourceConfig as LdifSourceConfig
 from provisioner.source_config import SourceConfig as SourceConfig
+from provisioner.target_config import MemoryTargetConfig as MemoryTargetConfig
 from provisioner.target_config import MysqlTargetConfig as MysqlTargetConfig
 from provisioner.target_config import PostgresTargetConfig as PostgresTargetConfig
 from provisioner.target_config import Secret, TargetConfig

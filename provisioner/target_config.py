@@ -100,4 +100,19 @@ class MysqlTargetConfig(TargetBase):
     Needs ``UPDATE ON mysql.*`` for the provisioner's account, hence off by default."""
 
 
-TargetConfig = Annotated[PostgresTargetConfig | MysqlTargetConfig, Field(discriminator="type")]
+class MemoryTargetConfig(TargetBase):
+    """A target that lives in the provisioner's process (provisioner/targets/memory.py):
+    tests and demos.  It starts empty in every run; nothing persists."""
+
+    type: Literal["memory"]
+    flavor: Literal["postgresql", "mariadb"] = "postgresql"
+    """Whose capabilities and statement order it follows."""
+    session_role: str = "provisioner"
+    """The provisioner's own role in the in-memory catalog."""
+    manage_default_role: bool = False
+    """With ``flavor = "mariadb"``: read and plan default roles, as the MariaDB target does."""
+
+
+TargetConfig = Annotated[
+    PostgresTargetConfig | MysqlTargetConfig | MemoryTargetConfig, Field(discriminator="type")
+]

@@ -1,151 +1,25 @@
-"""Leader election per target: a session-level lock on the target's own server.
+"""Leader election per target: which replica applies.
 
-Each replica keeps one dedicated connection per target and, before a run, tries
-``pg_try_advisory_lock(key)`` (PostgreSQL) or ``GET_LOCK('provisioner-leader:<target>', 0)``
-(MariaDB / MySQL) on it.  The replica holding the lock is that
-target's leader and the only one that applies; the others plan only.  The lock
-lives as long as the session: when the leader dies (even ``kill -9``) the
-server ends its session and the lock is released.
+Each replica holds one leader lock per target (:mod:`provisioner.targets.locks`: a
+session-level lock on the target's own server, freed by the server when the holder's
+session ends).  The replica holding a target's lock is that target's leader and the only
+one that applies; the others plan only.
 
 Failover takes seconds, not an interval: :meth:`Leadership.watch` runs a loop that
 every ``daemon.leader_retry`` seconds re-checks each held lock (which also keeps the
 session busy) and tries the ones not held; a replica that gains a lock runs a
-reconcile at once.  A leader *host* that vanishes without closing its connections
-is noticed by the server through the lock session's TCP keepalives
-(``tcp_keepalives_*``) and, on PostgreSQL 14+, ``idle_session_timeout``; on MariaDB
-by the session's ``wait_timeout``.  Each bound is a small multiple of
-``leader_retry``, so the lock of a dead host is free within about a minute.
-
-The key differs from the transaction-level lock that every apply takes inside
-its transaction (:func:`provisioner.targets.pg_session.advisory_lock_key`), and
-the MariaDB lock name from the apply lock ``provisioner:<target>``
-(:func:`provisioner.targets.mysql.lock_name`).
+reconcile at once.  A dead leader host's lock is free within about a minute (the lock
+sessions' keepalives and idle timeouts are small multiples of ``leader_retry``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import threading
 from collections.abc import Callable
-from typing import Any
 
-import psycopg
-import pymysql
-
-from provisioner.config import Config, MysqlTargetConfig, PostgresTargetConfig
-from provisioner.errors import TargetUnavailable
+from provisioner.config import Config
 from provisioner.logs import log
-from provisioner.targets.mysql import MysqlTarget
-from provisioner.targets.postgres import PostgresTarget
-
-
-def leader_lock_key(target_name: str) -> int:
-    """A stable signed 64-bit key, distinct from the per-apply transaction lock's."""
-    digest = hashlib.sha256(f"provisioner-leader:{target_name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-class _TargetLock:
-    def __init__(self, cfg: PostgresTargetConfig, retry: float = 5.0) -> None:
-        self.name = cfg.name
-        self.key = leader_lock_key(cfg.name)
-        self._link = PostgresTarget(cfg)
-        self._conn: psycopg.Connection[Any] | None = None
-        self.held = False
-        self.retry = retry
-
-    def _session(self) -> psycopg.Connection[Any]:
-        """A fresh lock session whose server side notices a vanished client quickly."""
-        conn = self._link.connection()
-        idle = max(10, int(self.retry * 2))
-        conn.execute(
-            "SELECT pg_catalog.set_config('tcp_keepalives_idle', %s, false), "
-            "pg_catalog.set_config('tcp_keepalives_interval', %s, false), "
-            "pg_catalog.set_config('tcp_keepalives_count', '3', false)",
-            (str(idle), str(max(2, idle // 3))),
-        )
-        if conn.info.server_version >= 140000:
-            # the leader touches its session every leader_retry seconds; silence means it is gone
-            timeout_ms = int(max(30.0, self.retry * 6) * 1000)
-            conn.execute("SELECT pg_catalog.set_config('idle_session_timeout', %s, false)", (str(timeout_ms),))
-        return conn
-
-    def try_acquire(self) -> bool:
-        """True when this session holds the lock (re-checked every call)."""
-        try:
-            if self.held and self._conn is not None and not self._conn.closed and not self._conn.broken:
-                self._conn.execute("SELECT 1")
-                return True
-            self.held = False
-            self._link.close()
-            self._conn = self._session()
-            row = self._conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-            self.held = bool(row and row[0])
-        except (psycopg.Error, TargetUnavailable) as exc:
-            self.held = False
-            self._link.close()
-            self._conn = None
-            log.warning("leader_lock_unavailable", target=self.name, error=str(exc))
-        return self.held
-
-    def release(self) -> None:
-        if self.held and self._conn is not None and not self._conn.closed and not self._conn.broken:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (self.key,))
-        self.held = False
-        self._link.close()
-        self._conn = None
-
-
-def leader_lock_name(target_name: str) -> str:
-    """The MariaDB ``GET_LOCK`` name of a target's leader lock (64 chars max), distinct
-    from the apply lock ``provisioner:<target>``."""
-    return f"provisioner-leader:{target_name}"[:64]
-
-
-class _MysqlTargetLock:
-    """``GET_LOCK(name, 0)`` held by a dedicated session: freed by ``RELEASE_LOCK``, by
-    closing the session, or by the server when the session ends (a killed leader)."""
-
-    def __init__(self, cfg: MysqlTargetConfig, retry: float = 5.0) -> None:
-        self.name = cfg.name
-        self.lock = leader_lock_name(cfg.name)
-        self._link = MysqlTarget(cfg)
-        self.held = False
-        self.retry = retry
-
-    def _one(self, sql: str) -> Any:
-        with self._link.connection().cursor() as cur:
-            cur.execute(sql, (self.lock,))
-            row = cur.fetchone()
-        return row[0] if row else None
-
-    def try_acquire(self) -> bool:
-        """True when this session holds the lock (re-checked every call: a session the
-        server ended, e.g. after ``wait_timeout``, is replaced and the lock tried again)."""
-        try:
-            held = self.held and self._link.connection_open()
-            if held and self._one("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()") == 1:
-                return True
-            self.held = False
-            self._link.close()
-            with self._link.connection().cursor() as cur:
-                # the leader touches its session every leader_retry seconds; silence means it is gone
-                cur.execute("SET SESSION wait_timeout = %s", (int(max(30.0, self.retry * 6)),))
-            self.held = self._one("SELECT GET_LOCK(%s, 0)") == 1
-        except (pymysql.err.MySQLError, TargetUnavailable) as exc:
-            self.held = False
-            self._link.close()
-            log.warning("leader_lock_unavailable", target=self.name, error=str(exc))
-        return self.held
-
-    def release(self) -> None:
-        if self.held and self._link.connection_open():
-            with contextlib.suppress(pymysql.err.MySQLError):
-                self._one("SELECT RELEASE_LOCK(%s)")
-        self.held = False
-        self._link.close()
+from provisioner.targets.locks import LeaderLock, leader_lock
 
 
 class Leadership:
@@ -156,7 +30,7 @@ class Leadership:
         self._enabled = cfg.daemon.ha_lock
         self._retry = cfg.daemon.leader_retry
         self._targets: tuple[str, ...] = ()
-        self._locks: dict[str, _TargetLock | _MysqlTargetLock] = {}
+        self._locks: dict[str, LeaderLock] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.configure(cfg)
@@ -170,17 +44,13 @@ class Leadership:
             self._targets = tuple(wanted)
             for name in list(self._locks):
                 lock = self._locks[name]
-                if name not in wanted or lock._link.config != wanted[name] or not self._enabled:
+                if name not in wanted or lock.config != wanted[name] or not self._enabled:
                     lock.release()
                     del self._locks[name]
             if self._enabled:
                 for name, tcfg in wanted.items():
                     if name not in self._locks:
-                        self._locks[name] = (
-                            _TargetLock(tcfg, self._retry)
-                            if isinstance(tcfg, PostgresTargetConfig)
-                            else _MysqlTargetLock(tcfg, self._retry)
-                        )
+                        self._locks[name] = leader_lock(tcfg, self._retry)
 
     def leads(self, target: str) -> bool:
         with self._mutex:

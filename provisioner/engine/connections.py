@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
 
@@ -61,9 +62,11 @@ def _rule_groups(cfg: Config) -> frozenset[str]:
 class Targets(AbstractContextManager["Targets"]):
     """Every configured target, opened lazily and closed together."""
 
-    def __init__(self, cfg: Config, only: set[str] | None = None) -> None:
+    def __init__(self, cfg: Config, only: set[str] | None = None, opened: Mapping[str, Target] | None = None) -> None:
+        """``opened``: targets the caller built (an in-memory target a test keeps between
+        runs, a wrapped one), used instead of building them from the configuration."""
         self._cfg = [t for t in cfg.targets if only is None or t.name in only]
-        self._open: dict[str, Target] = {}
+        self._open: dict[str, Target] = {n: t for n, t in (opened or {}).items() if any(c.name == n for c in self._cfg)}
 
     def get(self, name: str) -> Target:
         if name not in self._open:

@@ -151,7 +151,7 @@ def inspect(
             continue
         assert last is not None
         fresh = targets.get(name).inspect(frozenset())  # sessions only
-        actual[name] = replace(before, extra={**before.extra, "sessions": fresh.extra.get("sessions", {})})
+        actual[name] = replace(before, sessions=fresh.sessions)
         reused[name] = {"catalog_digest": digest, "inspected_run_id": last.plan.meta.get("run_id")}
     if reused:
         log.info("actual_state_reused", targets=sorted(reused))

@@ -1,11 +1,18 @@
-"""The target contract: inspect the catalog, execute changes, all or nothing."""
+"""The target contract: inspect the catalog, execute changes with the semantics the
+target's capabilities declare; one change-failure error; one lock namer.
+
+Implementations: :mod:`provisioner.targets.postgres`, :mod:`provisioner.targets.mysql`
+and :mod:`provisioner.targets.memory` (no server; the conformance suite checks all three
+against each other)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
+from provisioner.core.values.capabilities import Capabilities
 from provisioner.core.values.model import ActualState
 from provisioner.core.values.plan import Change
 from provisioner.errors import ApplyFailed
@@ -43,8 +50,63 @@ class ApplyResult:
     """Changes that failed alone and were skipped; everything in ``applied`` committed."""
 
 
+def required(change: Change, key: str) -> Any:
+    """The parameter ``key`` of ``change``; ValueError when it is missing (the change is
+    then refused alone: it cannot be expressed)."""
+    value = change.param(key)
+    if value is None:
+        raise ValueError(f"parameter {key!r} is missing")
+    return value
+
+
+LockPurpose = Literal["apply", "leader"]
+
+
+def _lock_text(purpose: LockPurpose, target_name: str) -> str:
+    return f"{'provisioner' if purpose == 'apply' else 'provisioner-leader'}:{target_name}"
+
+
+def lock_name(purpose: LockPurpose, target_name: str) -> str:
+    """The one name of a target's lock: ``provisioner:<target>`` serialises appliers,
+    ``provisioner-leader:<target>`` elects the daemon replica that applies; at most 64
+    characters (MariaDB's ``GET_LOCK``)."""
+    return _lock_text(purpose, target_name)[:64]
+
+
+def lock_key(purpose: LockPurpose, target_name: str) -> int:
+    """The same lock as a stable signed 64-bit key (PostgreSQL advisory locks): the first
+    eight bytes of the SHA-256 of its whole name."""
+    digest = hashlib.sha256(_lock_text(purpose, target_name).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 class Target(Protocol):
+    """One database server as the engine sees it.
+
+    **Transaction semantics, per capability** (``capabilities.transactional``):
+
+    * transactional (PostgreSQL): one :meth:`apply` is one transaction, taken under a
+      transaction-scoped lock; each change runs under a savepoint, so a change the server
+      refuses is rolled back alone while the rest commits together; a lost connection
+      rolls everything back (``ChangeFailed.applied`` is 0), and ``on_change`` is called
+      for each change once the transaction committed.
+    * not transactional (MariaDB / MySQL): every account statement commits at once
+      (autocommit); changes run one by one under a named lock, each ordered so that any
+      prefix of its statements is safe (marker row before CREATE, ledger before GRANT and
+      after REVOKE); a refused change is skipped; a lost connection leaves the changes
+      before it committed (``ChangeFailed.applied`` says how many) and ``on_change`` is
+      called after each change as it commits.  The next run re-inspects and converges.
+
+    Either way a change the database refuses never stops the others, and the next
+    inspect is the truth: nothing is remembered between calls but the catalog itself.
+    """
+
     name: str
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this target can express (the same value its inspected state carries)."""
+        ...
 
     def inspect(self, only: frozenset[str] | None = None) -> ActualState:
         """Read roles, options, markers and memberships in a constant number
@@ -58,9 +120,9 @@ class Target(Protocol):
         on_change: Callable[[Change], None] | None = None,
         on_begin: Callable[[str | None], None] | None = None,
     ) -> ApplyResult:
-        """Execute ``changes`` (already in execution order): in one transaction where
-        ``capabilities.transactional``; otherwise statement by statement, each change
-        ordered so that any prefix of it is safe (MariaDB, see targets/mysql_apply.py).
+        """Execute ``changes`` (already in execution order) with the transaction semantics
+        of the class docstring: one transaction where ``capabilities.transactional``;
+        otherwise statement by statement (MariaDB, see targets/mysql_apply.py).
 
         A change the database refuses (a reserved name, an object the account
         cannot grant on ...) is isolated: it is skipped, returned in

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from provisioner.config import MysqlTargetConfig, PostgresTargetConfig
+from provisioner.config import MemoryTargetConfig, MysqlTargetConfig, PostgresTargetConfig
 from provisioner.errors import ConfigError
 from provisioner.targets.base import Target
 
 
-def build_target(cfg: PostgresTargetConfig | MysqlTargetConfig) -> Target:
+def build_target(cfg: PostgresTargetConfig | MysqlTargetConfig | MemoryTargetConfig) -> Target:
     """The adapter for ``cfg`` (dispatching on ``cfg.type``); nothing connects yet."""
     if cfg.type == "postgresql":
         from provisioner.targets.postgres import PostgresTarget
@@ -17,4 +17,8 @@ def build_target(cfg: PostgresTargetConfig | MysqlTargetConfig) -> Target:
         from provisioner.targets.mysql import MysqlTarget
 
         return MysqlTarget(cfg)
+    if cfg.type == "memory":
+        from provisioner.targets.memory import MemoryTarget
+
+        return MemoryTarget.from_config(cfg)
     raise ConfigError(f"target {cfg.name}: unsupported target type {cfg.type!r}")

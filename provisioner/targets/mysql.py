@@ -9,7 +9,7 @@ the same target by a named lock (``GET_LOCK``); ``on_change`` is called after
 each change, when it is committed.  A change the server refuses is skipped and
 returned in ``ApplyResult.failed`` with the server's message while the others
 still apply; a lost connection or lock raises
-:class:`~provisioner.targets.mysql_apply.ChangeFailed` naming the change and
+:class:`~provisioner.targets.base.ChangeFailed` naming the change and
 how many were applied before it; the next run re-inspects and converges.
 """
 
@@ -23,12 +23,12 @@ from typing import Any
 import pymysql
 
 from provisioner.config import MysqlTargetConfig
-from provisioner.core.values.capabilities import MARIADB, MYSQL
+from provisioner.core.values.capabilities import MARIADB, MYSQL, Capabilities
 from provisioner.core.values.model import ActualState
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
-from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, lock_name
 from provisioner.targets.mysql_apply import (
     STEPS,
     Executor,
@@ -40,11 +40,6 @@ from provisioner.targets.mysql_apply import (
 
 LOCK_TIMEOUT_SECONDS = 30
 _PLUGIN = re.compile(r"^[A-Za-z0-9_]+$")
-
-
-def lock_name(target_name: str) -> str:
-    """The ``GET_LOCK`` name serialising appliers of one target (64 chars max)."""
-    return f"provisioner:{target_name}"[:64]
 
 
 def _sets_default(change: Change) -> bool:
@@ -78,6 +73,11 @@ class MysqlTarget:
         self._conn: pymysql.connections.Connection[Any] | None = None
         self._names: mi.Names | None = None
         self._mariadb = True
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """MariaDB's until an inspect saw a MySQL server."""
+        return MARIADB if self._mariadb else MYSQL
 
     # ----------------------------------------------------------------- connection
 
@@ -169,7 +169,6 @@ class MysqlTarget:
             else:
                 accounts = mi.accounts(self._query(mi.MYSQL_ACCOUNTS_QUERY))
                 grants = self._query(mi.MYSQL_GRANTS_QUERY)
-            meta_ready = True
             try:
                 try:
                     markers = self._query(mi.markers_query(self._meta_table, self._ledger_table))
@@ -181,7 +180,7 @@ class MysqlTarget:
             except pymysql.err.ProgrammingError as exc:
                 if exc.args[0] not in mi.NO_SUCH_TABLE:
                     raise
-                markers, meta_ready = [], False
+                markers = []
             session_rows = self._query(mi.SESSIONS_QUERY)
             defaults = self._query(mi.MARIADB_DEFAULT_ROLES_QUERY) if self._reads_default_roles else None
         except pymysql.err.OperationalError as exc:
@@ -205,16 +204,11 @@ class MysqlTarget:
             target=self.name,
             roles=roles,
             session_role=names.name(me_user, me_host),
-            capabilities=MARIADB if self._mariadb else MYSQL,
+            capabilities=self.capabilities,
             credential_drift=frozenset(drift),
-            extra={
-                "server_version": str(version),
-                "flavor": "mariadb" if self._mariadb else "mysql",
-                "sessions": dict(mi.sessions(session_rows)),
-                "account_host": self.config.account_host,
-                "meta_ready": meta_ready,
-                **({"default_roles": mi.default_roles(defaults, names)} if defaults is not None else {}),
-            },
+            server_version=str(version),
+            sessions=dict(mi.sessions(session_rows)),
+            default_roles=mi.default_roles(defaults, names) if defaults is not None else None,
         )
 
     @property
@@ -306,10 +300,11 @@ class MysqlTarget:
         return self._conn is not None and bool(self._conn.open)
 
     def _lock(self, ex: Executor) -> None:
-        ((got,),) = ex.run("SELECT GET_LOCK(%s, %s)", (lock_name(self.name), LOCK_TIMEOUT_SECONDS))
+        name = lock_name("apply", self.name)
+        ((got,),) = ex.run("SELECT GET_LOCK(%s, %s)", (name, LOCK_TIMEOUT_SECONDS))
         if got != 1:
             raise ChangeFailed(
-                f"target {self.name}: another apply holds the lock {lock_name(self.name)!r}; nothing changed",
+                f"target {self.name}: another apply holds the lock {name!r}; nothing changed",
                 None,
                 0,
             )
@@ -317,6 +312,6 @@ class MysqlTarget:
     def _unlock(self, ex: Executor) -> None:
         if self.connection_open():
             try:
-                ex.run("SELECT RELEASE_LOCK(%s)", (lock_name(self.name),))
+                ex.run("SELECT RELEASE_LOCK(%s)", (lock_name("apply", self.name),))
             except pymysql.err.MySQLError:
                 self._discard()

@@ -29,7 +29,7 @@ import pymysql
 
 from provisioner.core.values.model import Marker
 from provisioner.core.values.plan import Change, ChangeKind
-from provisioner.targets.base import ChangeFailed
+from provisioner.targets.base import ChangeFailed, required
 from provisioner.targets.mysql_inspect import Names
 
 ACCOUNT_EXISTS = 1396
@@ -100,13 +100,6 @@ def _iso_to_naive_utc(value: Any) -> datetime | None:
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
     return instant.astimezone(UTC).replace(tzinfo=None)
-
-
-def _required(change: Change, key: str) -> Any:
-    value = change.param(key)
-    if value is None:
-        raise ValueError(f"parameter {key!r} is missing")
-    return value
 
 
 Step = Callable[["Executor"], None]
@@ -243,10 +236,10 @@ class Executor:
 
     def grant(self, change: Change) -> None:
         self.put_ledger(change)
-        self.run(f"GRANT {quote_ident(_required(change, 'group'))} TO {self.grantee(change.role)}")
+        self.run(f"GRANT {quote_ident(required(change, 'group'))} TO {self.grantee(change.role)}")
 
     def revoke(self, change: Change) -> None:
-        self.run(f"REVOKE {quote_ident(_required(change, 'group'))} FROM {self.grantee(change.role)}")
+        self.run(f"REVOKE {quote_ident(required(change, 'group'))} FROM {self.grantee(change.role)}")
         self.put_ledger(change)
 
     def set_marker(self, change: Change) -> None:
@@ -260,7 +253,7 @@ class Executor:
             raise ValueError("marker must be an object or null")
 
     def rename(self, change: Change) -> None:
-        old = _required(change, "old_name")
+        old = required(change, "old_name")
         old_user, host = self.names.split(old)
         rows = self.run(
             f"SELECT m.kind, m.stable_id, m.source, m.valid_until, l.instance, l.granted FROM {self.table} m"

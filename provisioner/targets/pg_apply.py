@@ -24,7 +24,7 @@ from psycopg import sql
 from provisioner.core.values import marker as marker_codec
 from provisioner.core.values.model import Marker
 from provisioner.core.values.plan import Change, ChangeKind
-from provisioner.targets.base import ChangeFailed, FailedChange
+from provisioner.targets.base import ChangeFailed, FailedChange, required
 from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements
 from provisioner.targets.pg_step import Step as Step
@@ -48,13 +48,6 @@ def _ident(name: Any) -> sql.Identifier:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a role name must be a non-empty string, got {name!r}")
     return sql.Identifier(name)
-
-
-def _required(change: Change, key: str) -> Any:
-    value = change.param(key)
-    if value is None:
-        raise ValueError(f"parameter {key!r} is missing")
-    return value
 
 
 def marker_comment(value: Any) -> str | None:
@@ -119,12 +112,12 @@ def _alter(change: Change) -> tuple[sql.Composed, ...]:
 
 
 def _grant(change: Change) -> tuple[sql.Composed, ...]:
-    group = _ident(_required(change, "group"))
+    group = _ident(required(change, "group"))
     return (_stmt("GRANT ", group, " TO ", _ident(change.role)), *_ledger(change))
 
 
 def _revoke(change: Change, grantors: Grantors | None) -> tuple[sql.Composed, ...]:
-    group_name = _required(change, "group")
+    group_name = required(change, "group")
     group, role = _ident(group_name), _ident(change.role)
     seen = (grantors or {}).get((change.role, group_name), ())
     if not seen:  # PostgreSQL <= 15, or nothing to revoke (the server warns)
@@ -140,7 +133,7 @@ def _set_marker(change: Change) -> tuple[sql.Composed, ...]:
 
 
 def _rename(change: Change) -> tuple[sql.Composed, ...]:
-    old = _ident(_required(change, "old_name"))
+    old = _ident(required(change, "old_name"))
     return (_stmt("ALTER ROLE ", old, " RENAME TO ", _ident(change.role)),)
 
 
@@ -189,14 +182,14 @@ def compose(change: Change, grantors: Grantors | None = None) -> Step:
     expressed (unknown kind, malformed parameters)."""
     try:
         if change.kind is ChangeKind.REVOKE_MEMBERSHIP:
-            group = str(_required(change, "group"))
+            group = str(required(change, "group"))
             plain = not (grantors or {}).get((change.role, group))
             return Step(change, _revoke(change, grantors), ("REVOKE", group) if plain else None)
         composer = _COMPOSERS.get(change.kind)
         if composer is None:
             raise ValueError(f"change kind {change.kind.value!r} is not supported by this target")
         if change.kind is ChangeKind.GRANT_MEMBERSHIP:
-            return Step(change, composer(change), ("GRANT", str(_required(change, "group"))))
+            return Step(change, composer(change), ("GRANT", str(required(change, "group"))))
         return Step(change, composer(change))
     except (ValueError, KeyError, TypeError) as exc:
         raise ChangeFailed(f"change {change.describe()} cannot be applied: {exc}", change) from exc

@@ -1,13 +1,11 @@
 """PostgreSQL session settings: how every connection of the target is opened.
 
-Application name, TCP keepalives, lock and statement timeouts, the advisory lock
-key that serialises appliers, the server versions whose behaviour differs, a
-password-free endpoint for messages, and the embedded server for demos.
+Application name, TCP keepalives, lock and statement timeouts, the server versions
+whose behaviour differs, a password-free endpoint for messages, and the embedded server for demos.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import time
@@ -40,12 +38,6 @@ SESSION_TIMEOUTS = (
 def session_timeouts(lock_timeout: float, statement_timeout: float) -> tuple[str, str]:
     """The two settings in milliseconds (PostgreSQL's unit), at least 1."""
     return f"{max(1, round(lock_timeout * 1000))}ms", f"{max(1, round(statement_timeout * 1000))}ms"
-
-
-def advisory_lock_key(target_name: str) -> int:
-    """A stable signed 64-bit key for ``pg_advisory_xact_lock``."""
-    digest = hashlib.sha256(f"provisioner:{target_name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def describe_endpoint(dsn: str) -> str:

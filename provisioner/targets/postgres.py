@@ -20,12 +20,13 @@ from psycopg import IsolationLevel
 
 from provisioner.config import PostgresTargetConfig
 from provisioner.core.privileges.access import ObjectAcl
+from provisioner.core.values.capabilities import POSTGRESQL, Capabilities
 from provisioner.core.values.model import ActualState
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.logs import log
 from provisioner.targets import pg_access, pg_drop, pg_inspect, pg_privileges
-from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, lock_key
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
     BatchRunner,
@@ -45,13 +46,12 @@ from provisioner.targets.pg_session import (
     embedded_dsn,
     session_timeouts,
 )
-from provisioner.targets.pg_session import (
-    advisory_lock_key as advisory_lock_key,
-)
 
 
 class PostgresTarget:
     """One PostgreSQL cluster, reached through one connection."""
+
+    capabilities: Capabilities = POSTGRESQL
 
     def __init__(self, config: PostgresTargetConfig, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.config = config
@@ -220,11 +220,8 @@ class PostgresTarget:
             roles=roles,
             privileges=privileges,
             session_role=str(session_role),
-            extra={
-                "server_version": str(version),
-                "server_version_num": conn.info.server_version,
-                "sessions": {str(name): int(n) for name, n in session_rows},
-            },
+            server_version=str(version),
+            sessions={str(name): int(n) for name, n in session_rows},
         )
 
     def object_access(self, text: str, database: str | None = None) -> list[ObjectAcl]:
@@ -393,7 +390,7 @@ class PostgresTarget:
         return str(status) == "committed"
 
     def _lock(self, conn: psycopg.Connection[Any], runner: BatchRunner) -> None:
-        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (advisory_lock_key(self.name),))
+        conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (lock_key("apply", self.name),))
         runner.statements += 1
         runner.round_trips += 1
 

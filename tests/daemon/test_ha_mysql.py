@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.config import load_config
-from provisioner.daemon.ha import Leadership, leader_lock_name
-from provisioner.targets.mysql import lock_name
+from provisioner.daemon.ha import Leadership
+from provisioner.targets.base import lock_name
 from tests.daemon.support import wait_for
 from tests.mysql.support import make_mysql_setup
 from tests.support import mysql as M
@@ -31,15 +31,15 @@ def test_first_elector_wins_and_closing_hands_over(
 ) -> None:
     a, b, target = _electors(tmp_path, mysql_prefix, mysql_login)
     try:
-        assert leader_lock_name(target) != lock_name(target)
+        assert lock_name("leader", target) != lock_name("apply", target)
         assert a.leads(target) is True
         assert b.leads(target) is False
         assert a.leads(target) is True  # re-checked, still held
         assert a.status() == {target: True} and b.status() == {target: False}
-        assert _holder(mysql_admin, leader_lock_name(target)) is not None
-        assert _holder(mysql_admin, lock_name(target)) is None  # the apply lock stays free
+        assert _holder(mysql_admin, lock_name("leader", target)) is not None
+        assert _holder(mysql_admin, lock_name("apply", target)) is None  # the apply lock stays free
         a.release_all()
-        assert _holder(mysql_admin, leader_lock_name(target)) is None
+        assert _holder(mysql_admin, lock_name("leader", target)) is None
         assert b.leads(target) is True
         assert a.leads(target) is False  # a released elector takes part again, as a follower
     finally:
@@ -54,11 +54,11 @@ def test_killed_leader_session_frees_the_lock(
     try:
         assert a.leads(target) is True
         assert b.leads(target) is False
-        thread = _holder(mysql_admin, leader_lock_name(target))
+        thread = _holder(mysql_admin, lock_name("leader", target))
         assert thread is not None
         M.q(mysql_admin, "KILL CONNECTION %s", (thread,))  # what the server does when the leader dies
         wait_for(
-            "the killed session's lock to be freed", lambda: _holder(mysql_admin, leader_lock_name(target)) is None
+            "the killed session's lock to be freed", lambda: _holder(mysql_admin, lock_name("leader", target)) is None
         )
         assert b.leads(target) is True
         assert a.leads(target) is False  # its session is gone: it notices, reconnects, follows

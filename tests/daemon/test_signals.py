@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from provisioner.targets.postgres import advisory_lock_key
+from provisioner.targets.base import lock_key
 from tests.daemon.support import DaemonProc, daemonize, one_trader, wait_for
 from tests.integration.test_reconcile_e2e import person
 from tests.support import pg
@@ -44,12 +44,12 @@ def test_sigterm_during_apply_finishes_the_transaction_and_exits_0(
     ldap_ou.add(records)
     setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p)
     port = daemonize(setup, interval="2s")
-    classid, objid = _lock_parts(advisory_lock_key(f"{p}pg"))
+    classid, objid = _lock_parts(lock_key("apply", f"{p}pg"))
 
     # Hold the target's apply lock so that the daemon's apply transaction is
     # provably open (waiting inside it) when SIGTERM arrives.
     with pg.admin_connect() as blocker:
-        blocker.execute("SELECT pg_advisory_lock(%s)", (advisory_lock_key(f"{p}pg"),))
+        blocker.execute("SELECT pg_advisory_lock(%s)", (lock_key("apply", f"{p}pg"),))
         d = daemons(setup.path, port).wait_up()
 
         def apply_waiting() -> bool:
@@ -68,7 +68,7 @@ def test_sigterm_during_apply_finishes_the_transaction_and_exits_0(
             lambda: any(e.get("event") == "daemon_stopping" for e in d.events()),
         )
         assert d.proc.poll() is None, "the daemon must not exit before the transaction in progress ends"
-        blocker.execute("SELECT pg_advisory_unlock(%s)", (advisory_lock_key(f"{p}pg"),))
+        blocker.execute("SELECT pg_advisory_unlock(%s)", (lock_key("apply", f"{p}pg"),))
         assert d.wait() == 0, d.logs()[-3000:]
 
     events = [e.get("event") for e in d.events()]

@@ -17,8 +17,9 @@ from provisioner.core.values import marker as marker_codec
 from provisioner.core.values.model import Marker, Reason, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind, make_change
 from provisioner.errors import ApplyFailed, TargetUnavailable
+from provisioner.targets.base import lock_key
 from provisioner.targets.factory import build_target
-from provisioner.targets.postgres import PostgresTarget, advisory_lock_key
+from provisioner.targets.postgres import PostgresTarget
 from tests.support import pg
 
 Conn = psycopg.Connection[Any]
@@ -103,7 +104,7 @@ def test_inspect_reads_options_markers_and_memberships(
     assert all(r.system for n, r in state.roles.items() if n.startswith("pg_"))
     assert state.session_role == "postgres"
     assert state.target == pg_target.name
-    assert str(state.extra["server_version"])[:2].isdigit()
+    assert state.server_version[:2].isdigit()
 
 
 def _create_roles(conn: Conn, names: list[str]) -> None:
@@ -128,10 +129,10 @@ def test_inspect_of_named_roles_reads_just_those_with_their_memberships(
     assert set(named.roles) == {u1, u2}  # not the group, not any other role of the cluster
     assert named.roles[u1] == whole.roles[u1] and named.roles[u2] == whole.roles[u2]
     assert named.roles[u2].member_of == frozenset({grp})
-    assert named.session_role == whole.session_role and "sessions" in named.extra
+    assert named.session_role == whole.session_role and isinstance(named.sessions, dict)
     statements = pg_target.statements_executed
     sessions_only = pg_target.inspect(frozenset())
-    assert sessions_only.roles == {} and "sessions" in sessions_only.extra
+    assert sessions_only.roles == {} and isinstance(sessions_only.sessions, dict)
     assert pg_target.statements_executed - statements == 2  # session facts and sessions: no role query
 
 
@@ -353,7 +354,7 @@ def test_appliers_of_one_target_serialise_on_the_advisory_lock(
         done.set()
 
     with pg.admin_connect(pg_dsn) as other, other.transaction():
-        other.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_lock_key(pg_target.name),))
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("apply", pg_target.name),))
         worker = threading.Thread(target=apply)
         worker.start()
         assert not done.wait(1.0)  # blocked behind the other applier
@@ -424,7 +425,7 @@ def test_embedded_pgserver_starts_and_inspects(tmp_path: Path) -> None:
         target.apply([create(user)])
         state = target.inspect()
         assert state.session_role == "postgres"
-        assert str(state.extra["server_version"]).startswith("16")
+        assert state.server_version.startswith("16")
         assert state.roles[user].marker is not None
         assert (data_dir / "PG_VERSION").exists()
     finally:

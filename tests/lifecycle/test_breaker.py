@@ -77,7 +77,7 @@ def _population(n: int) -> ActualState:
         f"u{i}": ActualRole(f"u{i}", True, marker=Marker(RoleKind.USER, f"id{i}", "src"), member_of=frozenset({"desk"}))
         for i in range(n)
     }
-    return ActualState("pg", {"desk": desk, **roles}, "svc", {})
+    return ActualState("pg", {"desk": desk, **roles}, "svc")
 
 
 def _day(leavers: range, movers: range) -> list[Change]:

@@ -48,7 +48,7 @@ def managed(
 
 def state(*roles: ActualRole, sessions: dict[str, int] | None = None) -> ActualState:
     base = [ActualRole("desk", False, marker=Marker(RoleKind.GROUP)), ActualRole("svc", True, createrole=True)]
-    return ActualState("pg", {r.name: r for r in [*base, *roles]}, "svc", {"sessions": sessions or {}})
+    return ActualState("pg", {r.name: r for r in [*base, *roles]}, "svc", sessions=sessions or {})
 
 
 def run(people: list[Identity], actual: ActualState, policy: DiffPolicy = DiffPolicy(), now: datetime = NOW):

@@ -16,7 +16,7 @@ APPROVER = frozenset({"trade_approver"})
 
 def _state(*roles: ActualRole, defaults: dict[str, str] | None = None) -> ActualState:
     base = empty_state(*roles)
-    return replace(base, extra={"default_roles": defaults or {}}, capabilities=MARIADB)
+    return replace(base, default_roles=defaults or {}, capabilities=MARIADB)
 
 
 def _defaults(changes: Iterable[Change]) -> dict[str, object]:
@@ -39,7 +39,7 @@ def test_only_role_becomes_default_joiner_and_existing() -> None:
     existing = _state(group("trade_approver"), managed("alice", "uuid-alice", member_of=APPROVER))
     changes, _ = plan_for([person("alice", "Other", groups=("approvers",))], existing)
     assert _defaults(changes) == {"alice": "trade_approver"}
-    done = replace(existing, extra={**existing.extra, "default_roles": {"alice": "trade_approver"}})
+    done = replace(existing, default_roles={"alice": "trade_approver"})
     assert plan_for([person("alice", "Other", groups=("approvers",))], done)[0] == ()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -17,8 +18,8 @@ from provisioner.core.identity.rules import build_ruleset
 from provisioner.core.reconcile.diff import DiffPolicy, diff
 from provisioner.core.values import marker as markers
 from provisioner.core.values.model import ActualRole, ActualState, Identity, Marker, RoleKind, SourceSnapshot
-from provisioner.core.values.plan import ChangeKind, Plan, TargetPlan
-from tests.support.memstate import apply_changes
+from provisioner.core.values.plan import Change, ChangeKind, Plan, TargetPlan
+from provisioner.targets.memory import MemoryTarget
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 RULES, _ = build_ruleset(
@@ -57,6 +58,16 @@ def person(uid: str, dept: str, *, status: str = "active", groups: tuple[str, ..
 def plan_for(people: list[Identity], state: ActualState, policy: DiffPolicy = DiffPolicy(), now: datetime = NOW):
     desired = desired_state([SourceSnapshot("ldap", tuple(people))], RULES, NamingPolicy(), LifecyclePolicy(), now)
     return diff(desired, state, policy, now)
+
+
+def apply_changes(state: ActualState, changes: Sequence[Change]) -> ActualState:
+    """``changes`` applied by the in-memory target (provisioner/targets/memory.py), which the
+    conformance suite checks against PostgreSQL and MariaDB; every change must apply."""
+    target = MemoryTarget.from_state(state)
+    result = target.apply(changes)
+    assert result.failed == (), [f.describe() for f in result.failed]
+    assert len(result.applied) == len(changes)
+    return target.inspect()
 
 
 def empty_state(*roles: ActualRole) -> ActualState:

@@ -17,8 +17,7 @@ from provisioner.core.identity.naming import NamingPolicy
 from provisioner.core.reconcile.diff import DiffPolicy, diff
 from provisioner.core.reconcile.diffmemo import DiffMemo
 from provisioner.core.values.model import ActualState, Identity, SourceSnapshot
-from tests.support.memstate import apply_changes
-from tests.unit.test_diff import NOW, RULES, empty_state, group, person
+from tests.unit.test_diff import NOW, RULES, apply_changes, empty_state, group, person
 
 PEOPLE = [f"u{i}" for i in range(8)]
 STEPS = st.lists(
@@ -47,7 +46,7 @@ def _step(kind: str, who: str, dept: str, people: dict[str, Identity], state: Ac
     elif kind == "leave_date":
         people[who] = replace(p, attributes={**p.attributes, "leave_date": ((NOW + timedelta(days=1)).date().isoformat(),)})
     elif kind == "session":  # the same roles, a new session: the roles mapping stays the same object
-        return replace(state, extra={**state.extra, "sessions": {**state.extra.get("sessions", {}), who: 1}})
+        return replace(state, sessions={**state.sessions, who: 1})
     elif kind == "hand" and who in state.roles:
         roles = dict(state.roles)
         roles[who] = replace(roles[who], member_of=roles[who].member_of | {"trade_approver"})

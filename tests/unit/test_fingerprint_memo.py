@@ -44,7 +44,7 @@ def test_memo_is_used_for_the_same_roles_only() -> None:
     sources = frozenset({"ldap"})
     first = state.fingerprint(frozenset(), sources, memo)
     assert memo.get(state, sources) is not None
-    reused = dataclasses.replace(state, extra={"sessions": {"alice": 1}})  # the daemon's reused state
+    reused = dataclasses.replace(state, sessions={"alice": 1})  # the daemon's reused state
     assert memo.get(reused, sources) is not None
     changed = _state(ActualRole("carol", True, marker=Marker(RoleKind.USER, "3", "ldap")))
     assert memo.get(changed, sources) is None

@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provisioner.core.values.plan import ChangeKind, transactions
-from tests.support.memstate import apply_changes
-from tests.unit.test_diff import directories, plan_for, start_states
+from tests.unit.test_diff import apply_changes, directories, plan_for, start_states
 
 
 @settings(max_examples=200, deadline=None)
@@ -17,7 +16,7 @@ def test_split_plan_applies_like_one_transaction(people, start, limit) -> None: 
     chunks = transactions(changes, limit)
     assert sorted(map(repr, (c for ch in chunks for c in ch))) == sorted(map(repr, changes))
     state = start
-    for chunk in chunks:  # memstate refuses a grant of a group that does not exist yet
+    for chunk in chunks:  # a grant of a group that does not exist yet would be refused
         state = apply_changes(state, chunk)
     assert state == apply_changes(start, changes)
     owner: dict[str, int] = {}

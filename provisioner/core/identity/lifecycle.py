@@ -311,7 +311,7 @@ def _drop(
 def break_glass_notices(desired: DesiredState, actual: ActualState, break_glass: frozenset[str]) -> list[Notice]:
     """Emergency accounts are never changed; say when one is in use or holds
     memberships no rule grants."""
-    sessions: Mapping[str, int] = actual.extra.get("sessions") or {}
+    sessions: Mapping[str, int] = actual.sessions
     out = []
     for name in sorted(break_glass):
         role = actual.roles.get(name)

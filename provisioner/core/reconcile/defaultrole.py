@@ -1,7 +1,7 @@
 """MariaDB default roles: which role is active when a managed user logs in.  Pure: no I/O.
 
 MariaDB activates no role at login unless one is the account's DEFAULT ROLE, and an
-account has at most one.  A target that reports ``extra["default_roles"]`` (user name ->
+account has at most one.  A target that reports ``ActualState.default_roles`` (user name ->
 its current default role; users without one absent) gets, after the membership diff, one
 ``alter_role`` change with the parameter ``default_role`` (a role name, or null for
 ``NONE``) per managed user whose default should change:
@@ -40,7 +40,7 @@ def default_role_changes(
     """The default-role changes and notices for the planned ``changes`` (see module doc).
     Users in ``untouchable`` (protected, break-glass) and users the rules do not
     describe (held, vanishing) are left alone unless the plan changes their roles."""
-    current_defaults: Mapping[str, str] = actual.extra.get("default_roles") or {}
+    current_defaults: Mapping[str, str] = actual.default_roles or {}
     planned = list(changes)
     managed = _managed_groups(desired, actual, planned)
     users: dict[str, str] = {}  # resulting user name -> its name in the actual state

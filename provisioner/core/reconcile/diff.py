@@ -87,7 +87,7 @@ def diff(
             kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]))
     _plan_contenders(desired, actual, policy, now, out)
     _plan_vanished(desired, actual, policy, renamed, now, out)
-    if "default_roles" in actual.extra:  # MariaDB with manage_default_role (core/reconcile/defaultrole.py)
+    if actual.default_roles is not None:  # MariaDB with manage_default_role (core/reconcile/defaultrole.py)
         untouchable = {n for n, r in actual.roles.items() if is_protected(r, actual, policy)}
         more, notes = default_role_changes(desired, actual, out.changes, untouchable)
         out.changes += more
@@ -282,7 +282,7 @@ def _plan_disable(
     actual: ActualState,
     policy: DiffPolicy,
 ) -> None:
-    sessions = int((actual.extra.get("sessions") or {}).get(name, 0))
+    sessions = actual.sessions.get(name, 0)
     changes, notices = disable_changes(name, role, reasons, now, policy.leavers, sessions, actual.roles)
     out.changes += ledger_revokes(changes, role, policy.instance)
     out.notices += notices

@@ -63,7 +63,7 @@ def _check(change: Change, after: ActualState) -> str | None:
     if kind is ChangeKind.DROP_ROLE:
         return "role still exists" if role is not None else None
     if kind is ChangeKind.TERMINATE_SESSIONS:
-        left = int((after.extra.get("sessions") or {}).get(change.role, 0))
+        left = after.sessions.get(change.role, 0)
         return f"{left} session(s) still open (does the provisioner hold pg_signal_backend?)" if left else None
     if kind in (ChangeKind.GRANT_PRIVILEGE, ChangeKind.REVOKE_PRIVILEGE):
         from provisioner.core.privileges.diff import verify_privilege
@@ -80,7 +80,7 @@ def _check(change: Change, after: ActualState) -> str | None:
             else None
         )
     if kind is ChangeKind.ALTER_ROLE and any(key == "default_role" for key, _ in change.params):
-        default = (after.extra.get("default_roles") or {}).get(change.role)
+        default = (after.default_roles or {}).get(change.role)
         if default != change.param("default_role"):
             return f"default role is {default!r}, expected {change.param('default_role')!r}"
     if kind in (ChangeKind.ALTER_ROLE, ChangeKind.CREATE_ROLE):

@@ -245,8 +245,14 @@ class ActualState:
     target: str
     roles: Mapping[str, ActualRole]
     session_role: str
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Adapter-specific facts later stages may need (server version ...)."""
+    sessions: Mapping[str, int] = field(default_factory=dict)
+    """Open sessions per login role (the provisioner's own session not counted): a leaver's
+    are ended where ``capabilities.session_termination``."""
+    default_roles: Mapping[str, str] | None = None
+    """Each account's DEFAULT ROLE (accounts without one absent); None: not read (a target
+    without ``capabilities.default_roles``, or ``manage_default_role`` off), never planned."""
+    server_version: str = ""
+    """The server's own version text (diagnostics)."""
     privileges: PrivilegeSnapshot | None = None
     """Privileges of managed roles and the object inventory (None: not read)."""
     capabilities: Capabilities = POSTGRESQL
