@@ -94,7 +94,14 @@ class MysqlSetup:
 
 
 def write_mysql_config(
-    tmp_path: Path, prefix: str, login: Login, *, source: str, protected: list[str] | None, extra: str
+    tmp_path: Path,
+    prefix: str,
+    login: Login,
+    *,
+    source: str,
+    protected: list[str] | None,
+    extra: str,
+    target_extra: str = "",
 ) -> Path:
     """The config of a MariaDB test target fed by ``directory.ldif`` in ``tmp_path``."""
     body = f"""
@@ -124,6 +131,7 @@ user = "{login.user}"
 password = "file:{login.password_file}"
 meta_database = "{login.meta_database}"
 protected_roles = {json.dumps(protected or [])}
+{target_extra}
 
 {extra}
 """
