@@ -4,14 +4,19 @@ MariaDB cannot express is a precise plan error."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
 
-from provisioner.core.values.plan import ChangeKind, NoticeLevel
+from provisioner.core.governance.alerts import AlertPolicy, History, Severity, evaluate
+from provisioner.core.values.plan import ChangeKind, NoticeLevel, Plan
+from provisioner.engine.recovery import planned_event
+from provisioner.mappings import load_mappings
 from tests.mysql.catalog import make_catalog_setup
+from tests.sod.test_sod_e2e import run_cli
 from tests.support import mysql as M
 
 
@@ -89,3 +94,140 @@ def test_mover_loses_privileges_through_membership(
         M.q(conn, f"UPDATE {t}.approvals SET status = 'approved' WHERE order_id = 0")
         M.q(conn, f"CALL {t}.approve_order(0)")
     assert env.setup.plan().changes == ()
+
+
+def _notices(plan: Plan, code: str) -> list[str]:
+    return [n.message for t in plan.targets for n in t.notices if n.code == code]
+
+
+def test_hand_grants_on_managed_roles_are_drift(
+    tmp_path: Path, mysql_prefix: str, mysql_login: M.Login, mysql_admin: Any
+) -> None:
+    """Brownfield: a DBA's own role keeps its hand grants; hand grants to a person's account
+    and to a rule role outside the catalog are drift rated by the object's sensitivity (and
+    alerted); a hand grant to a catalog role with extras = "revoke" is taken back."""
+    p = mysql_prefix
+    env = make_catalog_setup(tmp_path, p, mysql_login, privileges=True)
+    t = f"`{p}trading`"
+    M.q(mysql_admin, f"CREATE ROLE {M.ident(p + 'dba_reporting')}")  # pre-existing, unmanaged
+    M.q(mysql_admin, f"GRANT SELECT ON {t}.`orders` TO {M.ident(p + 'dba_reporting')}")
+    env.setup.apply()
+    trader = M.account(mysql_admin, p + "bkaczmarek")
+    M.q(mysql_admin, f"GRANT UPDATE ON {t}.`approvals` TO {trader}")  # critical object
+    M.q(mysql_admin, f"GRANT SELECT ON `{p}reference`.`instruments` TO {trader}")  # medium: below the alert bar
+    M.q(mysql_admin, f"GRANT DELETE ON {t}.`orders` TO {M.ident(p + 'dept_trading')}")  # rule role, not catalog
+    M.q(mysql_admin, f"GRANT DELETE ON {t}.`orders` TO {M.ident(p + 'trade_executor')}")  # catalog, extras=revoke
+    plan = env.setup.plan()
+    drift = _notices(plan, "privilege_drift")
+    assert any(
+        m.startswith(f"managed login role {p}bkaczmarek holds UPDATE on table {p}trading.approvals, which the")
+        and "[sensitivity critical]" in m
+        and f"({p}trade_approver grants on it)" in m
+        for m in drift
+    ), drift
+    assert any(m.startswith(f"managed role {p}dept_trading holds DELETE on table {p}trading.orders") for m in drift)
+    assert not any(f"{p}dba_reporting" in m for m in drift), "an unmanaged role is not provisioner's to judge"
+    revokes = [c.describe("mariadb") for c in plan.changes]
+    assert revokes == [f"revoke DELETE on table {p}trading.orders from {p}trade_executor"]
+    record = planned_event(env.setup.ctx(env.setup.config()), plan).content()
+    catalog = load_mappings(env.setup.config().mappings_dir).catalog
+    alerts = [a for a in evaluate([record], catalog, History(), AlertPolicy()) if a.key.startswith("privilege_drift:")]
+    assert sorted((a.facts["role"], a.facts["sensitivity"], a.severity) for a in alerts) == [
+        (p + "bkaczmarek", "critical", Severity.CRITICAL),  # trading.approvals: trade_approver's (critical)
+        (p + "dept_trading", "high", Severity.WARNING),  # trading.orders: trade_executor's (high)
+    ], alerts  # reference.instruments (medium) is below the default bar
+    env.setup.apply()
+    assert not any("DELETE" in g for g in show_grants(mysql_admin, p + "trade_executor"))
+    # drift = "revoke": the hand grants to managed roles are taken back, the DBA's role keeps its own
+    text = env.setup.path.read_text().replace("protected_roles = []", 'protected_roles = []\ndrift = "revoke"')
+    env.setup.path.write_text(text)
+    plan = env.setup.apply()
+    assert sorted(c.describe("mariadb") for c in plan.changes) == [
+        f"revoke DELETE on table {p}trading.orders from {p}dept_trading",
+        f"revoke SELECT on table {p}reference.instruments from {p}bkaczmarek",
+        f"revoke UPDATE on table {p}trading.approvals from {p}bkaczmarek",
+    ]
+    assert [str(r[0]) for r in M.q(mysql_admin, f"SHOW GRANTS FOR {trader}") if f"{p}trading" in str(r[0])] == []
+    assert f"GRANT SELECT ON {t}.`orders` TO `{p}dba_reporting`" in show_grants(mysql_admin, p + "dba_reporting")
+    assert env.setup.plan().changes == ()
+
+
+def test_grant_mariadb_cannot_express_is_a_precise_error(
+    tmp_path: Path, mysql_prefix: str, mysql_login: M.Login, mysql_admin: Any
+) -> None:
+    p = mysql_prefix
+    env = make_catalog_setup(tmp_path, p, mysql_login, privileges=True)
+    catalog = tmp_path / "mappings" / "roles" / "trading.toml"
+    catalog.write_text(
+        catalog.read_text()
+        + f"""
+[role.{p}cleanup]
+description = "Empties staging tables"
+owner = "Head of IT"
+sensitivity = "high"
+
+[[role.{p}cleanup.grants]]
+on = "tables"
+schema = "{p}trading"
+objects = ["executions"]
+privileges = ["DELETE", "TRUNCATE"]
+
+[[role.{p}cleanup.grants]]
+on = "database"
+privileges = ["TEMPORARY"]
+"""
+    )
+    plan = env.setup.apply()
+    errors = [n.message for n in plan.targets[0].notices if n.level is NoticeLevel.ERROR]
+    line = catalog.read_text().splitlines().index(f"[role.{p}cleanup]") + 1
+    assert errors == [
+        f"{catalog}:{line} [role.{p}cleanup] grants[0]: TRUNCATE on table {p}trading.executions cannot be expressed on "
+        "MariaDB and is not granted: MariaDB's TRUNCATE TABLE needs the DROP privilege, which also drops the "
+        "table; remove it from the catalog or grant it by hand",
+        f"{catalog}:{line} [role.{p}cleanup] grants[1]: TEMPORARY on database cannot be expressed on MariaDB and is not "
+        "granted: MariaDB grants CREATE TEMPORARY TABLES per database (one per catalog schema) or on *.* for the "
+        "whole server; a PostgreSQL database is the whole server, so only the broader *.* grant could express "
+        "it; remove it from the catalog or grant it by hand",
+    ]
+    # the rest of the grant applies, nothing broader than asked
+    assert show_grants(mysql_admin, p + "cleanup") == {f"GRANT DELETE ON `{p}trading`.`executions` TO `{p}cleanup`"}
+    result = run_cli("plan", "-c", str(env.setup.path))
+    assert "privilege_inexpressible" in result.stdout and f"[role.{p}cleanup] grants[0]: TRUNCATE" in result.stdout
+    assert env.setup.plan().changes == ()
+
+
+def test_access_and_roles_answer_on_mariadb(
+    tmp_path: Path, mysql_prefix: str, mysql_login: M.Login, mysql_admin: Any
+) -> None:
+    p = mysql_prefix
+    env = make_catalog_setup(tmp_path, p, mysql_login, privileges=True)
+    env.setup.apply()
+    M.q(mysql_admin, f"GRANT UPDATE ON `{p}trading`.`approvals` TO {M.account(mysql_admin, p + 'bkaczmarek')}")
+    cfg = str(env.setup.path)
+    result = run_cli("access", "-c", cfg, f"{p}trading.approvals", "--privilege", "UPDATE", "--format", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (found,) = json.loads(result.stdout)["results"]
+    assert found["object"] == f"table {p}trading.approvals"
+    paths = {(x["role"], tuple(x["columns"]), x["hand_grant"], tuple(s["kind"] for s in x["steps"])) for x in found["paths"]}
+    cols = ("approved_at", "approved_by", "status")
+    assert (p + "hmorrow", cols, False, ("rule", "catalog_grant")) in paths  # Head of Trading approves
+    assert (p + "trade_approver", cols, False, ("catalog_grant",)) in paths
+    assert (p + "bkaczmarek", (), True, ("hand_grant",)) in paths
+    assert not any(r.startswith(p + "lferreira") for r, *_ in paths)  # a trader cannot approve
+    # SELECT through trade_reader's database-level grant, two memberships away
+    result = run_cli("access", "-c", cfg, f"{p}trading.orders", "--privilege", "SELECT", "--format", "json")
+    (found,) = json.loads(result.stdout)["results"]
+    reader = [x for x in found["paths"] if x["role"] == p + "lferreira"]
+    assert reader and all(not x["hand_grant"] for x in reader), reader
+    assert any(x["chain"][-1] == p + "trade_reader" for x in reader)
+    svc = [x for x in found["paths"] if x["role"] == mysql_login.user]  # the grantor can read, and says so
+    assert svc and all(x["hand_grant"] for x in svc), found["paths"]
+    listed = run_cli("roles", "list", "-c", cfg, "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["role"]: r for r in json.loads(listed.stdout)}
+    assert rows[p + "trade_executor"]["targets"][p + "maria"] == {"exists": True, "managed": True, "members": 4}  # desk traders, not the service account
+    shown = run_cli("roles", "show", "-c", cfg, p + "trade_executor")
+    assert shown.returncode == 0, shown.stderr
+    assert "MISSING" not in shown.stdout
+    assert f"held    INSERT     {p}trading.orders " in shown.stdout, shown.stdout
+    assert f"held    SELECT     all tables in schema {p}trading" in shown.stdout  # inherited wildcard
