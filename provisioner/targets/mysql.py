@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pymysql
 
 from provisioner.config import MysqlTargetConfig
 from provisioner.core.privileges.access import ObjectAcl
-from provisioner.core.values.capabilities import MARIADB, MYSQL
+from provisioner.core.values.capabilities import MARIADB, MYSQL, Capabilities
 from provisioner.core.values.grants import PrivilegeSnapshot
 from provisioner.core.values.model import ActualRole, ActualState
 from provisioner.core.values.plan import Change, ChangeKind
@@ -43,6 +44,11 @@ from provisioner.targets.mysql_apply import (
 
 LOCK_TIMEOUT_SECONDS = 30
 ALL_STEPS = {**STEPS, **mp.PRIVILEGE_STEPS}
+UNMANAGED_WHY_NOT = (
+    "manage_privileges = false on this target; set it to true to apply them here (a PostgreSQL schema is a "
+    "MariaDB database; docs/mysql.md, \"Object privileges\"), or grant object privileges to these roles by hand "
+    "(provisioner manages their role hierarchy and memberships)"
+)
 _PLUGIN = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -211,7 +217,7 @@ class MysqlTarget:
             roles=roles,
             privileges=privileges,
             session_role=names.name(me_user, me_host),
-            capabilities=MARIADB if self._mariadb else MYSQL,
+            capabilities=self._capabilities(),
             credential_drift=frozenset(drift),
             extra={
                 "server_version": str(version),
@@ -222,6 +228,15 @@ class MysqlTarget:
                 **({"default_roles": mi.default_roles(defaults, names)} if defaults is not None else {}),
             },
         )
+
+    def _capabilities(self) -> Capabilities:
+        """MariaDB can express the catalog's object privileges (translated); this target
+        manages them only with ``manage_privileges`` (otherwise one info notice says so)."""
+        if not self._mariadb:
+            return MYSQL
+        if self.config.manage_privileges:
+            return MARIADB
+        return replace(MARIADB, object_privileges=False, object_privileges_why_not=UNMANAGED_WHY_NOT)
 
     @property
     def _reads_privileges(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from provisioner.core.values.capabilities import MARIADB, POSTGRESQL
+from provisioner.core.values.capabilities import MARIADB, MYSQL, POSTGRESQL
 from provisioner.core.values.model import ActualState
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
@@ -38,5 +38,6 @@ def test_mariadb_refusal_is_the_shared_error() -> None:
 def test_capabilities_are_declared_values() -> None:
     assert ActualState("t", {}, "svc").capabilities is POSTGRESQL
     assert POSTGRESQL.transactional and POSTGRESQL.object_privileges and POSTGRESQL.expiring_accounts
-    assert not (MARIADB.transactional or MARIADB.object_privileges or MARIADB.expiring_accounts)
-    assert MARIADB.object_privileges_why_not and MARIADB.dialect == "mariadb"
+    assert not (MARIADB.transactional or MARIADB.expiring_accounts)
+    assert MARIADB.object_privileges and MARIADB.dialect == "mariadb"  # translated (core/privileges/dialect.py)
+    assert not MYSQL.object_privileges and MYSQL.object_privileges_why_not
