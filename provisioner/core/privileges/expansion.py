@@ -10,6 +10,7 @@ from provisioner.core.values.grants import (
     DEFAULT,
     FUNCTION,
     SCHEMA,
+    SEQUENCE,
     GrantSpec,
     Inventory,
     Obj,
@@ -40,8 +41,10 @@ def expand(spec: GrantSpec, inv: Inventory, default_owners: tuple[str, ...] = ()
     if spec.kind == COLUMN:
         return _expand_columns(spec, inv)
     existing = inv.objects(spec.kind, spec.schema)
-    if spec.objects is None and inv.database_level:
+    if spec.objects is None and inv.database_level and spec.kind != SEQUENCE:
         return Expansion((Obj(db, spec.kind, spec.schema, "*"),), ())
+    if spec.objects is None and inv.database_level:  # db.* would cover every table too: one grant per sequence
+        return Expansion(tuple(Obj(db, SEQUENCE, spec.schema, n) for n in existing), ())
     if spec.objects is None:
         owners = default_owners or (inv.schemas[spec.schema],)
         found = [Obj(db, spec.kind, spec.schema, name) for name in existing]
