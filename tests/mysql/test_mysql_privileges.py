@@ -14,7 +14,9 @@ import pytest
 from provisioner.core.governance.alerts import AlertPolicy, History, Severity, evaluate
 from provisioner.core.values.plan import ChangeKind, NoticeLevel, Plan
 from provisioner.engine.recovery import planned_event
+from provisioner.errors import StalePlan
 from provisioner.mappings import load_mappings
+from provisioner.targets.mysql import MysqlTarget
 from tests.mysql.catalog import make_catalog_setup
 from tests.sod.test_sod_e2e import run_cli
 from tests.support import mysql as M
@@ -231,3 +233,43 @@ def test_access_and_roles_answer_on_mariadb(
     assert "MISSING" not in shown.stdout
     assert f"held    INSERT     {p}trading.orders " in shown.stdout, shown.stdout
     assert f"held    SELECT     all tables in schema {p}trading" in shown.stdout  # inherited wildcard
+
+
+def test_privileges_are_read_in_constant_queries(mysql_prefix: str, mysql_login: M.Login, mysql_admin: Any) -> None:
+    p = mysql_prefix
+    db = M.ident(p + "bulk")
+    M.q(mysql_admin, f"CREATE DATABASE {db}")
+    M.q(mysql_admin, f"GRANT ALL PRIVILEGES ON `{p.replace('_', chr(92) + '_')}bulk`.* TO "
+        f"{M.account(mysql_admin, mysql_login.user)} WITH GRANT OPTION")
+    target = MysqlTarget(mysql_login.target_config(p + "t", manage_privileges=True))
+    try:
+        counts = []
+        for n in (10, 300):
+            for i in range(n):
+                M.q(mysql_admin, f"CREATE TABLE IF NOT EXISTS {db}.`t{i}` (id INT, v INT)")
+            before = target.statements_executed
+            state = target.inspect()
+            counts.append(target.statements_executed - before)
+            assert state.privileges is not None and len(state.privileges.databases[""].tables[p + "bulk"]) == n
+        assert counts[0] == counts[1], counts
+    finally:
+        target.close()
+
+
+def test_saved_plan_is_stale_after_a_hand_grant_and_public_is_seen(
+    tmp_path: Path, mysql_prefix: str, mysql_login: M.Login, mysql_admin: Any
+) -> None:
+    p = mysql_prefix
+    env = make_catalog_setup(tmp_path, p, mysql_login, privileges=True)
+    env.setup.apply()
+    saved = env.setup.plan()
+    assert env.setup.apply(saved=saved).changes == ()  # not stale while nothing changed
+    M.q(mysql_admin, f"GRANT SELECT ON `{p}risk`.`limits` TO {M.account(mysql_admin, p + 'bkaczmarek')}")
+    with pytest.raises(StalePlan):
+        env.setup.apply(saved=saved)
+    M.q(mysql_admin, f"GRANT SELECT ON `{p}risk`.`limits` TO PUBLIC")  # MariaDB 10.11: every account
+    try:
+        public = _notices(env.setup.plan(), "public_privilege")
+        assert [m.split(":")[0] for m in public] == [f"PUBLIC holds SELECT on table {p}risk.limits"], public
+    finally:
+        M.q(mysql_admin, f"REVOKE SELECT ON `{p}risk`.`limits` FROM PUBLIC")
