@@ -273,3 +273,23 @@ def test_saved_plan_is_stale_after_a_hand_grant_and_public_is_seen(
         assert [m.split(":")[0] for m in public] == [f"PUBLIC holds SELECT on table {p}risk.limits"], public
     finally:
         M.q(mysql_admin, f"REVOKE SELECT ON `{p}risk`.`limits` FROM PUBLIC")
+
+
+def test_sod_privilege_sides_are_checked_on_mariadb(
+    tmp_path: Path, mysql_prefix: str, mysql_login: M.Login, mysql_admin: Any
+) -> None:
+    """With the catalog's privileges applied, a privilege side (INSERT on trading.orders vs
+    UPDATE on trading.approvals) is checked on MariaDB as on PostgreSQL: no sod_unchecked."""
+    p = mysql_prefix
+    env = make_catalog_setup(tmp_path, p, mysql_login, privileges=True)
+    env.setup.apply()
+    M.q(mysql_admin, f"CREATE USER {M.account(mysql_admin, p + 'dba_hand')}")
+    with M.connect_as(mysql_login.user, mysql_login.password) as dba:  # holds the roles WITH ADMIN OPTION
+        for role in ("trade_executor", "trade_approver"):
+            M.q(dba, f"GRANT {M.ident(p + role)} TO {M.account(dba, p + 'dba_hand')}")
+    plan = env.setup.plan()
+    conflicts = [n for n in plan.targets[0].notices if n.code == "sod_conflict"]
+    assert {n.role for n in conflicts} == {p + "dba_hand"}
+    assert sorted(n.message.split("'")[1] for n in conflicts) == ["order-entry-approval", "trade-approve-execute"]
+    assert _notices(plan, "sod_unchecked") == []
+    assert _notices(plan, "sod_reference") == []  # the policy's tables exist in the MariaDB databases
