@@ -13,10 +13,18 @@ GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO 'provisioner'@'%';
 -- read accounts and role grants
 GRANT SELECT ON mysql.global_priv TO 'provisioner'@'%';
 GRANT SELECT ON mysql.roles_mapping TO 'provisioner'@'%';
+-- read object privileges (manage_privileges = true; harmless otherwise)
+GRANT SELECT ON mysql.db TO 'provisioner'@'%';
+GRANT SELECT ON mysql.tables_priv TO 'provisioner'@'%';
+GRANT SELECT ON mysql.columns_priv TO 'provisioner'@'%';
+GRANT SELECT ON mysql.procs_priv TO 'provisioner'@'%';
 -- the ownership markers (meta_database, default provisioner_meta; created on the first apply)
 GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON provisioner_meta.* TO 'provisioner'@'%';
 
 -- Existing roles (created by DBAs) that rules hand out, one line each:
 --   GRANT trade_reader TO 'provisioner'@'%' WITH ADMIN OPTION;
+-- Only with manage_privileges = true, one line per database (a catalog schema) whose privileges
+-- it manages: granting and revoking a privilege needs that privilege WITH GRANT OPTION:
+--   GRANT ALL PRIVILEGES ON `trading`.* TO 'provisioner'@'%' WITH GRANT OPTION;
 -- Only with manage_default_role = true (as strong as root; docs/mysql.md):
 --   GRANT UPDATE ON mysql.* TO 'provisioner'@'%';

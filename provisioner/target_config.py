@@ -95,6 +95,10 @@ class MysqlTargetConfig(TargetBase):
     """``USING`` value for auth_plugin; the default hash ``invalid`` matches no password."""
     meta_database: str = Field("provisioner_meta", pattern=r"^[A-Za-z0-9_$]+$")
     """Database of the ownership-marker table ``managed_roles``."""
+    manage_privileges: bool = False
+    """MariaDB: own catalog roles' object privileges, a PostgreSQL schema being a MariaDB
+    database (docs/mysql.md, "Object privileges"); needs SELECT on mysql.db, tables_priv,
+    columns_priv, procs_priv and the privileges to grant WITH GRANT OPTION."""
     manage_default_role: bool = False
     """MariaDB: set each managed user's DEFAULT ROLE (its only managed role; docs/mysql.md).
     Needs ``UPDATE ON mysql.*`` for the provisioner's account, hence off by default."""

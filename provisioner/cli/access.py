@@ -13,10 +13,12 @@ import click
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
 from provisioner.core.privileges.access import Access, who_can
+from provisioner.core.privileges.dialect import for_target
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import load
 from provisioner.errors import ConfigError, ProvisionerError
+from provisioner.targets.mysql import MysqlTarget
 from provisioner.targets.postgres import PostgresTarget
 
 CSV_COLUMNS = [
@@ -90,14 +92,13 @@ def access(
             if only and tcfg.name not in only:
                 continue
             target = targets.get(tcfg.name)
-            if not isinstance(target, PostgresTarget):
-                click.echo(f"[{tcfg.name}] skipped: access is answered for PostgreSQL targets only", err=True)
+            if not isinstance(target, PostgresTarget | MysqlTarget):
+                click.echo(f"[{tcfg.name}] skipped: access is not answered for this target type", err=True)
                 continue
+            state = inp.actual[tcfg.name]
+            catalog, _ = for_target(inp.mappings.privileges, state.capabilities)  # MariaDB: schemas are databases
             for acl in target.object_access(obj, database):
-                found.append(
-                    who_can(acl, inp.actual[tcfg.name], inp.desired, inp.mappings.privileges,
-                            tcfg.privilege_owners, privilege)
-                )
+                found.append(who_can(acl, state, inp.desired, catalog, tcfg.privilege_owners, privilege))
     if not found:
         raise ProvisionerError(f"no table, sequence, function, schema or database named {obj!r} on any target")
     if fmt == "json":

@@ -15,6 +15,7 @@ from provisioner.cli.group import cli
 from provisioner.core.governance.sodeval import Conflict
 from provisioner.core.privileges.access import StepKind, membership_step
 from provisioner.core.privileges.catalog import Catalog
+from provisioner.core.privileges.dialect import for_target
 from provisioner.core.privileges.spec import EffectivePrivilege, PrivilegeCatalog, effective_privileges
 from provisioner.core.reconcile.escalation import privileged_attributes
 from provisioner.core.values.grants import COLUMN, DEFAULT, FUNCTION, PUBLIC, SEQUENCE, TABLE, Grant, Obj
@@ -42,7 +43,8 @@ def _effective(
     catalog: PrivilegeCatalog, roles: list[str], state: ActualState | None
 ) -> tuple[tuple[EffectivePrivilege, ...], bool]:
     snap = state.privileges if state is not None else None
-    return effective_privileges(catalog, roles, snap), snap is not None and len(snap.databases) > 1
+    ours = for_target(catalog, state.capabilities)[0] if state is not None else catalog
+    return effective_privileges(ours, roles, snap), snap is not None and len(snap.databases) > 1
 
 
 def render_role(catalog: PrivilegeCatalog, role: str, actual: Mapping[str, ActualState]) -> str:
@@ -54,7 +56,8 @@ def render_role(catalog: PrivilegeCatalog, role: str, actual: Mapping[str, Actua
     for name, state in actual.items():
         eff, many = _effective(catalog, [role], state)
         snap = state.privileges
-        where = f" (databases {', '.join(snap.databases)})" if snap else " (privileges not read: symbolic)"
+        dbs = ", ".join(d or "(the server: a schema is a database)" for d in snap.databases) if snap else ""
+        where = f" (databases {dbs})" if snap else " (privileges not read: symbolic)"
         lines += ["", f"Target {name}{where}: {len(eff)} effective privilege(s)"]
         for e in eff:
             status = ""
@@ -76,6 +79,7 @@ def render_access(
     """What ``user`` (login role ``login``) can do on one target once this plan is
     applied -- effective access only, every path -- and what SoD withholds."""
     changes = tp.changes if tp is not None else ()
+    catalog = for_target(catalog, state.capabilities)[0]  # MariaDB: the catalog in its own terms
     role = state.roles.get(login)
     granted = {str(c.param("group")) for c in changes if c.role == login and c.kind is ChangeKind.GRANT_MEMBERSHIP}
     revoked = {str(c.param("group")) for c in changes if c.role == login and c.kind is ChangeKind.REVOKE_MEMBERSHIP}
@@ -291,7 +295,8 @@ def list_roles(config_path: str, fmt: str) -> None:
             t: {
                 "exists": name in state.roles,
                 "managed": bool(name in state.roles and state.roles[name].marker),
-                "members": sum(1 for r in state.roles.values() if name in r.member_of),
+                # not the provisioner's own account (MariaDB: it holds the roles it created WITH ADMIN OPTION)
+                "members": sum(1 for n, r in state.roles.items() if name in r.member_of and n != state.session_role),
             }
             for t, state in actual.items()
         }

@@ -27,6 +27,7 @@ from provisioner.core.identity.memo import GrantMemo
 from provisioner.core.identity.naming import NamingPolicy
 from provisioner.core.identity.needs import source_needs
 from provisioner.core.privileges.catalog import Catalog
+from provisioner.core.privileges.dialect import for_target
 from provisioner.core.privileges.diff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges.drift import DriftPolicy, plan_privilege_drift
 from provisioner.core.privileges.spec import EMPTY, PrivilegeCatalog
@@ -140,9 +141,11 @@ def make_plan(
     target_plans = []
     for name, state in actual.items():
         changes, notices = diff(desired, state, pols[name], ctx.now, diff_memo)
-        more, more_notices = plan_privileges(privileges, state, PrivilegePolicy(pols[name], owners[name]), changes)
+        ours, translated = for_target(privileges, state.capabilities)  # MariaDB: schemas are databases
+        more, more_notices = plan_privileges(ours, state, PrivilegePolicy(pols[name], owners[name]), changes)
+        more_notices = [*translated, *more_notices] if state.privileges is not None else more_notices
         drift_policy = DriftPolicy(pols[name], catalog.public if catalog else "report", owners[name])
-        drift, drift_notices = plan_privilege_drift(privileges, catalog or Catalog({}), state, drift_policy)
+        drift, drift_notices = plan_privilege_drift(ours, catalog or Catalog({}), state, drift_policy)
         escalated, escalated_notices = plan_escalations(desired, state, pols[name])
         # what cannot work is reported at plan time, never failed at apply
         kept, refused = refuse_unworkable((*changes, *more, *drift, *escalated), desired, state)

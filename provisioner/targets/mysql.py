@@ -18,16 +18,20 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pymysql
 
 from provisioner.config import MysqlTargetConfig
+from provisioner.core.privileges.access import ObjectAcl
 from provisioner.core.values.capabilities import MARIADB, MYSQL, Capabilities
-from provisioner.core.values.model import ActualState
+from provisioner.core.values.grants import PrivilegeSnapshot
+from provisioner.core.values.model import ActualRole, ActualState
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
+from provisioner.targets import mysql_privileges as mp
 from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, lock_name
 from provisioner.targets.mysql_apply import (
     STEPS,
@@ -39,6 +43,12 @@ from provisioner.targets.mysql_apply import (
 )
 
 LOCK_TIMEOUT_SECONDS = 30
+ALL_STEPS = {**STEPS, **mp.PRIVILEGE_STEPS}
+UNMANAGED_WHY_NOT = (
+    "manage_privileges = false on this target; set it to true to apply them here (a PostgreSQL schema is a "
+    "MariaDB database; docs/mysql.md, \"Object privileges\"), or grant object privileges to these roles by hand "
+    "(provisioner manages their role hierarchy and memberships)"
+)
 _PLUGIN = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -76,8 +86,9 @@ class MysqlTarget:
 
     @property
     def capabilities(self) -> Capabilities:
-        """MariaDB's until an inspect saw a MySQL server."""
-        return MARIADB if self._mariadb else MYSQL
+        """MariaDB's until an inspect saw a MySQL server; object privileges only with
+        ``manage_privileges``."""
+        return self._capabilities()
 
     # ----------------------------------------------------------------- connection
 
@@ -193,6 +204,7 @@ class MysqlTarget:
             ) from exc
         roles, names = mi.build_roles(accounts, grants, markers, self.config.account_host)
         self._names = names
+        privileges = self._privileges(roles, names, accounts) if self._reads_privileges else None
         me_user, me_host = mi.session_account(str(current))
         managed = {n for n, r in roles.items() if r.marker is not None}
         drift = (
@@ -203,6 +215,7 @@ class MysqlTarget:
         return ActualState(
             target=self.name,
             roles=roles,
+            privileges=privileges,
             session_role=names.name(me_user, me_host),
             capabilities=self.capabilities,
             credential_drift=frozenset(drift),
@@ -210,6 +223,45 @@ class MysqlTarget:
             sessions=dict(mi.sessions(session_rows)),
             default_roles=mi.default_roles(defaults, names) if defaults is not None else None,
         )
+
+    def _capabilities(self) -> Capabilities:
+        """MariaDB can express the catalog's object privileges (translated); this target
+        manages them only with ``manage_privileges`` (otherwise one info notice says so)."""
+        if not self._mariadb:
+            return MYSQL
+        if self.config.manage_privileges:
+            return MARIADB
+        return replace(MARIADB, object_privileges=False, object_privileges_why_not=UNMANAGED_WHY_NOT)
+
+    @property
+    def _reads_privileges(self) -> bool:
+        """Object privileges are read on MariaDB with ``manage_privileges`` only."""
+        return self.config.manage_privileges and self._mariadb
+
+    def _privileges(
+        self, roles: dict[str, ActualRole], names: mi.Names, accounts: list[mi.Account], everyone: bool = False
+    ) -> PrivilegeSnapshot:
+        try:
+            return mp.read_privileges(self._query, roles, names, accounts, self.config.meta_database, everyone)
+        except pymysql.err.OperationalError as exc:
+            self._discard()
+            raise TargetUnavailable(f"target {self.name}: reading privileges failed: {mysql_message(exc)}") from exc
+        except pymysql.err.MySQLError as exc:
+            raise TargetUnavailable(
+                f"target {self.name}: reading privileges failed: {mysql_message(exc)} (manage_privileges = true "
+                "needs SELECT on mysql.db, mysql.tables_priv, mysql.columns_priv and mysql.procs_priv; see "
+                "docs/mysql.md)"
+            ) from exc
+
+    def object_access(self, text: str, database: str | None = None) -> list[ObjectAcl]:
+        """The complete ACL of the object ``text`` names (``db.table``, ``db.routine`` or ``db``)
+        for ``provisioner access``: every account's and role's grants (``database`` is unused:
+        a PostgreSQL schema is a MariaDB database)."""
+        if not self._mariadb:
+            return []
+        accounts = mi.accounts(self._query(mi.MARIADB_ACCOUNTS_QUERY))
+        roles, names = mi.build_roles(accounts, self._query(mi.MARIADB_GRANTS_QUERY), [], self.config.account_host)
+        return mp.object_acls(self._privileges(roles, names, accounts, everyone=True), text)
 
     @property
     def _reads_default_roles(self) -> bool:
@@ -230,7 +282,7 @@ class MysqlTarget:
         expressible = []
         for change in changes:  # refuse what cannot be expressed before anything runs
             try:
-                check(change)
+                check(change, ALL_STEPS, mp.check_privilege)
                 expressible.append(change)
             except ChangeFailed as exc:
                 failed.append(FailedChange(change, str(exc)))
@@ -256,7 +308,7 @@ class MysqlTarget:
                         failed.append(FailedChange(change, f"skipped: creating {change.role} failed in this run"))
                         continue
                     try:
-                        STEPS[change.kind](ex, change)
+                        ALL_STEPS[change.kind](ex, change)
                     except (pymysql.err.MySQLError, ValueError, TypeError) as exc:
                         if isinstance(exc, pymysql.err.OperationalError) and not self.connection_open():
                             raise self._failed(change, len(applied), len(changes), exc) from exc

@@ -317,15 +317,22 @@ STEPS: dict[ChangeKind, Callable[[Executor, Change], None]] = {
 }
 
 
-def check(change: Change) -> None:
-    """Refuse, before anything runs, a change this target cannot express."""
-    if change.kind not in STEPS:
+def check(
+    change: Change,
+    steps: Mapping[ChangeKind, Callable[[Executor, Change], None]] = STEPS,
+    more: Callable[[Change], None] | None = None,
+) -> None:
+    """Refuse, before anything runs, a change this target cannot express (``steps``: the
+    changes it can run; ``more``: a further check of privilege changes)."""
+    if change.kind not in steps:
         raise ChangeFailed(
             f"change {change.describe()} cannot be applied: {change.kind.value!r} is not supported by the "
-            "MySQL/MariaDB target (privileges are managed on PostgreSQL only)",
+            "MySQL/MariaDB target",
             change,
         )
     try:
+        if more is not None and change.kind in (ChangeKind.GRANT_PRIVILEGE, ChangeKind.REVOKE_PRIVILEGE):
+            more(change)
         quote_ident(change.role)
         for key in ("group", "old_name", "default_role"):
             if change.param(key) is not None:

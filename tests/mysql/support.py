@@ -3,6 +3,8 @@ config whose only target is MariaDB reached as the least-privilege account."""
 
 from __future__ import annotations
 
+import tomllib
+
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +96,14 @@ class MysqlSetup:
 
 
 def write_mysql_config(
-    tmp_path: Path, prefix: str, login: Login, *, source: str, protected: list[str] | None, extra: str
+    tmp_path: Path,
+    prefix: str,
+    login: Login,
+    *,
+    source: str,
+    protected: list[str] | None,
+    extra: str,
+    target_extra: str = "",
 ) -> Path:
     """The config of a MariaDB test target fed by ``directory.ldif`` in ``tmp_path``."""
     target = {
@@ -106,6 +115,7 @@ def write_mysql_config(
         "password": f"file:{login.password_file}",
         "meta_database": login.meta_database,
         "protected_roles": protected or [],
+        **tomllib.loads(target_extra),
     }
     path = write_config(
         tmp_path / "config.toml",

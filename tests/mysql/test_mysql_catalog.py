@@ -36,7 +36,7 @@ def test_shipped_catalog_applies_and_replans_empty(tmp_path: Path, mysql_prefix:
     assert [c.describe() for c in again.changes] == []
     notes = [n for n in plan.targets[0].notices if n.code == "privileges_not_supported"]
     assert len(notes) == 1 and notes[0].level.value == "info"
-    assert f"{p}trade_reader (" in notes[0].message and "no schemas" in notes[0].message
+    assert f"{p}trade_reader (" in notes[0].message and "manage_privileges = false" in notes[0].message
 
 
 def test_saved_plan_with_sod_policies_applies(

@@ -89,6 +89,13 @@ def cleanup(prefix: str) -> None:
             else:
                 q(conn, f"DROP USER IF EXISTS {account(conn, user, host)}")
         q(conn, f"DROP DATABASE IF EXISTS {ident(prefix + 'meta')}")
+        schemas = q(
+            conn,
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE LEFT(SCHEMA_NAME, %s) = %s",
+            (len(prefix), prefix),
+        )
+        for (schema,) in schemas:  # the trading objects of privilege tests
+            q(conn, f"DROP DATABASE IF EXISTS {ident(schema)}")
 
 
 @dataclass

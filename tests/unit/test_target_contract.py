@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-from provisioner.core.values.capabilities import MARIADB, POSTGRESQL
+from provisioner.core.values.capabilities import MARIADB, MYSQL, POSTGRESQL
 from provisioner.core.values.model import ActualState
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ApplyFailed
@@ -40,8 +40,9 @@ def test_mariadb_refusal_is_the_shared_error() -> None:
 def test_capabilities_are_declared_values() -> None:
     assert ActualState("t", {}, "svc").capabilities is POSTGRESQL
     assert POSTGRESQL.transactional and POSTGRESQL.object_privileges and POSTGRESQL.expiring_accounts
-    assert not (MARIADB.transactional or MARIADB.object_privileges or MARIADB.expiring_accounts)
-    assert MARIADB.object_privileges_why_not and MARIADB.dialect == "mariadb"
+    assert not (MARIADB.transactional or MARIADB.expiring_accounts)
+    assert MARIADB.object_privileges and MARIADB.dialect == "mariadb"  # translated (core/privileges/dialect.py)
+    assert not MYSQL.object_privileges and MYSQL.object_privileges_why_not
 
 
 def _defined(name: str) -> list[str]:
@@ -107,4 +108,8 @@ def test_every_target_declares_its_capabilities() -> None:
     pg = PostgresTarget(PostgresTargetConfig.model_validate({"type": "postgresql", "name": "p", "dsn": "host=x"}))
     assert pg.capabilities is POSTGRESQL  # nothing connects: a declaration
     maria = MysqlTarget(MysqlTargetConfig.model_validate({"type": "mysql", "name": "m"}))
-    assert maria.capabilities is MARIADB  # MySQL 8 once its inspect() saw the server's version
+    # MariaDB's (MySQL 8's once its inspect() saw the server's version); object privileges
+    # only with manage_privileges
+    assert maria.capabilities == dataclasses.replace(MARIADB, object_privileges=False,
+                                                     object_privileges_why_not=maria.capabilities.object_privileges_why_not)
+    assert maria.capabilities.object_privileges_why_not

@@ -182,7 +182,8 @@ def who_can(
         columns = tuple(sorted(c for c in cols if c)) if all(cols) else ()
         step = _grant_step(acl, grantee, priv, columns, catalog_grants)
         grantees.setdefault(grantee, []).append(_Grantee(priv, columns, step))
-    for name, table in PREDEFINED.items():
+    postgresql = actual.capabilities.dialect == "postgresql"  # MariaDB: global grants are ACL entries (*.*)
+    for name, table in PREDEFINED.items() if postgresql else ():
         for priv in sorted(table.get(acl.obj.kind, frozenset())):
             if wanted is None or priv == wanted:
                 step = Step(StepKind.PREDEFINED, f"predefined role {name} holds {priv} on every {acl.obj.kind}")
@@ -196,9 +197,9 @@ def who_can(
             )
             for g in grants:
                 paths.append(_path(chain, (*steps, g.step), g, actual, desired))
-    every = {e.privilege for e in acl.entries} | _predefined_privs(acl.obj.kind)
+    every = {e.privilege for e in acl.entries} | (_predefined_privs(acl.obj.kind) if postgresql else set())
     privs = [wanted] if wanted else sort_privileges(every)
-    for name, role in sorted(actual.roles.items()):
+    for name, role in sorted(actual.roles.items()) if postgresql else ():
         if role.superuser:
             step = Step(StepKind.SUPERUSER, f"{name} is a superuser: bypasses every privilege check")
             paths += [_path((name,), (step,), _Grantee(p, (), step), actual, desired) for p in privs]
@@ -293,6 +294,16 @@ def _catalog_grants(
     return out
 
 
+def _catalog_text(catalog_grants: Mapping[Grant, str], grantee: str, obj: Obj, priv: str) -> str | None:
+    """The catalog's reason for ``grantee`` holding ``priv`` on ``obj`` -- on the object itself or,
+    where wildcards are one grant (MariaDB ``db``.*), on every object of its schema."""
+    for o in (obj, Obj(obj.database, obj.kind, obj.schema, "*"), Obj(obj.database, TABLE, obj.schema, "*")):
+        text = catalog_grants.get(Grant(grantee, o, priv))
+        if text:
+            return text
+    return None
+
+
 def _grant_step(
     acl: ObjectAcl, grantee: str, priv: str, columns: tuple[str, ...], catalog_grants: Mapping[Grant, str]
 ) -> Step:
@@ -301,7 +312,7 @@ def _grant_step(
     if grantee == acl.owner and not columns:
         return Step(StepKind.OWNER, f"{grantee} owns {obj.label()}: holds {priv}")
     objs = [Obj(obj.database, COLUMN, obj.schema, obj.name, c) for c in columns] if columns else [obj]
-    texts = [catalog_grants.get(Grant(grantee, o, priv)) for o in objs]
+    texts = [_catalog_text(catalog_grants, grantee, o, priv) for o in objs]
     if all(texts):
         return Step(StepKind.CATALOG_GRANT, f"{grantee} holds {what}: {texts[0]}")
     return Step(StepKind.HAND_GRANT, f"{grantee} holds {what} by hand grant (the catalog does not give it)")

@@ -10,6 +10,7 @@ from provisioner.core.values.grants import (
     DEFAULT,
     FUNCTION,
     SCHEMA,
+    SEQUENCE,
     GrantSpec,
     Inventory,
     Obj,
@@ -28,7 +29,8 @@ class Expansion:
 def expand(spec: GrantSpec, inv: Inventory, default_owners: tuple[str, ...] = ()) -> Expansion:
     """Expand ``spec`` against the objects of ``inv``.  A wildcard also yields
     the default privileges for the objects ``default_owners`` (default: the
-    schema's owner) create later."""
+    schema's owner) create later; where ``inv.database_level`` (MariaDB), a wildcard
+    is the one object ``name = "*"`` (``GRANT ... ON db.*`` covers later objects too)."""
     db = inv.database
     if spec.kind == DATABASE:
         return Expansion((Obj(db, DATABASE),), ())
@@ -39,6 +41,10 @@ def expand(spec: GrantSpec, inv: Inventory, default_owners: tuple[str, ...] = ()
     if spec.kind == COLUMN:
         return _expand_columns(spec, inv)
     existing = inv.objects(spec.kind, spec.schema)
+    if spec.objects is None and inv.database_level and spec.kind != SEQUENCE:
+        return Expansion((Obj(db, spec.kind, spec.schema, "*"),), ())
+    if spec.objects is None and inv.database_level:  # db.* would cover every table too: one grant per sequence
+        return Expansion(tuple(Obj(db, SEQUENCE, spec.schema, n) for n in existing), ())
     if spec.objects is None:
         owners = default_owners or (inv.schemas[spec.schema],)
         found = [Obj(db, spec.kind, spec.schema, name) for name in existing]

@@ -18,7 +18,8 @@ class Capabilities:
     expiring_accounts: bool = True
     """The server refuses a login after VALID UNTIL (MariaDB: the leave timer disables it)."""
     object_privileges: bool = True
-    """Catalog object privileges (schemas, tables, sequences, functions, columns) can be managed."""
+    """Catalog object privileges (schemas, tables, sequences, functions, columns) can be managed
+    (MariaDB: translated grant by grant, core/privileges/dialect.py)."""
     object_privileges_why_not: str = ""
     """Why not, when ``object_privileges`` is False (shown in the plan)."""
     default_roles: bool = False
@@ -33,20 +34,17 @@ class Capabilities:
 
 POSTGRESQL = Capabilities()
 
-MARIADB_PRIVILEGES_WHY_NOT = (
-    "the catalog's grants are written in PostgreSQL's object model (database CONNECT, schema USAGE, "
-    "sequences, functions, default privileges for future tables); MariaDB has no schemas inside a "
-    "database, no CONNECT or USAGE privilege on them, no sequence USAGE and no default privileges, so the "
-    "same file cannot mean the same thing there; grant object privileges to these roles in MariaDB by "
-    "hand (provisioner manages their role hierarchy and memberships)"
+MYSQL_PRIVILEGES_WHY_NOT = (
+    "object privileges are translated for MariaDB only (a PostgreSQL schema is a MariaDB database; "
+    "core/privileges/dialect.py); MySQL 8's grant tables and roles differ and have no tests here; grant object "
+    "privileges to these roles in MySQL by hand (provisioner manages their role hierarchy and memberships)"
 )
 
 MARIADB = Capabilities(
     dialect="mariadb",
     transactional=False,
     expiring_accounts=False,
-    object_privileges=False,
-    object_privileges_why_not=MARIADB_PRIVILEGES_WHY_NOT,
+    object_privileges=True,
     default_roles=True,
     catalog_digest=False,
     password_drift=True,
@@ -57,6 +55,6 @@ MYSQL = Capabilities(
     transactional=False,
     expiring_accounts=False,
     object_privileges=False,
-    object_privileges_why_not=MARIADB_PRIVILEGES_WHY_NOT.replace("MariaDB", "MySQL"),
+    object_privileges_why_not=MYSQL_PRIVILEGES_WHY_NOT,
     catalog_digest=False,
 )

@@ -66,7 +66,7 @@ class Obj:
     def label(self) -> str:
         """``table trading.orders`` (without the database)."""
         if self.kind == DATABASE:
-            return f"database {self.database}"
+            return f"database {self.database}" if self.database else "every database (*.*)"
         if self.kind == SCHEMA:
             return f"schema {self.schema}"
         if self.kind == COLUMN:
@@ -80,7 +80,9 @@ class Obj:
 
     def describe(self) -> str:
         """The label, with the database unless the object is the database."""
-        return self.label() if self.kind == DATABASE else f"{self.label()} in database {self.database}"
+        if self.kind == DATABASE or not self.database:  # MariaDB: the server is the one database
+            return self.label()
+        return f"{self.label()} in database {self.database}"
 
     def to_params(self) -> dict[str, str]:
         return {
@@ -132,6 +134,10 @@ class Inventory:
     """schema -> signatures ``name(argtypes)``."""
     columns: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     """(schema, table) -> column names."""
+    database_level: bool = False
+    """A wildcard is one grant on every object of the schema, now and later (MariaDB: on
+    ``db``.*, where a PostgreSQL schema is a database), instead of a grant per object plus
+    default privileges."""
     ungrantable: Mapping[Obj, frozenset[str]] = field(default_factory=dict)
     """Object -> the privileges the provisioner's own role cannot grant on it (it holds no
     grant option and does not have the owner's privileges); objects it can grant on
