@@ -4,7 +4,6 @@ config whose only target is MariaDB reached as the least-privilege account."""
 from __future__ import annotations
 
 import tomllib
-
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
