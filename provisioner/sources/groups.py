@@ -215,11 +215,13 @@ def build_snapshot(
     groups: Sequence[GroupRecord],
     amap: AttributeMap,
     warnings: Sequence[str] = (),
+    norm: Callable[[str], str] | None = None,
 ) -> SourceSnapshot:
     """Map user entries to identities with resolved groups; entries without a
-    username or stable id are skipped and counted in ``warnings``."""
+    username or stable id are skipped and counted in ``warnings``.  ``norm``: the
+    reader's DN memo (:class:`DnNames`), else one for this call."""
     records = [user_record(dn, raw, amap) for dn, raw in users]
-    return assemble(source, records, GroupGraph(groups), amap, warnings)
+    return assemble(source, records, GroupGraph(groups, norm), amap, warnings)
 
 
 def assemble(

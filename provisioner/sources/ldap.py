@@ -121,7 +121,7 @@ class LdapSource:
         groups = self.read_groups(conn)
         membership = self.membership(conn, groups)
         if isinstance(membership, GroupGraph):
-            return build_snapshot(self.name, users, groups, self.amap, self.warnings())
+            return build_snapshot(self.name, users, groups, self.amap, self.warnings(), self.memory.dns)
         from provisioner.sources.groups import assemble, user_record
 
         records = [user_record(dn, raw, self.amap) for dn, raw in users]

@@ -123,3 +123,11 @@ def test_plan_and_explain_send_no_alert_even_with_a_violation(
         assert kinds.count("violation") == 1, "plan recorded its violation, explain recorded nothing"
     finally:
         store.close()
+    # an apply appends what planning found once, before its first change (write-ahead order)
+    applied = setup.apply()
+    store = StateStore(cfg.state.url, base_dir=cfg.base_dir)
+    try:
+        kinds = [r["kind"] for r in _records(store, str(applied.meta["run_id"]))]
+    finally:
+        store.close()
+    assert kinds[:3] == ["violation", "run_planned", "apply_intent"], kinds
