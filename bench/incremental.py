@@ -36,8 +36,8 @@ from provisioner.core.identity.naming import NamingPolicy
 from provisioner.core.identity.needs import source_needs
 from provisioner.core.identity.rules import build_ruleset
 from provisioner.engine.gcpause import paused_gc
-from provisioner.sources.incremental_state import forget
 from provisioner.sources.ldap import LdapSource
+from provisioner.sources.memory import SourceMemory
 from provisioner.store.state import StateStore
 from tests.support.slapd import Slapd
 
@@ -61,10 +61,12 @@ def load_aged(n: int) -> tuple[Slapd, float]:
     return server, took
 
 
-def _run(cfg: Any, store: StateStore | None, rules: Any, memo: GrantMemo | None) -> tuple[float, float, str, int]:
+def _run(
+    cfg: Any, store: StateStore | None, rules: Any, memo: GrantMemo | None, memory: SourceMemory | None = None
+) -> tuple[float, float, str, int]:
     needs = source_needs(rules)
     started = time.perf_counter()
-    source = LdapSource(cfg, store=store, needs=needs)
+    source = LdapSource(cfg, store=store, needs=needs, memory=memory)
     snap = source.read()
     read = time.perf_counter() - started
     naming, now = NamingPolicy("{username}", "b_", 63), datetime.now(UTC)
@@ -91,17 +93,18 @@ def measure(n: int) -> None:
             hourly = server.source_config(page_size=1000, timeout=120.0, deletion_scan_every="1h")
             daemon = GrantMemo()  # kept across runs, as the daemon keeps it
             rows = [("full read, no state store", *_run(cfg, None, rules, None))]
-            rows.append(("incremental: first run (full)", *_run(cfg, store, rules, daemon)))
-            rows.append(("incremental: no-op, warm", *_run(cfg, store, rules, daemon)))
-            forget(store)
-            rows.append(("incremental: no-op, cold process", *_run(cfg, store, rules, None)))
+            sources = SourceMemory()  # the daemon's, kept across its runs (its WarmState's)
+            rows.append(("incremental: first run (full)", *_run(cfg, store, rules, daemon, sources)))
+            rows.append(("incremental: no-op, warm", *_run(cfg, store, rules, daemon, sources)))
+            sources.forget()
+            rows.append(("incremental: no-op, cold process", *_run(cfg, store, rules, None, sources)))
             rng = random.Random(3)
             sample = rng.sample(range(n), 200)
             _change(server, sample[:100])
-            rows.append(("incremental: 100 changed, warm", *_run(cfg, store, rules, daemon)))
-            rows.append(("no-op, warm, scan hourly", *_run(hourly, store, rules, daemon)))
+            rows.append(("incremental: 100 changed, warm", *_run(cfg, store, rules, daemon, sources)))
+            rows.append(("no-op, warm, scan hourly", *_run(hourly, store, rules, daemon, sources)))
             _change(server, sample[100:])
-            rows.append(("100 changed, warm, scan hourly", *_run(hourly, store, rules, daemon)))
+            rows.append(("100 changed, warm, scan hourly", *_run(hourly, store, rules, daemon, sources)))
             store.close()
     finally:
         server.cleanup()

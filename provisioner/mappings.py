@@ -22,8 +22,8 @@ from provisioner.core.privileges.catalog import Catalog, build_catalog
 from provisioner.core.privileges.spec import EMPTY, EXTRA_KEYS, PrivilegeCatalog, build_privilege_catalog
 from provisioner.errors import RuleError
 
-CATALOG_EXTRA_KEYS: set[str] = set(EXTRA_KEYS)
-"""Catalog keys that later features understand (registered by those features)."""
+CATALOG_EXTRA_KEYS: frozenset[str] = frozenset(EXTRA_KEYS)
+"""Catalog keys that later features understand (the privilege model's)."""
 
 
 @dataclass(frozen=True, slots=True)

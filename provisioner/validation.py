@@ -22,6 +22,7 @@ from pathlib import Path
 
 from provisioner.config import Config, EntraSourceConfig, load_config
 from provisioner.core.identity.needs import IDENTITY_ATTRIBUTES, LIFECYCLE_ATTRIBUTES, referenced_attributes
+from provisioner.core.identity.placeholders import is_template
 from provisioner.core.identity.rules import RuleSet
 from provisioner.errors import ConfigError, RuleError
 from provisioner.mappings import Mappings, load_mappings
@@ -123,7 +124,7 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 def _role_names(
     cfg: Config, mappings: Mappings, report: Report, roles_on_targets: Callable[[Config], Iterable[str]] | None
 ) -> None:
-    known = set(mappings.catalog.roles) | {g for r in mappings.rules.rules for g in r.grants if "{" not in g}
+    known = set(mappings.catalog.roles) | {g for r in mappings.rules.rules for g in r.grants if not is_template(g)}
     on_targets = set(roles_on_targets(cfg)) if roles_on_targets is not None else None
     named: list[tuple[str, str]] = [("lifecycle.break_glass", n) for n in cfg.lifecycle.break_glass]
     if cfg.lifecycle.reassign_owned_to:

@@ -25,7 +25,7 @@ from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import load, open_store
 from provisioner.engine.record import recorded_run
-from provisioner.engine.run import apply_run, lifecycle_policy, plan_run, refusal, safety_findings
+from provisioner.engine.run import apply_run, check, lifecycle_policy, plan_run
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.mappings import load_mappings
 
@@ -74,11 +74,11 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
     cfg = load(config_path)
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, actor=actor)
-    with recorded_run(ctx, "plan", cfg) as summary, Targets(cfg) as targets, terminal_progress(ctx):
-        outcome = plan_run(cfg, ctx, targets)
-        result = outcome.plan
-        summary.update(_summary(result))
-        violations, trips = safety_findings(cfg, result, outcome.actual)
+    with recorded_run(ctx, "plan", cfg) as run, Targets(cfg) as targets, terminal_progress(ctx):
+        checked = check(cfg, ctx, targets)
+        run.keep(checked.outcome.events)  # what planning found; the safety verdict is the exit code
+        result = checked.plan
+        run.update(_summary(result))
     _emit(result, fmt)
     if out:  # the saved plan names the run that made it (apply records it with the plan's digest)
         meta = {**result.meta, "planning_run": ctx.run_id, "planned_by": ctx.actor}
@@ -86,9 +86,8 @@ def plan(config_path: str, fmt: str, out: str | None, detailed_exitcode: bool, a
         click.echo(
             f"Plan saved to {out}; apply it with: provisioner apply -c {config_path} --plan {out}", err=True
         )
-    refused = refusal(violations, trips)
-    if refused is not None:
-        raise refused
+    if checked.refused is not None:
+        raise checked.refused
     _exit_if_escalated(result)
     errors = _error_notices(result)
     if errors:

@@ -34,7 +34,8 @@ class JobFailure:
     run_id: str | None = None
 
 
-FAILURE_HOOKS: list[Callable[[JobFailure], None]] = []
+FAILURE_HOOKS: tuple[Callable[[JobFailure], None], ...] = ()
+"""Extra receivers of every failure (a test's seam; none in production): immutable."""
 
 
 def to_alert(failure: JobFailure) -> Alert:

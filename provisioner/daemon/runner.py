@@ -22,7 +22,7 @@ from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.gcpause import collect_garbage, paused_gc
 from provisioner.engine.record import recorded_run
-from provisioner.engine.run import PlanOutcome, apply_run, plan_run, safety
+from provisioner.engine.run import PlanOutcome, apply_run, check, hold
 from provisioner.engine.warm import WarmState
 from provisioner.errors import PlanError, ProvisionerError, RunInterrupted, SafetyViolation, StalePlan
 from provisioner.logs import log
@@ -191,9 +191,12 @@ class Runner:
                         plan = apply_run(cfg, ctx, targets, mappings=loaded.mappings, on_planned=self._planned(seen))
                 else:
                     with Targets(cfg) as targets:
-                        self._planned(seen)(planned := plan_run(cfg, ctx, targets, loaded.mappings))
-                        plan = planned.plan
-                        safety(cfg, plan, planned.actual, ctx)
+                        checked = check(cfg, ctx, targets, loaded.mappings)
+                        self._planned(seen)(checked.outcome)
+                        hold(ctx, checked)  # recorded when the run closes
+                        plan = checked.plan
+                        if checked.refused is not None:
+                            raise checked.refused
                 summary.update(
                     identities=plan.identities_seen,
                     changes=len(plan.changes),

@@ -35,7 +35,8 @@ def read_sources(
         referenced_groups = _rule_groups(cfg)
     snaps = []
     for scfg in cfg.sources:
-        source = build_source(scfg, store=ctx.store, referenced_groups=referenced_groups, needs=needs)
+        memory = ctx.warm.sources if ctx.warm is not None else None  # a CLI read keeps nothing
+        source = build_source(scfg, store=ctx.store, referenced_groups=referenced_groups, needs=needs, memory=memory)
         try:
             snap = source.read()
         finally:

@@ -1,14 +1,17 @@
 """The run context: one run's clock, actor, trigger, reason, store and progress.
 
-Every stage of a run takes it; it creates the run's audit events and appends
-them to the store (when there is one).
+Every stage of a run takes it; it creates the run's audit events.  Planning only
+returns them (``PlanOutcome.events``); the edge or ``apply_run`` hands them over with
+:meth:`RunContext.hold`, and they reach the store with the next records written
+(:meth:`RunContext.audit`): an apply's, before its first change; otherwise the
+records the run recorder writes when the run closes (engine/record.py).
 """
 
 from __future__ import annotations
 
 import getpass
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +51,8 @@ class RunContext:
     warm: WarmState | None = None
     """The daemon's state kept between runs (engine/warm.py); None for a CLI run, which
     memoises within itself only and never skips inspect + diff on a proven no-op."""
+    held: list[AuditEvent] = field(default_factory=list)
+    """Records planning produced, not yet in the store (see :meth:`hold`)."""
 
     @property
     def short_circuit(self) -> bool:
@@ -59,9 +64,21 @@ class RunContext:
         who = getpass.getuser()
         return cls(datetime.now(UTC), f"{who} ({actor})" if actor else who, "manual", reason, store=store)
 
+    def hold(self, events: Iterable[AuditEvent]) -> None:
+        """Keep records for the store without writing them now: they are appended, in order,
+        in front of the next records written (:meth:`audit`), at the latest by the run
+        recorder when the run closes.  A run without a store (``explain``) drops them."""
+        self.held.extend(events)
+
+    def flush(self) -> None:
+        """Append the records held so far now (an apply, before it executes anything)."""
+        self.audit([])
+
     def audit(self, events: list[AuditEvent]) -> None:
-        if self.store is not None:
-            self.store.append(events)
+        """Append ``events`` now, after every record held so far (one append)."""
+        held, self.held = self.held, []
+        if self.store is not None and (held or events):
+            self.store.append([*held, *events])
 
     def event(self, kind: EventKind, **kw: Any) -> AuditEvent:
         return AuditEvent(self.run_id, datetime.now(UTC), self.actor, self.trigger, kind, **kw)

@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from provisioner.config import Config
-from provisioner.core.governance.audit import EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.core.identity.lifecycle import flatten_missing, missing_counts
 from provisioner.core.values.model import ActualState, SourceSnapshot
 from provisioner.engine.context import RunContext
@@ -76,14 +76,15 @@ def _window(last: Mapping[str, Any], today: date, days: int = BASELINE_DAYS) -> 
     return {str(d): int(n) for d, n in daily.items() if isinstance(n, int) and str(d) >= first}
 
 
-def gate(cfg: Config, ctx: RunContext, snapshots: Iterable[SourceSnapshot]) -> None:
+def gate(cfg: Config, ctx: RunContext, snapshots: Iterable[SourceSnapshot]) -> tuple[AuditEvent, ...]:
     """Refuse snapshots whose identity count dropped beyond the threshold against the
     baseline (the largest good count of the last :data:`BASELINE_DAYS` days).
 
     ``ctx.allow_mass_revocation`` (with a reason) lets a known mass departure
-    through; the override is recorded in the audit trail and resets the baseline."""
+    through; the override's audit record is returned (the run records it when planning
+    ends) and the baseline is reset after the apply."""
     if ctx.store is None:
-        return
+        return ()
     limit = cfg.safety.max_identity_drop
     problems = []
     for snap in snapshots:
@@ -102,11 +103,10 @@ def gate(cfg: Config, ctx: RunContext, snapshots: Iterable[SourceSnapshot]) -> N
                 f"[safety] max_identity_drop is {limit:.0%}"
             )
     if not problems:
-        return
+        return ()
     if ctx.allow_mass_revocation:
-        ctx.audit([ctx.event(EventKind.OVERRIDE, reason=ctx.reason, after={"health_gate": problems})])
         log.warning("health_gate_overridden", run_id=ctx.run_id, problems=problems, reason=ctx.reason)
-        return
+        return (ctx.event(EventKind.OVERRIDE, reason=ctx.reason, after={"health_gate": problems}),)
     log.error("source_unhealthy", run_id=ctx.run_id, problems=problems)
     raise SourceUnhealthy(
         "source health gate: " + "; ".join(problems) + "; refusing to plan (nothing was changed)"

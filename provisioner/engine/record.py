@@ -1,10 +1,14 @@
 """The run recorder: a run's history row and audit records, whatever happens, and its alerts
-evaluated once when the run closes (never for a manual ``plan``: a dry run alerts nobody)."""
+evaluated once when the run closes (never for a manual ``plan``: a dry run alerts nobody).
+
+Planning writes nothing: the records a plan returns (``PlanOutcome.events``) are held by
+the run (:meth:`RunRecord.keep`) and appended when it closes, in front of its last
+records -- unless an apply wrote them earlier, before its first change."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,8 +22,21 @@ from provisioner.logs import log
 from provisioner.store.audit import AuditTampered
 
 
+class RunRecord(dict[str, Any]):
+    """The run's summary (its ``run_finished`` record and history row), and the records it
+    holds until it closes."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__()
+        self._ctx = ctx
+
+    def keep(self, events: Iterable[AuditEvent]) -> None:
+        """Records for the audit trail, appended when the run closes (or by an earlier write)."""
+        self._ctx.hold(events)
+
+
 @contextmanager
-def recorded_run(ctx: RunContext, mode: str, cfg: Config | None = None) -> Iterator[dict[str, Any]]:
+def recorded_run(ctx: RunContext, mode: str, cfg: Config | None = None) -> Iterator[RunRecord]:
     """Record the run in the run history and the audit trail, whatever happens.
 
     With ``[audit] signing_key`` every append verifies the chain after the newest
@@ -37,7 +54,7 @@ def recorded_run(ctx: RunContext, mode: str, cfg: Config | None = None) -> Itera
         tampered(ctx, cfg, exc)
         raise
     store.start_run(ctx.trigger, ctx.actor, mode, run_id=ctx.run_id)
-    summary: dict[str, Any] = {}
+    summary = RunRecord(ctx)
     try:
         yield summary
     except ProvisionerError as exc:
@@ -57,7 +74,8 @@ def recorded_run(ctx: RunContext, mode: str, cfg: Config | None = None) -> Itera
                "failed", summary, repr(exc))
         raise
     outcome = summary.pop("_outcome", "ok")
-    _close(ctx, cfg, mode, [ctx.event(EventKind.RUN_FINISHED, reason=outcome, after=summary)], outcome, summary, None)
+    _close(ctx, cfg, mode, [ctx.event(EventKind.RUN_FINISHED, reason=outcome, after=dict(summary))], outcome,
+           summary, None)
     log.info("run_summary", run_id=ctx.run_id, mode=mode, outcome=outcome, **summary)
 
 
@@ -70,12 +88,13 @@ def _close(
     summary: dict[str, Any],
     error: str | None,
 ) -> None:
-    """The run's last records, its history row (chained as ``run_recorded``), then its alerts."""
+    """The records the run held, its last records, its history row (chained as
+    ``run_recorded``), then its alerts."""
     store = ctx.store
     assert store is not None
     try:
         ctx.audit(events)
-        row = store.finish_run(ctx.run_id, outcome, summary, error)
+        row = store.finish_run(ctx.run_id, outcome, dict(summary), error)
         ctx.audit([ctx.event(EventKind.RUN_RECORDED, reason=outcome, after=row)])
     except AuditTampered as exc:  # the chain was tampered with during the run: nothing more is signed
         tampered(ctx, cfg, exc)

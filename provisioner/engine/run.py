@@ -4,7 +4,11 @@
     targets -> actual state
     diff -> plan -> safety checks -> apply -> verify -> audit
 
-``plan_run`` and ``apply_run`` share every step up to execution.
+``plan_run`` makes the plan and returns it with what it found (audit records, SoD
+violations) as values: planning writes nothing to the audit trail.  ``check`` is
+"plan, then check safety", the one entry of the CLI's ``plan`` and ``apply`` and the
+daemon.  ``apply_run`` hands the records over before anything is executed (or refused);
+a plan's reach the store when the run recorder closes the run (engine/record.py).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 from provisioner import unicode_data
 from provisioner.config import Config
-from provisioner.core.governance.audit import EventKind
+from provisioner.core.governance.audit import AuditEvent
+from provisioner.core.governance.sodeval import Conflict
 from provisioner.core.identity.desired import desired_state
 from provisioner.core.identity.exclusions import Exclusion, apply_exclusions
 from provisioner.core.identity.exclusions import digest as exclusions_digest
@@ -31,13 +36,12 @@ from provisioner.core.privileges.dialect import for_target
 from provisioner.core.privileges.diff import PrivilegePolicy, plan_privileges
 from provisioner.core.privileges.drift import DriftPolicy, plan_privilege_drift
 from provisioner.core.privileges.spec import EMPTY, PrivilegeCatalog
-from provisioner.core.reconcile.breaker import BreakerPolicy, BreakerTrip, check_breaker
+from provisioner.core.reconcile.breaker import BreakerTrip
 from provisioner.core.reconcile.credentials import credential_notices
 from provisioner.core.reconcile.diff import DiffPolicy, diff
 from provisioner.core.reconcile.diffmemo import DiffMemo
 from provisioner.core.reconcile.escalation import plan_escalations
 from provisioner.core.reconcile.refusal import refuse_unworkable
-from provisioner.core.reconcile.safety import check_plan
 from provisioner.core.reconcile.savedplan import contained
 from provisioner.core.values.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.values.plan import Plan, TargetPlan, execution_order, plan_scope
@@ -48,9 +52,10 @@ from provisioner.engine.execute import execute, refuse_stale
 from provisioner.engine.gcpause import paused_gc
 from provisioner.engine.health import Missing
 from provisioner.engine.recovery import planned_event, recover_interrupted
+from provisioner.engine.safety import Verdict, findings, refusal, verdict
 from provisioner.engine.segregation import enforce as enforce_sod
-from provisioner.errors import ApplyFailed, BreakerTripped, PlanError, SafetyViolation, StalePlan
-from provisioner.logs import log
+from provisioner.engine.segregation import violation_events
+from provisioner.errors import ApplyFailed, PlanError, ProvisionerError, StalePlan
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.review import exclusions as review_exclusions
 
@@ -64,7 +69,34 @@ class PlanOutcome:
     actual: Mapping[str, ActualState]
     missing: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     """Per source, managed stable ids missing from this read -> consecutive reads missing."""
+    events: tuple[AuditEvent, ...] = ()
+    """What planning found, for the audit trail, in order: a health-gate override, one
+    ``violation`` per SoD conflict, ``run_planned``.  Nothing of it is written yet."""
+    violations: tuple[Conflict, ...] = ()
+    """The SoD conflicts whose grants the plan withholds."""
 
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A plan and its safety verdict: what ``plan``, ``apply`` and the daemon act on."""
+
+    outcome: PlanOutcome
+    plan: Plan
+    """What would be executed: the fresh plan, or the saved plan's changes it contains."""
+    verdict: Verdict | None
+    """None when a saved plan was refused before the checks (``refused`` says why)."""
+    events: tuple[AuditEvent, ...]
+    """The outcome's records, a saved plan's ``run_planned``, the breaker's records."""
+    refused: ProvisionerError | None
+    """Why the plan must not be applied (a value; the caller raises it), or None."""
+
+    @property
+    def violations(self) -> list[str]:
+        return list(self.verdict.violations) if self.verdict else []
+
+    @property
+    def trips(self) -> list[BreakerTrip]:
+        return list(self.verdict.trips) if self.verdict else []
 
 
 
@@ -183,7 +215,23 @@ def _plan_run(
     mappings = mappings if mappings is not None else load_mappings(cfg.mappings_dir)
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
-    health.gate(cfg, ctx, snapshots)
+    gated = health.gate(cfg, ctx, snapshots)  # an override's record, if any
+    try:
+        return _plan(cfg, ctx, targets, mappings, digests, snapshots, gated)
+    except BaseException:
+        ctx.hold(gated)  # an operator's override is on record even when the run fails afterwards
+        raise
+
+
+def _plan(
+    cfg: Config,
+    ctx: RunContext,
+    targets: Targets,
+    mappings: Mappings,
+    digests: shortcircuit.Digests,
+    snapshots: tuple[SourceSnapshot, ...],
+    gated: tuple[AuditEvent, ...],
+) -> PlanOutcome:
     excluded = review_exclusions.for_run(cfg, ctx.store, ctx.now)
     skipped, facts = (
         shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets, digests, exclusions_digest(excluded))
@@ -191,9 +239,10 @@ def _plan_run(
         else (None, None)
     )
     if skipped is not None:  # a proven no-op: the last full run's desired and actual state stand
-        ctx.audit([planned_event(ctx, skipped)])
         assert ctx.warm is not None
-        return PlanOutcome(skipped, mappings, snapshots, *shortcircuit.cached(cfg, ctx.warm))
+        desired, actual = shortcircuit.cached(cfg, ctx.warm)
+        events = (*gated, planned_event(ctx, skipped))
+        return PlanOutcome(skipped, mappings, snapshots, desired, actual, {}, events)
     desired = compute_desired(cfg, mappings, snapshots, ctx.now, excluded, ctx.warm.grants if ctx.warm else None)
     facts = shortcircuit.measure(facts, digests) if facts is not None else None
     if facts is not None and ctx.warm is not None:
@@ -203,41 +252,72 @@ def _plan_run(
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)
     plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused, mappings.catalog)
-    plan, violations = enforce_sod(cfg, mappings, plan, desired, actual, ctx)  # withheld grants, audited
-    ctx.audit([planned_event(ctx, plan)])
+    plan, violations = enforce_sod(mappings, plan, desired, actual, ctx)  # withheld grants
+    events = (*gated, *violation_events(ctx, violations), planned_event(ctx, plan))
     if facts is not None:
         shortcircuit.remember(cfg, ctx, facts, snapshots, desired, actual, plan, missing, len(violations))
-    return PlanOutcome(plan, mappings, snapshots, desired, actual, missing)
+    return PlanOutcome(plan, mappings, snapshots, desired, actual, missing, events, violations)
+
+
+def check(
+    cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None = None, saved: Plan | None = None
+) -> Checked:
+    """Plan, then check safety: the one path of ``plan``, ``apply`` and the daemon.
+
+    ``saved``: an approved plan; only its changes the re-derived plan makes too are kept,
+    and a stale one is refused.  Nothing is written or raised here: the caller holds
+    ``events`` for the audit trail (:meth:`RunContext.hold`) and raises ``refused``."""
+    outcome = plan_run(cfg, ctx, targets, mappings)
+    if saved is None:
+        plan, events = outcome.plan, outcome.events
+    else:  # re-derived: a saved change is applied only if the current plan makes it too
+        events = (*outcome.events, planned_event(ctx, saved, saved=True))
+        plan, error = _contained(cfg, saved, outcome)
+        if error is not None:
+            return Checked(outcome, plan, None, events, error)
+    result = verdict(cfg, plan, outcome.actual, policies(cfg), ctx)
+    return Checked(outcome, plan, result, (*events, *result.events), result.refused)
+
+
+def _contained(cfg: Config, saved: Plan, outcome: PlanOutcome) -> tuple[Plan, ProvisionerError | None]:
+    plan, refused = contained(saved, outcome.plan)
+    listing = (
+        f"{len(refused)} saved change(s) the current sources, rules and catalog do not make (edited, or "
+        "made from other data); nothing applied:\n  " + "\n  ".join(refused)
+    )
+    try:
+        refuse_stale(saved, outcome.actual, cfg)
+    except StalePlan as exc:
+        return plan, StalePlan(f"{exc}\n{listing}") if refused else exc
+    except PlanError as exc:
+        return plan, exc
+    return plan, PlanError(f"Saved plan refused: {listing}") if refused else None
+
+
+def hold(ctx: RunContext, checked: Checked) -> None:
+    """Hand everything the plan and its checks found to the run's audit trail (and log the
+    breaker's verdict)."""
+    if checked.verdict is not None:
+        checked.verdict.log(ctx)
+    ctx.hold(checked.events)
 
 
 def safety_findings(cfg: Config, plan: Plan, actual: Mapping[str, ActualState]) -> tuple[list[str], list[BreakerTrip]]:
     """Every safety-check violation and every breaker trip of ``plan``."""
-    sc = cfg.safety
-    breaker = BreakerPolicy(sc.max_revocation_share, sc.max_revocations, sc.max_mover_share, sc.max_movers)
-    return check_plan(plan, actual, policies(cfg)), check_breaker(plan, actual, breaker)
-
-
-def refusal(violations: list[str], trips: list[BreakerTrip]) -> SafetyViolation | None:
-    """Exit 3 when any safety check failed (breaker trips listed too), 4 for the breaker alone."""
-    if violations:
-        return SafetyViolation(violations + [t.message() for t in trips])
-    return BreakerTripped([t.message() for t in trips]) if trips else None
+    return findings(cfg, plan, actual, policies(cfg))
 
 
 def safety(cfg: Config, plan: Plan, actual: Mapping[str, ActualState], ctx: RunContext | None = None) -> None:
-    violations, trips = safety_findings(cfg, plan, actual)
-    if trips and ctx is not None:
-        if ctx.allow_mass_revocation and not ctx.reason.strip():
-            raise PlanError("--allow-mass-revocation needs --reason TEXT (recorded in the audit trail)")
-        override = ctx.allow_mass_revocation and not violations
-        kind = EventKind.OVERRIDE if override else EventKind.BREAKER_TRIPPED
-        why = ctx.reason if override else ""
-        ctx.audit([ctx.event(kind, target=t.target, reason=why or t.message(), after=t.to_json()) for t in trips])
-        for t in trips:
-            log.warning("breaker_overridden" if override else "breaker_tripped", run_id=ctx.run_id, **t.to_json())
-        if override:
-            trips = []
-    error = refusal(violations, trips)
+    """The checks of a plan made elsewhere (an access review's revocations): with ``ctx``,
+    the breaker's records are written now; raises the refusal."""
+    error: ProvisionerError | None
+    if ctx is None:
+        error = refusal(*safety_findings(cfg, plan, actual))
+    else:
+        result = verdict(cfg, plan, actual, policies(cfg), ctx)
+        result.log(ctx)
+        ctx.audit(list(result.events))
+        error = result.refused
     if error is not None:
         raise error
 
@@ -254,29 +334,15 @@ def apply_run(
     """``mappings`` / ``on_planned``: the daemon's loaded rules, and its look at the fresh plan
     (desired state for its lifecycle timers) before anything is applied."""
     recover_interrupted(cfg, ctx, targets)
-    outcome = plan_run(cfg, ctx, targets, mappings)
-    if saved is None:
-        if on_planned is not None:
-            on_planned(outcome)
-        plan = outcome.plan
-    else:  # re-derived: a saved change is applied only if the current plan makes it too
-        ctx.audit([planned_event(ctx, saved, saved=True)])
-        plan, refused = contained(saved, outcome.plan)
-        listing = (
-            f"{len(refused)} saved change(s) the current sources, rules and catalog do not make (edited, or "
-            "made from other data); nothing applied:\n  " + "\n  ".join(refused)
-        )
-        try:
-            refuse_stale(saved, outcome.actual, cfg)
-        except StalePlan as exc:
-            if refused:
-                raise StalePlan(f"{exc}\n{listing}") from None
-            raise
-        if refused:
-            raise PlanError(f"Saved plan refused: {listing}")
-    safety(cfg, plan, outcome.actual, ctx)
-    snapshots, missing = outcome.snapshots, outcome.missing
-    del outcome  # executing needs neither the desired nor the actual state: let them go
+    checked = check(cfg, ctx, targets, mappings, saved)
+    if saved is None and on_planned is not None:
+        on_planned(checked.outcome)
+    hold(ctx, checked)
+    ctx.flush()  # planning's records, once, before the first change is executed (or the plan refused)
+    if checked.refused is not None:
+        raise checked.refused
+    plan, snapshots, missing = checked.plan, checked.outcome.snapshots, checked.outcome.missing
+    del checked  # executing needs neither the desired nor the actual state: let them go
     try:
         execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     except ApplyFailed:  # isolated failures: everything else applied, so the reads count
@@ -284,4 +350,3 @@ def apply_run(
         raise
     health.record_success(ctx, snapshots, missing, ctx.now)
     return plan
-

@@ -1,5 +1,7 @@
 """Segregation of duties in the shell: the catalog's access model, enforcement
-inside a plan run (audit record + alert per violation), and the report.
+inside a plan run (the plan without conflicting grants, and an audit record per
+violation that the run recorder appends; alerts come from those records when the
+run closes), and the report.
 
 The pure parts are :mod:`provisioner.core.governance.sod` (files) and
 :mod:`provisioner.core.governance.sodeval` (evaluation); see ``docs/sod.md``.
@@ -10,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from provisioner.config import Config
-from provisioner.core.governance.audit import EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.core.governance.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
 from provisioner.core.governance.sodexpiry import expired_actions, expiring_notices
 from provisioner.core.governance.sodrefs import missing_tables
@@ -56,22 +57,20 @@ def access_model(mappings: Mappings) -> AccessModel:
 
 
 def enforce(
-    cfg: Config,
     mappings: Mappings,
     plan: Plan,
     desired: DesiredState,
     actual: Mapping[str, ActualState],
     ctx: RunContext,
 ) -> tuple[Plan, tuple[Conflict, ...]]:
-    """The plan without conflicting grants; every violation audited and alerted."""
+    """The plan without conflicting grants, and every violation (a finding: the caller
+    records it, :func:`violation_events`)."""
     before = {tp.target: plan_scope(tp.changes, tp.notices) for tp in plan.targets}  # what was fingerprinted
     plan, violations = enforce_sod(
         plan, desired, actual, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now
     )
     targets = tuple(_expiry_and_references(mappings, tp, desired, actual, ctx) for tp in plan.targets)
     plan = replace(plan, targets=tuple(_refingerprint(tp, before.get(tp.target), desired, actual) for tp in targets))
-    if violations and ctx.store is not None:  # a recorded run; never explain or a report
-        record_violations(cfg, ctx, violations)
     return plan, violations
 
 
@@ -103,16 +102,16 @@ def _expiry_and_references(
     return replace(tp, changes=execution_order((*tp.changes, *changes)), notices=(*tp.notices, *notices))
 
 
-def record_violations(cfg: Config, ctx: RunContext, violations: Sequence[Conflict]) -> None:
-    ctx.audit(
-        [
-            ctx.event(EventKind.VIOLATION, target=c.target, role=c.user, reason=c.describe(), after=c.to_json())
-            for c in violations
-        ]
+def violation_events(ctx: RunContext, violations: Sequence[Conflict]) -> tuple[AuditEvent, ...]:
+    """One ``violation`` record per conflict (logged as well when the run is recorded)."""
+    if ctx.store is not None:  # a recorded run; never explain or a report
+        for c in violations:
+            log.warning("sod_violation", run_id=ctx.run_id, target=c.target, policy=c.policy.id,
+                        identity=c.username, withheld=list(c.withheld))
+    return tuple(
+        ctx.event(EventKind.VIOLATION, target=c.target, role=c.user, reason=c.describe(), after=c.to_json())
+        for c in violations
     )
-    for c in violations:
-        log.warning("sod_violation", run_id=ctx.run_id, target=c.target, policy=c.policy.id,
-                    identity=c.username, withheld=list(c.withheld))
 
 
 def conflicts(

@@ -10,7 +10,9 @@ global: dropping the object drops everything it kept.
 - ``fingerprints``: the scope-independent part of each target's plan fingerprint, while the
   target's roles are the very same object (a reused actual state; core/values/model.py);
 - ``last``: the last full run of the current configuration, the short-circuit's
-  evidence (engine/shortcircuit.py).
+  evidence (engine/shortcircuit.py);
+- ``sources``: what the source readers keep between reads (the incremental LDAP reader's
+  snapshot generation, normalised DNs; sources/memory.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from provisioner.core.reconcile.diffmemo import DiffMemo
 from provisioner.core.reconcile.shortcircuit import Verified
 from provisioner.core.values.model import ActualState, DesiredState, FingerprintMemo, SourceSnapshot
 from provisioner.core.values.plan import Plan
+from provisioner.sources.memory import SourceMemory
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class WarmState:
     diffs: DiffMemo = field(default_factory=DiffMemo)
     fingerprints: FingerprintMemo = field(default_factory=FingerprintMemo)
     last: LastRun | None = None
+    sources: SourceMemory = field(default_factory=SourceMemory)
 
     def last_of(self, config_digest: str) -> LastRun | None:
         """The last full run, if it was made with this configuration (a reload forgets it)."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Protocol
 
 from provisioner.core.values.model import Identity, SourceSnapshot
@@ -62,7 +61,6 @@ def _escape(value: str) -> str:
     return out[:-1] + "\\ " if out.endswith(" ") and not out.endswith("\\ ") else out
 
 
-@lru_cache(maxsize=1 << 18)
 def norm_dn(dn: str) -> str:
     """Lower-cased DN with canonical spacing and escaping, for comparisons."""
     if not _SLOW_DN.search(dn):
@@ -75,6 +73,26 @@ def norm_dn(dn: str) -> str:
     return ",".join(
         "+".join(f"{a.lower()}={_escape(v.lower())}" for a, v in sorted(rdn)) for rdn in rdns
     )
+
+
+class DnNames:
+    """:func:`norm_dn` memoised: the same DN comes back as a member of many groups, and
+    (in a warm process) in every run.  Owned by whoever reads: one per read, or the
+    source memory's (sources/memory.py) across a daemon's runs; bounded."""
+
+    __slots__ = ("_seen",)
+    LIMIT = 1 << 18
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, dn: str) -> str:
+        found = self._seen.get(dn)
+        if found is None:
+            if len(self._seen) >= self.LIMIT:
+                self._seen.clear()
+            found = self._seen[dn] = norm_dn(dn)
+        return found
 
 
 def _member_dn(value: str) -> str:
@@ -104,12 +122,12 @@ def group_record(dn: str, raw: RawAttributes) -> GroupRecord:
     return GroupRecord(dn, names, members)
 
 
-def ambiguous_names(groups: Iterable[GroupRecord]) -> dict[str, tuple[str, ...]]:
+def ambiguous_names(groups: Iterable[GroupRecord], norm: Callable[[str], str] = norm_dn) -> dict[str, tuple[str, ...]]:
     """Lower-cased names (cn values) that more than one group carries -> those groups' DNs."""
     by_name: dict[str, dict[str, str]] = {}
     for group in groups:
         for name in {n.lower() for n in group.names if n}:
-            by_name.setdefault(name, {})[norm_dn(group.dn)] = group.dn
+            by_name.setdefault(name, {})[norm(group.dn)] = group.dn
     return {name: tuple(sorted(dns.values())) for name, dns in sorted(by_name.items()) if len(dns) > 1}
 
 
@@ -118,18 +136,19 @@ class GroupGraph:
 
     A name several groups carry (``ambiguous``) labels none of them: rules must use the DN."""
 
-    def __init__(self, groups: Iterable[GroupRecord]) -> None:
+    def __init__(self, groups: Iterable[GroupRecord], norm: Callable[[str], str] | None = None) -> None:
+        self._norm = norm = norm if norm is not None else DnNames()
         self._labels: dict[str, frozenset[str]] = {}
         self._parents: dict[str, list[str]] = {}
         self._closure: dict[str, frozenset[str]] = {}
         groups = list(groups)
-        self.ambiguous: Mapping[str, tuple[str, ...]] = ambiguous_names(groups)
+        self.ambiguous: Mapping[str, tuple[str, ...]] = ambiguous_names(groups, norm)
         for group in groups:
-            key = norm_dn(group.dn)
+            key = norm(group.dn)
             labels = {key, *(n.lower() for n in group.names if n and n.lower() not in self.ambiguous)}
             self._labels[key] = self._labels.get(key, frozenset()) | labels
             for member in group.members:
-                self._parents.setdefault(norm_dn(member), []).append(key)
+                self._parents.setdefault(norm(member), []).append(key)
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -151,7 +170,7 @@ class GroupGraph:
 
     def groups_of(self, member_dn: str) -> frozenset[str]:
         """Names and DNs (lower-cased) of every group ``member_dn`` is in, transitively."""
-        direct = self._parents.get(norm_dn(member_dn), ())
+        direct = self._parents.get(self._norm(member_dn), ())
         return frozenset().union(*(self._ancestors(g) for g in direct))
 
 
@@ -196,11 +215,13 @@ def build_snapshot(
     groups: Sequence[GroupRecord],
     amap: AttributeMap,
     warnings: Sequence[str] = (),
+    norm: Callable[[str], str] | None = None,
 ) -> SourceSnapshot:
     """Map user entries to identities with resolved groups; entries without a
-    username or stable id are skipped and counted in ``warnings``."""
+    username or stable id are skipped and counted in ``warnings``.  ``norm``: the
+    reader's DN memo (:class:`DnNames`), else one for this call."""
     records = [user_record(dn, raw, amap) for dn, raw in users]
-    return assemble(source, records, GroupGraph(groups), amap, warnings)
+    return assemble(source, records, GroupGraph(groups, norm), amap, warnings)
 
 
 def assemble(

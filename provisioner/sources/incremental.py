@@ -40,6 +40,7 @@ from provisioner.sources.attributes import AttributeMap
 from provisioner.sources.groups import GroupGraph, GroupRecord, Membership, UserRecord, assemble, norm_dn, user_record
 from provisioner.sources.incremental_state import STATE_VERSION, SnapshotStore, Stored
 from provisioner.sources.ldap_wire import Entry, KeyValueStore
+from provisioner.sources.memory import SourceMemory
 
 log = structlog.get_logger(__name__)
 
@@ -84,12 +85,16 @@ class IncrementalReader:
     overlap = OVERLAP
     """How far before the OpenLDAP high-water mark a changed-entries search starts."""
 
-    def __init__(self, source: LdapReader, store: KeyValueStore) -> None:
+    def __init__(self, source: LdapReader, store: KeyValueStore, memory: SourceMemory | None = None) -> None:
+        """``memory``: what the owner (the daemon's warm state) keeps between reads; a fresh
+        one (this read only) when None."""
         self.source = source
         self.store = store
+        self.memory = memory if memory is not None else SourceMemory()
+        self.norm = self.memory.dns
         self.ad = source.config.preset == "ad"
         self.key = f"ldap-source:{source.name}:{self.digest()[:16]}"
-        self.saved = SnapshotStore(store, self.key)
+        self.saved = SnapshotStore(store, self.key, self.memory)
         self.stats: dict[str, Any] = {}
 
     # ---- identity of what is stored
@@ -200,8 +205,8 @@ class IncrementalReader:
         users: dict[str, UserRecord] = {}
         for dn, raw in src.search(conn, cfg.user_base, cfg.user_filter, src.user_attrs() + extra):
             seen(raw)
-            users[norm_dn(dn)] = user_record(dn, raw, src.amap)
-        groups = {norm_dn(g.dn): g for g in src.read_groups(conn, extra_attrs=extra, seen=seen)}
+            users[self.norm(dn)] = user_record(dn, raw, src.amap)
+        groups = {self.norm(g.dn): g for g in src.read_groups(conn, extra_attrs=extra, seen=seen)}
         mark = _mark(self.ad, server, newest[0], scanned=True)
         self.saved.save(users, groups, mark, now.isoformat(), now.isoformat(), full=True)
         return self._assemble(conn, users, groups, {})
@@ -234,12 +239,12 @@ class IncrementalReader:
             user_filter = f"(&{cfg.user_filter}{changed})"
             for dn, raw in src.search(conn, cfg.user_base, user_filter, src.user_attrs() + extra):
                 seen(raw)
-                key, rec = norm_dn(dn), user_record(dn, raw, src.amap)
+                key, rec = self.norm(dn), user_record(dn, raw, src.amap)
                 if users.get(key) != rec:
                     users[key] = rec
                     n_users += 1
             for g in src.read_groups(conn, changed, extra, seen):
-                key = norm_dn(g.dn)
+                key = self.norm(g.dn)
                 if groups.get(key) != g:
                     groups[key] = g
                     changed_groups.append(g)
@@ -272,7 +277,7 @@ class IncrementalReader:
         return self._assemble(conn, users, groups, derived if groups_same else {}, unchanged)
 
     def _present(self, conn: ldap3.Connection, base: str, flt: str) -> set[str]:
-        return {norm_dn(dn) for dn, _ in self.source.search(conn, base, flt, [])}
+        return {self.norm(dn) for dn, _ in self.source.search(conn, base, flt, [])}
 
     def _assemble(
         self,

@@ -14,11 +14,12 @@ In the state store, per source (``key``):
   deletion scan.  If base, delta and mark do not fit together (a crash between
   two writes), the stored state is not used: a full read.
 
-In memory (per store object, per key): the records of the last generation this
-process wrote or read, so a long-running process (the daemon) reads only the
-small marker from the store and decodes the snapshot on a cold start (or after
-another process wrote a newer generation).  Records are frozen values; callers
-get fresh dictionaries and never change the cached ones.
+In memory (a :class:`~provisioner.sources.memory.SourceMemory` its owner passes in, per
+key): the records of the last generation this owner wrote or read, so a long-running
+process (the daemon, whose ``WarmState`` owns the memory) reads only the small marker from
+the store and decodes the snapshot on a cold start (or after another process wrote a newer
+generation).  Records are frozen values; callers get fresh dictionaries and never change
+the cached ones.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-import weakref
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from provisioner.sources.groups import GroupRecord, UserRecord, norm_dn
 from provisioner.sources.ldap_wire import KeyValueStore
+from provisioner.sources.memory import Memory, SourceMemory
 
 STATE_VERSION = 3  # 3: dates keep their time of day; unusable lifecycle values kept raw
 
@@ -54,49 +56,18 @@ class Stored:
     """True when the records came from this process's memory, not the store."""
 
 
-@dataclass
-class Memory:
-    """Per-process copy of one stored generation, plus what the reader derived from it."""
-
-    gen: str
-    users: dict[str, UserRecord]
-    groups: dict[str, GroupRecord]
-    base: str
-    base_users: dict[str, UserRecord]
-    base_groups: dict[str, GroupRecord]
-    derived: dict[str, Any] = field(default_factory=dict)
-
-
-_MEMORY: weakref.WeakKeyDictionary[Any, dict[str, Memory]] = weakref.WeakKeyDictionary()
-
-
-def _memory_of(store: KeyValueStore) -> dict[str, Memory] | None:
-    try:
-        return _MEMORY.setdefault(store, {})
-    except TypeError:  # a store that cannot be weakly referenced or hashed: no memory
-        return None
-
-
-def forget(store: KeyValueStore) -> None:
-    """Drop this process's copy (tests: a cold start)."""
-    try:
-        _MEMORY.pop(store, None)
-    except TypeError:
-        return
-
-
 class SnapshotStore:
-    def __init__(self, store: KeyValueStore, key: str) -> None:
+    def __init__(self, store: KeyValueStore, key: str, memory: SourceMemory) -> None:
         self.store = store
         self.key = key
+        self._memory = memory
 
     def invalidate(self) -> None:
         """The next read is a full one (after a partial read, whose gaps must not persist)."""
         self.store.put(self.key + ":mark", {"v": 0})
 
     def memory(self) -> Memory | None:
-        mem = _memory_of(self.store)
-        return mem.get(self.key) if mem is not None else None
+        return self._memory.snapshots.get(self.key)
 
     def load(self) -> Stored | None:
         marker = self.store.get(self.key + ":mark")
@@ -110,13 +81,13 @@ class SnapshotStore:
         blob = self.store.get(self.key)
         if not isinstance(blob, dict) or blob.get("v") != STATE_VERSION or blob.get("gen") != base:
             return None
-        base_users, base_groups = decode(blob["data"])
+        base_users, base_groups = decode(blob["data"], self._memory.dns)
         users, groups = dict(base_users), dict(base_groups)
         if gen != base:
             delta = self.store.get(self.key + ":delta")
             if not isinstance(delta, dict) or delta.get("gen") != gen or delta.get("base") != base:
                 return None
-            more_users, more_groups = decode(delta["data"])
+            more_users, more_groups = decode(delta["data"], self._memory.dns)
             for k in delta["gone_users"]:
                 users.pop(k, None)
             for k in delta["gone_groups"]:
@@ -156,9 +127,7 @@ class SnapshotStore:
         self.store.put(self.key + ":mark", meta)
 
     def _remember(self, memory: Memory) -> None:
-        mem = _memory_of(self.store)
-        if mem is not None:
-            mem[self.key] = memory
+        self._memory.snapshots[self.key] = memory
 
 
 def _delta(mem: Memory, users: dict[str, UserRecord], groups: dict[str, GroupRecord]) -> dict[str, Any] | None:
@@ -206,7 +175,7 @@ def _values(values: tuple[str, ...] | None) -> Any:
     return values[0] if len(values) == 1 else list(values)
 
 
-def decode(text: str) -> tuple[dict[str, UserRecord], dict[str, GroupRecord]]:
+def decode(text: str, norm: Callable[[str], str] = norm_dn) -> tuple[dict[str, UserRecord], dict[str, GroupRecord]]:
     data = json.loads(zlib.decompress(base64.b64decode(text)))
     u = data["users"]
     attrs: list[dict[str, tuple[str, ...]]] = [{} for _ in u["dn"]]
@@ -215,14 +184,14 @@ def decode(text: str) -> tuple[dict[str, UserRecord], dict[str, GroupRecord]]:
             if value is not None:
                 row[name] = (value,) if isinstance(value, str) else tuple(value)
     users = {
-        norm_dn(dn): UserRecord(dn, sid, name, bool(enabled), a, tuple(problems or ()))
+        norm(dn): UserRecord(dn, sid, name, bool(enabled), a, tuple(problems or ()))
         for dn, sid, name, enabled, a, problems in zip(
             u["dn"], u["sid"], u["name"], u["enabled"], attrs, u["problems"], strict=True
         )
     }
     g = data["groups"]
     groups = {
-        norm_dn(dn): GroupRecord(dn, tuple(names), tuple(members))
+        norm(dn): GroupRecord(dn, tuple(names), tuple(members))
         for dn, names, members in zip(g["dn"], g["names"], g["members"], strict=True)
     }
     return users, groups

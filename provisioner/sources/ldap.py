@@ -34,7 +34,6 @@ from provisioner.sources.groups import (
     ambiguous_names,
     build_snapshot,
     group_record,
-    norm_dn,
 )
 from provisioner.sources.ldap_wire import (
     Entry,
@@ -44,6 +43,7 @@ from provisioner.sources.ldap_wire import (
     decode_entries_raw,
     search_failure,
 )
+from provisioner.sources.memory import SourceMemory
 
 log = structlog.get_logger(__name__)
 
@@ -60,11 +60,15 @@ class LdapSource:
         store: KeyValueStore | None = None,
         needs: SourceNeeds = ALL,
         referenced_groups: Iterable[str] = (),
+        memory: SourceMemory | None = None,
     ) -> None:
+        """``memory``: what the owner keeps between reads (the daemon's warm state,
+        sources/memory.py); a fresh one, for this source object only, when None."""
         self.config = config
         self.name = config.name
         self.needs = needs
         self.store = store
+        self.memory = memory if memory is not None else SourceMemory()
         self.referenced_groups = frozenset(g.lower() for g in referenced_groups)
         self.amap: AttributeMap = attribute_map(config).restrict(needs)
         self._conn: ldap3.Connection | None = None
@@ -88,7 +92,7 @@ class LdapSource:
             if self.store is not None and cfg.incremental:
                 from provisioner.sources.incremental import IncrementalReader
 
-                reader = IncrementalReader(self, self.store)
+                reader = IncrementalReader(self, self.store, self.memory)
                 snapshot: SourceSnapshot = reader.read(conn)
                 self.last_stats = reader.stats
                 if self.referrals:  # what hid behind a referral must be read again, in full
@@ -117,7 +121,7 @@ class LdapSource:
         groups = self.read_groups(conn)
         membership = self.membership(conn, groups)
         if isinstance(membership, GroupGraph):
-            return build_snapshot(self.name, users, groups, self.amap, self.warnings())
+            return build_snapshot(self.name, users, groups, self.amap, self.warnings(), self.memory.dns)
         from provisioner.sources.groups import assemble, user_record
 
         records = [user_record(dn, raw, self.amap) for dn, raw in users]
@@ -276,7 +280,7 @@ class LdapSource:
         """Client-side nested resolution over every group read, or (``nested_groups =
         "in_chain"``, AD) one server-side in-chain search per group the rules name."""
         if self.config.nested_groups != "in_chain":
-            return GroupGraph(groups)
+            return GroupGraph(groups, self.memory.dns)
         return InChain(self, conn, groups)
 
 
@@ -286,20 +290,21 @@ class InChain:
 
     def __init__(self, source: LdapSource, conn: ldap3.Connection, groups: list[GroupRecord]) -> None:
         self._count = len(groups)
+        self._norm = norm = source.memory.dns
         self._by_member: dict[str, set[str]] = {}
-        self.ambiguous: Mapping[str, tuple[str, ...]] = ambiguous_names(groups)
+        self.ambiguous: Mapping[str, tuple[str, ...]] = ambiguous_names(groups, norm)
         wanted = source.referenced_groups
         cfg = source.config
         for group in groups:
-            labels = {norm_dn(group.dn), *(n.lower() for n in group.names if n and n.lower() not in self.ambiguous)}
+            labels = {norm(group.dn), *(n.lower() for n in group.names if n and n.lower() not in self.ambiguous)}
             if wanted and not labels & wanted:
                 continue
             flt = f"(&{cfg.user_filter}(memberOf:{IN_CHAIN}:={escape_filter_chars(group.dn)}))"
             for dn, _ in source.search(conn, cfg.user_base, flt, []):
-                self._by_member.setdefault(norm_dn(dn), set()).update(labels)
+                self._by_member.setdefault(norm(dn), set()).update(labels)
 
     def __len__(self) -> int:
         return self._count
 
     def groups_of(self, member_dn: str) -> frozenset[str]:
-        return frozenset(self._by_member.get(norm_dn(member_dn), ()))
+        return frozenset(self._by_member.get(self._norm(member_dn), ()))

@@ -24,7 +24,7 @@ def _setup(dc: SambaDC) -> tuple[str, str, Any]:
 
 
 def _read(cfg: Any, store: JsonStore) -> tuple[Any, dict[str, Any]]:
-    source = LdapSource(cfg, store=store)
+    source = LdapSource(cfg, store=store, memory=getattr(store, "memory", None))
     return source.read(), source.last_stats
 
 

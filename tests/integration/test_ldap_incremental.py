@@ -22,7 +22,7 @@ from tests.support.slapd import Slapd
 
 
 def _read(cfg: LdapSourceConfig, store: Any) -> tuple[SourceSnapshot, dict[str, Any]]:
-    source = LdapSource(cfg, store=store)
+    source = LdapSource(cfg, store=store, memory=getattr(store, "memory", None))
     snap = source.read()
     return snap, getattr(source, "last_stats", {})
 

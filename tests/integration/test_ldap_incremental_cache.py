@@ -13,7 +13,7 @@ from provisioner.core.values.model import SourceSnapshot
 from provisioner.sources import incremental_state
 from provisioner.sources.groups import GroupRecord, UserRecord
 from provisioner.sources.incremental import IncrementalReader
-from provisioner.sources.incremental_state import decode, encode, forget
+from provisioner.sources.incremental_state import decode, encode
 from provisioner.sources.ldap import LdapSource
 from tests.support.fixtures import LdapOu
 from tests.support.jsonstore import JsonStore, content
@@ -25,7 +25,7 @@ def _no_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _read(cfg: LdapSourceConfig, store: Any) -> tuple[SourceSnapshot, dict[str, Any]]:
-    source = LdapSource(cfg, store=store)
+    source = LdapSource(cfg, store=store, memory=getattr(store, "memory", None))
     return source.read(), source.last_stats
 
 
@@ -49,7 +49,7 @@ def test_warm_process_serves_the_snapshot_from_memory_and_cold_from_the_store(ld
     noop, stats = _read(cfg, store)
     assert stats["mode"] == "incremental" and stats["warm"] is True
     assert content(noop) == content(LdapSource(cfg).read())
-    forget(store)
+    store.memory.forget()  # a cold start
     cold, stats = _read(cfg, store)
     assert stats["warm"] is False
     assert content(cold) == content(noop)
@@ -93,7 +93,7 @@ def test_inconsistent_stored_state_means_a_full_read(ldap_ou: LdapOu) -> None:
     _read(cfg, store)
     delta_key = next(k for k in store.data if k.endswith(":delta"))
     del store.data[delta_key]  # as if the process died between writing the delta and the mark
-    forget(store)
+    store.memory.forget()  # a cold start
     snap, stats = _read(cfg, store)
     assert stats == {"mode": "full", "reason": "no stored snapshot"}
     assert snap.identities[0].first("department") == "Risk"

@@ -7,13 +7,16 @@ import json
 from typing import Any
 
 from provisioner.core.values.model import SourceSnapshot
+from provisioner.sources.memory import SourceMemory
 
 
 class JsonStore:
-    """In-memory key/value store that round-trips values through JSON like the real one."""
+    """In-memory key/value store that round-trips values through JSON like the real one;
+    ``memory``: what the process using it keeps between reads (a new store = a new process)."""
 
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
+        self.memory = SourceMemory()
 
     def get(self, key: str, default: Any = None) -> Any:
         return json.loads(self.data[key]) if key in self.data else default

@@ -9,27 +9,20 @@ exist in a database of the target (:func:`missing_tables`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from provisioner.core.governance.sod import Policy
+from provisioner.core.identity.placeholders import matcher
 from provisioner.core.identity.rules import RuleSet
 from provisioner.core.privileges.catalog import Catalog
 from provisioner.core.values.model import ActualState
 from provisioner.core.values.plan import Notice, NoticeLevel
 
-_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
-
-
-def _pattern(template: str) -> re.Pattern[str]:
-    parts = _PLACEHOLDER.split(template)
-    return re.compile(".+".join(re.escape(p) for p in parts), re.IGNORECASE)
-
 
 def reference_problems(policies: Sequence[Policy], catalog: Catalog, rules: RuleSet) -> list[str]:
     """Every role side that no catalog entry and no rule can give, with file and line."""
     known = {name.casefold() for name in catalog.roles}
-    templates = [_pattern(g) for r in rules.rules for g in r.grants]
+    templates = [matcher(g) for r in rules.rules for g in r.grants]
     problems = []
     for policy in policies:
         for side in policy.sides:

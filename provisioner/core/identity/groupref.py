@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from provisioner.core.identity.conditions import GroupCondition, leaves
+from provisioner.core.identity.placeholders import is_template
+from provisioner.core.identity.reads import rule_reads
 from provisioner.core.identity.rules import RuleSet
 from provisioner.core.values.model import SourceSnapshot
 
@@ -13,8 +15,7 @@ from provisioner.core.values.model import SourceSnapshot
 def referenced_groups(rules: RuleSet) -> frozenset[str]:
     """Lower-cased group names (or ids / DNs) of every group condition of every rule,
     disabled rules included (enabling one must not need a full resync)."""
-    tests = (leaf for rule in rules.rules for leaf in leaves(rule.when))
-    return frozenset(leaf.group.lower() for leaf in tests if isinstance(leaf, GroupCondition))
+    return rule_reads(rules).groups
 
 
 def ambiguous_rules(rules: RuleSet, snapshots: Iterable[SourceSnapshot]) -> tuple[tuple[str, ...], frozenset[str]]:
@@ -38,5 +39,5 @@ def ambiguous_rules(rules: RuleSet, snapshots: Iterable[SourceSnapshot]) -> tupl
                     f"{len(dns)} groups carry that name ({'; '.join(dns)}); name the group by its DN. "
                     f"Memberships of {', '.join(rule.grants)} are neither granted nor revoked until then"
                 )
-                frozen.update(g for g in rule.grants if "{" not in g)
+                frozen.update(g for g in rule.grants if not is_template(g))
     return tuple(problems), frozenset(frozen)

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.core.identity.naming import normalise
+from provisioner.core.identity.placeholders import GROUP
 
-GROUP_PLACEHOLDER = "group"
+GROUP_PLACEHOLDER = GROUP
 GROUP_KEYS = frozenset({"under", "match"})
 _HEX = re.compile(r"\\([0-9a-fA-F]{2})")
 

@@ -10,19 +10,16 @@ Pure: no I/O, a memo is a plain dictionary the shell may keep or drop.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from provisioner.core.identity.groupref import referenced_groups
 from provisioner.core.identity.grouptemplate import LabelNames
 from provisioner.core.identity.naming import NamingPolicy, role_name
-from provisioner.core.identity.needs import referenced_attributes
+from provisioner.core.identity.reads import rule_reads
 from provisioner.core.identity.rules import Grant, RuleSet
 from provisioner.core.values.model import DesiredUser, Identity, Lifecycle, Reason
 
-_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 Classified = tuple[Lifecycle, Reason, datetime | None]
 MAX_ENTRIES = 500_000
 """The memo starts afresh beyond this many distinct keys (bounded memory)."""
@@ -40,11 +37,8 @@ class RuleInputs:
 
 
 def rule_inputs(rules: RuleSet) -> RuleInputs:
-    attrs = referenced_attributes(rules, "")
-    username = any("username" in _PLACEHOLDER.findall(t) for r in rules.rules for t in r.grants)
-    groups = referenced_groups(rules)  # group conditions hold lower-cased names already
-    templated = any(r.templates_groups for r in rules.rules)
-    return RuleInputs(tuple(sorted(attrs)), groups, username, templated)
+    reads = rule_reads(rules)  # the one "what the rules read" (core/identity/reads.py)
+    return RuleInputs(tuple(sorted(reads.attributes)), reads.groups, reads.username, reads.all_groups)
 
 
 class GrantMemo:

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from provisioner.core.identity.placeholders import substitute
 from provisioner.core.values.model import Identity
 
 _DISALLOWED = re.compile(r"[^a-z0-9_]+")
-_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
 def _fold_only(text: str) -> str:
@@ -83,13 +83,12 @@ def _usable(name: str) -> bool:
 def role_name(identity: Identity, policy: NamingPolicy) -> str | None:
     """The role name for ``identity``, or None when nothing usable is left (no letter or digit)."""
 
-    def value(match: re.Match[str]) -> str:
-        key = match.group(1)
+    def value(key: str) -> str:
         if key == "username":
             return identity.username
         return identity.first(key) or ""
 
-    raw = _PLACEHOLDER.sub(value, policy.template)
+    raw = substitute(policy.template, value)
     if policy.charset == "unicode":
         own, name = normalise_unicode(raw), normalise_unicode(policy.prefix + raw, policy.max_bytes)
     else:

@@ -5,17 +5,14 @@ ask for everything by passing no needs at all."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from provisioner.core.identity.conditions import AttrCondition, leaves
-from provisioner.core.identity.grouptemplate import GROUP_PLACEHOLDER
+from provisioner.core.identity.reads import rule_reads, template_attributes
 from provisioner.core.identity.rules import RuleSet
 
 LIFECYCLE_ATTRIBUTES = frozenset({"status", "hire_date", "leave_date"})
 """Read by :func:`provisioner.core.identity.lifecycle.classify` for every identity."""
 IDENTITY_ATTRIBUTES = frozenset({"username", "stable_id"})
-_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +31,7 @@ ALL = SourceNeeds()
 def referenced_attributes(rules: RuleSet, naming_template: str = "{username}") -> frozenset[str]:
     """Canonical attributes any rule (enabled or not) tests in a condition or
     expands in a ``{placeholder}`` of a grant, plus those of the naming template."""
-    names: set[str] = set(_PLACEHOLDER.findall(naming_template))
-    for rule in rules.rules:
-        names.update(leaf.attr for leaf in leaves(rule.when) if isinstance(leaf, AttrCondition))
-        for template in rule.grants:
-            names.update(_PLACEHOLDER.findall(template))
-    names.discard(GROUP_PLACEHOLDER)  # {group} reads the identity's groups, not an attribute
-    return frozenset(n.lower() for n in names)
+    return rule_reads(rules).attributes | template_attributes(naming_template)
 
 
 def source_needs(rules: RuleSet, naming_template: str = "{username}") -> SourceNeeds:

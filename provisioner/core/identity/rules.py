@@ -33,9 +33,9 @@ from provisioner.core.identity.grouptemplate import (
     parse_group_filter,
 )
 from provisioner.core.identity.naming import normalise
+from provisioner.core.identity.placeholders import PLACEHOLDER, is_template, placeholders
 from provisioner.core.values.model import Identity, Reason
 
-_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]\s*(#.*)?$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RULE_KEYS = {"id", "description", "grant", "when", "enabled", "groups"}
@@ -59,7 +59,7 @@ class Rule:
 
     @property
     def templates_groups(self) -> bool:
-        return any(GROUP_PLACEHOLDER in _PLACEHOLDER.findall(t) for t in self.grants)
+        return any(GROUP_PLACEHOLDER in placeholders(t) for t in self.grants)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +182,7 @@ class RuleSet:
 
     def referenced_groups(self) -> set[str]:
         """Literal role names granted by some rule (templates excluded)."""
-        return {g for r in self.rules for g in r.grants if not _PLACEHOLDER.search(g)}
+        return {g for r in self.rules for g in r.grants if not is_template(g)}
 
     def by_id(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -204,7 +204,7 @@ def render_origins(
 ) -> list[tuple[str, str]]:
     """``render`` with, per role, the origin of its ``{group}`` value (the
     group's DN or ``name:<name>``; empty without ``{group}``)."""
-    keys = _PLACEHOLDER.findall(template)
+    keys = placeholders(template)
     if not keys:
         return [(template, "")]
     choices: list[tuple[tuple[str, str], ...]] = []
@@ -221,7 +221,7 @@ def render_origins(
     out: dict[tuple[str, str], None] = {}
     for combo in itertools.product(*choices):
         parts = iter(v for v, _ in combo)
-        name = _PLACEHOLDER.sub(lambda _m, it=parts: next(it), template)  # type: ignore[misc]
+        name = PLACEHOLDER.sub(lambda _m, it=parts: next(it), template)  # type: ignore[misc]
         if name and len(name.encode()) <= 63:
             out[(name, next((o for _, o in combo if o), ""))] = None
     return list(out)
@@ -289,7 +289,7 @@ def _parse_rule(raw: Mapping[str, Any], filename: str, line: int) -> tuple[Rule 
         parsed, probs = parse_group_filter(raw["groups"], where)
         problems += probs
         group_filter = parsed or ANY_GROUP
-        if not any(GROUP_PLACEHOLDER in _PLACEHOLDER.findall(g) for g in grants):
+        if not any(GROUP_PLACEHOLDER in placeholders(g) for g in grants):
             problems.append(f"{where}: 'groups' limits a {{group}} placeholder, but no grant uses {{group}}")
     if problems or cond is None:
         return None, problems
