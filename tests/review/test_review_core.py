@@ -68,7 +68,7 @@ def test_snapshot_scope_provenance_and_reviewers() -> None:
     assert (ex.provenance, ex.rules, ex.attributes, ex.reviewer) == ("rule", ("desk-traders",), (("department", "Trading"),), "carol")
     assert ex.granted_at.startswith("2026-10-01")
     ap = got[("alice", "approver")]
-    assert (ap.provenance, ap.sod, ap.sensitivity, ap.granted_at) == ("out-of-band", ("approve-execute",), "critical", "before provisioner")
+    assert (ap.provenance, ap.sod, ap.sensitivity, ap.granted_at) == ("out-of-band", ("approve-execute",), "critical", "not granted by provisioner (date unknown)")
     assert got[("handmade", "approver")].reviewer == "cco", "no manager known: the role owner"
     assert assign("owner", Person("alice", "id-a", "carol"), "approver", CATALOG) == "cco"
     assert assign("owner", Person("alice", "id-a", "carol"), "nocatalog", CATALOG) == "carol"
