@@ -106,7 +106,7 @@ def start_campaign(
     key = rs.create(campaign, ctx.actor, mode, {})
     items = build_items(
         campaign, inp.actual, inp.desired, _people(inp.snapshots, inp.desired), inp.mappings.catalog,
-        flags, granted_at(store), mode, key,
+        flags, granted_at(store), mode, key, cfg.instance,
     )
     seq, head = store.audit.head()
     meta = {

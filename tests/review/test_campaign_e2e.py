@@ -117,7 +117,7 @@ def test_full_campaign(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
                        ("bob", "<script>x</script>")}
     approver = by[("alice", "trade_approver")]
     assert approver["provenance"] == "out-of-band" and approver["sod"] == "trade-approve-execute"
-    assert approver["sensitivity"] == "critical" and approver["granted_at"] == "before provisioner"
+    assert approver["sensitivity"] == "critical" and approver["granted_at"] == "not granted by provisioner (date unknown)"
     assert by[("alice", "trade_executor")]["provenance"] == "rule: desk-traders"
     assert by[("alice", "trade_executor")]["granted_at"][:2] == "20"  # from the audit trail
 

@@ -68,7 +68,7 @@ def test_snapshot_scope_provenance_and_reviewers() -> None:
     assert (ex.provenance, ex.rules, ex.attributes, ex.reviewer) == ("rule", ("desk-traders",), (("department", "Trading"),), "carol")
     assert ex.granted_at.startswith("2026-10-01")
     ap = got[("alice", "approver")]
-    assert (ap.provenance, ap.sod, ap.sensitivity, ap.granted_at) == ("out-of-band", ("approve-execute",), "critical", "before provisioner")
+    assert (ap.provenance, ap.sod, ap.sensitivity, ap.granted_at) == ("out-of-band", ("approve-execute",), "critical", "not granted by provisioner (date unknown)")
     assert got[("handmade", "approver")].reviewer == "cco", "no manager known: the role owner"
     assert assign("owner", Person("alice", "id-a", "carol"), "approver", CATALOG) == "cco"
     assert assign("owner", Person("alice", "id-a", "carol"), "nocatalog", CATALOG) == "carol"
@@ -121,3 +121,20 @@ def test_revocations_flag_rule_grants_and_skip_gone() -> None:
     assert revocations(states[:1], desired, gone).gone == (its[("alice", "approver")].item_id,)
     cov = {r["reviewer"]: r for r in coverage(states)}
     assert (cov["carol"]["revoke"], cov["cco"]["keep"], cov["cco"]["open"]) == (2, 1, 0)
+
+
+def test_other_installations_roles_and_reused_names_are_not_this_campaigns() -> None:
+    """Two installations share a server and a source name; a leaver's role name is reused."""
+    why = Reason("lifecycle", "active")
+    sam = DesiredUser("sam", "id-new", "sam", "src", Lifecycle.ACTIVE, why, None, {})
+    desired = DesiredState({"sam": sam}, frozenset({"executor"}), frozenset({"src"}))
+    roles = {
+        "sam": ActualRole("sam", False, marker=Marker(RoleKind.USER, "id-old", "src", "trading"),
+                          member_of=frozenset({"executor"})),
+        "kim": ActualRole("kim", True, marker=Marker(RoleKind.USER, "id-k", "src", "risk"),
+                          member_of=frozenset({"executor"})),
+    }
+    people = {"sam": Person("sam", "id-new", "carol")}
+    got = build_items("2026-Q4", {"pg": ActualState("pg", roles, "svc")}, desired, people, CATALOG, {}, {},
+                      "manager", KEY, "trading")
+    assert [(i.role, i.identity, i.stable_id, i.reviewer) for i in got] == [("sam", "sam", "", "unassigned")]

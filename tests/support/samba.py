@@ -173,7 +173,7 @@ class SambaDC:
             f"--option=interfaces = {self.host}/8", "--option=bind interfaces only = yes",
             "--option=server services = ldap",
         ]  # fmt: skip
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)  # minutes on a loaded machine
         if result.returncode != 0:
             raise RuntimeError(f"samba-tool domain provision failed:\n{result.stderr[-3000:]}")
         tls = self.dir / "tls"

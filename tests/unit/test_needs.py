@@ -48,7 +48,7 @@ def test_restricted_attribute_map_requests_only_what_is_needed() -> None:
     amap = attribute_map(cfg).restrict(source_needs(_rules()))
     attrs = requested_attributes(amap)
     assert set(attrs) == {"entryUUID", "uid", "departmentNumber", "title", "employeeType", "hrStatus",
-                          "hrHireDate", "hrLeaveDate"}
+                          "hrHireDate", "hrLeaveDate", "employeeNumber"}
     assert requested_attributes(attribute_map(cfg).restrict(ALL)) == requested_attributes(attribute_map(cfg))
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from provisioner.core.ownership.ledger import is_foreign
 from provisioner.core.privileges.catalog import Catalog
 from provisioner.core.values.model import ActualState, DesiredState, Reason, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind, make_change
@@ -127,6 +128,10 @@ class ReviewItem:
         return cls(**values)
 
 
+NOT_RECORDED = "not granted by provisioner (date unknown)"
+"""``granted_at`` of a membership no audit record grants: a hand grant, before or after provisioner came."""
+
+
 def assign(mode: ReviewerMode, person: Person | None, access: str, catalog: Catalog) -> str:
     """The identity's manager (mode ``manager``) or the role owner (``owner``), each falling back to the other."""
     owner = catalog.roles[access].owner if access in catalog.roles else None
@@ -145,13 +150,17 @@ def build_items(
     granted_at: Mapping[tuple[str, str, str], str],
     mode: ReviewerMode,
     key: bytes,
+    instance: str | None = None,
 ) -> tuple[ReviewItem, ...]:
     """One signed item per membership of every login role on every target: every
     membership of the login roles provisioner manages for these sources, and the
     memberships of hand-made login roles in roles the rules or the catalog know.
 
     ``people``: login role name -> person; ``sod_flags`` and ``granted_at`` are
-    keyed by (target, login role, access)."""
+    keyed by (target, login role, access). ``instance``: this installation; roles
+    another installation manages on a shared server are its campaign's, not this one's,
+    and a role is attributed to the identity of that name only when its marker names
+    that identity's stable id (a reused username is not the leaver's reviewer subject)."""
     items: list[ReviewItem] = []
     known = frozenset(desired.groups) | frozenset(catalog.roles)
     for target in sorted(actual):
@@ -161,6 +170,8 @@ def build_items(
             if role.system or name == state.session_role:
                 continue
             marker = role.marker
+            if is_foreign(marker, instance):
+                continue
             if marker is not None and marker.kind is RoleKind.USER and marker.source in desired.sources:
                 accesses = role.member_of  # an identity provisioner manages: everything it holds
             elif marker is None and role.login:
@@ -169,6 +180,8 @@ def build_items(
                 continue
             wanted = desired.users.get(name)
             person = people.get(name)
+            if marker is not None and wanted is not None and wanted.stable_id != marker.stable_id:
+                wanted = person = None  # the name is someone else's now: the role's owner has left
             for access in sorted(accesses):
                 reasons: tuple[Reason, ...] = wanted.memberships.get(access, ()) if wanted else ()
                 k = (target, name, access)
@@ -187,7 +200,7 @@ def build_items(
                     rules=tuple(dict.fromkeys(r.rule for r in reasons)),
                     attributes=tuple(dict.fromkeys(a for r in reasons for a in r.attributes)),
                     sod=tuple(sorted(set(sod_flags.get(k, ())))),
-                    granted_at=granted_at.get(k, "before provisioner"),
+                    granted_at=granted_at.get(k, NOT_RECORDED),
                     reviewer=assign(mode, person, access, catalog),
                 )
                 items.append(_signed(item, key))

@@ -77,6 +77,7 @@ def desired_state(
         groups=frozenset(groups),
         sources=frozenset(s.source for s in snaps),
         problems=(*problems, *clashes.values()),
+        warnings=shared_employee_ids(identities),
         partial=frozenset(s.source for s in snaps if not s.complete),
         held=names.held | frozenset(clashes),
         contenders=contenders,
@@ -114,6 +115,24 @@ def _contender(
         why = Reason("login_for:granted", f"no rule grants {ident.username!r} anything (login_for = \"granted\")")
         user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
     return user
+def shared_employee_ids(identities: Iterable[Identity]) -> tuple[str, ...]:
+    """One warning per employee id that two or more people of one source carry: an HR
+    data error, or one person with two accounts (whose duties SoD then checks apart).
+    Nothing is withheld: each account keeps what its own attributes give it."""
+    holders: dict[tuple[str, str], dict[str, str]] = {}
+    shown: dict[tuple[str, str], str] = {}
+    for ident in identities:
+        for value in ident.attributes.get("employee_id", ()):
+            key = (ident.source, value.strip().casefold())
+            if key[1]:
+                holders.setdefault(key, {})[ident.stable_id] = ident.username
+                shown.setdefault(key, value.strip())
+    return tuple(
+        f"{key[0]}: employee id {shown[key]!r} is shared by {len(people)} people: "
+        f"{', '.join(sorted(people.values()))}; each keeps their own access, HR should correct the record"
+        for key, people in sorted(holders.items())
+        if len(people) > 1
+    )
 
 
 def group_template_collisions(users: Iterable[DesiredUser], rules: RuleSet) -> dict[str, str]:

@@ -13,6 +13,8 @@ from provisioner.core.identity.rules import RuleSet
 LIFECYCLE_ATTRIBUTES = frozenset({"status", "hire_date", "leave_date"})
 """Read by :func:`provisioner.core.identity.lifecycle.classify` for every identity."""
 IDENTITY_ATTRIBUTES = frozenset({"username", "stable_id"})
+CHECKED_ATTRIBUTES = frozenset({"employee_id"})
+"""Read to report data errors: two people of one source sharing an employee id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,5 +38,7 @@ def referenced_attributes(rules: RuleSet, naming_template: str = "{username}") -
 
 def source_needs(rules: RuleSet, naming_template: str = "{username}") -> SourceNeeds:
     """The attributes a plan depends on: rules, naming, lifecycle and identity."""
-    wanted = referenced_attributes(rules, naming_template) | LIFECYCLE_ATTRIBUTES | IDENTITY_ATTRIBUTES
+    wanted = (
+        referenced_attributes(rules, naming_template) | LIFECYCLE_ATTRIBUTES | IDENTITY_ATTRIBUTES | CHECKED_ATTRIBUTES
+    )
     return SourceNeeds(frozenset(wanted))

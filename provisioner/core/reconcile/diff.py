@@ -53,6 +53,8 @@ def diff(
     out = Draft()
     for problem in desired.problems:
         out.note(NoticeLevel.ERROR, "identity", problem)
+    for warning in desired.warnings:
+        out.note(NoticeLevel.WARNING, "identity", warning)
     refused = _plan_groups(desired, actual, policy, out)
     renamed, stuck = plan_renames(desired, actual, lambda r: is_protected(r, actual, policy), policy.instance, out)
     expiry = actual.capabilities.expiring_accounts

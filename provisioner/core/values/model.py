@@ -126,6 +126,8 @@ class DesiredState:
     groups: frozenset[str]
     sources: frozenset[str]
     problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    """Suspect directory data that changes nothing (two people sharing an employee id)."""
     held: frozenset[str] = frozenset()
     """Role names nobody may touch this run (e.g. name collisions)."""
     frozen: frozenset[str] = frozenset()
