@@ -37,6 +37,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,8 @@ def drop_database(db: str) -> None:
 # --------------------------------------------------------------------------- provisioner
 
 
-def ours_config(tmp: Path, server: Slapd, p: str, db: str) -> Path:
+def ours_config(tmp: Path, server: Slapd, p: str, db: str, daemon: bool = False) -> Path:
+    """``daemon``: with a ``[daemon]`` section that applies (the warm process's)."""
     login = f"{p}svc"
     with pg.admin_connect() as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(login)))
@@ -205,6 +207,7 @@ max_revocations = 1000000
 max_revocation_share = 1.0
 max_identity_drop = 1.0
 """
+        + ('\n[daemon]\nmode = "apply"\nha_lock = false\n' if daemon else "")
     )
     return path
 
@@ -225,7 +228,7 @@ def ours_worker(cfg_path: str) -> None:
 
     writes: list[int] = []
 
-    def keep(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def keep(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
         """As the CLI at log level warning: nothing printed or kept, but the write count."""
         if event.get("event") == "target_applied":
             writes.append(int(event.get("statements", 0)))
@@ -336,6 +339,37 @@ def run_ours(cfg: Path) -> dict[str, Any]:
             "changes": figures["changes"]}
 
 
+class Warm:
+    """The daemon's warm path: one ``bench.peer_warm`` process kept across the phases."""
+
+    def __init__(self, cfg: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.peer_warm", str(cfg)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.ready = self._answer()["ready"]
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the warm process ended ({self.proc.wait()})")
+        return dict(json.loads(line))
+
+    def run(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        got = self._answer()
+        return {"wall": got["seconds"], "mib": got["peak_mib"], "writes": got["writes"], "changes": got["changes"],
+                "rss_after": got["rss_mib"], "lifetime_mib": got["lifetime_mib"], "skipped": got["skipped"]}
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+
+
 def run_peer(exe: str, cfg: Path) -> dict[str, Any]:
     wall, mib, output = timed([exe, "--config", str(cfg), "--real"], env={**os.environ, "LDAPNOINIT": "1"})
     found = re.search(r"Generated (\d+) querie", output)
@@ -343,8 +377,9 @@ def run_peer(exe: str, cfg: Path) -> dict[str, Any]:
 
 
 def bench_size(n: int, exe: str | None) -> dict[str, Any]:
-    p, q = pg.new_prefix(), pg.new_prefix()
-    ours_db, peer_db = f"{p}db", f"{q}db"
+    p, q, w = pg.new_prefix(), pg.new_prefix(), pg.new_prefix()
+    ours_db, peer_db, warm_db = f"{p}db", f"{q}db", f"{w}db"
+    warm: Warm | None = None
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="peer-realistic-") as tmp_name:
         tmp = Path(tmp_name)
@@ -354,6 +389,9 @@ def bench_size(n: int, exe: str | None) -> dict[str, Any]:
             make_database(ours_db, f"{p}app_owner")
             (tmp / "ours").mkdir()
             ours_cfg = ours_config(tmp / "ours", server, p, ours_db)
+            make_database(warm_db, f"{w}app_owner")
+            (tmp / "warm").mkdir()
+            warm = Warm(ours_config(tmp / "warm", server, w, warm_db, daemon=True))
             peer_cfg = None
             if exe:
                 make_database(peer_db, f"{q}app_owner")
@@ -363,16 +401,22 @@ def bench_size(n: int, exe: str | None) -> dict[str, Any]:
                     churn(server, changes)
                 rows[phase] = {"ours": run_ours(ours_cfg)}
                 print(f"  {n} {phase} provisioner: {json.dumps(rows[phase]['ours'])}", flush=True)
+                rows[phase]["warm"] = warm.run()
+                print(f"  {n} {phase} provisioner warm: {json.dumps(rows[phase]['warm'])}", flush=True)
                 if exe and peer_cfg is not None:
                     rows[phase]["peer"] = run_peer(exe, peer_cfg)
                 print(f"  {n} {phase}: {json.dumps(rows[phase])}", flush=True)
         finally:
+            if warm is not None:
+                warm.close()
             server.cleanup()
             drop_database(ours_db)
+            drop_database(warm_db)
+            pg.drop_roles_with_prefix(w)
             drop_database(peer_db)
             pg.drop_roles_with_prefix(p)
             pg.drop_roles_with_prefix(q)
-    return {"n": n, "stats": stats["before"], "rows": rows}
+    return {"n": n, "stats": stats["before"], "rows": rows, "warm_ready": warm.ready if warm else 0.0}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -381,15 +425,21 @@ def report(result: dict[str, Any]) -> None:
         f"\n{result['n']:,} users ({s['active_users']:,} active) / {s['groups']:,} groups, "
         f"{s['active_memberships']:,} active group memberships; one run, phases interleaved"
     )
-    print(f"{'phase':>6} | {'provisioner s':>13} {'MiB':>6} {'stmts':>8} {'writes':>8} | "
-          f"{'ldap2pg s':>9} {'MiB':>6} {'queries':>8} | {'ldap2pg/prov':>12}")
+    print(f"{'phase':>6} | {'one-shot s':>10} {'MiB':>6} {'stmts':>8} {'writes':>8} | "
+          f"{'warm s':>8} {'MiB':>6} {'writes':>8} | {'ldap2pg s':>9} {'MiB':>6} {'queries':>8} | "
+          f"{'l2p/one-shot':>12} {'l2p/warm':>9}")
     for phase, row in result["rows"].items():
-        o, peer = row["ours"], row.get("peer")
+        o, wm, peer = row["ours"], row["warm"], row.get("peer")
         tail = (
-            f"{peer['wall']:>9.1f} {peer['mib']:>6.0f} {peer['statements']:>8} | {peer['wall'] / o['wall']:>11.1f}x"
-            if peer else f"{'-':>9} {'-':>6} {'-':>8} | {'-':>12}"
+            f"{peer['wall']:>9.1f} {peer['mib']:>6.0f} {peer['statements']:>8} | "
+            f"{peer['wall'] / o['wall']:>11.1f}x {peer['wall'] / wm['wall']:>8.1f}x"
+            if peer else f"{'-':>9} {'-':>6} {'-':>8} | {'-':>12} {'-':>9}"
         )
-        print(f"{phase:>6} | {o['wall']:>13.1f} {o['mib']:>6.0f} {o['statements']:>8} {o['writes']:>8} | {tail}")
+        print(f"{phase:>6} | {o['wall']:>10.1f} {o['mib']:>6.0f} {o['statements']:>8} {o['writes']:>8} | "
+              f"{wm['wall']:>8.2f} {wm['mib']:>6.0f} {wm['writes']:>8} | {tail}")
+    print("one-shot: a fresh `provisioner apply` process per phase (wall and peak RSS of the whole process);"
+          " warm: one daemon process (Runner + WarmState) across the phases, wall of Runner.run and the"
+          f" run's own peak RSS; its start took {result['warm_ready']:.1f} s")
 
 
 def main(argv: list[str]) -> None:
