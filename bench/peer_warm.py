@@ -56,8 +56,8 @@ def main(cfg_path: str) -> None:
             writes.append(int(event.get("statements", 0)))
         raise structlog.DropEvent
 
+    loaded = load_all(cfg_path)  # configures logging as the daemon does: replaced below
     structlog.configure(processors=[keep])
-    loaded = load_all(cfg_path)
     store = open_store(loaded.cfg)
     runner = Runner(lambda: loaded, store, Metrics(), Leadership(loaded.cfg), threading.Event(), WarmState())
     print(json.dumps({"ready": time.perf_counter() - STARTED}), flush=True)

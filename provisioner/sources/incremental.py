@@ -269,7 +269,7 @@ class IncrementalReader:
         elif mark != old or scan_at != state.scan_at:
             self.saved.save_marker(state.gen, state.base, mark, state.full_at, scan_at)
         unchanged = groups_same and not n_users and not gone_users
-        return self._assemble(conn, users, groups, derived if groups_same else {}, unchanged)
+        return self._assemble(conn, users, groups, derived, unchanged, regroup=not groups_same)
 
     def _present(self, conn: ldap3.Connection, base: str, flt: str) -> set[str]:
         return {norm_dn(dn) for dn, _ in self.source.search(conn, base, flt, [])}
@@ -281,10 +281,12 @@ class IncrementalReader:
         groups: dict[str, GroupRecord],
         before: dict[str, Any],
         unchanged: bool = False,
+        regroup: bool = False,
     ) -> SourceSnapshot:
         """The snapshot; in a warm process, reuse what the last run derived: the whole
-        snapshot when nothing changed, else the identities of unchanged users as long
-        as no group changed (client-side nesting only; in-chain asks the server)."""
+        snapshot when nothing changed, else the identities of unchanged users -- after a
+        group change (``regroup``) those whose transitive groups are still the same
+        (client-side nesting only; in-chain asks the server)."""
         src = self.source
         client = src.config.nested_groups != "in_chain"
         last = before.get("snapshot")
@@ -294,7 +296,7 @@ class IncrementalReader:
             membership = src.membership(conn, list(groups.values()))
             reuse = before.get("identities") if client else None
             identities: dict[str, Any] = {}
-            snap = assemble(src.name, users.values(), membership, src.amap, (), reuse, identities)
+            snap = assemble(src.name, users.values(), membership, src.amap, (), reuse, identities, regroup)
             memory = self.saved.memory()
             if client and isinstance(membership, GroupGraph) and memory is not None:
                 memory.derived.update(snapshot=snap, identities=identities)

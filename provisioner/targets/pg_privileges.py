@@ -110,6 +110,45 @@ SELECT coalesce(n.nspname, '')::text, pg_catalog.pg_get_userbyid(d.defaclrole)::
 """
 
 QUERIES = (DATABASE_QUERY, SCHEMAS_QUERY, RELATIONS_QUERY, COLUMNS_QUERY, ROUTINES_QUERY, DEFAULTS_QUERY)
+
+# The daemon's digest of what the queries above read (engine/shortcircuit.py), one
+# server-side query per database, order-independent (the role catalog's digest in
+# pg_inspect, extended to privileges): every object they list with its owner and ACL,
+# so any GRANT, REVOKE, ALTER DEFAULT PRIVILEGES, owner change, or object created,
+# dropped or renamed changes it.  Role names in ACLs follow the role catalog's digest.
+_SUMS = (
+    "count(*) || ':' || coalesce(sum(hashtextextended(x, 1)::numeric) || '.'"
+    " || sum(hashtextextended(x, 2)::numeric), '')"
+)
+DIGEST_QUERY = f"""
+SELECT concat_ws('/',
+  (SELECT {_SUMS} FROM (SELECT concat_ws('|', d.oid, d.datname, d.datdba, d.datacl::text) AS x
+     FROM pg_catalog.pg_database d WHERE d.datname = current_database()) s),
+  (SELECT {_SUMS} FROM (SELECT concat_ws('|', n.oid, n.nspname, n.nspowner, n.nspacl::text) AS x
+     FROM pg_catalog.pg_namespace n WHERE {_USER_SCHEMAS}) s),
+  (SELECT {_SUMS} FROM (SELECT concat_ws('|', c.oid, c.relname, c.relnamespace, c.relkind, c.relowner,
+                                         c.relacl::text) AS x
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {_USER_SCHEMAS}) s),
+  (SELECT {_SUMS} FROM (SELECT concat_ws('|', att.attrelid, att.attnum, att.attname, att.attacl::text) AS x
+     FROM pg_catalog.pg_attribute att JOIN pg_catalog.pg_class c ON c.oid = att.attrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND att.attnum > 0 AND NOT att.attisdropped
+      AND {_USER_SCHEMAS}) s),
+  (SELECT {_SUMS} FROM (SELECT concat_ws('|', p.oid, p.proname, p.pronamespace, p.proargtypes::text, p.prokind,
+                                         p.proowner, p.proacl::text) AS x
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE p.prokind IN ('f', 'p') AND {_USER_SCHEMAS}) s),
+  (SELECT {_SUMS} FROM (SELECT concat_ws('|', d.oid, d.defaclrole, d.defaclnamespace, d.defaclobjtype,
+                                         d.defaclacl::text) AS x
+     FROM pg_catalog.pg_default_acl d) s))
+"""
+
+
+def privileges_digest(home: str, databases: Sequence[str], query_home: Query, query_in: Callable[[str], Query]) -> str:
+    """:data:`DIGEST_QUERY` in every database :func:`read_privileges` reads."""
+    names = list(databases) or [home]
+    return ";".join(f"{db}={(query_home if db == home else query_in(db))(DIGEST_QUERY, {})[0][0]}" for db in names)
 _DEFAULT_TYPES = {"r": "tables", "S": "sequences", "f": "functions"}
 
 Query = Callable[[str, Mapping[str, Any]], list[Any]]

@@ -243,14 +243,21 @@ class PostgresTarget:
             ) from exc
 
     def catalog_digest(self) -> str:
-        """One server-side digest of the cluster's role catalog (the no-op short-circuit)."""
+        """One server-side digest of the cluster's role catalog and, when privileges are
+        managed, of each database's privileges and objects (the daemon's short-circuit)."""
         conn = self.connection()
         try:
             with conn.transaction():
                 ((digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY)
+                if self.config.manage_privileges:
+                    home = str(conn.info.dbname)
+                    query = lambda q, p: self._query(conn, q, p)  # noqa: E731
+                    digest += "/" + pg_privileges.privileges_digest(home, self.config.databases, query, self._query_in)
         except psycopg.OperationalError as exc:
             self._discard()
             raise TargetUnavailable(f"target {self.name}: catalog digest failed: {pg_message(exc)}") from exc
+        finally:
+            self._end_others()
         return str(digest)
 
     def _reset_characteristics(self) -> None:

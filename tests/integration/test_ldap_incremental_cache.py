@@ -179,3 +179,24 @@ def test_due_deletion_scan_is_skipped_only_while_nothing_was_written(ldap_ou: Ld
     due()
     _, stats = _read(cfg, store)
     assert stats["quiet"] is False and stats["deletion_scan"] is True and stats["users_gone"] == 0
+
+
+def test_a_group_change_keeps_the_identities_of_everyone_it_does_not_touch(ldap_ou: LdapOu) -> None:
+    """A mover's group change must not rebuild everyone: the desired state and the diff
+    memo reuse what they computed per identity object (issue 19, the warm churn run)."""
+    a = ldap_ou.add_user("alice", departmentNumber="Trading")
+    b = ldap_ou.add_user("bob", departmentNumber="Trading")
+    c = ldap_ou.add_user("carol", departmentNumber="Ops")
+    traders = ldap_ou.add_group("traders", [a, b])
+    ldap_ou.add_group("ops", [c])
+    store, cfg = JsonStore(), ldap_ou.config()
+    _read(cfg, store)
+    before, _ = _read(cfg, store)
+    ldap_ou.modify(traders, member=[a])  # bob leaves the group; alice stays, carol is elsewhere
+    after, stats = _read(cfg, store)
+    assert stats["warm"] is True and stats["groups_changed"] == 1
+    old = {i.username: i for i in before.identities}
+    new = {i.username: i for i in after.identities}
+    assert new["alice"] is old["alice"] and new["carol"] is old["carol"]
+    assert new["bob"] is not old["bob"] and "traders" not in new["bob"].groups
+    assert content(after) == content(LdapSource(cfg).read())
