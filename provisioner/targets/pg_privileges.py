@@ -51,7 +51,7 @@ def _managed_acl(column: str, default: str = "") -> str:
         f"LEFT JOIN LATERAL (SELECT coalesce(r.rolname::text, '{PUBLIC}') AS rolname, a.privilege_type"
         f" FROM pg_catalog.aclexplode({acl}) a"
         " LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
-        " WHERE a.grantee = 0 OR r.rolname = ANY(%(managed)s)) g ON true"
+        " WHERE a.grantee = 0 OR r.rolname = ANY(%(managed)s::text[])) g ON true"
     )
 
 
@@ -106,7 +106,7 @@ SELECT coalesce(n.nspname, '')::text, pg_catalog.pg_get_userbyid(d.defaclrole)::
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
   CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) a
   LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
- WHERE d.defaclobjtype IN ('r', 'S', 'f') AND (a.grantee = 0 OR r.rolname = ANY(%(managed)s))
+ WHERE d.defaclobjtype IN ('r', 'S', 'f') AND (a.grantee = 0 OR r.rolname = ANY(%(managed)s::text[]))
 """
 
 QUERIES = (DATABASE_QUERY, SCHEMAS_QUERY, RELATIONS_QUERY, COLUMNS_QUERY, ROUTINES_QUERY, DEFAULTS_QUERY)
@@ -190,11 +190,17 @@ def _reachable(roles: Mapping[str, ActualRole]) -> set[str]:
     return out
 
 
+def text_array(names: Iterable[str]) -> str:
+    """A ``text[]`` literal of ``names``, every element quoted: one string parameter,
+    which the driver passes as is (a list of 20,000 names costs it ~0.2 s per query)."""
+    return "{" + ",".join('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in names) + "}"
+
+
 def read_database(query: Query, managed: Sequence[str]) -> tuple[Inventory, set[Grant]]:
     """The inventory and managed roles' grants of the connected database,
     in ``len(QUERIES)`` queries run through ``query`` (inside the caller's
     transaction)."""
-    params = {"managed": list(managed)}
+    params = {"managed": text_array(managed)}
     rows = [query(q, params) for q in QUERIES]
     db_rows, schema_rows, rel_rows, col_rows, proc_rows, default_rows = rows
     grants: set[Grant] = set()
