@@ -17,6 +17,7 @@ from provisioner.sources.incremental_state import decode, encode, forget
 from provisioner.sources.ldap import LdapSource
 from tests.support.fixtures import LdapOu
 from tests.support.jsonstore import JsonStore, content
+from tests.support.slapd import Slapd
 
 
 @pytest.fixture(autouse=True)
@@ -200,3 +201,44 @@ def test_a_group_change_keeps_the_identities_of_everyone_it_does_not_touch(ldap_
     assert new["alice"] is old["alice"] and new["carol"] is old["carol"]
     assert new["bob"] is not old["bob"] and "traders" not in new["bob"].groups
     assert content(after) == content(LdapSource(cfg).read())
+
+
+def test_changed_entries_are_asked_for_by_entry_csn_not_by_the_second(ldap_ou: LdapOu) -> None:
+    """A bulk load writes thousands of entries within the same seconds; the next change must
+    not re-read them all (modifyTimestamp's 1 s granularity and overlap did: issue 19)."""
+    users = ldap_ou.add_users({f"u{i:02d}": {"departmentNumber": "Ops"} for i in range(30)})
+    ldap_ou.add_group("ops", users[:3])  # the last write before the full read
+    store, cfg = JsonStore(), ldap_ou.config()
+    _read(cfg, store)
+    ldap_ou.modify(users[7], departmentNumber="Risk")
+    moved, stats = _read(cfg, store)
+    assert stats["changed_filter"].startswith("(entryCSN>=")
+    assert stats["users_read"] == 1 and stats["users_changed"] == 1
+    assert content(moved) == content(LdapSource(cfg).read())
+    _, stats = _read(cfg, store)  # nothing written since: quiet, no search
+    assert stats["quiet"] is True and stats["users_read"] == 0
+
+
+class HiddenCsnSlapd(Slapd):
+    """A directory whose readers may not see ``entryCSN`` (nor search by it)."""
+
+    def _config_text(self) -> str:
+        hidden = "access to attrs=entryCSN by * none\naccess to * by users read by * none"
+        return super()._config_text().replace("access to * by users read by * none", hidden)
+
+
+def test_a_reader_that_cannot_see_entry_csn_keeps_the_timestamp_search() -> None:
+    server = HiddenCsnSlapd()
+    try:
+        server.start()
+        ou = LdapOu(server)
+        a = ou.add_user("alice", departmentNumber="Trading")
+        ou.add_user("bob", departmentNumber="Ops")
+        store, cfg = JsonStore(), ou.config()
+        _read(cfg, store)
+        ou.modify(a, departmentNumber="Risk")
+        moved, stats = _read(cfg, store)
+        assert stats["changed_filter"].startswith("(modifyTimestamp>=") and stats["users_changed"] == 1
+        assert content(moved) == content(LdapSource(cfg).read())
+    finally:
+        server.cleanup()
