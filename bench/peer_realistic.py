@@ -376,7 +376,8 @@ def run_peer(exe: str, cfg: Path) -> dict[str, Any]:
     return {"wall": wall, "mib": mib, "statements": int(found.group(1)) if found else 0}
 
 
-def bench_size(n: int, exe: str | None) -> dict[str, Any]:
+def bench_size(n: int, exe: str | None, one_shot: bool = True) -> dict[str, Any]:
+    """``one_shot``: False measures the warm process alone (a quicker loop while profiling)."""
     p, q, w = pg.new_prefix(), pg.new_prefix(), pg.new_prefix()
     ours_db, peer_db, warm_db = f"{p}db", f"{q}db", f"{w}db"
     warm: Warm | None = None
@@ -386,9 +387,10 @@ def bench_size(n: int, exe: str | None) -> dict[str, Any]:
         body, changes, stats = generate(tmp, n)
         server = load(body)
         try:
-            make_database(ours_db, f"{p}app_owner")
+            if one_shot:
+                make_database(ours_db, f"{p}app_owner")
             (tmp / "ours").mkdir()
-            ours_cfg = ours_config(tmp / "ours", server, p, ours_db)
+            ours_cfg = ours_config(tmp / "ours", server, p, ours_db) if one_shot else tmp
             make_database(warm_db, f"{w}app_owner")
             (tmp / "warm").mkdir()
             warm = Warm(ours_config(tmp / "warm", server, w, warm_db, daemon=True))
@@ -399,7 +401,7 @@ def bench_size(n: int, exe: str | None) -> dict[str, Any]:
             for phase in PHASES:
                 if phase == "churn":
                     churn(server, changes)
-                rows[phase] = {"ours": run_ours(ours_cfg)}
+                rows[phase] = {"ours": run_ours(ours_cfg) if one_shot else {}}
                 print(f"  {n} {phase} provisioner: {json.dumps(rows[phase]['ours'])}", flush=True)
                 rows[phase]["warm"] = warm.run()
                 print(f"  {n} {phase} provisioner warm: {json.dumps(rows[phase]['warm'])}", flush=True)
@@ -429,7 +431,8 @@ def report(result: dict[str, Any]) -> None:
           f"{'warm s':>8} {'MiB':>6} {'writes':>8} | {'ldap2pg s':>9} {'MiB':>6} {'queries':>8} | "
           f"{'l2p/one-shot':>12} {'l2p/warm':>9}")
     for phase, row in result["rows"].items():
-        o, wm, peer = row["ours"], row["warm"], row.get("peer")
+        o = row["ours"] or {"wall": float("nan"), "mib": 0, "statements": 0, "writes": 0}
+        wm, peer = row["warm"], row.get("peer")
         tail = (
             f"{peer['wall']:>9.1f} {peer['mib']:>6.0f} {peer['statements']:>8} | "
             f"{peer['wall'] / o['wall']:>11.1f}x {peer['wall'] / wm['wall']:>8.1f}x"
@@ -449,7 +452,7 @@ def main(argv: list[str]) -> None:
     if not exe and not ours_only:
         print("LDAP2PG is not set: provisioner only (see the module docstring to install ldap2pg 5.9)")
     for n in sizes:
-        report(bench_size(n, exe))
+        report(bench_size(n, exe, one_shot="--warm-only" not in argv))
 
 
 if __name__ == "__main__":
