@@ -10,6 +10,10 @@ it) and prints one JSON line: wall seconds of the whole ``Runner.run`` call (the
 collection after the run included), changes, writes, the peak RSS of that run
 (``VmHWM`` after resetting it through ``/proc/self/clear_refs``), the RSS after it and
 the process's lifetime peak.  Process start and loading are printed once at start.
+
+``python -m bench.peer_warm --once CONFIG`` is the one-shot process instead: one
+``apply`` as the CLI makes it (state store: incremental reads, run history, audit
+trail), importing only what the CLI imports (no test support), figures as JSON.
 """
 
 from __future__ import annotations
@@ -89,5 +93,41 @@ def main(cfg_path: str) -> None:
     store.close()
 
 
+def once(cfg_path: str) -> None:
+    """One ``provisioner apply`` in this process, as the CLI runs it (state store:
+    incremental directory reads, run history, audit trail); prints its figures as JSON."""
+    import structlog
+
+    from provisioner.config import load_config
+    from provisioner.engine.connections import Targets
+    from provisioner.engine.context import RunContext
+    from provisioner.engine.installation import open_store
+    from provisioner.engine.record import recorded_run
+    from provisioner.engine.run import apply_run
+
+    writes: list[int] = []
+
+    def keep(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        """As the CLI at log level warning: nothing printed or kept, but the write count."""
+        if event.get("event") == "target_applied":
+            writes.append(int(event.get("statements", 0)))
+        raise structlog.DropEvent
+
+    structlog.configure(processors=[keep])
+    cfg = load_config(Path(cfg_path))
+    store = open_store(cfg)
+    ctx = RunContext.manual(cfg, store, reason="bench")
+    started = time.perf_counter()
+    with recorded_run(ctx, "apply", cfg), Targets(cfg) as targets:
+        plan = apply_run(cfg, ctx, targets)
+        total = sum(getattr(targets.get(n), "statements_executed", 0) for n in targets.names)
+    store.close()
+    figures = {"seconds": time.perf_counter() - started, "changes": len(plan.changes), "statements": total}
+    print(json.dumps({**figures, "writes": sum(writes)}))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--once":
+        once(sys.argv[2])
+    else:
+        main(sys.argv[1])
