@@ -147,7 +147,7 @@ def inspect(
         digest = facts.catalog_digests.get(name)
         same = last is not None and digest is not None and digest == last.verified.facts.catalog_digests.get(name)
         if before is None or not same:
-            actual[name] = targets.get(name).inspect()
+            actual[name] = targets.get(name).inspect(reuse=warm.rows_of(name))
             continue
         assert last is not None
         fresh = targets.get(name).inspect(frozenset())  # sessions only

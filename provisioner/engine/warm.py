@@ -9,6 +9,9 @@ global: dropping the object drops everything it kept.
 - ``diffs``: per target, what the last diff planned per person (core/reconcile/diffmemo.py);
 - ``fingerprints``: the scope-independent part of each target's plan fingerprint, while the
   target's roles are the very same object (a reused actual state; core/values/model.py);
+- ``rows``: per target, the roles its last inspect built (targets/base.py ``RoleRows``):
+  an unchanged role is the very same object after a fresh inspect, so the diff memo
+  still reuses per person when something else in the catalog changed;
 - ``last``: the last full run of the current configuration, the short-circuit's
   evidence (engine/shortcircuit.py).
 """
@@ -23,6 +26,7 @@ from provisioner.core.reconcile.diffmemo import DiffMemo
 from provisioner.core.reconcile.shortcircuit import Verified
 from provisioner.core.values.model import ActualState, DesiredState, FingerprintMemo, SourceSnapshot
 from provisioner.core.values.plan import Plan
+from provisioner.targets.base import RoleRows
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +48,16 @@ class WarmState:
     grants: GrantMemo = field(default_factory=GrantMemo)
     diffs: DiffMemo = field(default_factory=DiffMemo)
     fingerprints: FingerprintMemo = field(default_factory=FingerprintMemo)
+    rows: dict[str, RoleRows] = field(default_factory=dict)
     last: LastRun | None = None
 
     def last_of(self, config_digest: str) -> LastRun | None:
         """The last full run, if it was made with this configuration (a reload forgets it)."""
         last = self.last
         return last if last is not None and last.config_digest == config_digest else None
+
+    def rows_of(self, target: str) -> RoleRows:
+        return self.rows.setdefault(target, {})
 
     def forget(self) -> None:
         self.last = None

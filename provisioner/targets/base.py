@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from provisioner.core.values.model import ActualState
+from provisioner.core.values.model import ActualRole, ActualState
 from provisioner.core.values.plan import Change
 from provisioner.errors import ApplyFailed
 
@@ -43,13 +43,21 @@ class ApplyResult:
     """Changes that failed alone and were skipped; everything in ``applied`` committed."""
 
 
+RoleRows = dict[str, tuple[tuple[Any, ...], frozenset[str], ActualRole]]
+"""Role name -> (its catalog row, its memberships, the role built from them): what the
+last inspect built, so an unchanged role is the very same object the next time (the
+daemon's WarmState keeps one per target; the diff memo then reuses per person)."""
+
+
 class Target(Protocol):
     name: str
 
-    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
+    def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
         """Read roles, options, markers and memberships in a constant number
         of catalog queries, in one consistent snapshot.  ``only``: a target may
-        read just these roles (and then no privileges); reading more is allowed."""
+        read just these roles (and then no privileges); reading more is allowed.
+        ``reuse``: the roles the last inspect built (a target may ignore it), replaced
+        by this one's."""
         ...
 
     def apply(

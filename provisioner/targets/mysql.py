@@ -28,7 +28,7 @@ from provisioner.core.values.model import ActualState
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
-from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, RoleRows
 from provisioner.targets.mysql_apply import (
     STEPS,
     Executor,
@@ -158,8 +158,8 @@ class MysqlTarget:
     def _ledger_table(self) -> str:
         return f"{quote_ident(self.config.meta_database)}.{quote_ident('managed_ledger')}"
 
-    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
-        """Always the whole catalog (``only`` is accepted and ignored: accounts are few)."""
+    def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
+        """Always the whole catalog (``only`` and ``reuse`` are accepted and ignored: accounts are few)."""
         try:
             ((version, current),) = self._query(mi.SESSION_QUERY)
             self._mariadb = mi.is_mariadb(str(version))

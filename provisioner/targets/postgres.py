@@ -25,7 +25,7 @@ from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.logs import log
 from provisioner.targets import pg_access, pg_drop, pg_inspect, pg_privileges
-from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, RoleRows
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
     BatchRunner,
@@ -180,9 +180,9 @@ class PostgresTarget:
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description is not None else []
 
-    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
+    def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
         """``only``: read just these roles and their memberships (no privileges): what
-        verify needs after an apply."""
+        verify needs after an apply; ``reuse``: see :class:`~provisioner.targets.base.Target`."""
         conn = self.connection()
         try:
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
@@ -199,7 +199,7 @@ class PostgresTarget:
                     role_rows = self._query(conn, pg_inspect.ROLES_NAMED_QUERY, names)
                     member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_NAMED_QUERY, names)
                 session_rows = self._query(conn, pg_inspect.SESSIONS_QUERY)
-                roles = pg_inspect.build_roles(role_rows, member_rows)
+                roles = pg_inspect.build_roles(role_rows, member_rows, reuse if only is None else None)
                 privileges = None
                 if self.config.manage_privileges and only is None:
                     privileges = pg_privileges.read_privileges(
