@@ -325,8 +325,9 @@ class Warm:
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
         got = self._answer()
-        return {"wall": got["seconds"], "mib": got["peak_mib"], "writes": got["writes"], "changes": got["changes"],
-                "rss_after": got["rss_mib"], "lifetime_mib": got["lifetime_mib"], "skipped": got["skipped"]}
+        return {"wall": got["seconds"], "gc": got.get("gc_seconds", 0.0), "mib": got["peak_mib"],
+                "changes": got["changes"], "rss_after": got["rss_mib"], "lifetime_mib": got["lifetime_mib"],
+                "skipped": got["skipped"]}
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -395,7 +396,7 @@ def report(result: dict[str, Any]) -> None:
         f"{s['active_memberships']:,} active group memberships; one run, phases interleaved"
     )
     print(f"{'phase':>6} | {'one-shot s':>10} {'MiB':>6} {'stmts':>8} {'writes':>8} | "
-          f"{'warm s':>8} {'MiB':>6} {'skipped':>13} | {'ldap2pg s':>9} {'MiB':>6} {'queries':>8} | "
+          f"{'warm s':>8} {'GC s':>5} {'MiB':>6} {'skipped':>13} | {'ldap2pg s':>9} {'MiB':>6} {'queries':>8} | "
           f"{'l2p/one-shot':>12} {'l2p/warm':>9}")
     for phase, row in result["rows"].items():
         o = row["ours"] or {"wall": float("nan"), "mib": 0, "statements": 0, "writes": 0}
@@ -406,14 +407,16 @@ def report(result: dict[str, Any]) -> None:
             if peer else f"{'-':>9} {'-':>6} {'-':>8} | {'-':>12} {'-':>9}"
         )
         print(f"{phase:>6} | {o['wall']:>10.1f} {o['mib']:>6.0f} {o['statements']:>8} {o['writes']:>8} | "
-              f"{wm['wall']:>8.2f} {wm['mib']:>6.0f} {wm['skipped'] or '-':>13} | {tail}")
+              f"{wm['wall']:>8.2f} {wm['gc']:>5.2f} {wm['mib']:>6.0f} {wm['skipped'] or '-':>13} | {tail}")
         again = row.get("warm_again")
         if again:
             ratio = f"{peer['wall'] / again['wall']:>8.1f}x" if peer else f"{'-':>9}"
-            print(f"{'again':>6} | {'':>10} {'':>6} {'':>8} {'':>8} | {again['wall']:>8.2f} {again['mib']:>6.0f} "
+            print(f"{'again':>6} | {'':>10} {'':>6} {'':>8} {'':>8} | {again['wall']:>8.2f} {again['gc']:>5.2f} "
+                  f"{again['mib']:>6.0f} "
                   f"{again['skipped'] or '-':>13} | {'':>9} {'':>6} {'':>8} | {'':>12} {ratio}")
     print("one-shot: a fresh `provisioner apply` process per phase (wall and peak RSS of the whole process);"
-          " warm: one daemon process (Runner + WarmState) across the phases, wall of Runner.run and the"
+          " warm: one daemon process (Runner + WarmState) across the phases, wall of Runner.run (GC s: the"
+          " full collection the daemon makes after each run, included) and the"
           f" run's own peak RSS; its start took {result['warm_ready']:.1f} s; 'again': the warm process's next"
           " no-op (the first follows an apply, which moved the catalog digest); skipped: what the daemon's"
           " shortcuts skipped (the digest covers the whole shared cluster: other suites' roles defeat it)")

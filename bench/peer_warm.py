@@ -7,7 +7,8 @@ daemon's own :class:`~provisioner.daemon.runner.Runner` with one
 scheduled run exactly as the daemon makes it (``Runner.run("apply", "schedule")``:
 GC paused for the run, the run's history and audit trail, a full collection after
 it) and prints one JSON line: wall seconds of the whole ``Runner.run`` call (the
-collection after the run included), changes, writes, the peak RSS of that run
+collection after the run included; ``gc_seconds``: the cyclic GC's share of it),
+changes, the peak RSS of that run
 (``VmHWM`` after resetting it through ``/proc/self/clear_refs``), the RSS after it and
 the process's lifetime peak.  Process start and loading are printed once at start.
 
@@ -19,6 +20,7 @@ trail), importing only what the CLI imports (no test support), figures as JSON.
 from __future__ import annotations
 
 import cProfile
+import gc
 import json
 import os
 import resource
@@ -64,6 +66,15 @@ def main(cfg_path: str) -> None:
     structlog.configure(processors=[keep])
     store = open_store(loaded.cfg)
     runner = Runner(lambda: loaded, store, Metrics(), Leadership(loaded.cfg), threading.Event(), WarmState())
+    collecting: list[float] = [0.0, 0.0]  # start of the collection in progress, seconds collected
+
+    def timed_gc(phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+        else:
+            collecting[1] += time.perf_counter() - collecting[0]
+
+    gc.callbacks.append(timed_gc)
     print(json.dumps({"ready": time.perf_counter() - STARTED}), flush=True)
     profiles = os.environ.get("PEER_WARM_PROFILE")  # a directory: one cProfile dump per run
     for number, line in enumerate(sys.stdin):
@@ -71,6 +82,7 @@ def main(cfg_path: str) -> None:
             break
         writes.clear()
         _reset_peak()
+        collecting[1] = 0.0
         started = time.perf_counter()
         if profiles:
             profiler = cProfile.Profile()
@@ -83,6 +95,7 @@ def main(cfg_path: str) -> None:
         how = "short_circuit" if "short_circuit" in meta else "reused_actual" if "reused_actual" in meta else ""
         print(json.dumps({
             "seconds": took,
+            "gc_seconds": collecting[1],
             "changes": len(result.plan.changes),
             "writes": sum(writes),
             "peak_mib": _status_mib("VmHWM"),
