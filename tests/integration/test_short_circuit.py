@@ -217,6 +217,7 @@ def test_fresh_inspect_after_an_unrelated_catalog_change_reuses_the_diff_per_per
     assert "reused_actual" not in plan.meta and "short_circuit" not in plan.meta
     assert warm.warm.last is not None and warm.warm.last.actual["pg"].roles[f"{p}ann"] is before[f"{p}ann"]
     assert warm.warm.diffs.hits - hits >= 2  # ann and cat: served from the memo
+    assert warm.warm.scripts is not None and warm.warm.unicode() is warm.warm.scripts  # read once, kept
     cfg = warm.s.config()
     with Targets(cfg) as targets:
         cold = plan_run(cfg, RunContext(T0 + timedelta(minutes=2), "pytest", "manual", store=warm.store), targets)
