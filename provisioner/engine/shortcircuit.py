@@ -187,8 +187,11 @@ def remember(
     )
     instants = (*(e.at for e in next_lifecycle_events(desired, ctx.now)), *_role_instants(cfg, actual))
     assert ctx.warm is not None
-    # one configuration at a time: a reload must not keep the old state alive
-    ctx.warm.last = LastRun(cfg.digest, Verified(now, instants, quiet), snaps, desired, actual, plan)
+    # one configuration at a time: a reload must not keep the old state alive; only a quiet
+    # target's plan (no change) is ever repeated, so the changes are not kept (a first sync's
+    # 300,000 would stay in memory until the next run)
+    kept = replace(plan, targets=tuple(replace(tp, changes=()) for tp in plan.targets))
+    ctx.warm.last = LastRun(cfg.digest, Verified(now, instants, quiet), snaps, desired, actual, kept)
 
 
 def _role_instants(cfg: Config, actual: Mapping[str, ActualState]) -> list[datetime]:

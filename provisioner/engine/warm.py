@@ -43,6 +43,7 @@ class LastRun:
     desired: DesiredState
     actual: Mapping[str, ActualState]
     plan: Plan
+    """Its plan without the changes (fingerprints, notices, sources, run id)."""
 
 
 @dataclass(slots=True, eq=False)

@@ -208,6 +208,7 @@ def test_fresh_inspect_after_an_unrelated_catalog_change_reuses_the_diff_per_per
     every unchanged role is the same object again, so only the mover is diffed (issue 19)."""
     p = role_prefix
     assert warm.run(T0).has_changes
+    assert warm.warm.last is not None and not warm.warm.last.plan.changes  # the changes are not kept
     assert not warm.run(T0 + timedelta(minutes=1)).has_changes
     before = warm.warm.last.actual["pg"].roles if warm.warm.last else {}
     admin("CREATE ROLE {} NOLOGIN", f"{p}unrelated")
