@@ -138,7 +138,8 @@ def drop_database(db: str) -> None:
 # --------------------------------------------------------------------------- provisioner
 
 
-def ours_config(tmp: Path, server: Slapd, p: str, db: str) -> Path:
+def ours_config(tmp: Path, server: Slapd, p: str, db: str, daemon: bool = False) -> Path:
+    """``daemon``: with a ``[daemon]`` section that applies (the warm process's)."""
     login = f"{p}svc"
     with pg.admin_connect() as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(login)))
@@ -205,43 +206,9 @@ max_revocations = 1000000
 max_revocation_share = 1.0
 max_identity_drop = 1.0
 """
+        + ('\n[daemon]\nmode = "apply"\nha_lock = false\n' if daemon else "")
     )
     return path
-
-
-def ours_worker(cfg_path: str) -> None:
-    """One ``provisioner apply`` in this process, as the CLI runs it (state store:
-    incremental directory reads, run history, audit trail); prints its figures as JSON."""
-    import time
-
-    import structlog
-
-    from provisioner.config import load_config
-    from provisioner.engine.connections import Targets
-    from provisioner.engine.context import RunContext
-    from provisioner.engine.installation import open_store
-    from provisioner.engine.record import recorded_run
-    from provisioner.engine.run import apply_run
-
-    writes: list[int] = []
-
-    def keep(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-        """As the CLI at log level warning: nothing printed or kept, but the write count."""
-        if event.get("event") == "target_applied":
-            writes.append(int(event.get("statements", 0)))
-        raise structlog.DropEvent
-
-    structlog.configure(processors=[keep])
-    cfg = load_config(Path(cfg_path))
-    store = open_store(cfg)
-    ctx = RunContext.manual(cfg, store, reason="bench")
-    started = time.perf_counter()
-    with recorded_run(ctx, "apply", cfg), Targets(cfg) as targets:
-        plan = apply_run(cfg, ctx, targets)
-        total = sum(getattr(targets.get(n), "statements_executed", 0) for n in targets.names)
-    store.close()
-    figures = {"seconds": time.perf_counter() - started, "changes": len(plan.changes), "statements": total}
-    print(json.dumps({**figures, "writes": sum(writes)}))
 
 
 # --------------------------------------------------------------------------- ldap2pg
@@ -330,10 +297,42 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
 
 
 def run_ours(cfg: Path) -> dict[str, Any]:
-    wall, mib, output = timed([sys.executable, "-m", "bench.peer_realistic", "--ours-worker", str(cfg)])
+    wall, mib, output = timed([sys.executable, "-m", "bench.peer_warm", "--once", str(cfg)])
     figures = json.loads(output.strip().splitlines()[-1])
     return {"wall": wall, "mib": mib, "statements": figures["statements"], "writes": figures["writes"],
             "changes": figures["changes"]}
+
+
+class Warm:
+    """The daemon's warm path: one ``bench.peer_warm`` process kept across the phases."""
+
+    def __init__(self, cfg: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.peer_warm", str(cfg)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.ready = self._answer()["ready"]
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the warm process ended ({self.proc.wait()})")
+        return dict(json.loads(line))
+
+    def run(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        got = self._answer()
+        return {"wall": got["seconds"], "gc": got.get("gc_seconds", 0.0), "mib": got["peak_mib"],
+                "changes": got["changes"], "rss_after": got["rss_mib"], "lifetime_mib": got["lifetime_mib"],
+                "skipped": got["skipped"]}
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=120)
 
 
 def run_peer(exe: str, cfg: Path) -> dict[str, Any]:
@@ -342,18 +341,24 @@ def run_peer(exe: str, cfg: Path) -> dict[str, Any]:
     return {"wall": wall, "mib": mib, "statements": int(found.group(1)) if found else 0}
 
 
-def bench_size(n: int, exe: str | None) -> dict[str, Any]:
-    p, q = pg.new_prefix(), pg.new_prefix()
-    ours_db, peer_db = f"{p}db", f"{q}db"
+def bench_size(n: int, exe: str | None, one_shot: bool = True) -> dict[str, Any]:
+    """``one_shot``: False measures the warm process alone (a quicker loop while profiling)."""
+    p, q, w = pg.new_prefix(), pg.new_prefix(), pg.new_prefix()
+    ours_db, peer_db, warm_db = f"{p}db", f"{q}db", f"{w}db"
+    warm: Warm | None = None
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="peer-realistic-") as tmp_name:
         tmp = Path(tmp_name)
         body, changes, stats = generate(tmp, n)
         server = load(body)
         try:
-            make_database(ours_db, f"{p}app_owner")
+            if one_shot:
+                make_database(ours_db, f"{p}app_owner")
             (tmp / "ours").mkdir()
-            ours_cfg = ours_config(tmp / "ours", server, p, ours_db)
+            ours_cfg = ours_config(tmp / "ours", server, p, ours_db) if one_shot else tmp
+            make_database(warm_db, f"{w}app_owner")
+            (tmp / "warm").mkdir()
+            warm = Warm(ours_config(tmp / "warm", server, w, warm_db, daemon=True))
             peer_cfg = None
             if exe:
                 make_database(peer_db, f"{q}app_owner")
@@ -361,18 +366,27 @@ def bench_size(n: int, exe: str | None) -> dict[str, Any]:
             for phase in PHASES:
                 if phase == "churn":
                     churn(server, changes)
-                rows[phase] = {"ours": run_ours(ours_cfg)}
+                rows[phase] = {"ours": run_ours(ours_cfg) if one_shot else {}}
                 print(f"  {n} {phase} provisioner: {json.dumps(rows[phase]['ours'])}", flush=True)
+                rows[phase]["warm"] = warm.run()
+                print(f"  {n} {phase} provisioner warm: {json.dumps(rows[phase]['warm'])}", flush=True)
+                if phase == "noop":  # the daemon's next no-op: the one above follows an apply
+                    rows[phase]["warm_again"] = warm.run()
+                    print(f"  {n} {phase} provisioner warm again: {json.dumps(rows[phase]['warm_again'])}", flush=True)
                 if exe and peer_cfg is not None:
                     rows[phase]["peer"] = run_peer(exe, peer_cfg)
                 print(f"  {n} {phase}: {json.dumps(rows[phase])}", flush=True)
         finally:
+            if warm is not None:
+                warm.close()
             server.cleanup()
             drop_database(ours_db)
+            drop_database(warm_db)
+            pg.drop_roles_with_prefix(w)
             drop_database(peer_db)
             pg.drop_roles_with_prefix(p)
             pg.drop_roles_with_prefix(q)
-    return {"n": n, "stats": stats["before"], "rows": rows}
+    return {"n": n, "stats": stats["before"], "rows": rows, "warm_ready": warm.ready if warm else 0.0}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -381,15 +395,31 @@ def report(result: dict[str, Any]) -> None:
         f"\n{result['n']:,} users ({s['active_users']:,} active) / {s['groups']:,} groups, "
         f"{s['active_memberships']:,} active group memberships; one run, phases interleaved"
     )
-    print(f"{'phase':>6} | {'provisioner s':>13} {'MiB':>6} {'stmts':>8} {'writes':>8} | "
-          f"{'ldap2pg s':>9} {'MiB':>6} {'queries':>8} | {'ldap2pg/prov':>12}")
+    print(f"{'phase':>6} | {'one-shot s':>10} {'MiB':>6} {'stmts':>8} {'writes':>8} | "
+          f"{'warm s':>8} {'GC s':>5} {'MiB':>6} {'skipped':>13} | {'ldap2pg s':>9} {'MiB':>6} {'queries':>8} | "
+          f"{'l2p/one-shot':>12} {'l2p/warm':>9}")
     for phase, row in result["rows"].items():
-        o, peer = row["ours"], row.get("peer")
+        o = row["ours"] or {"wall": float("nan"), "mib": 0, "statements": 0, "writes": 0}
+        wm, peer = row["warm"], row.get("peer")
         tail = (
-            f"{peer['wall']:>9.1f} {peer['mib']:>6.0f} {peer['statements']:>8} | {peer['wall'] / o['wall']:>11.1f}x"
-            if peer else f"{'-':>9} {'-':>6} {'-':>8} | {'-':>12}"
+            f"{peer['wall']:>9.1f} {peer['mib']:>6.0f} {peer['statements']:>8} | "
+            f"{peer['wall'] / o['wall']:>11.1f}x {peer['wall'] / wm['wall']:>8.1f}x"
+            if peer else f"{'-':>9} {'-':>6} {'-':>8} | {'-':>12} {'-':>9}"
         )
-        print(f"{phase:>6} | {o['wall']:>13.1f} {o['mib']:>6.0f} {o['statements']:>8} {o['writes']:>8} | {tail}")
+        print(f"{phase:>6} | {o['wall']:>10.1f} {o['mib']:>6.0f} {o['statements']:>8} {o['writes']:>8} | "
+              f"{wm['wall']:>8.2f} {wm['gc']:>5.2f} {wm['mib']:>6.0f} {wm['skipped'] or '-':>13} | {tail}")
+        again = row.get("warm_again")
+        if again:
+            ratio = f"{peer['wall'] / again['wall']:>8.1f}x" if peer else f"{'-':>9}"
+            print(f"{'again':>6} | {'':>10} {'':>6} {'':>8} {'':>8} | {again['wall']:>8.2f} {again['gc']:>5.2f} "
+                  f"{again['mib']:>6.0f} "
+                  f"{again['skipped'] or '-':>13} | {'':>9} {'':>6} {'':>8} | {'':>12} {ratio}")
+    print("one-shot: a fresh `provisioner apply` process per phase (wall and peak RSS of the whole process);"
+          " warm: one daemon process (Runner + WarmState) across the phases, wall of Runner.run (GC s: the"
+          " full collection the daemon makes after each run, included) and the"
+          f" run's own peak RSS; its start took {result['warm_ready']:.1f} s; 'again': the warm process's next"
+          " no-op (the first follows an apply, which moved the catalog digest); skipped: what the daemon's"
+          " shortcuts skipped (the digest covers the whole shared cluster: other suites' roles defeat it)")
 
 
 def main(argv: list[str]) -> None:
@@ -399,11 +429,13 @@ def main(argv: list[str]) -> None:
     if not exe and not ours_only:
         print("LDAP2PG is not set: provisioner only (see the module docstring to install ldap2pg 5.9)")
     for n in sizes:
-        report(bench_size(n, exe))
+        report(bench_size(n, exe, one_shot="--warm-only" not in argv))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--ours-worker":
-        ours_worker(sys.argv[2])
+    if len(sys.argv) > 2 and sys.argv[1] == "--ours-worker":  # the earlier name of the one-shot worker
+        from bench.peer_warm import once
+
+        once(sys.argv[2])
     else:
         main(sys.argv[1:])

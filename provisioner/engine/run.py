@@ -29,7 +29,7 @@ from provisioner.core.identity.exclusions import digest as exclusions_digest
 from provisioner.core.identity.groupref import ambiguous_rules, referenced_groups
 from provisioner.core.identity.lifecycle import LeaverPolicy, LifecyclePolicy, flatten_missing
 from provisioner.core.identity.memo import GrantMemo
-from provisioner.core.identity.naming import NamingPolicy
+from provisioner.core.identity.naming import NamingPolicy, Scripts
 from provisioner.core.identity.needs import source_needs
 from provisioner.core.privileges.catalog import Catalog
 from provisioner.core.privileges.dialect import for_target
@@ -138,11 +138,12 @@ def compute_desired(
     now: datetime,
     exclusions: Sequence[Exclusion] = (),
     memo: GrantMemo | None = None,
+    scripts: Scripts | None = None,
 ) -> DesiredState:
     """``exclusions``: access-review revokes of rule-based access in force (core/identity/exclusions.py);
-    ``memo``: the daemon's grant memo (engine/warm.py), else a fresh one for this run."""
+    ``memo`` / ``scripts``: the daemon's grant memo and Unicode data (engine/warm.py), else fresh ones."""
     n = cfg.naming
-    naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, unicode_data.scripts())
+    naming = NamingPolicy(n.template, n.prefix, n.max_bytes, n.charset, scripts or unicode_data.scripts())
     lifecycle = lifecycle_policy(cfg)
     with paused_gc():
         granted = frozenset(s.name for s in cfg.sources if s.login_for == "granted")
@@ -243,7 +244,10 @@ def _plan(
         desired, actual = shortcircuit.cached(cfg, ctx.warm)
         events = (*gated, planned_event(ctx, skipped))
         return PlanOutcome(skipped, mappings, snapshots, desired, actual, {}, events)
-    desired = compute_desired(cfg, mappings, snapshots, ctx.now, excluded, ctx.warm.grants if ctx.warm else None)
+    warm = ctx.warm
+    desired = compute_desired(
+        cfg, mappings, snapshots, ctx.now, excluded, warm.grants if warm else None, warm.unicode() if warm else None
+    )
     facts = shortcircuit.measure(facts, digests) if facts is not None else None
     if facts is not None and ctx.warm is not None:
         actual, reused = shortcircuit.inspect(cfg, ctx.warm, facts, targets)

@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from provisioner.config import Config, PostgresTargetConfig
+from provisioner.config import Config
 from provisioner.core.identity.lifecycle import next_lifecycle_events
 from provisioner.core.reconcile.shortcircuit import RunFacts, Verified, decide, precheck
 from provisioner.core.values.model import ActualState, DesiredState, SourceSnapshot
@@ -136,8 +136,8 @@ def inspect(
     cfg: Config, warm: WarmState, facts: RunFacts, targets: Targets
 ) -> tuple[dict[str, ActualState], dict[str, Any]]:
     """Each target's actual state: the last full run's, when its catalog digest (taken
-    before that run inspected) equals this run's and no privileges are managed -- with
-    the open sessions read afresh, so a leaver's new session is still ended -- else a
+    before that run inspected; with managed privileges it covers them too) equals this
+    run's -- with the open sessions read afresh, so a leaver's new session is still ended -- else a
     fresh inspect.  Also what was reused, for the audit record."""
     last = warm.last_of(cfg.digest)
     actual: dict[str, ActualState] = {}
@@ -146,8 +146,8 @@ def inspect(
         before = last.actual.get(name) if last is not None else None
         digest = facts.catalog_digests.get(name)
         same = last is not None and digest is not None and digest == last.verified.facts.catalog_digests.get(name)
-        if before is None or not same or before.privileges is not None:
-            actual[name] = targets.get(name).inspect()
+        if before is None or not same:
+            actual[name] = targets.get(name).inspect(reuse=warm.rows_of(name))
             continue
         assert last is not None
         fresh = targets.get(name).inspect(frozenset())  # sessions only
@@ -177,12 +177,8 @@ def remember(
 ) -> None:
     """Keep this full run's facts; only targets with nothing to do qualify later."""
     failures = health.drop_failures(ctx, actual)
-    # privileges are not digested; a break-glass account's sessions are reported each run
-    watched = {
-        t.name
-        for t in cfg.targets
-        if (isinstance(t, PostgresTargetConfig) and t.manage_privileges) or t.break_glass or cfg.lifecycle.break_glass
-    }
+    # a break-glass account's sessions are reported each run (managed privileges are in the digest)
+    watched = {t.name for t in cfg.targets if t.break_glass or cfg.lifecycle.break_glass}
     counting = any(missing.values()) or sod_violations > 0
     quiet = frozenset(
         tp.target
@@ -191,8 +187,11 @@ def remember(
     )
     instants = (*(e.at for e in next_lifecycle_events(desired, ctx.now)), *_role_instants(cfg, actual))
     assert ctx.warm is not None
-    # one configuration at a time: a reload must not keep the old state alive
-    ctx.warm.last = LastRun(cfg.digest, Verified(now, instants, quiet), snaps, desired, actual, plan)
+    # one configuration at a time: a reload must not keep the old state alive; only a quiet
+    # target's plan (no change) is ever repeated, so the changes are not kept (a first sync's
+    # 300,000 would stay in memory until the next run)
+    kept = replace(plan, targets=tuple(replace(tp, changes=()) for tp in plan.targets))
+    ctx.warm.last = LastRun(cfg.digest, Verified(now, instants, quiet), snaps, desired, actual, kept)
 
 
 def _role_instants(cfg: Config, actual: Mapping[str, ActualState]) -> list[datetime]:

@@ -232,12 +232,14 @@ def assemble(
     warnings: Sequence[str] = (),
     reuse: Mapping[str, tuple[UserRecord, Identity]] | None = None,
     built: dict[str, tuple[UserRecord, Identity]] | None = None,
+    regroup: bool = False,
 ) -> SourceSnapshot:
     """Identities from mapped user records (in order) and group membership.
 
-    ``reuse``: identities built by an earlier call with the same membership, by DN;
-    one is taken again when its record is the very same object.  ``built`` collects
-    this call's identities the same way."""
+    ``reuse``: identities built by an earlier call, by DN; one is taken again when its
+    record is the very same object and -- if the groups changed since (``regroup``) --
+    its transitive groups are equal to ``membership``'s.  ``built`` collects this
+    call's identities the same way."""
     identities: list[Identity] = []
     notes = list(warnings)
     skipped: list[str] = []
@@ -252,7 +254,8 @@ def assemble(
         else:
             seen_ids[rec.stable_id] = [rec.dn]
             prev = reuse.get(rec.dn) if reuse is not None else None
-            if prev is not None and prev[0] is rec:
+            groups = membership.groups_of(rec.dn) if regroup or prev is None or prev[0] is not rec else None
+            if prev is not None and prev[0] is rec and (groups is None or groups == prev[1].groups):
                 ident = prev[1]
             else:
                 ident = Identity(
@@ -260,7 +263,7 @@ def assemble(
                     username=rec.username,
                     source=source,
                     attributes=rec.attributes,
-                    groups=membership.groups_of(rec.dn),
+                    groups=groups if groups is not None else membership.groups_of(rec.dn),
                     enabled=rec.enabled,
                     dn=rec.dn,
                 )

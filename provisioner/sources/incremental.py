@@ -196,18 +196,21 @@ class IncrementalReader:
     def _full(self, conn: ldap3.Connection, server: dict[str, Any], now: datetime) -> SourceSnapshot:
         src, cfg = self.source, self.source.config
         newest: list[str] = [""]
-        extra = [] if self.ad else ["modifyTimestamp"]
+        extra = [] if self.ad else ["modifyTimestamp", "entryCSN"]
+        csn_readable = [not self.ad]
 
         def seen(raw: dict[str, list[bytes]]) -> None:
             for v in raw.get("modifytimestamp", ()):
                 newest[0] = max(newest[0], _gt(v))
+            if not raw.get("entrycsn"):
+                csn_readable[0] = False
 
         users: dict[str, UserRecord] = {}
         for dn, raw in src.search(conn, cfg.user_base, cfg.user_filter, src.user_attrs() + extra):
             seen(raw)
             users[self.norm(dn)] = user_record(dn, raw, src.amap)
         groups = {self.norm(g.dn): g for g in src.read_groups(conn, extra_attrs=extra, seen=seen)}
-        mark = _mark(self.ad, server, newest[0], scanned=True)
+        mark = _mark(self.ad, server, newest[0], scanned=True, entry_csn=csn_readable[0] and bool(users))
         self.saved.save(users, groups, mark, now.isoformat(), now.isoformat(), full=True)
         return self._assemble(conn, users, groups, {})
 
@@ -222,6 +225,9 @@ class IncrementalReader:
         if self.ad:
             changed = f"(uSNChanged>={int(old['usn']) + 1})"
             extra: list[str] = []
+        elif old.get("entrycsn") and _csn_floor(old):
+            changed = f"(entryCSN>={_csn_floor(old)})"
+            extra = ["modifyTimestamp"]
         else:
             since = datetime.strptime(old["ts"], _GT).replace(tzinfo=UTC) - self.overlap
             changed = f"(modifyTimestamp>={since.strftime(_GT)})"
@@ -233,12 +239,13 @@ class IncrementalReader:
                 newest[0] = max(newest[0], _gt(v))
 
         quiet = self._quiet(old, server, "usn" if self.ad else "csn")
-        n_users = 0  # re-read entries that differ from the stored copy (the overlap re-reads a few)
+        n_users = n_read = 0  # re-read entries that differ from the stored copy (the overlap re-reads a few)
         changed_groups = []
         if not quiet:  # a quiet directory has no changed entry to ask for
             user_filter = f"(&{cfg.user_filter}{changed})"
             for dn, raw in src.search(conn, cfg.user_base, user_filter, src.user_attrs() + extra):
                 seen(raw)
+                n_read += 1
                 key, rec = self.norm(dn), user_record(dn, raw, src.amap)
                 if users.get(key) != rec:
                     users[key] = rec
@@ -258,6 +265,8 @@ class IncrementalReader:
                 gone_groups = _gone(groups, self._present(conn, cfg.group_base, cfg.group_filter))
         scan_at = now.isoformat() if scan else state.scan_at
         self.stats.update(
+            changed_filter=changed,
+            users_read=n_read,
             users_changed=n_users,
             groups_changed=len(changed_groups),
             users_gone=gone_users,
@@ -265,7 +274,7 @@ class IncrementalReader:
             deletion_scan=scan,
             quiet=quiet,
         )
-        mark = _mark(self.ad, server, newest[0], scanned=scan, before=old)
+        mark = _mark(self.ad, server, newest[0], scanned=scan, before=old, entry_csn=bool(old.get("entrycsn")))
         groups_same = not changed_groups and not gone_groups
         memory = self.saved.memory()
         derived = memory.derived if memory is not None and memory.gen == state.gen else {}
@@ -274,7 +283,7 @@ class IncrementalReader:
         elif mark != old or scan_at != state.scan_at:
             self.saved.save_marker(state.gen, state.base, mark, state.full_at, scan_at)
         unchanged = groups_same and not n_users and not gone_users
-        return self._assemble(conn, users, groups, derived if groups_same else {}, unchanged)
+        return self._assemble(conn, users, groups, derived, unchanged, regroup=not groups_same)
 
     def _present(self, conn: ldap3.Connection, base: str, flt: str) -> set[str]:
         return {self.norm(dn) for dn, _ in self.source.search(conn, base, flt, [])}
@@ -286,10 +295,12 @@ class IncrementalReader:
         groups: dict[str, GroupRecord],
         before: dict[str, Any],
         unchanged: bool = False,
+        regroup: bool = False,
     ) -> SourceSnapshot:
         """The snapshot; in a warm process, reuse what the last run derived: the whole
-        snapshot when nothing changed, else the identities of unchanged users as long
-        as no group changed (client-side nesting only; in-chain asks the server)."""
+        snapshot when nothing changed, else the identities of unchanged users -- after a
+        group change (``regroup``) those whose transitive groups are still the same
+        (client-side nesting only; in-chain asks the server)."""
         src = self.source
         client = src.config.nested_groups != "in_chain"
         last = before.get("snapshot")
@@ -299,7 +310,7 @@ class IncrementalReader:
             membership = src.membership(conn, list(groups.values()))
             reuse = before.get("identities") if client else None
             identities: dict[str, Any] = {}
-            snap = assemble(src.name, users.values(), membership, src.amap, (), reuse, identities)
+            snap = assemble(src.name, users.values(), membership, src.amap, (), reuse, identities, regroup)
             memory = self.saved.memory()
             if client and isinstance(membership, GroupGraph) and memory is not None:
                 memory.derived.update(snapshot=snap, identities=identities)
@@ -307,15 +318,33 @@ class IncrementalReader:
 
 
 def _mark(
-    ad: bool, server: dict[str, Any], newest: str, *, scanned: bool, before: dict[str, Any] | None = None
+    ad: bool,
+    server: dict[str, Any],
+    newest: str,
+    *,
+    scanned: bool,
+    before: dict[str, Any] | None = None,
+    entry_csn: bool = False,
 ) -> dict[str, Any]:
     """The high-water mark to store: AD's server mark, or OpenLDAP's newest modifyTimestamp
     and contextCSN; ``scan``: the server's change counter when the last deletion scan (or
-    full read) started, so a later due scan is skipped while nothing was written."""
+    full read) started, so a later due scan is skipped while nothing was written;
+    ``entrycsn``: the full read saw ``entryCSN`` on every entry (the reader may search it)."""
     mark = dict(server) if ad else {"ts": newest, **({"csn": server["csn"]} if server.get("csn") else {})}
+    if entry_csn and mark.get("csn"):
+        mark["entrycsn"] = True
     counter = server.get("usn") if ad else server.get("csn")
     scan = counter if scanned else (before or {}).get("scan")
     return {**mark, "scan": scan} if scan else mark
+
+
+def _csn_floor(mark: dict[str, Any]) -> str:
+    """The oldest ``contextCSN`` value stored (every naming context, every server id): taken
+    before the last read, and never past a write still in flight (slapd's commit CSN), so
+    every entry written since carries an ``entryCSN`` at or above it.  Empty: none stored."""
+    values = [v for vs in (mark.get("csn") or {}).values() for v in vs]
+    floor = min(values, default="")
+    return floor if floor and all(c.isalnum() or c in ".#" for c in floor) else ""
 
 
 def _naming_context(base: str, contexts: list[str]) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from provisioner.core.values.capabilities import Capabilities
-from provisioner.core.values.model import ActualState
+from provisioner.core.values.model import ActualRole, ActualState
 from provisioner.core.values.plan import Change
 from provisioner.errors import ApplyFailed
 
@@ -80,6 +80,12 @@ def lock_key(purpose: LockPurpose, target_name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+RoleRows = dict[str, tuple[tuple[Any, ...], frozenset[str], ActualRole]]
+"""Role name -> (its catalog row, its memberships, the role built from them): what the
+last inspect built, so an unchanged role is the very same object the next time (the
+daemon's WarmState keeps one per target; the diff memo then reuses per person)."""
+
+
 class Target(Protocol):
     """One database server as the engine sees it.
 
@@ -108,10 +114,12 @@ class Target(Protocol):
         """What this target can express (the same value its inspected state carries)."""
         ...
 
-    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
+    def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
         """Read roles, options, markers and memberships in a constant number
         of catalog queries, in one consistent snapshot.  ``only``: a target may
-        read just these roles (and then no privileges); reading more is allowed."""
+        read just these roles (and then no privileges); reading more is allowed.
+        ``reuse``: the roles the last inspect built (a target may ignore it), replaced
+        by this one's."""
         ...
 
     def apply(

@@ -37,7 +37,7 @@ from provisioner.config import MemoryTargetConfig
 from provisioner.core.values.capabilities import MARIADB, POSTGRESQL, Capabilities
 from provisioner.core.values.model import ActualRole, ActualState, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind
-from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, RoleRows
 from provisioner.targets.memory_catalog import Catalog, Refused, Statements, has
 
 FLAVORS: Mapping[str, Capabilities] = {
@@ -152,8 +152,8 @@ class MemoryTarget:
 
     # ----------------------------------------------------------------- the contract
 
-    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
-        """The whole catalog (``only`` is allowed to be ignored)."""
+    def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
+        """The whole catalog (``only`` and ``reuse`` are allowed to be ignored)."""
         cat = self._catalog
         roles: dict[str, ActualRole] = {}
         for name, role in cat.roles.items():

@@ -32,7 +32,7 @@ from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.targets import mysql_inspect as mi
 from provisioner.targets import mysql_privileges as mp
-from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, lock_name
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, RoleRows, lock_name
 from provisioner.targets.mysql_apply import (
     STEPS,
     Executor,
@@ -169,8 +169,8 @@ class MysqlTarget:
     def _ledger_table(self) -> str:
         return f"{quote_ident(self.config.meta_database)}.{quote_ident('managed_ledger')}"
 
-    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
-        """Always the whole catalog (``only`` is accepted and ignored: accounts are few)."""
+    def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
+        """Always the whole catalog (``only`` and ``reuse`` are accepted and ignored: accounts are few)."""
         try:
             ((version, current),) = self._query(mi.SESSION_QUERY)
             self._mariadb = mi.is_mariadb(str(version))

@@ -116,11 +116,30 @@ def build_role(row: tuple[Any, ...], member_of: frozenset[str]) -> ActualRole:
 
 
 def build_roles(
-    role_rows: Iterable[tuple[Any, ...]], membership_rows: Iterable[tuple[str, str]]
+    role_rows: Iterable[tuple[Any, ...]],
+    membership_rows: Iterable[tuple[str, str]],
+    reuse: dict[str, tuple[tuple[Any, ...], frozenset[str], ActualRole]] | None = None,
 ) -> Mapping[str, ActualRole]:
+    """``reuse``: what the last call built (row, memberships, role) by name: a role whose row
+    and memberships are equal is taken again, the same object; replaced by this call's."""
     memberships = group_memberships(membership_rows)
-    roles = (build_role(row, memberships.get(row[1], frozenset())) for row in role_rows)
-    return {role.name: role for role in roles}
+    empty: frozenset[str] = frozenset()
+    if reuse is None:
+        roles = (build_role(row, memberships.get(row[1], empty)) for row in role_rows)
+        return {role.name: role for role in roles}
+    out: dict[str, ActualRole] = {}
+    built: dict[str, tuple[tuple[Any, ...], frozenset[str], ActualRole]] = {}
+    for row in role_rows:
+        row = tuple(row)
+        name, member_of = row[1], memberships.get(row[1], empty)
+        last = reuse.get(name)
+        same = last is not None and last[0] == row and last[1] == member_of
+        role = last[2] if same and last is not None else build_role(row, member_of)
+        out[name] = role
+        built[name] = (row, member_of, role)
+    reuse.clear()
+    reuse.update(built)
+    return out
 
 
 # The no-op short-circuit's catalog digest (provisioner/engine/shortcircuit.py): one

@@ -26,7 +26,7 @@ from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.logs import log
 from provisioner.targets import pg_access, pg_drop, pg_inspect, pg_privileges
-from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, lock_key
+from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, RoleRows, lock_key
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
     BatchRunner,
@@ -180,9 +180,9 @@ class PostgresTarget:
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description is not None else []
 
-    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
+    def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
         """``only``: read just these roles and their memberships (no privileges): what
-        verify needs after an apply."""
+        verify needs after an apply; ``reuse``: see :class:`~provisioner.targets.base.Target`."""
         conn = self.connection()
         try:
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
@@ -199,7 +199,7 @@ class PostgresTarget:
                     role_rows = self._query(conn, pg_inspect.ROLES_NAMED_QUERY, names)
                     member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_NAMED_QUERY, names)
                 session_rows = self._query(conn, pg_inspect.SESSIONS_QUERY)
-                roles = pg_inspect.build_roles(role_rows, member_rows)
+                roles = pg_inspect.build_roles(role_rows, member_rows, reuse if only is None else None)
                 privileges = None
                 if self.config.manage_privileges and only is None:
                     privileges = pg_privileges.read_privileges(
@@ -240,14 +240,21 @@ class PostgresTarget:
             ) from exc
 
     def catalog_digest(self) -> str:
-        """One server-side digest of the cluster's role catalog (the no-op short-circuit)."""
+        """One server-side digest of the cluster's role catalog and, when privileges are
+        managed, of each database's privileges and objects (the daemon's short-circuit)."""
         conn = self.connection()
         try:
             with conn.transaction():
                 ((digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY)
+                if self.config.manage_privileges:
+                    home = str(conn.info.dbname)
+                    query = lambda q, p: self._query(conn, q, p)  # noqa: E731
+                    digest += "/" + pg_privileges.privileges_digest(home, self.config.databases, query, self._query_in)
         except psycopg.OperationalError as exc:
             self._discard()
             raise TargetUnavailable(f"target {self.name}: catalog digest failed: {pg_message(exc)}") from exc
+        finally:
+            self._end_others()
         return str(digest)
 
     def _reset_characteristics(self) -> None:

@@ -17,6 +17,7 @@ from provisioner.sources.incremental_state import decode, encode
 from provisioner.sources.ldap import LdapSource
 from tests.support.fixtures import LdapOu
 from tests.support.jsonstore import JsonStore, content
+from tests.support.slapd import Slapd
 
 
 @pytest.fixture(autouse=True)
@@ -179,3 +180,65 @@ def test_due_deletion_scan_is_skipped_only_while_nothing_was_written(ldap_ou: Ld
     due()
     _, stats = _read(cfg, store)
     assert stats["quiet"] is False and stats["deletion_scan"] is True and stats["users_gone"] == 0
+
+
+def test_a_group_change_keeps_the_identities_of_everyone_it_does_not_touch(ldap_ou: LdapOu) -> None:
+    """A mover's group change must not rebuild everyone: the desired state and the diff
+    memo reuse what they computed per identity object (issue 19, the warm churn run)."""
+    a = ldap_ou.add_user("alice", departmentNumber="Trading")
+    b = ldap_ou.add_user("bob", departmentNumber="Trading")
+    c = ldap_ou.add_user("carol", departmentNumber="Ops")
+    traders = ldap_ou.add_group("traders", [a, b])
+    ldap_ou.add_group("ops", [c])
+    store, cfg = JsonStore(), ldap_ou.config()
+    _read(cfg, store)
+    before, _ = _read(cfg, store)
+    ldap_ou.modify(traders, member=[a])  # bob leaves the group; alice stays, carol is elsewhere
+    after, stats = _read(cfg, store)
+    assert stats["warm"] is True and stats["groups_changed"] == 1
+    old = {i.username: i for i in before.identities}
+    new = {i.username: i for i in after.identities}
+    assert new["alice"] is old["alice"] and new["carol"] is old["carol"]
+    assert new["bob"] is not old["bob"] and "traders" not in new["bob"].groups
+    assert content(after) == content(LdapSource(cfg).read())
+
+
+def test_changed_entries_are_asked_for_by_entry_csn_not_by_the_second(ldap_ou: LdapOu) -> None:
+    """A bulk load writes thousands of entries within the same seconds; the next change must
+    not re-read them all (modifyTimestamp's 1 s granularity and overlap did: issue 19)."""
+    users = ldap_ou.add_users({f"u{i:02d}": {"departmentNumber": "Ops"} for i in range(30)})
+    ldap_ou.add_group("ops", users[:3])  # the last write before the full read
+    store, cfg = JsonStore(), ldap_ou.config()
+    _read(cfg, store)
+    ldap_ou.modify(users[7], departmentNumber="Risk")
+    moved, stats = _read(cfg, store)
+    assert stats["changed_filter"].startswith("(entryCSN>=")
+    assert stats["users_read"] == 1 and stats["users_changed"] == 1
+    assert content(moved) == content(LdapSource(cfg).read())
+    _, stats = _read(cfg, store)  # nothing written since: quiet, no search
+    assert stats["quiet"] is True and stats["users_read"] == 0
+
+
+class HiddenCsnSlapd(Slapd):
+    """A directory whose readers may not see ``entryCSN`` (nor search by it)."""
+
+    def _config_text(self) -> str:
+        hidden = "access to attrs=entryCSN by * none\naccess to * by users read by * none"
+        return super()._config_text().replace("access to * by users read by * none", hidden)
+
+
+def test_a_reader_that_cannot_see_entry_csn_keeps_the_timestamp_search() -> None:
+    server = HiddenCsnSlapd()
+    try:
+        server.start()
+        ou = LdapOu(server)
+        a = ou.add_user("alice", departmentNumber="Trading")
+        ou.add_user("bob", departmentNumber="Ops")
+        store, cfg = JsonStore(), ou.config()
+        _read(cfg, store)
+        ou.modify(a, departmentNumber="Risk")
+        moved, stats = _read(cfg, store)
+        assert stats["changed_filter"].startswith("(modifyTimestamp>=") and stats["users_changed"] == 1
+        assert content(moved) == content(LdapSource(cfg).read())
+    finally:
+        server.cleanup()

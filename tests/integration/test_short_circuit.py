@@ -199,3 +199,27 @@ def test_warm_state_is_the_daemons_own_object(warm: Warm) -> None:
     with Targets(cfg) as targets:
         assert "short_circuit" not in plan_run(cfg, ctx, targets).plan.meta
     assert "short_circuit" in warm.run(T0 + timedelta(minutes=5)).meta  # the first daemon's evidence stands
+
+
+def test_fresh_inspect_after_an_unrelated_catalog_change_reuses_the_diff_per_person(
+    warm: Warm, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    """A role created elsewhere in the cluster moves the digest: the run inspects afresh, but
+    every unchanged role is the same object again, so only the mover is diffed (issue 19)."""
+    p = role_prefix
+    assert warm.run(T0).has_changes
+    assert warm.warm.last is not None and not warm.warm.last.plan.changes  # the changes are not kept
+    assert not warm.run(T0 + timedelta(minutes=1)).has_changes
+    before = warm.warm.last.actual["pg"].roles if warm.warm.last else {}
+    admin("CREATE ROLE {} NOLOGIN", f"{p}unrelated")
+    ldap_ou.modify(ldap_ou.user_dn("dan"), departmentNumber="Trading", title="Bond Trader")
+    hits = warm.warm.diffs.hits
+    plan = warm.run(T0 + timedelta(minutes=2), apply=False)
+    assert "reused_actual" not in plan.meta and "short_circuit" not in plan.meta
+    assert warm.warm.last is not None and warm.warm.last.actual["pg"].roles[f"{p}ann"] is before[f"{p}ann"]
+    assert warm.warm.diffs.hits - hits >= 2  # ann and cat: served from the memo
+    assert warm.warm.scripts is not None and warm.warm.unicode() is warm.warm.scripts  # read once, kept
+    cfg = warm.s.config()
+    with Targets(cfg) as targets:
+        cold = plan_run(cfg, RunContext(T0 + timedelta(minutes=2), "pytest", "manual", store=warm.store), targets)
+    assert plan.changes == cold.plan.changes and (ChangeKind.GRANT_MEMBERSHIP, f"{p}dan") in kinds(plan)

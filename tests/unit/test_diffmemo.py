@@ -23,7 +23,8 @@ PEOPLE = [f"u{i}" for i in range(8)]
 STEPS = st.lists(
     st.tuples(
         st.sampled_from(
-            ["move", "leave", "rejoin", "approver", "leave_date", "apply", "tick", "hand", "policy", "session"]
+            ["move", "leave", "rejoin", "approver", "leave_date", "apply", "tick", "hand", "policy", "session",
+             "reinspect", "protect"]
         ),
         st.sampled_from(PEOPLE),
         st.sampled_from(["Trading", "Operations", "Risk"]),
@@ -47,6 +48,12 @@ def _step(kind: str, who: str, dept: str, people: dict[str, Identity], state: Ac
         people[who] = replace(p, attributes={**p.attributes, "leave_date": ((NOW + timedelta(days=1)).date().isoformat(),)})
     elif kind == "session":  # the same roles, a new session: the roles mapping stays the same object
         return replace(state, sessions={**state.sessions, who: 1})
+    elif kind == "reinspect":  # a fresh inspect that took every unchanged role again: a new mapping
+        return replace(state, roles=dict(state.roles))
+    elif kind == "protect" and "trade_approver" in state.roles:  # a group role changes: revocations may not
+        roles = dict(state.roles)
+        roles["trade_approver"] = replace(roles["trade_approver"], superuser=not roles["trade_approver"].superuser)
+        return replace(state, roles=roles)
     elif kind == "hand" and who in state.roles:
         roles = dict(state.roles)
         roles[who] = replace(roles[who], member_of=roles[who].member_of | {"trade_approver"})
@@ -88,3 +95,5 @@ def test_unchanged_people_are_served_from_the_memo() -> None:
     desired = desired_state([SourceSnapshot("ldap", tuple(people))], RULES, NamingPolicy(), LifecyclePolicy(), NOW, grants)
     changes, _ = diff(desired, state, DiffPolicy(), NOW, memo)
     assert memo.hits == 49 and {c.role for c in changes} == {"u7", "ops_settlement"}  # the group is new
+    reinspected = replace(state, roles=dict(state.roles))  # the same role objects in a new mapping
+    assert diff(desired, reinspected, DiffPolicy(), NOW, memo) == (changes, _) and memo.hits == 99

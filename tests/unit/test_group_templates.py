@@ -12,7 +12,7 @@ from provisioner.core.identity.lifecycle import LifecyclePolicy
 from provisioner.core.identity.naming import NamingPolicy
 from provisioner.core.identity.needs import referenced_attributes
 from provisioner.core.identity.rules import RuleSet, build_ruleset
-from provisioner.core.values.model import Identity, SourceSnapshot
+from provisioner.core.values.model import Identity, Reason, SourceSnapshot
 
 TODAY = date(2026, 11, 26)
 BASE = "ou=groups,dc=bench,dc=example"
@@ -163,3 +163,27 @@ def test_first_rdn_value_unescapes_and_refuses_non_dns() -> None:
     assert first_rdn_value("traders") is None
     assert first_rdn_value("cn=,ou=groups") is None
     assert first_rdn_value("display name=x,y") is None
+
+
+def test_shared_label_and_reason_caches_never_change_a_grant() -> None:
+    """The grant memo shares group labels and reasons across identities (issue 19): every
+    identity's grants equal those computed with no cache at all, in any order."""
+    text = TEMPLATED + """
+[[rule]]
+id = "depts"
+description = "a role per department and type"
+grant = ["dept_{department}", "kind_{employee_type}_{department}", "everyone"]
+when = { attr = "department", present = true }
+"""
+    rs = _rules(text)
+    rng = random.Random(19)
+    names = [f"cn=g{i},{BASE}" for i in range(12)] + ["cn=tmp-x," + BASE, "cn=other,ou=archive,dc=bench,dc=example"]
+    people = []
+    for i in range(200):
+        p = _person(f"u{i}", *rng.sample(names, rng.randint(0, 5)), etype=rng.choice(["full-time", "contractor"]))
+        depts = tuple(rng.sample(["Risk", "IT Ops", "trading"], rng.randint(0, 2)))
+        people.append(Identity(p.stable_id, p.username, p.source, {**p.attributes, "department": depts}, p.groups))
+    labels: dict[str, tuple[str | None, str]] = {}
+    reasons: dict[tuple[str, tuple[tuple[str, str], ...]], Reason] = {}
+    for p in people + people[::-1]:
+        assert rs.grants_for(p, TODAY, labels, reasons) == rs.grants_for(p, TODAY)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from provisioner.core.identity.conditions import Evidence
 from provisioner.core.identity.grouptemplate import LabelNames
 from provisioner.core.identity.naming import NamingPolicy, role_name
 from provisioner.core.identity.reads import rule_reads
@@ -58,6 +59,8 @@ class GrantMemo:
         self._memo: dict[Hashable, tuple[Grant, ...]] = {}
         self._labels: LabelNames = {}
         """Group label -> RDN value and normalised name, for ``{group}`` templates."""
+        self._reasons: dict[tuple[str, Evidence], Reason] = {}
+        """Rule id and evidence -> the reason (one object for every identity with that evidence)."""
         self._users: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
         self._users_next: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
         self._names: dict[int, tuple[Identity, NamingPolicy, str | None]] = {}
@@ -73,6 +76,7 @@ class GrantMemo:
         self._inputs = rule_inputs(rules)
         self._memo = {}
         self._users = {}
+        self._reasons = {}
 
     def begin(self, rules: RuleSet, today: date) -> None:
         """Start a desired-state computation (empties the memo for other rules or another day)."""
@@ -126,6 +130,8 @@ class GrantMemo:
             self._memo = {}
         if len(self._labels) >= MAX_ENTRIES:
             self._labels = {}
-        grants = tuple(rules.grants_for(ident, today, self._labels))
+        if len(self._reasons) >= MAX_ENTRIES:
+            self._reasons = {}
+        grants = tuple(rules.grants_for(ident, today, self._labels, self._reasons))
         self._memo[key] = grants
         return grants

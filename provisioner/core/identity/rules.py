@@ -20,6 +20,7 @@ from provisioner.core.identity.conditions import (
     AnyCondition,
     AttrCondition,
     Condition,
+    Evidence,
     GroupCondition,
     evaluate,
     parse_condition,
@@ -160,20 +161,29 @@ class RuleSet:
         rules = self.rules
         return [rules[i] for i in sorted(hits)]
 
-    def grants_for(self, ident: Identity, today: date, labels: LabelNames | None = None) -> list[Grant]:
-        """``labels``: group names worked out before (see :func:`group_names`)."""
+    def grants_for(
+        self,
+        ident: Identity,
+        today: date,
+        labels: LabelNames | None = None,
+        reasons: dict[tuple[str, Evidence], Reason] | None = None,
+    ) -> list[Grant]:
+        """``labels``: group names worked out before (see :func:`group_names`);
+        ``reasons``: the reasons built before, by rule and evidence (equal values: one
+        object serves every identity with the same evidence)."""
         out: list[Grant] = []
+        known = reasons if reasons is not None else {}
         for rule in self.candidates(ident):
             ok, evidence = evaluate(rule.when, ident, today)
             if not ok:
                 continue
-            reason = Reason(rule.id, _evidence_text(evidence), evidence)
+            reason: Reason | None = None
             for template in rule.grants:
                 for role, origin in render_origins(template, ident, rule.groups, labels):
                     if origin:
-                        ev = (*evidence, ("from_group", origin))
-                        out.append(Grant(role, Reason(rule.id, _evidence_text(ev), ev)))
+                        out.append(Grant(role, _reason(known, rule.id, (*evidence, ("from_group", origin)))))
                     else:
+                        reason = reason or _reason(known, rule.id, evidence)
                         out.append(Grant(role, reason))
         return out
 
@@ -186,6 +196,13 @@ class RuleSet:
 
     def by_id(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
+
+
+def _reason(known: dict[tuple[str, Evidence], Reason], rule: str, evidence: Evidence) -> Reason:
+    found = known.get((rule, evidence))
+    if found is None:
+        found = known[(rule, evidence)] = Reason(rule, _evidence_text(evidence), evidence)
+    return found
 
 
 def _evidence_text(evidence: Iterable[tuple[str, str]]) -> str:
@@ -207,6 +224,19 @@ def render_origins(
     keys = placeholders(template)
     if not keys:
         return [(template, "")]
+    if len(keys) == 1:  # one placeholder (``grp_{group}``, ``dept_{department}``): no product to form
+        head, _, tail = template.partition("{" + keys[0] + "}")
+        if keys[0] == GROUP_PLACEHOLDER:
+            pairs = group_names(ident.groups, groups, labels)
+        else:
+            values = (ident.username,) if keys[0] == "username" else ident.attributes.get(keys[0], ())
+            pairs = [(normalise(x), "") for x in values]
+        one: dict[tuple[str, str], None] = {}
+        for value, origin in pairs:
+            name = head + value + tail
+            if value and len(name.encode()) <= 63:
+                one[(name, origin)] = None
+        return list(one)
     choices: list[tuple[tuple[str, str], ...]] = []
     for key in keys:
         if key == GROUP_PLACEHOLDER:

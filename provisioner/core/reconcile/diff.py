@@ -22,7 +22,7 @@ from provisioner.core.ownership.ledger import (
 from provisioner.core.ownership.policy import DiffPolicy as DiffPolicy
 from provisioner.core.ownership.policy import is_protected
 from provisioner.core.reconcile.defaultrole import default_role_changes
-from provisioner.core.reconcile.diffmemo import DiffMemo
+from provisioner.core.reconcile.diffmemo import DiffMemo, Read, still_read
 from provisioner.core.reconcile.renames import plan_renames
 from provisioner.core.reconcile.unowned import not_ours
 from provisioner.core.values.model import (
@@ -74,7 +74,7 @@ def diff(
             continue
         desired_user = desired.users[name]
         hit = last.get(name)
-        if hit is not None and hit[0] is desired_user:
+        if hit is not None and hit[0] is desired_user and still_read(hit[3], actual.roles):
             out.changes += hit[1]
             out.notices += hit[2]
             kept[name] = hit
@@ -86,7 +86,8 @@ def diff(
             user = replace(user, name=stuck[name])
         _plan_user(user, actual, policy, refused, renamed, now, out, desired.frozen)
         if user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on the clock and sessions
-            kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]))
+            read = _roles_read(user, actual, renamed)
+            kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]), read)
     _plan_contenders(desired, actual, policy, now, out)
     _plan_vanished(desired, actual, policy, renamed, now, out)
     if actual.default_roles is not None:  # MariaDB with manage_default_role (core/reconcile/defaultrole.py)
@@ -100,6 +101,18 @@ def diff(
     if foreign is not None:
         out.note(NoticeLevel.INFO, "foreign", foreign)
     return execution_order(out.changes), tuple(out.notices)
+
+
+def _roles_read(user: DesiredUser, actual: ActualState, renamed: dict[str, str]) -> Read:
+    """The roles :func:`_plan_user` reads for a person who is not a leaver: the role
+    under the person's (current) name and every group role of a membership no rule
+    grants (the revocation candidates, checked for protection)."""
+    name = renamed.get(user.name, user.name)
+    role = actual.roles.get(name)
+    read: list[tuple[str, object]] = [(user.name, actual.roles.get(user.name)), (name, role)]
+    if role is not None:
+        read += [(g, actual.roles.get(g)) for g in role.member_of if g not in user.memberships]
+    return tuple(read)
 
 
 def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy, out: Draft) -> set[str]:

@@ -1,13 +1,15 @@
 """What the last diff planned for each person, reused while nothing it read changed.
 
-A warm daemon diffs 100,000 people against the very same actual state it reused
-(the catalog digest was unchanged) and, for everyone the directory did not
-change, the very same :class:`DesiredUser` object (the grant memo hands it back).
-For such a person the diff's output is what it was last time, provided the
-target's roles mapping is the same object and everything else the per-person
-diff reads is equal: the policy, the refused groups, the renames, whether the
-target can expire accounts and the session role.  Leavers are never reused:
-their changes depend on the clock and on open sessions.
+A warm daemon diffs 100,000 people against an actual state whose unchanged roles are
+the very same objects (a reused actual state, or a fresh inspect that took the roles
+of the last one again: targets/base.py ``RoleRows``) and, for everyone the directory
+did not change, the very same :class:`DesiredUser` object (the grant memo hands it
+back).  For such a person the diff's output is what it was last time, provided the
+roles it read are the same objects -- the person's own role and the group roles it
+looked at for revocations (:data:`Read`) -- and everything else the per-person diff
+reads is equal: the policy, the refused groups, the renames, whether the target can
+expire accounts and the session role.  Leavers are never reused: their changes depend
+on the clock and on open sessions.
 
 Pure: no I/O; a memo is plain dictionaries the shell may keep or drop.
 """
@@ -21,12 +23,18 @@ from typing import Any
 from provisioner.core.values.model import ActualState, DesiredUser
 from provisioner.core.values.plan import Change, Notice
 
-Planned = tuple[DesiredUser, tuple[Change, ...], tuple[Notice, ...]]
+Read = tuple[tuple[str, Any], ...]
+"""The roles one person's diff read: (name, the role object or None), compared by identity."""
+Planned = tuple[DesiredUser, tuple[Change, ...], tuple[Notice, ...], Read]
+
+
+def still_read(read: Read, roles: Mapping[str, Any]) -> bool:
+    """Every role the person's last diff read is the very same object (or still absent)."""
+    return all(roles.get(name) is role for name, role in read)
 
 
 @dataclass(slots=True)
 class _Target:
-    roles: Mapping[str, Any]
     context: tuple[Any, ...]
     planned: dict[str, Planned]
 
@@ -40,9 +48,9 @@ class DiffMemo:
 
     def begin(self, actual: ActualState, context: tuple[Any, ...]) -> tuple[dict[str, Planned], dict[str, Planned]]:
         """(what may be reused, where this diff records its own); the old record is
-        dropped when the roles mapping or the context differ."""
+        dropped when the context differs (the roles are checked per person)."""
         last = self._targets.get(actual.target)
-        usable = last is not None and last.roles is actual.roles and last.context == context
+        usable = last is not None and last.context == context
         fresh: dict[str, Planned] = {}
-        self._targets[actual.target] = _Target(actual.roles, context, fresh)
+        self._targets[actual.target] = _Target(context, fresh)
         return (last.planned if usable and last is not None else {}), fresh

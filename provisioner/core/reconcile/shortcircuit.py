@@ -30,7 +30,7 @@ class Verified:
     facts: RunFacts
     lifecycle_instants: tuple[datetime, ...]
     quiet_targets: frozenset[str]
-    """Targets whose plan had no change, with no privileges managed, no break-glass
+    """Targets whose plan had no change, with no break-glass
     accounts, no drop failures, no retention drops and no vanished identities being counted."""
 
 
@@ -62,5 +62,5 @@ def precheck(last: Verified | None, now: RunFacts, targets: frozenset[str]) -> s
     if any(before.at < instant <= now.at for instant in last.lifecycle_instants):
         return "a lifecycle instant passed"
     if not targets or not targets <= last.quiet_targets:
-        return "a target had work, drop failures, retention or privileges"
+        return "a target had work, drop failures, retention or break-glass accounts"
     return ""
