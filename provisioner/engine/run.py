@@ -275,7 +275,10 @@ def apply_run(
     snapshots, missing = outcome.snapshots, outcome.missing
     del outcome  # executing needs neither the desired nor the actual state: let them go
     try:
-        execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
+        # the plan's changes, their statements and audit records are many small objects and
+        # no cycles: automatic collections rescanning the heap cost a first sync a third of its time
+        with paused_gc():
+            execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     except ApplyFailed:  # isolated failures: everything else applied, so the reads count
         health.record_success(ctx, snapshots, missing, ctx.now)
         raise

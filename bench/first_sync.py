@@ -1,0 +1,70 @@
+"""provisioner's first sync of the realistic directory, alone, for profiling and A/B runs.
+
+The directory, mapping and configuration of ``bench/peer_realistic.py`` (one slapd
+loaded once); each round creates a fresh database and role prefix and runs
+``provisioner apply`` in a fresh process (as the CLI runs it: SQLite state store,
+audit trail), optionally under cProfile, then drops what it created.
+
+    .venv/bin/python -m bench.first_sync 10000
+    .venv/bin/python -m bench.first_sync 10000 --profile /tmp/first.prof
+    .venv/bin/python -m bench.first_sync 10000 --rounds 2 --tree /tmp/base --tree .
+
+``--tree DIR`` (repeatable): a source tree (a ``git archive`` of another commit) run
+with ``PYTHONPATH=DIR``; the trees alternate within each round (interleaved A/B).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.peer_realistic import drop_database, generate, load, make_database, ours_config, timed
+from tests.support import pg
+
+
+def one(server: Any, n_tmp: Path, tree: Path, profile: str | None) -> dict[str, Any]:
+    p = pg.new_prefix()
+    db = f"{p}db"
+    work = Path(tempfile.mkdtemp(prefix="first-sync-", dir=n_tmp))
+    try:
+        make_database(db, f"{p}app_owner")
+        cfg = ours_config(work, server, p, db)
+        prof = ["-m", "cProfile", "-o", profile] if profile else []
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        cmd = [sys.executable, *prof, "-m", "bench.peer_realistic", "--ours-worker", str(cfg)]
+        old = Path.cwd()
+        os.chdir(tree)
+        try:
+            wall, mib, output = timed(cmd, env=env)
+        finally:
+            os.chdir(old)
+        figures = json.loads(output.strip().splitlines()[-1])
+        return {"tree": str(tree), "wall": wall, "mib": round(mib), **figures}
+    finally:
+        drop_database(db)
+        pg.drop_roles_with_prefix(p)
+
+
+def main(argv: list[str]) -> None:
+    n = next((int(a) for a in argv if a.isdigit()), 10_000)
+    trees = [Path(argv[i + 1]).resolve() for i, a in enumerate(argv) if a == "--tree"] or [Path.cwd()]
+    rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 1
+    profile = argv[argv.index("--profile") + 1] if "--profile" in argv else None
+    with tempfile.TemporaryDirectory(prefix="first-sync-") as tmp_name:
+        tmp = Path(tmp_name)
+        body, _changes, _stats = generate(tmp, n)
+        server = load(body)
+        try:
+            for r in range(rounds):
+                for tree in trees:
+                    print(json.dumps({"round": r, **one(server, tmp, tree, profile)}), flush=True)
+        finally:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
