@@ -11,6 +11,7 @@ audit trail), optionally under cProfile, then drops what it created.
 
 ``--tree DIR`` (repeatable): a source tree (a ``git archive`` of another commit) run
 with ``PYTHONPATH=DIR``; the trees alternate within each round (interleaved A/B).
+``--stages``: print the resident and peak memory at each stage of the run (stderr).
 """
 
 from __future__ import annotations
@@ -26,7 +27,41 @@ from bench.peer_realistic import drop_database, generate, load, make_database, o
 from tests.support import pg
 
 
-def one(server: Any, n_tmp: Path, tree: Path, profile: str | None) -> dict[str, Any]:
+def stage_worker(cfg: str) -> None:
+    """``ours_worker`` with the process's resident and peak MiB printed around each stage."""
+    import resource
+    import time
+
+    import provisioner.engine.execute as execute_module
+    import provisioner.engine.run as run_module
+    from bench.peer_realistic import ours_worker
+
+    started = time.perf_counter()
+
+    def rss() -> int:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
+
+    def wrap(module: Any, name: str) -> None:
+        inner = getattr(module, name)
+
+        def staged(*args: Any, **kw: Any) -> Any:
+            try:
+                return inner(*args, **kw)
+            finally:
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+                print(f"  after {name:16} {time.perf_counter() - started:6.1f} s  rss {rss():5} MiB  peak {peak:5} MiB",
+                      file=sys.stderr)
+
+        setattr(module, name, staged)
+
+    for name in ("read_sources", "compute_desired", "make_plan", "plan_run", "execute"):
+        wrap(run_module, name)
+    wrap(execute_module, "verify")
+    ours_worker(cfg)
+
+
+def one(server: Any, n_tmp: Path, tree: Path, profile: str | None, stages: bool = False) -> dict[str, Any]:
     p = pg.new_prefix()
     db = f"{p}db"
     work = Path(tempfile.mkdtemp(prefix="first-sync-", dir=n_tmp))
@@ -35,14 +70,18 @@ def one(server: Any, n_tmp: Path, tree: Path, profile: str | None) -> dict[str, 
         cfg = ours_config(work, server, p, db)
         prof = ["-m", "cProfile", "-o", profile] if profile else []
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        cmd = [sys.executable, *prof, "-m", "bench.peer_realistic", "--ours-worker", str(cfg)]
+        worker = ["bench.first_sync", "--stage-worker"] if stages else ["bench.peer_realistic", "--ours-worker"]
+        cmd = [sys.executable, *prof, "-m", *worker, str(cfg)]
         old = Path.cwd()
         os.chdir(tree)
         try:
             wall, mib, output = timed(cmd, env=env)
         finally:
             os.chdir(old)
-        figures = json.loads(output.strip().splitlines()[-1])
+        lines = output.strip().splitlines()
+        figures = json.loads(next(line for line in reversed(lines) if line.startswith("{")))
+        if stages:
+            print("\n".join(line for line in lines if line.startswith("  after")), flush=True)
         return {"tree": str(tree), "wall": wall, "mib": round(mib), **figures}
     finally:
         drop_database(db)
@@ -61,10 +100,14 @@ def main(argv: list[str]) -> None:
         try:
             for r in range(rounds):
                 for tree in trees:
-                    print(json.dumps({"round": r, **one(server, tmp, tree, profile)}), flush=True)
+                    result = one(server, tmp, tree, profile, "--stages" in argv)
+                    print(json.dumps({"round": r, **result}), flush=True)
         finally:
             server.cleanup()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if len(sys.argv) > 2 and sys.argv[1] == "--stage-worker":
+        stage_worker(sys.argv[2])
+    else:
+        main(sys.argv[1:])

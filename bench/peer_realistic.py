@@ -37,6 +37,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -212,11 +213,13 @@ max_identity_drop = 1.0
 def ours_worker(cfg_path: str) -> None:
     """One ``provisioner apply`` in this process, as the CLI runs it (state store:
     incremental directory reads, run history, audit trail); prints its figures as JSON."""
+    import logging
     import time
 
     import structlog
 
     from provisioner.config import load_config
+    from provisioner.engine import execute
     from provisioner.engine.connections import Targets
     from provisioner.engine.context import RunContext
     from provisioner.engine.installation import open_store
@@ -225,13 +228,21 @@ def ours_worker(cfg_path: str) -> None:
 
     writes: list[int] = []
 
-    def keep(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-        """As the CLI at log level warning: nothing printed or kept, but the write count."""
-        if event.get("event") == "target_applied":
-            writes.append(int(event.get("statements", 0)))
+    def drop(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
         raise structlog.DropEvent
 
-    structlog.configure(processors=[keep])
+    # as the CLI at log level warning (info lines are not even built), but the write count
+    structlog.configure(processors=[drop], wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(structlog.get_logger(), name)
+
+        def info(self, event: str, **kw: Any) -> None:
+            if event == "target_applied":
+                writes.append(int(kw.get("statements", 0)))
+
+    setattr(execute, "log", Counting())  # noqa: B010
     cfg = load_config(Path(cfg_path))
     store = open_store(cfg)
     ctx = RunContext.manual(cfg, store, reason="bench")
