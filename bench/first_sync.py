@@ -3,7 +3,8 @@
 The directory, mapping and configuration of ``bench/peer_realistic.py`` (one slapd
 loaded once); each round creates a fresh database and role prefix and runs
 ``provisioner apply`` in a fresh process (as the CLI runs it: SQLite state store,
-audit trail), optionally under cProfile, then drops what it created.
+audit trail), optionally under cProfile, then drops what it created.  Prints wall seconds,
+the worker's CPU seconds (user + system: steadier than wall on a shared machine), peak RSS.
 
     .venv/bin/python -m bench.first_sync 10000
     .venv/bin/python -m bench.first_sync 10000 --profile /tmp/first.prof
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.peer_realistic import drop_database, generate, load, make_database, ours_config, timed
+from bench.peer_realistic import drop_database, generate, load, make_database, ours_config
 from tests.support import pg
 
 
@@ -72,17 +74,20 @@ def one(server: Any, n_tmp: Path, tree: Path, profile: str | None, stages: bool 
         env = {**os.environ, "PYTHONPATH": str(tree)}
         worker = ["bench.first_sync", "--stage-worker"] if stages else ["bench.peer_realistic", "--ours-worker"]
         cmd = [sys.executable, *prof, "-m", *worker, str(cfg)]
-        old = Path.cwd()
-        os.chdir(tree)
-        try:
-            wall, mib, output = timed(cmd, env=env)
-        finally:
-            os.chdir(old)
+        with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+            res = subprocess.run(
+                ["/usr/bin/time", "-f", "%e %M %U %S", "-o", out.name, *cmd],
+                capture_output=True, text=True, env=env, cwd=tree, check=False,
+            )
+            if res.returncode != 0:
+                raise RuntimeError(f"worker failed ({res.returncode}): {res.stderr[-3000:]}")
+            wall_s, kib, user, system = out.read().split()[-4:]
+        wall, mib, cpu, output = float(wall_s), int(kib) / 1024, float(user) + float(system), res.stdout + res.stderr
         lines = output.strip().splitlines()
         figures = json.loads(next(line for line in reversed(lines) if line.startswith("{")))
         if stages:
             print("\n".join(line for line in lines if line.startswith("  after")), flush=True)
-        return {"tree": str(tree), "wall": wall, "mib": round(mib), **figures}
+        return {"tree": str(tree), "wall": wall, "cpu": round(cpu, 2), "mib": round(mib), **figures}
     finally:
         drop_database(db)
         pg.drop_roles_with_prefix(p)
