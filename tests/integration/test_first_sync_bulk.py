@@ -15,6 +15,7 @@ from psycopg import sql
 from provisioner.core.governance.audit import EventKind
 from provisioner.core.values.plan import ChangeKind, Plan
 from provisioner.engine.connections import Targets
+from provisioner.engine.execute import execute
 from provisioner.engine.installation import open_store
 from provisioner.engine.run import apply_run
 from provisioner.errors import VerificationFailed
@@ -162,3 +163,25 @@ def test_verify_catches_a_member_a_bulk_statement_left_out(
     monkeypatch.setattr(pg_bulk, "_statement", lossy)
     with pytest.raises(VerificationFailed, match="grp_team01"):
         setup.apply()
+
+
+def test_the_cyclic_gc_waits_for_the_whole_apply_and_comes_back(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from provisioner.engine import run
+
+    seen: list[bool] = []
+    original = execute
+
+    def spying(*args: object, **kw: object) -> None:
+        seen.append(gc.isenabled())
+        original(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run, "execute", spying)
+    _directory(ldap_ou, 20, 2)
+    setup = make_setup(tmp_path, ldap_ou.config(), role_prefix, rules=RULES.replace("{groups}", ldap_ou.groups))
+    assert gc.isenabled()
+    plan = setup.apply()
+    assert plan.changes and seen == [False] and gc.isenabled()
