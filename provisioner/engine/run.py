@@ -249,23 +249,7 @@ def apply_run(
     on_planned: Callable[[PlanOutcome], None] | None = None,
 ) -> Plan:
     """``mappings`` / ``on_planned``: the daemon's loaded rules, and its look at the fresh plan
-    (desired state for its lifecycle timers) before anything is applied.
-
-    The cyclic GC waits for the whole run (planning allocates the desired and actual state,
-    executing the statements and audit records of every change; none of it makes cycles):
-    one pause, so no automatic collection rescans the plan between planning and executing."""
-    with paused_gc():
-        return _apply_run(cfg, ctx, targets, saved, mappings, on_planned)
-
-
-def _apply_run(
-    cfg: Config,
-    ctx: RunContext,
-    targets: Targets,
-    saved: Plan | None,
-    mappings: Mappings | None,
-    on_planned: Callable[[PlanOutcome], None] | None,
-) -> Plan:
+    (desired state for its lifecycle timers) before anything is applied."""
     recover_interrupted(cfg, ctx, targets)
     outcome = plan_run(cfg, ctx, targets, mappings)
     if saved is None:
@@ -291,7 +275,12 @@ def _apply_run(
     snapshots, missing = outcome.snapshots, outcome.missing
     del outcome  # executing needs neither the desired nor the actual state: let them go
     try:
-        execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
+        # the cyclic GC waits while executing (the statements and audit records of every
+        # change are many small objects and no cycles); planning pauses it on its own, and the
+        # collection between the two frees what planning left (one pause over both kept it:
+        # peak RSS of a 10,000-user first sync 571 MiB instead of ~300)
+        with paused_gc():
+            execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     except ApplyFailed:  # isolated failures: everything else applied, so the reads count
         health.record_success(ctx, snapshots, missing, ctx.now)
         raise

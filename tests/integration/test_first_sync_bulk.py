@@ -165,7 +165,7 @@ def test_verify_catches_a_member_a_bulk_statement_left_out(
         setup.apply()
 
 
-def test_the_cyclic_gc_waits_for_the_whole_apply_and_comes_back(
+def test_the_cyclic_gc_waits_while_executing_and_comes_back(
     tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gc
