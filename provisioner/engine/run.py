@@ -276,9 +276,9 @@ def apply_run(
     del outcome  # executing needs neither the desired nor the actual state: let them go
     try:
         # the cyclic GC waits while executing (the statements and audit records of every
-        # change are many small objects and no cycles); planning pauses it on its own, and the
-        # collection between the two frees what planning left (one pause over both kept it:
-        # peak RSS of a 10,000-user first sync 571 MiB instead of ~300)
+        # change are many small objects and no cycles: automatic collections rescanning the
+        # plan cost a 10,000-user first sync about a third of its time); planning pauses it
+        # on its own (one pause over both measured no better, docs/performance.md)
         with paused_gc():
             execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     except ApplyFailed:  # isolated failures: everything else applied, so the reads count
