@@ -6,8 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 from provisioner.alerts.dispatch import DispatchCounts, dispatch_alerts
 from provisioner.config import AlertsConfig, Config
-from provisioner.core.governance.alerts import Alert, AlertPolicy, History, count_sensitive, evaluate, sensitive_role
-from provisioner.core.governance.audit import CHANGE_KINDS, EventKind
+from provisioner.core.governance.alerts import (
+    EVALUATED_KINDS,
+    Alert,
+    AlertPolicy,
+    History,
+    count_sensitive,
+    evaluate,
+    sensitive_role,
+)
+from provisioner.core.governance.audit import CHANGE_KINDS
 from provisioner.core.privileges.catalog import Catalog, Sensitivity
 from provisioner.errors import ProvisionerError
 from provisioner.logs import log
@@ -15,7 +23,8 @@ from provisioner.mappings import load_mappings
 from provisioner.store.audit import AuditFilter
 from provisioner.store.state import StateStore
 
-_OTHER_KINDS = tuple(k.value for k in EventKind if k not in CHANGE_KINDS)
+_ALL_KINDS = tuple(sorted(k.value for k in EVALUATED_KINDS))
+_OTHER_KINDS = tuple(sorted(k.value for k in EVALUATED_KINDS if k not in CHANGE_KINDS))
 
 
 def policy(cfg: AlertsConfig) -> AlertPolicy:
@@ -84,7 +93,8 @@ def deliver_run_alerts(
         pol = policy(cfg.alerts)
         # streamed, and without the run's change records when none can be sensitive:
         # a first sync writes one record per change (tens of thousands)
-        kinds = () if can_be_sensitive(catalog, pol.min_sensitivity) else _OTHER_KINDS
+        # (apply intents, which repeat every change, are never read: evaluate ignores them)
+        kinds = _ALL_KINDS if can_be_sensitive(catalog, pol.min_sensitivity) else _OTHER_KINDS
         records = (row.content for row in store.audit.iter_rows(AuditFilter(run_id=run_id, kinds=kinds)))
         alerts = evaluate(records, catalog, history(store, catalog, pol, now), pol)
     except Exception as exc:

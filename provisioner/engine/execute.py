@@ -3,6 +3,7 @@ reading back, every step recorded (intent, begun, applied or failed, completion)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from provisioner.config import Config
@@ -140,7 +141,7 @@ def _apply_transaction(
             + [_failed_event(ctx, name, f) for f in failed]
             + [completion_event(ctx, name, len(changes), len(applied), error, len(failed))]
         )
-        for change in applied:
+        for change in applied if log.is_enabled_for(logging.INFO) else ():  # one line per change: only when kept
             log.info(
                 "change_applied",
                 target=name,

@@ -21,7 +21,16 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from provisioner.core.governance.audit import GENESIS, AuditEvent, Checkpoint, EventKind, chain_hash, record_time
+from provisioner.core.governance.audit import (
+    GENESIS,
+    AuditEvent,
+    Checkpoint,
+    EventKind,
+    canonical_text,
+    chain_hash,
+    chain_hash_text,
+    record_time,
+)
 from provisioner.errors import PermanentError, TemporaryError
 from provisioner.store.audit_schema import audit, checkpoints
 from provisioner.store.auditfilter import AuditFilter, matches, where
@@ -70,16 +79,17 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _row(seq: int, content: dict[str, Any], prev: str, digest: str) -> dict[str, Any]:
+def _row(seq: int, content: dict[str, Any], prev: str, digest: str, text: str, at: datetime | None) -> dict[str, Any]:
+    """``text``: the record's canonical JSON, as the chain hashed it; ``at``: its time, parsed."""
     return {
         "seq": seq,
         "run_id": content["run_id"],
-        "at": _parse_at(content["at"]),
+        "at": at if at is not None else _parse_at(content["at"]),
         "kind": content["kind"],
         "actor": content["actor"],
         "target": content["target"],
         "role": content["role"],
-        "content": json.dumps(content, sort_keys=True, ensure_ascii=False, default=str),
+        "content": text,
         "prev_hash": prev,
         "hash": digest,
     }
@@ -129,6 +139,7 @@ class AuditLog:
                 start_seq, start_hash = seq, prev
                 last_at = self._head_time(conn, seq)
                 rows: list[AuditRow] = []
+                values: list[dict[str, Any]] = []
                 for content in contents:
                     seq += 1
                     at = record_time(content)
@@ -136,15 +147,16 @@ class AuditLog:
                         # monotonic per record: a run that read the clock before a concurrent
                         # run appended is stamped with the head's time, never earlier
                         content = {**content, "at": last_at.isoformat()}
+                        at = last_at
                     else:
                         last_at = at or last_at
-                    digest = chain_hash(seq, prev, content)
+                    text = canonical_text(content)  # encoded once: what is hashed is what is stored
+                    digest = chain_hash_text(seq, prev, text)
                     rows.append(AuditRow(seq, content, prev, digest))
+                    values.append(_row(seq, content, prev, digest, text, at))
                     prev = digest
-                for i in range(0, len(rows), chunk):
-                    conn.execute(
-                        insert(audit), [_row(r.seq, r.content, r.prev_hash, r.hash) for r in rows[i : i + chunk]]
-                    )
+                for i in range(0, len(values), chunk):
+                    conn.execute(insert(audit), values[i : i + chunk])
                 stored = self._sign(conn, last, start_seq, start_hash, seq, prev) if self.signer else None
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"cannot append to the audit trail: {exc}") from exc

@@ -10,6 +10,14 @@ keeps its own :class:`~provisioner.targets.pg_apply.Step` (and so its audit
 record); when a merged round trip fails, :class:`BatchRunner` replays the batch
 one change at a time, exactly as without merging, to name the change that failed.
 
+Each membership step also writes its member's marker with the ledger after it
+(issue 13), a ``COMMENT ON ROLE`` per change.  Within one round trip (atomic: it
+commits under its savepoint as a whole or is replayed step by step) only the last
+of a member's consecutive ledger statements can be seen afterwards, so the earlier
+ones are not sent (:func:`merged_statements`), and a run of such steps is ordered by
+member instead of by group (:func:`by_group`): one ledger statement per member and
+round trip, the group statements shared by members with similar groups.
+
 Only plain memberships merge: a ``REVOKE ... GRANTED BY`` (PostgreSQL 16) keeps
 its own statements.
 """
@@ -31,23 +39,50 @@ _COMMA = sql.SQL(", ")
 
 def by_group(steps: Sequence[Step]) -> list[Step]:
     """``steps`` with each run of consecutive membership changes of one verb
-    ordered by group role (stable), so that a round trip holds few group roles.
+    reordered so that a round trip needs few statements: without ledger statements
+    by group role (stable); with them by member (:func:`_by_member`).
 
     Safe: such changes depend only on roles created before the run (a plan
-    creates roles first), not on each other.  Callers keep the original order
+    creates roles first), not on each other; one member's changes keep their
+    order (each carries the ledger after it).  Callers keep the original order
     for reporting and auditing."""
     out: list[Step] = []
     run: list[Step] = []
     for step in steps:
         if run and (step.merge is None or step.merge[0] != run[0].merge[0]):  # type: ignore[index]
-            out += sorted(run, key=_group_of) if len(run) > 1 else run
+            out += _ordered(run)
             run = []
         if step.merge is None:
             out.append(step)
         else:
             run.append(step)
-    out += sorted(run, key=_group_of) if len(run) > 1 else run
+    out += _ordered(run)
     return out
+
+
+def _ordered(run: list[Step]) -> list[Step]:
+    if len(run) < 2:
+        return run
+    if any(len(step.statements) > 1 for step in run):
+        return _by_member(run)
+    return sorted(run, key=_group_of)
+
+
+def _by_member(run: list[Step]) -> list[Step]:
+    """Each member's steps together and in their order, members with similar groups
+    next to each other (their groups listed rarest first, so that members of the same
+    small groups share a round trip and its group statements)."""
+    mine: dict[str, list[Step]] = {}
+    popularity: dict[str, int] = {}
+    for step in run:
+        mine.setdefault(step.change.role, []).append(step)
+        group = _group_of(step)
+        popularity[group] = popularity.get(group, 0) + 1
+
+    def key(role: str) -> tuple[tuple[tuple[int, str], ...], str]:
+        return tuple(sorted((popularity[g], g) for g in {_group_of(s) for s in mine[role]})), role
+
+    return [step for role in sorted(mine, key=key) for step in mine[role]]
 
 
 def _group_of(step: Step) -> str:
@@ -58,37 +93,73 @@ def bulk_batches(
     steps: Sequence[Step], size: int, max_members: int = MAX_MEMBERS_PER_ROUND_TRIP
 ) -> Iterator[Sequence[Step]]:
     """Consecutive runs of steps that need at most ``size`` statements once
-    memberships are merged (and hold at most ``max_members`` mergeable changes);
-    a step is never split, a step larger than ``size`` forms its own batch."""
+    memberships are merged and superseded ledger statements left out (exactly
+    what :func:`merged_statements` sends), and hold at most ``max_members``
+    mergeable changes; a step is never split, a step larger than ``size`` forms
+    its own batch."""
     start, cost, members = 0, 0, 0
     keys: set[tuple[str, str]] = set()
+    ledgered: set[str] = set()
     for i, step in enumerate(steps):
-        key = step.merge
-        extra = len(step.statements) - 1  # a membership step's ledger statement(s) (issue 13)
-        n = (0 if key in keys else 1) + extra if key is not None else len(step.statements)
-        if cost and (cost + n > size or (key is not None and members >= max_members)):
+        n = _cost(step, keys, ledgered)
+        if cost and (cost + n > size or (step.merge is not None and members >= max_members)):
             yield steps[start:i]
             start, cost, members = i, 0, 0
-            keys = set()
-            n = 1 + extra if key is not None else len(step.statements)
+            keys, ledgered = set(), set()
+            n = _cost(step, keys, ledgered)
         cost += n
-        if key is not None:
-            keys.add(key)
+        _count(step, keys, ledgered)
+        if step.merge is not None:
             members += 1
     if start < len(steps):
         yield steps[start:]
 
 
+def _cost(step: Step, keys: set[tuple[str, str]], ledgered: set[str]) -> int:
+    """Statements ``step`` adds to a round trip holding ``keys`` and ``ledgered``."""
+    if step.merge is None:
+        return len(step.statements)
+    ledger = len(step.statements) - 1  # the member's marker with its ledger (issue 13), or none
+    return (0 if step.merge in keys else 1) + (0 if ledger and step.change.role in ledgered else ledger)
+
+
+def _count(step: Step, keys: set[tuple[str, str]], ledgered: set[str]) -> None:
+    if step.merge is None:
+        ledgered.difference_update(_roles(step))
+        return
+    keys.add(step.merge)
+    if len(step.statements) > 1:
+        ledgered.add(step.change.role)
+
+
+def _roles(step: Step) -> tuple[str, ...]:
+    """The roles a step names (a rename names its old name too)."""
+    old = step.change.param("old_name")
+    return (step.change.role, old) if isinstance(old, str) else (step.change.role,)
+
+
 def merged_statements(batch: Sequence[Step]) -> list[sql.Composable]:
     """The batch's statements in order, the membership changes of each
-    ``(verb, group)`` merged into one statement at the place of the last one."""
+    ``(verb, group)`` merged into one statement at the place of the last one,
+    and a member's ledger statement left out where a later membership step of
+    the batch writes the member's ledger again with no other step of that
+    role in between (the batch commits as a whole, so only the last can be seen)."""
     members: dict[tuple[str, str], list[str]] = {}
     last: dict[tuple[str, str], int] = {}
-    for i, step in enumerate(batch):
-        if step.merge is not None:
-            members.setdefault(step.merge, []).append(step.change.role)
-            last[step.merge] = i
-    if all(len(m) == 1 for m in members.values()):
+    superseded: set[int] = set()
+    later: set[str] = set()  # members whose ledger a later step of this batch writes
+    for i in range(len(batch) - 1, -1, -1):
+        step = batch[i]
+        if step.merge is None:
+            later.difference_update(_roles(step))
+            continue
+        members.setdefault(step.merge, []).append(step.change.role)
+        last.setdefault(step.merge, i)
+        if len(step.statements) > 1:
+            if step.change.role in later:
+                superseded.add(i)
+            later.add(step.change.role)
+    if not superseded and all(len(m) == 1 for m in members.values()):
         return [s for step in batch for s in step.statements]
     out: list[sql.Composable] = []
     for i, step in enumerate(batch):
@@ -99,9 +170,10 @@ def merged_statements(batch: Sequence[Step]) -> list[sql.Composable]:
         # The membership statement merges; what follows it in the step (the member's marker
         # with its membership ledger, issue 13) stays at the step's place, in order, so each
         # role's last ledger written is the one the plan wrote last.
-        out.extend(step.statements[1:])
+        if i not in superseded:
+            out.extend(step.statements[1:])
         if last[key] == i:
-            out.append(_statement(key, members[key]))
+            out.append(_statement(key, members[key][::-1]))
     return out
 
 

@@ -72,3 +72,39 @@ def test_sensitive_changes_of_a_large_run_still_alert(tmp_path: Path, monkeypatc
         store.close()
     assert sorted(a.title for a in alerts) == ["Circuit breaker tripped on pg", "Sensitive role trade_approver granted to jdoe"]
     assert seen["rows"] == 3002 and seen["window"] == 3001
+
+
+def test_apply_intents_are_not_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An apply intent repeats every change of its transaction (5,000 by default): alert
+    evaluation never looks at one, nor at begun / completed markers, whatever the catalog."""
+    cfg = alert_config(tmp_path, ALERTS + "rapid_change_count = 100000\n")
+    store = StateStore(cfg.state.url)
+    changes = [grant("big", NOW, f"u{i:05d}", "trade_approver").change for i in range(2000)]
+    try:
+        store.append([
+            AuditEvent("big", NOW, "svc", "schedule", EventKind.APPLY_INTENT, "pg", after={"changes": changes}),
+            AuditEvent("big", NOW, "svc", "schedule", EventKind.APPLY_BEGUN, "pg", after={"transaction": None}),
+            grant("big", NOW, "jdoe", "trade_approver"),
+            AuditEvent("big", NOW, "svc", "schedule", EventKind.APPLY_COMPLETED, "pg", after={"intended": 1}),
+        ])
+        seen = _spy(store, monkeypatch)
+        alerts = run_alerts(cfg, store, "big", now=NOW)
+    finally:
+        store.close()
+    assert [a.title for a in alerts] == ["Sensitive role trade_approver granted to jdoe"]
+    assert seen["rows"] == 1, seen  # the change record only
+
+
+def test_every_kind_evaluate_ignores_is_never_read() -> None:
+    """EVALUATED_KINDS is what evaluate reads: a record of any other kind raises nothing,
+    whatever it holds (so leaving it unread cannot lose an alert)."""
+    from provisioner.core.governance.alerts import EVALUATED_KINDS, AlertPolicy, History, evaluate
+    from provisioner.core.privileges.catalog import Catalog
+
+    history = History(sensitive_changes_in_window=10**6, failure_streak=10, previous_failure_streak=10)
+    sensitive = grant("r", NOW, "jdoe", "trade_approver").content()
+    for kind in EventKind:
+        record = {**sensitive, "kind": kind.value, "after": {"notices": [], "error": "X"}}
+        alerts = evaluate([record], Catalog({}), history, AlertPolicy(min_sensitivity=Catalog({}).sensitivity("x")))
+        if kind not in EVALUATED_KINDS:
+            assert alerts == [], kind

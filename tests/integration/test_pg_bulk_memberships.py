@@ -3,6 +3,7 @@ one of the group roles is a DBA's, made before provisioner ran)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -91,5 +92,42 @@ def test_a_failing_member_of_a_merged_statement_is_named_and_isolated(
         assert sorted(c.describe() for c in called) == sorted(c.describe() for c in good)
         assert pg.roles_with_prefix(pg_admin, p) == sorted([f"{p}readers", *users])
         assert _memberships(pg_admin, f"{p}u") == {(u, f"{p}readers") for u in users}
+    finally:
+        target.close()
+
+
+def _ledgered(role: str, group: str, granted: list[str]) -> Change:
+    marker = {"kind": "user", "id": f"id-{role}", "source": "ldap", "granted": granted}
+    return make_change(ChangeKind.GRANT_MEMBERSHIP, role, WHY, group=group, marker=marker)
+
+
+def _ledgers(conn: Conn, prefix: str) -> dict[str, list[str]]:
+    rows = conn.execute(
+        "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname LIKE %s", (prefix + "%",)
+    ).fetchall()
+    mark = "provisioner:managed "
+    return {r[0]: sorted(json.loads(r[1][len(mark):]).get("granted", [])) for r in rows if r[1]}
+
+
+@pytest.mark.parametrize("batch_size", [3, 500])
+def test_a_refused_grant_in_a_round_trip_of_shared_ledgers_leaves_every_ledger_exact(
+    pg_admin: Conn, role_prefix: str, pg_target_config: PostgresTargetConfig, batch_size: int
+) -> None:
+    """One ledger statement per member and round trip: when the round trip fails (a grant of
+    a group role that does not exist), the replay writes each change's own ledger, so every
+    member's ledger is exactly what was granted, the refused member's included."""
+    p = role_prefix
+    users = [f"{p}u{i:02d}" for i in range(40)]
+    groups = [f"{p}readers", f"{p}x"]
+    changes = [_create(g, "group") for g in groups] + [_create(u) for u in users]
+    for u in users:
+        changes += [_ledgered(u, groups[0], groups[:1]), _ledgered(u, groups[1], groups)]
+    bad = _ledgered(users[20], f"{p}missing", [*groups, f"{p}missing"])  # that member's last change
+    target = PostgresTarget(pg_target_config, batch_size=batch_size)
+    try:
+        result = target.apply([*execution_order(changes), bad])
+        assert [f.change for f in result.failed] == [bad]
+        assert _memberships(pg_admin, f"{p}u") == {(u, g) for u in users for g in groups}
+        assert _ledgers(pg_admin, f"{p}u") == {u: sorted(groups) for u in users}
     finally:
         target.close()

@@ -58,3 +58,91 @@ def test_revokes_granted_by_someone_else_do_not_merge() -> None:
     assert step.merge is None
     plain = compose(make_change(ChangeKind.REVOKE_MEMBERSHIP, "b", WHY, group="g"))
     assert plain.merge == ("REVOKE", "g")
+
+
+def _ledgered(member: str, group: str, granted: list[str], verb: ChangeKind = ChangeKind.GRANT_MEMBERSHIP) -> Step:
+    marker = {"kind": "user", "id": member, "source": "s", "granted": granted}
+    return compose(make_change(verb, member, WHY, group=group, marker=marker))
+
+
+def _ledger_text(member: str, granted: list[str]) -> str:
+    body = ",".join(f'"{g}"' for g in sorted(granted))
+    return f'COMMENT ON ROLE "{member}" IS \'provisioner:managed {{"granted":[{body}],"id":"{member}","kind":"user","source":"s"}}\''
+
+
+def test_one_ledger_statement_per_member_and_round_trip_the_last_one() -> None:
+    steps = [
+        _create("a"),
+        _create("b"),
+        _ledgered("a", "readers", ["readers"]),
+        _ledgered("a", "x", ["readers", "x"]),
+        _ledgered("b", "readers", ["readers"]),
+    ]
+    [batch] = list(bulk_batches(by_group(steps), 500))
+    text = _text(list(batch))
+    assert text[:4] == [
+        'CREATE ROLE "a" WITH LOGIN',
+        'COMMENT ON ROLE "a" IS \'provisioner:managed {"id":"a","kind":"user","source":"s"}\'',
+        'CREATE ROLE "b" WITH LOGIN',
+        'COMMENT ON ROLE "b" IS \'provisioner:managed {"id":"b","kind":"user","source":"s"}\'',
+    ]
+    assert sorted(text[4:]) == sorted([
+        _ledger_text("a", ["readers", "x"]),
+        _ledger_text("b", ["readers"]),
+        'GRANT "readers" TO "a", "b"',
+        'GRANT "x" TO "a"',
+    ])
+    # the member's fullest ledger is its last statement about it
+    assert [t for t in text if t.startswith('COMMENT ON ROLE "a"')][-1] == _ledger_text("a", ["readers", "x"])
+
+
+def test_a_step_of_another_kind_between_keeps_both_ledgers() -> None:
+    alter = compose(make_change(ChangeKind.ALTER_ROLE, "a", WHY, login=True))
+    steps = [_ledgered("a", "g", ["g"]), alter, _ledgered("a", "h", ["g", "h"])]
+    text = _text(steps)
+    assert text == [
+        'GRANT "g" TO "a"',
+        _ledger_text("a", ["g"]),
+        'ALTER ROLE "a" WITH LOGIN',
+        'GRANT "h" TO "a"',
+        _ledger_text("a", ["g", "h"]),
+    ]
+
+
+def test_member_order_keeps_each_members_steps_in_plan_order() -> None:
+    steps = [_ledgered(f"u{i}", g, []) for i in range(30) for g in ("readers", f"g{i % 4}", "z")]
+    ordered = by_group(steps)
+    assert sorted(map(id, ordered)) == sorted(map(id, steps))
+    for i in range(30):
+        mine = [s for s in ordered if s.change.role == f"u{i}"]
+        assert [s.merge for s in mine] == [s.merge for s in steps if s.change.role == f"u{i}"]
+        first = ordered.index(mine[0])
+        assert ordered[first : first + 3] == mine, "one member's steps stay together"
+
+
+def test_batch_cost_is_exactly_the_statements_sent() -> None:
+    """bulk_batches' count of a round trip's statements is what merged_statements sends
+    (so ``size`` bounds the round trip), on a random mix of steps."""
+    import random
+
+    rng = random.Random(7)
+    kinds = [ChangeKind.GRANT_MEMBERSHIP, ChangeKind.REVOKE_MEMBERSHIP]
+    for trial in range(40):
+        steps: list[Step] = []
+        for _ in range(rng.randint(1, 300)):
+            member, group = f"u{rng.randint(0, 25)}", f"g{rng.randint(0, 12)}"
+            roll = rng.random()
+            if roll < 0.1:
+                steps.append(compose(make_change(ChangeKind.ALTER_ROLE, member, WHY, login=False)))
+            elif roll < 0.15:
+                steps.append(_create(f"{member}x{trial}"))
+            elif roll < 0.3:
+                steps.append(compose(make_change(rng.choice(kinds), member, WHY, group=group)))
+            else:
+                steps.append(_ledgered(member, group, [group], rng.choice(kinds)))
+        size = rng.choice([1, 3, 10, 50, 500])
+        batches = [list(b) for b in bulk_batches(by_group(steps), size, max_members=rng.choice([2, 40, 5000]))]
+        assert sum(len(b) for b in batches) == len(steps)
+        for b in batches:
+            sent = len(merged_statements(b))
+            assert sent <= size or len(b) == 1, (trial, size, sent, len(b))

@@ -21,6 +21,20 @@ from provisioner.core.reconcile.escalation import ATTRIBUTE_CODE, INCOMPLETE_COD
 from provisioner.core.values.grants import Obj
 
 MEMBERSHIP_KINDS = {"grant_membership": "granted", "revoke_membership": "revoked"}
+EVALUATED_KINDS = frozenset(
+    {
+        EventKind.RUN_FAILED,
+        EventKind.CHANGE_FAILED,
+        EventKind.RUN_FINISHED,
+        EventKind.BREAKER_TRIPPED,
+        EventKind.OVERRIDE,
+        EventKind.VIOLATION,
+        EventKind.RUN_PLANNED,
+        *CHANGE_KINDS,
+    }
+)
+"""The record kinds :func:`evaluate` reads; records of other kinds (apply intents, which
+hold every change of a transaction, begun / completed markers ...) never raise an alert."""
 PRIVILEGE_KINDS = {"grant_privilege": "granted", "revoke_privilege": "revoked"}
 
 

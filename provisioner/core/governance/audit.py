@@ -80,15 +80,23 @@ class AuditEvent:
         }
 
 
+def canonical_text(content: Mapping[str, Any]) -> str:
+    """The record as the chain hashes it (and as the store keeps it): sorted keys, no spaces."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical(content: Mapping[str, Any]) -> bytes:
-    return json.dumps(
-        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode()
+    return canonical_text(content).encode()
 
 
 def chain_hash(seq: int, prev_hash: str, content: Mapping[str, Any]) -> str:
+    return chain_hash_text(seq, prev_hash, canonical_text(content))
+
+
+def chain_hash_text(seq: int, prev_hash: str, text: str) -> str:
+    """:func:`chain_hash` of a record whose :func:`canonical_text` is ``text``."""
     h = hashlib.sha256()
-    h.update(str(seq).encode() + b"\n" + prev_hash.encode() + b"\n" + canonical(content))
+    h.update(f"{seq}\n{prev_hash}\n{text}".encode())
     return "sha256:" + h.hexdigest()
 
 
