@@ -37,7 +37,6 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
