@@ -47,7 +47,13 @@ from tests.support import pg
 from tests.support.e2e import source_toml
 from tests.support.slapd import ADMIN_PASSWORD, READER_PASSWORD, Slapd
 
-GENERATOR = Path(__file__).resolve().parents[3] / "shared" / "bench" / "gen_directory.py"
+GENERATOR = next(
+    (p / "shared" / "bench" / "gen_directory.py" for p in Path(__file__).resolve().parents
+     if (p / "shared" / "bench" / "gen_directory.py").exists()),
+    Path(os.environ.get("PROVISIONER_BENCH_GENERATOR", "../shared/bench/gen_directory.py")),
+)
+"""The shared generator, in the first ``shared/bench`` beside the checkout or one of its parents
+(``$PROVISIONER_BENCH_GENERATOR`` otherwise)."""
 SUFFIX = "dc=bench,dc=example"
 PEOPLE = f"ou=people,{SUFFIX}"
 GROUPS = f"ou=groups,{SUFFIX}"
