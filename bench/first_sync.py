@@ -30,13 +30,14 @@ from tests.support import pg
 
 
 def stage_worker(cfg: str) -> None:
-    """``ours_worker`` with the process's resident and peak MiB printed around each stage."""
+    """The one-shot worker (``bench.peer_warm.once``) with the process's resident and peak
+    MiB printed around each stage."""
     import resource
     import time
 
     import provisioner.engine.execute as execute_module
     import provisioner.engine.run as run_module
-    from bench.peer_realistic import ours_worker
+    from bench.peer_warm import once as ours_worker
 
     started = time.perf_counter()
 
@@ -113,11 +114,11 @@ def main(argv: list[str]) -> None:
 
 
 def profile_worker(out: str, cfg: str) -> None:
-    """``ours_worker`` under cProfile counting CPU seconds (``time.process_time``)."""
+    """The one-shot worker (``bench.peer_warm.once``) under cProfile counting CPU seconds (``time.process_time``)."""
     import cProfile
     import time
 
-    from bench.peer_realistic import ours_worker
+    from bench.peer_warm import once as ours_worker
 
     profiler = cProfile.Profile(time.process_time)
     profiler.runcall(ours_worker, cfg)
