@@ -19,7 +19,7 @@ from provisioner.engine.execute import execute
 from provisioner.engine.installation import open_store
 from provisioner.engine.run import apply_run
 from provisioner.errors import VerificationFailed
-from provisioner.targets import pg_bulk
+from provisioner.targets import pg_apply, pg_bulk
 from tests.support import pg
 from tests.support.e2e import Setup, make_setup, memberships, person
 from tests.support.fixtures import LdapOu
@@ -185,3 +185,39 @@ def test_the_cyclic_gc_waits_while_executing_and_comes_back(
     assert gc.isenabled()
     plan = setup.apply()
     assert plan.changes and seen == [False] and gc.isenabled()
+
+
+def test_a_joiner_s_ledger_is_written_once_in_its_creation_marker(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``COMMENT ON ROLE`` per new person on a first sync (issue 19: the joiner's
+    membership ledger rides in its creation marker), however many groups and round trips;
+    the ledger read back is still exactly the memberships granted."""
+    p = role_prefix
+    wanted = _directory(ldap_ou, 120, 12)
+    setup = make_setup(tmp_path, ldap_ou.config(), p, rules=RULES.replace("{groups}", ldap_ou.groups))
+    setup.path.write_text(setup.path.read_text().replace("[safety]", "[safety]\nmax_changes_per_transaction = 150"))
+    sent: list[str] = []
+    original = pg_apply.BatchRunner._execute
+
+    def spy(self: pg_apply.BatchRunner, query: sql.Composed | sql.SQL) -> None:
+        sent.append(query.as_string(self.conn))
+        original(self, query)
+
+    monkeypatch.setattr(pg_apply.BatchRunner, "_execute", spy)
+    _apply(setup)
+
+    commented: dict[str, int] = {}
+    for text in sent:
+        for statement in text.split("; "):
+            if statement.startswith("COMMENT ON ROLE "):
+                role = statement[len("COMMENT ON ROLE "):].split(" IS ", 1)[0].strip('"')
+                commented[role] = commented.get(role, 0) + 1
+    people = {f"{p}{uid}" for uid in wanted}
+    assert {r: n for r, n in commented.items() if r in people} == dict.fromkeys(people, 1)
+    comments = _comments(p)
+    for uid, groups in wanted.items():
+        marker = json.loads((comments[f"{p}{uid}"] or "")[len(MARK):])
+        dept = DEPARTMENTS[int(uid[1:]) % 3].lower()
+        assert sorted(marker["granted"]) == sorted({f"{p}readers", f"{p}dept_{dept}", *(f"{p}grp_{g}" for g in groups)})
+    assert memberships(p)[f"{p}u001"] >= {f"{p}readers"}

@@ -224,7 +224,12 @@ def _plan_joiner(
         return
     if user.lifecycle is Lifecycle.LEAVER:
         return
-    marker = Marker(RoleKind.USER, user.stable_id, user.source, policy.instance, frozenset())
+    # A joiner's membership ledger is written once, in its creation marker: every group this
+    # plan grants it.  An entry whose GRANT then fails means nothing (the ledger counts only
+    # memberships the role holds; core/ownership/ledger.py), so its grants carry no marker:
+    # one COMMENT per new person instead of one per membership and round trip.
+    granted = frozenset(g for g in user.memberships if g not in refused and g not in frozen)
+    marker = Marker(RoleKind.USER, user.stable_id, user.source, policy.instance, granted)
     reason = Reason("lifecycle:joiner", f"new identity {user.username!r} ({user.stable_id}) in {user.source}")
     out.changes.append(
         make_change(
@@ -238,13 +243,8 @@ def _plan_joiner(
             after={"exists": True, "login": True},
         )
     )
-    granted: set[str] = set()
-    for group in sorted(user.memberships):
-        if group not in refused and group not in frozen:
-            granted.add(group)
-            out.changes.append(
-                _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group], marker, granted)
-            )
+    for group in sorted(granted):
+        out.changes.append(_membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group]))
     _note_scheduled(user, out)
 
 

@@ -27,7 +27,7 @@ def verify(changes: Iterable[Change], after: ActualState) -> list[str]:
         if any(key == "marker" for key, _ in change.params) and change.kind is not ChangeKind.DROP_ROLE:
             last[change.role] = change
             seen = touched.setdefault(change.role, set())
-            if change.kind is ChangeKind.SET_MARKER:
+            if change.kind in (ChangeKind.SET_MARKER, ChangeKind.CREATE_ROLE):  # the whole ledger
                 touched[change.role] = None
             elif seen is not None and change.kind in (ChangeKind.GRANT_MEMBERSHIP, ChangeKind.REVOKE_MEMBERSHIP):
                 seen.add(str(change.param("group")))
