@@ -80,10 +80,11 @@ def lock_key(purpose: LockPurpose, target_name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-RoleRows = dict[str, tuple[tuple[Any, ...], frozenset[str], ActualRole]]
-"""Role name -> (its catalog row, its memberships, the role built from them): what the
-last inspect built, so an unchanged role is the very same object the next time (the
-daemon's WarmState keeps one per target; the diff memo then reuses per person)."""
+RoleRows = dict[str, tuple[bytes, ActualRole]]
+"""Role name -> (the server's hash of its catalog row and memberships, the role built from
+them): what the last inspect built, so that the next one reads only the roles whose hash
+changed and an unchanged role is the very same object (the daemon's WarmState keeps one
+per target; the diff memo then reuses per person)."""
 
 
 class Target(Protocol):

@@ -1,0 +1,77 @@
+"""The warm daemon's incremental inspect against a real PostgreSQL (issue 19): with the
+roles the last inspect kept, only roles whose server-side hash changed are read again;
+the result always equals a full inspect, and an unchanged role is the very same object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from provisioner.core.values.model import ActualState
+from provisioner.targets import pg_inspect
+from provisioner.targets.base import RoleRows
+from provisioner.targets.postgres import PostgresTarget
+from tests.support import pg
+
+
+def _run(statement: str, *names: str) -> None:
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL(statement).format(*(sql.Identifier(n) for n in names)))
+
+
+def _mine(state: ActualState, p: str) -> dict[str, Any]:
+    return {name: role for name, role in state.roles.items() if name.startswith(p)}
+
+
+def _named_reads(target: PostgresTarget, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The role names each ROLES_NAMED_QUERY of ``target`` asked for."""
+    asked: list[list[str]] = []
+    original = PostgresTarget._query
+
+    def spy(self: PostgresTarget, conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[Any]:
+        if query == pg_inspect.ROLES_NAMED_QUERY:
+            asked.append(list(params[0]))
+        return original(self, conn, query, params)
+
+    monkeypatch.setattr(PostgresTarget, "_query", spy)
+    return asked
+
+
+def test_only_changed_roles_are_read_again_and_the_result_equals_a_full_inspect(
+    pg_target: PostgresTarget, role_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = role_prefix
+    names = {k: f"{p}{k}" for k in ("a", "b", "c", "d", "e", "grp", "grp2", "same")}
+    for key in ("grp", "grp2"):
+        _run("CREATE ROLE {} NOLOGIN", names[key])
+    for key in ("a", "b", "c", "d", "e", "same"):
+        _run("CREATE ROLE {} LOGIN", names[key])
+        _run("GRANT {} TO {}", names["grp"], names[key])
+    _run("COMMENT ON ROLE {} IS 'hand note'", names["b"])
+    kept: RoleRows = {}
+    first = pg_target.inspect(reuse=kept)
+    assert _mine(first, p) == _mine(pg_target.inspect(), p)
+
+    asked = _named_reads(pg_target, monkeypatch)
+    _run("GRANT {} TO {}", names["grp2"], names["a"])  # a hand grant
+    _run("COMMENT ON ROLE {} IS NULL", names["b"])  # a comment removed
+    _run("ALTER ROLE {} VALID UNTIL '2031-01-01'", names["c"])
+    _run("ALTER ROLE {} RENAME TO {}", names["d"], f"{p}d2")
+    _run("DROP ROLE {}", names["e"])
+    _run("CREATE ROLE {} NOLOGIN", f"{p}new")
+    _run("ALTER ROLE {} RENAME TO {}", names["grp2"], f"{p}grp3")  # a's memberships read differently
+    second = pg_target.inspect(reuse=kept)
+
+    full = pg_target.inspect()
+    assert _mine(second, p) == _mine(full, p)
+    assert second.roles[names["a"]].member_of == {names["grp"], f"{p}grp3"}
+    assert second.roles[names["b"]].marker is None and second.roles[names["c"]].valid_until is not None
+    assert names["e"] not in second.roles and names["d"] not in second.roles
+    assert second.roles[names["same"]] is first.roles[names["same"]], "an unchanged role is the same object"
+    assert second.roles[names["grp"]] is first.roles[names["grp"]]
+    (read,) = [r for r in asked if r]  # one incremental read, naming only what changed
+    assert {n for n in read if n.startswith(p)} == {names["a"], names["b"], names["c"], f"{p}d2", f"{p}new", f"{p}grp3"}
+
