@@ -120,7 +120,7 @@ class Target(Protocol):
         of catalog queries, in one consistent snapshot.  ``only``: a target may
         read just these roles (and then no privileges); reading more is allowed.
         ``reuse``: the roles the last inspect built (a target may ignore it), replaced
-        by this one's."""
+        by this one's; with ``only``, the entries of the roles read are refreshed."""
         ...
 
     def apply(

@@ -88,6 +88,7 @@ SELECT r.rolname::text,
     ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass
   LEFT JOIN m ON m.member = r.oid
 """
+ROLE_HASHES_NAMED_QUERY = ROLE_HASHES_QUERY + " WHERE r.rolname = ANY(%s::text[])"
 
 # Used by apply on PostgreSQL 16+, where one membership may be recorded once
 # per grantor: every (member, group) pair to revoke, with every grantor.
@@ -157,6 +158,20 @@ def changed_roles(hashes: Iterable[tuple[str, bytes]], kept: Mapping[str, tuple[
         if last is None or last[0] != digest:
             out.append(name)
     return out
+
+
+def refresh_kept(
+    hashes: Iterable[tuple[str, bytes]], fresh: Mapping[str, ActualRole], names: Iterable[str],
+    kept: dict[str, tuple[bytes, ActualRole]],
+) -> None:
+    """After reading the named roles (``fresh``, with their ``hashes``, one snapshot), ``kept``
+    holds them as read: a role named but not found is gone from it."""
+    for name in names:
+        kept.pop(name, None)
+    for name, digest in hashes:
+        role = fresh.get(name)
+        if role is not None:
+            kept[name] = (digest, role)
 
 
 def merge_roles(

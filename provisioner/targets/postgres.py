@@ -182,7 +182,8 @@ class PostgresTarget:
 
     def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
         """``only``: read just these roles and their memberships (no privileges): what
-        verify needs after an apply; ``reuse``: see :class:`~provisioner.targets.base.Target`."""
+        verify needs after an apply; ``reuse``: see :class:`~provisioner.targets.base.Target`
+        (with ``only``: the named roles' entries are refreshed from this read)."""
         conn = self.connection()
         try:
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
@@ -195,6 +196,9 @@ class PostgresTarget:
                     roles = self._read_roles(conn, None)
                 else:  # an empty ``only``: sessions and session facts only
                     roles = self._read_roles(conn, sorted(only)) if only else {}
+                    if only and reuse is not None:  # e.g. verify's read-back: keep what it read
+                        hashes = self._query(conn, pg_inspect.ROLE_HASHES_NAMED_QUERY, (sorted(only),))
+                        pg_inspect.refresh_kept([(str(n), bytes(h)) for n, h in hashes], roles, only, reuse)
                 session_rows = self._query(conn, pg_inspect.SESSIONS_QUERY)
                 privileges = None
                 if self.config.manage_privileges and only is None:

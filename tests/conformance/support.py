@@ -36,7 +36,7 @@ from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import open_store
 from provisioner.engine.run import apply_run, plan_run
-from provisioner.targets.base import ApplyResult, Target
+from provisioner.targets.base import ApplyResult, RoleRows, Target
 from provisioner.targets.factory import build_target
 from provisioner.targets.memory import FLAVORS, MemoryTarget
 from provisioner.targets.mysql import MysqlTarget
@@ -119,8 +119,8 @@ class Interfering:
     def capabilities(self) -> Capabilities:
         return self.target.capabilities
 
-    def inspect(self, only: frozenset[str] | None = None) -> ActualState:
-        return self.target.inspect(only)
+    def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
+        return self.target.inspect(only, reuse)
 
     def apply(
         self,

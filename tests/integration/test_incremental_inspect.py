@@ -75,3 +75,28 @@ def test_only_changed_roles_are_read_again_and_the_result_equals_a_full_inspect(
     (read,) = [r for r in asked if r]  # one incremental read, naming only what changed
     assert {n for n in read if n.startswith(p)} == {names["a"], names["b"], names["c"], f"{p}d2", f"{p}new", f"{p}grp3"}
 
+
+
+def test_a_read_back_of_named_roles_refreshes_what_is_kept(
+    pg_target: PostgresTarget, role_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify's read-back after an apply keeps what it read: the next full inspect reads none
+    of those roles again, yet still sees a change made after the read-back."""
+    p = role_prefix
+    a, b, gone = f"{p}a", f"{p}b", f"{p}gone"
+    for name in (a, b, gone):
+        _run("CREATE ROLE {} LOGIN", name)
+    kept: RoleRows = {}
+    pg_target.inspect(reuse=kept)
+    _run("COMMENT ON ROLE {} IS 'applied'", a)
+    _run("COMMENT ON ROLE {} IS 'applied'", b)
+    _run("DROP ROLE {}", gone)
+    back = pg_target.inspect(frozenset({a, b, gone}), kept)
+    assert kept[a][1] is back.roles[a] and gone not in kept
+    _run("COMMENT ON ROLE {} IS 'changed after the read-back'", b)
+
+    asked = _named_reads(pg_target, monkeypatch)
+    after = pg_target.inspect(reuse=kept)
+    assert after.roles[a] is back.roles[a]
+    assert [n for r in asked for n in r if n.startswith(p)] == [b]
+    assert _mine(after, p) == _mine(pg_target.inspect(), p)
