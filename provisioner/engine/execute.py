@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from provisioner.config import Config
 from provisioner.core.governance.audit import AuditEvent, EventKind
@@ -119,13 +120,16 @@ def _apply_transaction(
     name: str, changes: tuple[Change, ...], target: Target, ctx: RunContext, done: list[int], total: int
 ) -> ApplyResult:
     applied: list[Change] = []
+    # each change's JSON once, for its line in the intent record and for its own record
+    as_json = [c.to_json() for c in changes]
+    json_of = {id(c): data for c, data in zip(changes, as_json, strict=True)}
 
     def on_change(change: Change) -> None:
         applied.append(change)
         done[0] += 1
         ctx.progress("changes applied", done[0], total)
 
-    ctx.audit([intent_event(ctx, name, changes)])
+    ctx.audit([intent_event(ctx, name, changes, as_json)])
     error: BaseException | None = None
     failed: tuple[FailedChange, ...] = ()
     def on_begin(transaction: str | None) -> None:
@@ -139,7 +143,7 @@ def _apply_transaction(
         raise
     finally:
         ctx.audit(
-            [_applied_event(ctx, name, c) for c in applied]
+            [_applied_event(ctx, name, c, json_of.get(id(c))) for c in applied]
             + [_failed_event(ctx, name, f) for f in failed]
             + [completion_event(ctx, name, len(changes), len(applied), error, len(failed))]
         )
@@ -169,7 +173,10 @@ def _failed_event(ctx: RunContext, target: str, failure: FailedChange) -> AuditE
     )
 
 
-def _applied_event(ctx: RunContext, target: str, change: Change) -> AuditEvent:
+def _applied_event(
+    ctx: RunContext, target: str, change: Change, as_json: Mapping[str, Any] | None = None
+) -> AuditEvent:
+    """``as_json``: ``change.to_json()`` when the caller has it already."""
     reason = "; ".join(r.describe() for r in change.reasons)
     if ctx.reason:
         reason = f"{reason} | operator: {ctx.reason}" if reason else f"operator: {ctx.reason}"
@@ -177,7 +184,7 @@ def _applied_event(ctx: RunContext, target: str, change: Change) -> AuditEvent:
         EventKind.CHANGE_APPLIED,
         target=target,
         role=change.role,
-        change=change.to_json(),
+        change=as_json if as_json is not None else change.to_json(),
         reason=reason,
         before=dict(change.before),
         after=dict(change.after),

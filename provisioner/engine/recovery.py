@@ -19,7 +19,7 @@ the same changes (the catalog alone would credit them to the dead run).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,12 +53,15 @@ def planned_event(ctx: RunContext, plan: Plan, *, saved: bool = False) -> AuditE
     )
 
 
-def intent_event(ctx: RunContext, target: str, changes: Sequence[Change]) -> AuditEvent:
+def intent_event(
+    ctx: RunContext, target: str, changes: Sequence[Change], as_json: Sequence[Mapping[str, Any]] | None = None
+) -> AuditEvent:
+    """``as_json``: ``[c.to_json() for c in changes]`` when the caller has it already."""
     return ctx.event(
         EventKind.APPLY_INTENT,
         target=target,
         reason=ctx.reason,
-        after={"changes": [c.to_json() for c in changes]},
+        after={"changes": list(as_json) if as_json is not None else [c.to_json() for c in changes]},
     )
 
 

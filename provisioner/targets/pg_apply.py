@@ -15,11 +15,11 @@ rolled back alone and reported, the others apply (see :class:`BatchRunner`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from functools import cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Transformer
 
 from provisioner.core.values import marker as marker_codec
 from provisioner.core.values.model import Marker
@@ -27,6 +27,7 @@ from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.targets.base import ChangeFailed, FailedChange, required
 from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
 from provisioner.targets.pg_privileges import privilege_statements
+from provisioner.targets.pg_step import Names, Statement, comment, render
 from provisioner.targets.pg_step import Step as Step
 
 DEFAULT_BATCH_SIZE = 500
@@ -35,139 +36,114 @@ Grantors = Mapping[tuple[str, str], tuple[str, ...]]
 """(member, group) -> every grantor of that membership (PostgreSQL 16+)."""
 
 _SAVEPOINT = sql.SQL("SAVEPOINT provisioner_batch")
-_RELEASE = sql.SQL("RELEASE SAVEPOINT provisioner_batch")
-_ROLLBACK_TO = sql.SQL("ROLLBACK TO SAVEPOINT provisioner_batch")
-
-
+_RELEASE = b"RELEASE SAVEPOINT provisioner_batch"
+_ROLLBACK_TO_AND_RELEASE = b"ROLLBACK TO SAVEPOINT provisioner_batch; " + _RELEASE
+_SEPARATOR = b"; "
 
 
 # --------------------------------------------------------------------------- composing
 
 
-def _ident(name: Any) -> sql.Identifier:
+def _ident(name: Any) -> str:
+    """``name``, checked to be a role name (composed as an identifier by :class:`Statement`)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"a role name must be a non-empty string, got {name!r}")
-    return sql.Identifier(name)
+    return name
 
 
-def marker_comment(value: Any) -> str | None:
-    """The COMMENT text for a marker given as JSON (``Marker.to_json``)."""
+def _marker(value: Any) -> Marker | None:
+    """The marker given as JSON (``Marker.to_json``); ValueError/KeyError/TypeError when malformed."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise ValueError(f"marker must be an object, got {type(value).__name__}")
-    return marker_codec.encode(Marker.from_json(value))
+    return Marker.from_json(value)
 
 
-def _ledger(change: Change) -> tuple[sql.Composed, ...]:
-    """A membership change carries the member's marker with its updated ledger (the
-    groups provisioner granted): written in the same transaction as the GRANT/REVOKE."""
-    text = marker_comment(change.param("marker"))
-    return () if text is None else (_comment(_ident(change.role), text),)
+def marker_comment(value: Any) -> str | None:
+    """The COMMENT text for a marker given as JSON (``Marker.to_json``)."""
+    marker = _marker(value)
+    return None if marker is None else marker_codec.encode(marker)
 
 
-@cache
-def _kw(text: str) -> sql.SQL:
-    """A constant SQL fragment of this module (never data)."""
-    return sql.SQL(text)
-
-
-def _stmt(*parts: str | sql.Composable) -> sql.Composed:
-    """Concatenate constant fragments (``str``) with identifiers and literals.
-
-    Cheaper than ``SQL.format`` (no template parsing), which matters for
-    tens of thousands of statements."""
-    return sql.Composed([_kw(p) if isinstance(p, str) else p for p in parts])
-
-
-def _comment(role: sql.Identifier, text: str | None) -> sql.Composed:
-    return _stmt("COMMENT ON ROLE ", role, " IS ", sql.Literal(text))
-
-
-def _create(change: Change) -> tuple[sql.Composed, ...]:
+def _create(change: Change) -> tuple[sql.Composable, ...]:
     role = _ident(change.role)
-    parts: list[str | sql.Composable] = ["CREATE ROLE ", role]
-    parts.append(" WITH LOGIN" if change.param("login") else " WITH NOLOGIN")
+    login = b" WITH LOGIN" if change.param("login") else b" WITH NOLOGIN"
     until = change.param("valid_until")
-    if until is not None:
-        parts += [" VALID UNTIL ", sql.Literal(str(until))]
-    out = [_stmt(*parts)]
+    create = (
+        Statement(b"CREATE ROLE ", role, login)
+        if until is None
+        else Statement(b"CREATE ROLE ", role, login, b" VALID UNTIL ", sql.Literal(str(until)))
+    )
     text = marker_comment(change.param("marker"))
-    if text is not None:
-        out.append(_comment(role, text))
-    return tuple(out)
+    return (create,) if text is None else (create, comment(role, text))
 
 
-def _alter(change: Change) -> tuple[sql.Composed, ...]:
+def _alter(change: Change) -> tuple[sql.Composable, ...]:
     params = dict(change.params)
-    parts: list[str | sql.Composable] = []
+    parts: list[bytes | sql.Composable] = []
     if params.get("login") is not None:
-        parts.append(" LOGIN" if params["login"] else " NOLOGIN")
+        parts.append(b" LOGIN" if params["login"] else b" NOLOGIN")
     if "valid_until" in params:
         until = params["valid_until"]
-        parts += [" VALID UNTIL ", sql.Literal(str(until) if until else "infinity")]
+        parts += [b" VALID UNTIL ", sql.Literal(str(until) if until else "infinity")]
     if not parts:
         return ()
-    return (_stmt("ALTER ROLE ", _ident(change.role), " WITH", *parts),)
+    return (Statement(b"ALTER ROLE ", _ident(change.role), b" WITH", *parts),)
 
 
-def _grant(change: Change) -> tuple[sql.Composed, ...]:
-    group = _ident(required(change, "group"))
-    return (_stmt("GRANT ", group, " TO ", _ident(change.role)), *_ledger(change))
+def _grant(change: Change) -> tuple[sql.Composable, ...]:
+    return (Statement(b"GRANT ", _ident(required(change, "group")), b" TO ", _ident(change.role)),)
 
 
-def _revoke(change: Change, grantors: Grantors | None) -> tuple[sql.Composed, ...]:
+def _revoke(change: Change, grantors: Grantors | None) -> tuple[sql.Composable, ...]:
     group_name = required(change, "group")
     group, role = _ident(group_name), _ident(change.role)
     seen = (grantors or {}).get((change.role, group_name), ())
     if not seen:  # PostgreSQL <= 15, or nothing to revoke (the server warns)
-        return (_stmt("REVOKE ", group, " FROM ", role), *_ledger(change))
-    return (
-        *(_stmt("REVOKE ", group, " FROM ", role, " GRANTED BY ", _ident(grantor)) for grantor in seen),
-        *_ledger(change),
-    )
+        return (Statement(b"REVOKE ", group, b" FROM ", role),)
+    return tuple(Statement(b"REVOKE ", group, b" FROM ", role, b" GRANTED BY ", _ident(grantor)) for grantor in seen)
 
 
-def _set_marker(change: Change) -> tuple[sql.Composed, ...]:
-    return (_comment(_ident(change.role), marker_comment(change.param("marker"))),)
+def _set_marker(change: Change) -> tuple[sql.Composable, ...]:
+    return (comment(_ident(change.role), marker_comment(change.param("marker"))),)
 
 
-def _rename(change: Change) -> tuple[sql.Composed, ...]:
+def _rename(change: Change) -> tuple[sql.Composable, ...]:
     old = _ident(required(change, "old_name"))
-    return (_stmt("ALTER ROLE ", old, " RENAME TO ", _ident(change.role)),)
+    return (Statement(b"ALTER ROLE ", old, b" RENAME TO ", _ident(change.role)),)
 
 
-def _terminate(change: Change) -> tuple[sql.Composed, ...]:
+def _terminate(change: Change) -> tuple[sql.Composable, ...]:
     # Runs after the NOLOGIN of the same transaction and once more after COMMIT
     # (pg_terminate_backend is not transactional; see PostgresTarget.apply).
     # Waits up to 5 s for each backend to exit.  Without pg_signal_backend it
     # terminates nothing instead of aborting the disable; verify then reports
     # the sessions still open.
-    query = _stmt(
-        "SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity"
-        " WHERE usename = ",
+    query = Statement(
+        b"SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity"
+        b" WHERE usename = ",
         sql.Literal(change.role),
-        " AND pid <> pg_catalog.pg_backend_pid()"
-        " AND pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'USAGE')",
+        b" AND pid <> pg_catalog.pg_backend_pid()"
+        b" AND pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'USAGE')",
     )
     return (query,)
 
 
-def _drop(change: Change) -> tuple[sql.Composed, ...]:
+def _drop(change: Change) -> tuple[sql.Composable, ...]:
     role = _ident(change.role)
     heir = change.param("reassign_to")
-    new_owner: str | sql.Composable = "CURRENT_USER" if heir is None else _ident(heir)
+    new_owner: bytes | str = b"CURRENT_USER" if heir is None else _ident(heir)
     return (
-        _stmt("REASSIGN OWNED BY ", role, " TO ", new_owner),
-        _stmt("DROP OWNED BY ", role),
-        _stmt("DROP ROLE ", role),
+        Statement(b"REASSIGN OWNED BY ", role, b" TO ", new_owner),
+        Statement(b"DROP OWNED BY ", role),
+        Statement(b"DROP ROLE ", role),
     )
 
 
-_COMPOSERS: dict[ChangeKind, Callable[[Change], tuple[sql.Composed, ...]]] = {
+_COMPOSERS: dict[ChangeKind, Callable[[Change], tuple[sql.Composable, ...]]] = {
     ChangeKind.CREATE_ROLE: _create,
     ChangeKind.ALTER_ROLE: _alter,
-    ChangeKind.GRANT_MEMBERSHIP: _grant,
     ChangeKind.SET_MARKER: _set_marker,
     ChangeKind.RENAME_ROLE: _rename,
     ChangeKind.TERMINATE_SESSIONS: _terminate,
@@ -179,17 +155,24 @@ _COMPOSERS: dict[ChangeKind, Callable[[Change], tuple[sql.Composed, ...]]] = {
 
 def compose(change: Change, grantors: Grantors | None = None) -> Step:
     """The statements for ``change``; :class:`ChangeFailed` if it cannot be
-    expressed (unknown kind, malformed parameters)."""
+    expressed (unknown kind, malformed parameters).
+
+    A membership change carries the member's marker with its updated ledger (the
+    groups provisioner granted), written in the same transaction as the GRANT/REVOKE:
+    checked here, composed only when sent (:attr:`Step.ledger`)."""
     try:
-        if change.kind is ChangeKind.REVOKE_MEMBERSHIP:
+        kind = change.kind
+        if kind is ChangeKind.GRANT_MEMBERSHIP:
+            group = str(required(change, "group"))
+            return Step(change, _grant(change), ("GRANT", group), _marker(change.param("marker")))
+        if kind is ChangeKind.REVOKE_MEMBERSHIP:
             group = str(required(change, "group"))
             plain = not (grantors or {}).get((change.role, group))
-            return Step(change, _revoke(change, grantors), ("REVOKE", group) if plain else None)
-        composer = _COMPOSERS.get(change.kind)
+            ledger = _marker(change.param("marker"))
+            return Step(change, _revoke(change, grantors), ("REVOKE", group) if plain else None, ledger)
+        composer = _COMPOSERS.get(kind)
         if composer is None:
-            raise ValueError(f"change kind {change.kind.value!r} is not supported by this target")
-        if change.kind is ChangeKind.GRANT_MEMBERSHIP:
-            return Step(change, composer(change), ("GRANT", str(required(change, "group"))))
+            raise ValueError(f"change kind {kind.value!r} is not supported by this target")
         return Step(change, composer(change))
     except (ValueError, KeyError, TypeError) as exc:
         raise ChangeFailed(f"change {change.describe()} cannot be applied: {exc}", change) from exc
@@ -233,6 +216,10 @@ class BatchRunner:
         self.round_trips = 0
         self.uncreated: set[str] = set()
         """Roles whose CREATE failed: their later changes are skipped, never applied to a namesake."""
+        self._names: Names = {}
+        """Each role name escaped once for this connection (this apply)."""
+        self._context = Transformer.from_context(conn)
+        """What psycopg renders a query in when it executes a Composable itself."""
 
     def run(self, steps: Sequence[Step]) -> list[FailedChange]:
         failed: list[FailedChange] = []
@@ -242,9 +229,15 @@ class BatchRunner:
             failed += self._run_batch(kept)
         return failed
 
-    def _execute(self, query: sql.Composed | sql.SQL) -> None:
+    def _execute(self, query: sql.SQL | bytes) -> None:
         self.round_trips += 1
         self.conn.execute(query)
+
+    def _query(self, statements: Sequence[sql.Composable]) -> bytes:
+        """``statements`` and the savepoint's RELEASE as one query: the bytes
+        ``sql.SQL("; ").join([*statements, RELEASE])`` renders, each role name escaped once."""
+        names, context = self._names, self._context
+        return _SEPARATOR.join([*(render(s, names, context) for s in statements), _RELEASE])
 
     def _lost(self) -> bool:
         return bool(self.conn.broken or self.conn.closed)
@@ -258,7 +251,7 @@ class BatchRunner:
             # parsing (CREATE ROLE "public") fails the whole query string before any
             # of it runs, which would leave no savepoint to roll back to.
             self._execute(_SAVEPOINT)
-            self._execute(sql.SQL("; ").join([*body, _RELEASE]))
+            self._execute(self._query(body))
         except psycopg.Error as exc:
             if self._lost():
                 raise lost_connection(batch, exc) from exc
@@ -271,21 +264,22 @@ class BatchRunner:
         savepoint; the steps the server refuses are rolled back and returned."""
         failed: list[FailedChange] = []
         try:
-            self._execute(sql.SQL("; ").join([_ROLLBACK_TO, _RELEASE]))
+            self._execute(_ROLLBACK_TO_AND_RELEASE)
             for step in batch:
-                if not step.statements:
+                if not step.size:
                     continue
                 if step.change.role in self.uncreated:
                     failed.append(_skipped(step.change))
                     continue
                 try:
+                    statements = step.statements
                     self._execute(_SAVEPOINT)
-                    self._execute(sql.SQL("; ").join([*step.statements, _RELEASE]))
-                    self.statements += len(step.statements)
+                    self._execute(self._query(statements))
+                    self.statements += len(statements)
                 except psycopg.Error as exc:
                     if self._lost():
                         raise
-                    self._execute(sql.SQL("; ").join([_ROLLBACK_TO, _RELEASE]))
+                    self._execute(_ROLLBACK_TO_AND_RELEASE)
                     failed.append(FailedChange(step.change, pg_message(exc)))
                     if step.change.kind is ChangeKind.CREATE_ROLE:
                         self.uncreated.add(step.change.role)

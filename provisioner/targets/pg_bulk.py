@@ -28,13 +28,13 @@ from collections.abc import Iterator, Sequence
 
 from psycopg import sql
 
-from provisioner.targets.pg_step import Step
+from provisioner.targets.pg_step import Part, Statement, Step
 
 MAX_MEMBERS_PER_ROUND_TRIP = 5000
 """Membership changes sent in one round trip at most (bounds one merged statement)."""
 
-_VERB = {"GRANT": (sql.SQL("GRANT "), sql.SQL(" TO ")), "REVOKE": (sql.SQL("REVOKE "), sql.SQL(" FROM "))}
-_COMMA = sql.SQL(", ")
+_VERB = {"GRANT": (b"GRANT ", b" TO "), "REVOKE": (b"REVOKE ", b" FROM ")}
+_COMMA = b", "
 
 
 def by_group(steps: Sequence[Step]) -> list[Step]:
@@ -63,7 +63,7 @@ def by_group(steps: Sequence[Step]) -> list[Step]:
 def _ordered(run: list[Step]) -> list[Step]:
     if len(run) < 2:
         return run
-    if any(len(step.statements) > 1 for step in run):
+    if any(step.ledger is not None for step in run):
         return _by_member(run)
     return sorted(run, key=_group_of)
 
@@ -118,8 +118,8 @@ def bulk_batches(
 def _cost(step: Step, keys: set[tuple[str, str]], ledgered: set[str]) -> int:
     """Statements ``step`` adds to a round trip holding ``keys`` and ``ledgered``."""
     if step.merge is None:
-        return len(step.statements)
-    ledger = len(step.statements) - 1  # the member's marker with its ledger (issue 13), or none
+        return step.size
+    ledger = step.size - 1  # the member's marker with its ledger (issue 13), or none
     return (0 if step.merge in keys else 1) + (0 if ledger and step.change.role in ledgered else ledger)
 
 
@@ -128,7 +128,7 @@ def _count(step: Step, keys: set[tuple[str, str]], ledgered: set[str]) -> None:
         ledgered.difference_update(_roles(step))
         return
     keys.add(step.merge)
-    if len(step.statements) > 1:
+    if step.ledger is not None:
         ledgered.add(step.change.role)
 
 
@@ -155,7 +155,7 @@ def merged_statements(batch: Sequence[Step]) -> list[sql.Composable]:
             continue
         members.setdefault(step.merge, []).append(step.change.role)
         last.setdefault(step.merge, i)
-        if len(step.statements) > 1:
+        if step.ledger is not None:
             if step.change.role in later:
                 superseded.add(i)
             later.add(step.change.role)
@@ -169,9 +169,12 @@ def merged_statements(batch: Sequence[Step]) -> list[sql.Composable]:
             continue
         # The membership statement merges; what follows it in the step (the member's marker
         # with its membership ledger, issue 13) stays at the step's place, in order, so each
-        # role's last ledger written is the one the plan wrote last.
+        # role's last ledger written is the one the plan wrote last; it is composed only here,
+        # when sent.
         if i not in superseded:
-            out.extend(step.statements[1:])
+            out.extend(step.own[1:])
+            if step.ledger is not None:
+                out.append(step.ledger_statement())
         if last[key] == i:
             out.append(_statement(key, members[key][::-1]))
     return out
@@ -180,5 +183,8 @@ def merged_statements(batch: Sequence[Step]) -> list[sql.Composable]:
 def _statement(key: tuple[str, str], roles: list[str]) -> sql.Composable:
     verb, group = key
     head, link = _VERB[verb]
-    names = _COMMA.join([sql.Identifier(r) for r in dict.fromkeys(roles)])
-    return sql.Composed([head, sql.Identifier(group), link, names])
+    parts: list[Part] = [head, group, link]
+    for role in dict.fromkeys(roles):
+        parts += (role, _COMMA)
+    parts.pop()
+    return Statement(*parts)

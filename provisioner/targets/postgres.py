@@ -384,7 +384,8 @@ class PostgresTarget:
         try:
             for step in steps:
                 for statement in step.statements:
-                    self.connection().execute(statement)
+                    conn = self.connection()
+                    conn.execute(statement.as_bytes(conn))
         except (psycopg.Error, TargetUnavailable):
             self._discard()
 

@@ -131,3 +131,22 @@ def test_a_refused_grant_in_a_round_trip_of_shared_ledgers_leaves_every_ledger_e
         assert _ledgers(pg_admin, f"{p}u") == {u: sorted(groups) for u in users}
     finally:
         target.close()
+
+
+def test_statements_render_to_the_bytes_psycopg_composes() -> None:
+    """A Statement rendered with the apply's escaped-name table (each name escaped once) is
+    byte for byte the sql.Composed of the same parts, on a real connection."""
+    from psycopg.adapt import Transformer
+
+    from provisioner.targets.pg_step import Statement, render
+
+    names = ['x"; DROP ROLE postgres; --', "Ünïcödé rôle", "plain", "UPPER", 'a""b']
+    with pg.admin_connect() as conn:
+        seen: dict[str, bytes] = {}
+        context = Transformer.from_context(conn)
+        for name in names * 2:
+            ours = Statement(b"GRANT ", name, b" TO ", "member", b" IS ", sql.Literal(name))
+            theirs = sql.Composed([sql.SQL("GRANT "), sql.Identifier(name), sql.SQL(" TO "), sql.Identifier("member"),
+                                   sql.SQL(" IS "), sql.Literal(name)])
+            assert render(ours, seen, context) == theirs.as_bytes(conn) == ours.as_bytes(conn)
+        assert set(seen) == {*names, "member"}

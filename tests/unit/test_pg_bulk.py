@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from provisioner.core.values.model import Reason
 from provisioner.core.values.plan import ChangeKind, make_change
 from provisioner.targets.pg_apply import Step, compose
@@ -146,3 +148,33 @@ def test_batch_cost_is_exactly_the_statements_sent() -> None:
         for b in batches:
             sent = len(merged_statements(b))
             assert sent <= size or len(b) == 1, (trial, size, sent, len(b))
+
+
+def test_a_malformed_ledger_is_refused_when_composed_though_composed_lazily() -> None:
+    """The ledger statement is composed only when sent, but a malformed marker still makes
+    the change fail to compose (refused alone, as before), never a GRANT without its ledger."""
+    from provisioner.targets.base import ChangeFailed
+
+    for bad in ({"kind": "nobody"}, {"kind": "user", "granted": "g"}, ["not", "an", "object"]):
+        change = make_change(ChangeKind.GRANT_MEMBERSHIP, "a", WHY, group="g", marker=bad)
+        try:
+            compose(change)
+        except ChangeFailed:
+            continue
+        raise AssertionError(f"composed a grant with marker {bad!r}")
+
+
+def test_superseded_ledgers_are_never_composed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioner.targets import pg_step
+
+    steps = [_ledgered("a", g, ["g1", "g2", "g3"][: i + 1]) for i, g in enumerate(["g1", "g2", "g3"])]
+    composed: list[str] = []
+    original = pg_step.Step.ledger_statement
+
+    def counting(step: pg_step.Step) -> pg_step.Statement:
+        composed.append(step.change.role)
+        return original(step)
+
+    monkeypatch.setattr(pg_step.Step, "ledger_statement", counting)
+    assert len(_text(steps)) == 4  # three GRANTs and the last ledger
+    assert composed == ["a"]

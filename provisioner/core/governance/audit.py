@@ -80,9 +80,13 @@ class AuditEvent:
         }
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+"""``json.dumps`` with these options makes this very encoder (stateless) for every call."""
+
+
 def canonical_text(content: Mapping[str, Any]) -> str:
     """The record as the chain hashes it (and as the store keeps it): sorted keys, no spaces."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(content)
 
 
 def canonical(content: Mapping[str, Any]) -> bytes:

@@ -180,15 +180,21 @@ class Draft:
         self.notices.append(Notice(level, code, message, role))
 
 
+_SCOPE_KEYS = frozenset({"group", "old_name", "grantee", "reassign_to"})
+"""The parameters of a change that name a role."""
+
+
 def plan_scope(changes: Iterable[Change], notices: Iterable[Notice] = ()) -> frozenset[str]:
     """Every role name a target plan changes or mentions (for its fingerprint)."""
     names: set[str] = set()
+    add = names.add
     for c in changes:
-        names.add(c.role)
-        for key in ("group", "old_name", "grantee", "reassign_to"):
-            value = c.param(key)
-            if isinstance(value, str):
-                names.add(value)
+        add(c.role)
+        previous = None
+        for key, value in c.params:  # one pass; a repeated key counts once, like param()
+            if key in _SCOPE_KEYS and key != previous and isinstance(value, str):
+                add(value)
+            previous = key
     names.update(n.role for n in notices if n.role)
     return frozenset(names)
 
