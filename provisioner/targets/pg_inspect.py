@@ -6,7 +6,7 @@ their comments, memberships), whatever the number of roles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,9 @@ from provisioner.core.values import marker as marker_codec
 from provisioner.core.values.model import ActualRole
 
 BOOTSTRAP_SUPERUSER_OID = 10
+
+Query = Callable[[str, Any], list[Any]]
+"""Run one catalog query (text, parameters) in the inspect's snapshot; its rows."""
 
 SESSION_QUERY = "SELECT current_user::text, current_setting('server_version')"
 
@@ -218,3 +221,31 @@ SELECT (SELECT {_SUMS} FROM (SELECT {_ROLE_ROW} AS x FROM pg_catalog.pg_roles r
        || '/' ||
        (SELECT {_SUMS} FROM (SELECT {_EDGE_ROW} AS x FROM pg_catalog.pg_auth_members e) AS edges)
 """
+
+
+def read_roles(
+    query: Query, only: frozenset[str] | None, kept: dict[str, tuple[bytes, ActualRole]] | None
+) -> dict[str, ActualRole]:
+    """Every role (``only`` None) or the named ones, with their memberships.  With ``kept``
+    (what the last inspect kept): all roles, reading in full only those whose server-side hash
+    differs (all of them the first time), then ``kept`` is this read's; with ``only`` too, the
+    named roles' entries are refreshed (verify's read-back)."""
+    if only is not None:
+        names = sorted(only)
+        roles = _read(query, names) if names else {}
+        if names and kept is not None:
+            hashes = query(ROLE_HASHES_NAMED_QUERY, (names,))
+            refresh_kept([(str(n), bytes(h)) for n, h in hashes], roles, names, kept)
+        return roles
+    if kept is None:
+        return _read(query, None)
+    hashes = [(str(name), bytes(digest)) for name, digest in query(ROLE_HASHES_QUERY, None)]
+    changed = changed_roles(hashes, kept)
+    fresh = _read(query, None if len(changed) * 2 > len(hashes) else changed) if changed else {}
+    return merge_roles(hashes, fresh, kept)
+
+
+def _read(query: Query, names: list[str] | None) -> dict[str, ActualRole]:
+    if names is None:
+        return build_roles(query(ROLES_QUERY, None), query(MEMBERSHIPS_QUERY, None))
+    return build_roles(query(ROLES_NAMED_QUERY, (names,)), query(MEMBERSHIPS_NAMED_QUERY, (names,)))

@@ -21,7 +21,7 @@ from psycopg import IsolationLevel
 from provisioner.config import PostgresTargetConfig
 from provisioner.core.privileges.access import ObjectAcl
 from provisioner.core.values.capabilities import POSTGRESQL, Capabilities
-from provisioner.core.values.model import ActualRole, ActualState
+from provisioner.core.values.model import ActualState
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.errors import ConfigError, TargetUnavailable
 from provisioner.logs import log
@@ -190,15 +190,8 @@ class PostgresTarget:
             conn.read_only = True
             with conn.transaction():
                 ((session_role, version),) = self._query(conn, pg_inspect.SESSION_QUERY)
-                if only is None and reuse is not None:
-                    roles = self._read_changed(conn, reuse)
-                elif only is None:
-                    roles = self._read_roles(conn, None)
-                else:  # an empty ``only``: sessions and session facts only
-                    roles = self._read_roles(conn, sorted(only)) if only else {}
-                    if only and reuse is not None:  # e.g. verify's read-back: keep what it read
-                        hashes = self._query(conn, pg_inspect.ROLE_HASHES_NAMED_QUERY, (sorted(only),))
-                        pg_inspect.refresh_kept([(str(n), bytes(h)) for n, h in hashes], roles, only, reuse)
+                query = lambda q, p: self._query(conn, q, p)  # noqa: E731
+                roles = pg_inspect.read_roles(query, only, reuse)
                 session_rows = self._query(conn, pg_inspect.SESSIONS_QUERY)
                 privileges = None
                 if self.config.manage_privileges and only is None:
@@ -206,7 +199,7 @@ class PostgresTarget:
                         roles,
                         str(conn.info.dbname),
                         self.config.databases,
-                        lambda q, p: self._query(conn, q, p),
+                        query,
                         self._query_in,
                     )
         except psycopg.OperationalError as exc:
@@ -223,24 +216,6 @@ class PostgresTarget:
             server_version=str(version),
             sessions={str(name): int(n) for name, n in session_rows},
         )
-
-    def _read_roles(self, conn: psycopg.Connection[Any], names: list[str] | None) -> dict[str, ActualRole]:
-        """Every role (``names`` None) or the named ones, with their memberships."""
-        if names is None:
-            role_rows = self._query(conn, pg_inspect.ROLES_QUERY)
-            member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_QUERY)
-        else:
-            role_rows = self._query(conn, pg_inspect.ROLES_NAMED_QUERY, (names,))
-            member_rows = self._query(conn, pg_inspect.MEMBERSHIPS_NAMED_QUERY, (names,))
-        return pg_inspect.build_roles(role_rows, member_rows)
-
-    def _read_changed(self, conn: psycopg.Connection[Any], kept: RoleRows) -> dict[str, ActualRole]:
-        """Every role, reading in full only those whose server-side hash differs from the one
-        ``kept`` holds (all of them the first time); ``kept`` becomes this read's."""
-        hashes = [(str(name), bytes(digest)) for name, digest in self._query(conn, pg_inspect.ROLE_HASHES_QUERY)]
-        changed = pg_inspect.changed_roles(hashes, kept)
-        fresh = self._read_roles(conn, None if len(changed) * 2 > len(hashes) else changed) if changed else {}
-        return pg_inspect.merge_roles(hashes, fresh, kept)
 
     def object_access(self, text: str, database: str | None = None) -> list[ObjectAcl]:
         """The complete ACL of the object ``text`` names (``provisioner access``), read

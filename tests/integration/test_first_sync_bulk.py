@@ -200,8 +200,8 @@ def test_a_joiner_s_ledger_is_written_once_in_its_creation_marker(
     sent: list[str] = []
     original = pg_apply.BatchRunner._execute
 
-    def spy(self: pg_apply.BatchRunner, query: sql.Composed | sql.SQL) -> None:
-        sent.append(query.as_string(self.conn))
+    def spy(self: pg_apply.BatchRunner, query: sql.SQL | bytes) -> None:
+        sent.append(query.decode() if isinstance(query, bytes) else query.as_string(self.conn))
         original(self, query)
 
     monkeypatch.setattr(pg_apply.BatchRunner, "_execute", spy)
