@@ -77,6 +77,7 @@ def main(cfg_path: str) -> None:
     gc.callbacks.append(timed_gc)
     print(json.dumps({"ready": time.perf_counter() - STARTED}), flush=True)
     profiles = os.environ.get("PEER_WARM_PROFILE")  # a directory: one cProfile dump per run
+    # (from the run numbered $PEER_WARM_PROFILE_FROM on, 0 = the first sync)
     for number, line in enumerate(sys.stdin):
         if line.strip() != "run":
             break
@@ -84,7 +85,7 @@ def main(cfg_path: str) -> None:
         _reset_peak()
         collecting[1] = 0.0
         started = time.perf_counter()
-        if profiles:
+        if profiles and number >= int(os.environ.get("PEER_WARM_PROFILE_FROM", "0")):
             profiler = cProfile.Profile()
             result = profiler.runcall(runner.run, "apply", "schedule")
             profiler.dump_stats(f"{profiles}/warm-{number}.prof")

@@ -96,4 +96,16 @@ def test_unchanged_people_are_served_from_the_memo() -> None:
     changes, _ = diff(desired, state, DiffPolicy(), NOW, memo)
     assert memo.hits == 49 and {c.role for c in changes} == {"u7", "ops_settlement"}  # the group is new
     reinspected = replace(state, roles=dict(state.roles))  # the same role objects in a new mapping
-    assert diff(desired, reinspected, DiffPolicy(), NOW, memo) == (changes, _) and memo.hits == 99
+    # u7 has changes: diffed again, never kept (applying them replaces the roles it read)
+    assert diff(desired, reinspected, DiffPolicy(), NOW, memo) == (changes, _) and memo.hits == 98
+
+
+def test_a_person_with_changes_is_not_kept() -> None:
+    """A first sync's changes are not held by the memo until the next run (issue 19: memory)."""
+    people = [person(f"u{i}", "Trading") for i in range(20)]
+    state = empty_state(*(group(g) for g in ("trade_executor", "trade_reader")))
+    memo = DiffMemo()
+    desired = desired_state([SourceSnapshot("ldap", tuple(people))], RULES, NamingPolicy(), LifecyclePolicy(), NOW)
+    changes, _ = diff(desired, state, DiffPolicy(), NOW, memo)
+    assert len({c.role for c in changes}) >= 20
+    assert diff(desired, state, DiffPolicy(), NOW, memo)[0] == changes and memo.hits == 0

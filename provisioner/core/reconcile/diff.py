@@ -85,7 +85,10 @@ def diff(
         if name in stuck:  # renamed in the source, but the new name is taken: kept under the old name
             user = replace(user, name=stuck[name])
         _plan_user(user, actual, policy, refused, renamed, now, out, desired.frozen)
-        if user.lifecycle is not Lifecycle.LEAVER:  # a leaver's plan depends on the clock and sessions
+        # Kept only when nothing is to change: a leaver's plan depends on the clock and sessions,
+        # and a person with changes has them applied (the roles read are then other objects),
+        # so keeping them would only hold a first sync's 300,000 changes in a warm process.
+        if user.lifecycle is not Lifecycle.LEAVER and len(out.changes) == changes:
             read = _roles_read(user, actual, renamed)
             kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]), read)
     _plan_contenders(desired, actual, policy, now, out)

@@ -9,7 +9,9 @@ roles it read are the same objects -- the person's own role and the group roles 
 looked at for revocations (:data:`Read`) -- and everything else the per-person diff
 reads is equal: the policy, the refused groups, the renames, whether the target can
 expire accounts and the session role.  Leavers are never reused: their changes depend
-on the clock and on open sessions.
+on the clock and on open sessions.  Nor is a person with changes: applying them replaces
+the roles the diff read, so the record could only hold memory (a first sync's 300,000
+changes) in a warm process; a plan-only daemon diffs such people again each run.
 
 Pure: no I/O; a memo is plain dictionaries the shell may keep or drop.
 """
