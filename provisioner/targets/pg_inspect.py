@@ -73,25 +73,36 @@ MEMBERSHIPS_NAMED_QUERY = _MEMBERSHIPS + " WHERE m.rolname = ANY(%s::text[])"
 # names of the roles it is a member of.  Only roles whose hash differs from the one the
 # last inspect kept are read in full (ROLES_NAMED_QUERY, MEMBERSHIPS_NAMED_QUERY): an
 # unchanged role is the very same object, and 10,000 unchanged roles cost one narrow query.
-ROLE_HASHES_QUERY = """
-WITH m AS (
-  SELECT am.member,
-         string_agg(DISTINCT quote_ident(g.rolname), ',' ORDER BY quote_ident(g.rolname)) AS groups
-    FROM pg_catalog.pg_auth_members am
-    JOIN pg_catalog.pg_roles g ON g.oid = am.roleid
-   GROUP BY am.member
+_GROUPS = (
+    "string_agg(DISTINCT quote_ident(pg_catalog.pg_get_userbyid(am.roleid)), ','"
+    " ORDER BY quote_ident(pg_catalog.pg_get_userbyid(am.roleid)))"
 )
-SELECT r.rolname::text,
-       sha256(convert_to(concat_ws('|', r.oid, quote_nullable(r.rolname::text), r.rolcanlogin, r.rolsuper,
-                                   r.rolreplication, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb,
-                                   quote_nullable(r.rolvaliduntil::text), quote_nullable(d.description),
-                                   quote_nullable(m.groups)), 'UTF8'))
+
+
+def _hashed_row(description: str) -> str:
+    return f"""sha256(convert_to(concat_ws('|', r.oid, quote_nullable(r.rolname::text), r.rolcanlogin,
+                r.rolsuper, r.rolreplication, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb,
+                quote_nullable(r.rolvaliduntil::text), quote_nullable({description}),
+                quote_nullable(m.groups)), 'UTF8'))"""
+
+
+ROLE_HASHES_QUERY = f"""
+SELECT r.rolname::text, {_hashed_row("d.description")}
   FROM pg_catalog.pg_roles r
   LEFT JOIN pg_catalog.pg_shdescription d
     ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass
-  LEFT JOIN m ON m.member = r.oid
+  LEFT JOIN (SELECT am.member, {_GROUPS} AS groups
+               FROM pg_catalog.pg_auth_members am GROUP BY am.member) m ON m.member = r.oid
 """
-ROLE_HASHES_NAMED_QUERY = ROLE_HASHES_QUERY + " WHERE r.rolname = ANY(%s::text[])"
+# The same hashes for the named roles only (%s: their names), each looked up by index: a
+# join with pg_shdescription here can turn into a nested loop over every comment per role.
+ROLE_HASHES_NAMED_QUERY = f"""
+SELECT r.rolname::text, {_hashed_row("pg_catalog.shobj_description(r.oid, 'pg_authid')")}
+  FROM pg_catalog.pg_roles r
+  LEFT JOIN LATERAL (SELECT {_GROUPS} AS groups
+                       FROM pg_catalog.pg_auth_members am WHERE am.member = r.oid) m ON true
+ WHERE r.rolname = ANY(%s::text[])
+"""
 
 # Used by apply on PostgreSQL 16+, where one membership may be recorded once
 # per grantor: every (member, group) pair to revoke, with every grantor.
