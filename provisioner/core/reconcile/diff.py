@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from provisioner.core.identity.lifecycle import break_glass_notices, disable_changes, vanished_is_leaver
 from provisioner.core.ownership.ledger import (
@@ -423,12 +424,20 @@ def _membership(
     marker: Marker | None = None,
     ledger_after: Iterable[str] = (),
 ) -> Change:
-    """``marker``: the member's marker, written with ``ledger_after`` beside the change."""
-    granted = kind is ChangeKind.GRANT_MEMBERSHIP
-    extra = {"marker": replace(marker, granted=frozenset(ledger_after)).to_json()} if marker is not None else {}
-    return make_change(
-        kind, role, reasons, group=group, before={"member": not granted}, after={"member": granted}, **extra
-    )
+    """``marker``: the member's marker, written with ``ledger_after`` beside the change.
+
+    Built directly (params already in key order), its before/after the shared constant
+    pairs: a first sync of 100,000 people plans 600,000 of these."""
+    params: tuple[tuple[str, Any], ...] = (("group", group),)
+    if marker is not None:
+        params += (("marker", replace(marker, granted=frozenset(ledger_after)).to_json()),)
+    if kind is ChangeKind.GRANT_MEMBERSHIP:
+        return Change(kind, role, tuple(reasons), params, _NOT_MEMBER, _MEMBER)
+    return Change(kind, role, tuple(reasons), params, _MEMBER, _NOT_MEMBER)
+
+
+_MEMBER: tuple[tuple[str, Any], ...] = (("member", True),)
+_NOT_MEMBER: tuple[tuple[str, Any], ...] = (("member", False),)
 
 
 def _iso(value: datetime | None) -> str | None:
