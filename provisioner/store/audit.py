@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    case,
     func,
     insert,
     select,
@@ -364,7 +365,14 @@ class AuditLog:
     def unresolved_intents(self, after_seq: int) -> list[AuditRow]:
         """APPLY_INTENT records after ``after_seq`` without an APPLY_COMPLETED of the same run and target."""
         kinds = (EventKind.APPLY_INTENT.value, EventKind.APPLY_COMPLETED.value)
-        q = select(audit).where(audit.c.seq > after_seq, audit.c.kind.in_(kinds)).order_by(audit.c.seq)
+        # an intent's content lists every change (megabytes after a first sync): only the
+        # completions' contents are read for the pairing, the open intents' ones at the end
+        done = case((audit.c.kind == EventKind.APPLY_COMPLETED.value, audit.c.content), else_=None)
+        q = (
+            select(audit.c.seq, audit.c.kind, audit.c.run_id, audit.c.target, done.label("content"))
+            .where(audit.c.seq > after_seq, audit.c.kind.in_(kinds))
+            .order_by(audit.c.seq)
+        )
         with self.engine.connect() as conn:
             rows = list(conn.execute(q).mappings())
         # A run may have several transactions per target (removals first, then the rest;
@@ -382,8 +390,16 @@ class AuditLog:
                 pending[:] = [i for i in pending if int(i["seq"]) != int(named)]
             elif pending:
                 pending.pop()
-        left = sorted((r for rs in open_intents.values() for r in rs), key=lambda r: int(r["seq"]))
-        return [AuditRow(int(r["seq"]), json.loads(r["content"]), r["prev_hash"], r["hash"]) for r in left]
+        left = sorted(int(r["seq"]) for rs in open_intents.values() for r in rs)
+        if not left:
+            return []
+        out: list[AuditRow] = []
+        with self.engine.connect() as conn:
+            for at in range(0, len(left), 500):  # bounded parameter lists
+                chunk = select(audit).where(audit.c.seq.in_(left[at : at + 500])).order_by(audit.c.seq)
+                for r in conn.execute(chunk).mappings():
+                    out.append(AuditRow(int(r["seq"]), json.loads(r["content"]), r["prev_hash"], r["hash"]))
+        return out
 
 
 def _head(conn: Connection) -> tuple[int, str]:

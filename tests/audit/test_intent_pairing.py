@@ -20,10 +20,13 @@ def test_a_completion_closes_only_the_latest_open_intent(tmp_path: Path) -> None
     try:
         store.append([_event(EventKind.APPLY_INTENT, "r1", "pg", changes=[])])  # removals
         store.append([_event(EventKind.APPLY_COMPLETED, "r1", "pg", intended=1, committed=1)])
-        second = store.append([_event(EventKind.APPLY_INTENT, "r1", "pg", changes=[])])  # the rest: crashed
+        second = store.append([_event(EventKind.APPLY_INTENT, "r1", "pg", changes=[{"role": "x"}])])  # crashed
         store.append([_event(EventKind.APPLY_INTENT, "r1", "maria", changes=[])])
         store.append([_event(EventKind.APPLY_COMPLETED, "r1", "maria", intended=0, committed=0)])
-        assert [r.seq for r in store.audit.unresolved_intents(0)] == [second[0].seq]
+        (left,) = store.audit.unresolved_intents(0)
+        assert left.seq == second[0].seq
+        assert left.content["after"]["changes"] == [{"role": "x"}], "the open intent is read whole"
+        assert left.hash == second[0].hash
         # recovery's completion names the intent it closes
         store.append([_event(EventKind.APPLY_COMPLETED, "r1", "pg", recovered=True, intent_seq=second[0].seq)])
         assert store.audit.unresolved_intents(0) == []

@@ -6,12 +6,17 @@ Brownfield: the business roles exist before the first run."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from psycopg import sql
 
 from provisioner.core.values.plan import NoticeLevel, Plan
+from provisioner.engine.connections import Targets
+from provisioner.engine.context import RunContext
+from provisioner.engine.run import apply_run
+from provisioner.engine.warm import WarmState
+from provisioner.store.state import StateStore
 from tests.lifecycle.support import RELAXED, access, edit_config, person, setup
 from tests.support import pg
 from tests.support.e2e import Setup
@@ -69,3 +74,34 @@ def test_unicode_charset_keeps_scripts_and_refuses_confusables(
     assert f"{p}γιάννης" in roles and f"{p}zoë_müller" in roles
     assert f"{p}alice" not in roles and f"{p}\u0430lice" not in roles, "look-alikes: both refused"
     assert any("confusable role names" in m and f"'{p}alice'" in m for m in _errors(plan)), _errors(plan)
+
+
+def test_a_warm_process_still_refuses_a_newly_confusable_name(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    """The daemon keeps each name's TR39 skeleton between runs (WarmState): a name that
+    arrives later and looks like one already kept is still refused, with the kept one."""
+    p = role_prefix
+    ldap_ou.add_user("alice", **person("Operations"))
+    ldap_ou.add_user("bob", **person("Operations"))
+    s = _setup(tmp_path, ldap_ou, p)
+    edit_config(s, f'prefix = "{p}"', f'prefix = "{p}"\ncharset = "unicode"')
+    cfg = s.config()
+    store = StateStore(cfg.state.url, base_dir=cfg.base_dir)
+    warm = WarmState()
+
+    def run(now: datetime) -> Plan:
+        ctx = RunContext(now, "pytest", "schedule", store=store, warm=warm)
+        with Targets(s.config()) as targets:
+            return apply_run(s.config(), ctx, targets)
+
+    try:
+        run(NOW)
+        assert f"{p}alice" in access(p) and not _errors(run(NOW + timedelta(minutes=1)))
+        ldap_ou.add_user("\u0430lice", **person("Operations"))  # Cyrillic small a: looks like alice
+        plan = run(NOW + timedelta(minutes=2))
+    finally:
+        store.close()
+    assert any("confusable role names" in m and f"'{p}alice'" in m for m in _errors(plan)), _errors(plan)
+    assert f"{p}\u0430lice" not in access(p), "the newcomer is refused"
+    assert not any(c.role == f"{p}alice" for c in plan.changes), "the kept name is held: unchanged"

@@ -37,7 +37,7 @@ def desired_state(
     identities = [i for s in snaps for i in s.identities]
     today = now.date()
     memo.begin(rules, today)
-    names = assign_names(identities, naming, memo.name_of(naming))
+    names = assign_names(identities, naming, memo.name_of(naming), memo.skeleton_of(naming.scripts))
     users: dict[str, DesiredUser] = {}
     groups: set[str] = set()
     states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
@@ -142,13 +142,23 @@ def group_template_collisions(users: Iterable[DesiredUser], rules: RuleSet) -> d
     members still in one of the groups keep it."""
     templated = {r.id for r in rules.rules if r.templates_groups}
     origins: dict[str, set[str]] = {}
+    # reasons are shared objects (one per rule and evidence, core/identity/memo.py): each
+    # one's origin is looked up once per call, keyed by identity (all alive for the call)
+    origin_of: dict[int, str | None] = {}
     for user in users:
         for role, reasons in user.memberships.items():
             for reason in reasons:
-                if reason.rule in templated:
-                    origin = next((v for k, v in reason.attributes if k == "from_group"), None)
-                    if origin is not None:
-                        origins.setdefault(role, set()).add(origin)
+                key = id(reason)
+                if key in origin_of:
+                    origin = origin_of[key]
+                else:
+                    origin = origin_of[key] = (
+                        next((v for k, v in reason.attributes if k == "from_group"), None)
+                        if reason.rule in templated
+                        else None
+                    )
+                if origin is not None:
+                    origins.setdefault(role, set()).add(origin)
     return {
         role: f"role name collision: groups {', '.join(sorted(o.removeprefix('name:') for o in found))} "
         f"all template to {role!r}; no membership in it is granted, none of their members loses it"

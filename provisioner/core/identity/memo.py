@@ -16,7 +16,7 @@ from datetime import date, datetime
 
 from provisioner.core.identity.conditions import Evidence
 from provisioner.core.identity.grouptemplate import LabelNames
-from provisioner.core.identity.naming import NamingPolicy, role_name
+from provisioner.core.identity.naming import NamingPolicy, Scripts, role_name
 from provisioner.core.identity.reads import rule_reads
 from provisioner.core.identity.rules import Grant, RuleSet
 from provisioner.core.values.model import DesiredUser, Identity, Lifecycle, Reason
@@ -65,6 +65,10 @@ class GrantMemo:
         self._users_next: dict[int, tuple[Identity, str, Classified, DesiredUser]] = {}
         self._names: dict[int, tuple[Identity, NamingPolicy, str | None]] = {}
         self._names_next: dict[int, tuple[Identity, NamingPolicy, str | None]] = {}
+        self._skeletons: dict[str, str] = {}
+        self._skeletons_next: dict[str, str] = {}
+        self._scripts: Scripts | None = None
+        """What the kept skeletons were computed with (another one starts afresh)."""
         self.hits = 0
         self.misses = 0
 
@@ -82,12 +86,13 @@ class GrantMemo:
         """Start a desired-state computation (empties the memo for other rules or another day)."""
         if today != self._today or (rules is not self._rules and rules != self._rules):
             self._reset(rules, today)
-        self._users_next, self._names_next = {}, {}
+        self._users_next, self._names_next, self._skeletons_next = {}, {}, {}
 
     def end(self) -> None:
         """Keep what this computation built for the next one, and only that."""
         self._users, self._users_next = self._users_next, {}
         self._names, self._names_next = self._names_next, {}
+        self._skeletons, self._skeletons_next = self._skeletons_next, {}
 
     def name_of(self, policy: NamingPolicy) -> Callable[[Identity], str | None]:
         last, built = self._names, self._names_next
@@ -99,6 +104,22 @@ class GrantMemo:
             return value
 
         return name
+
+    def skeleton_of(self, scripts: Scripts) -> Callable[[str], str]:
+        """``scripts.skeleton`` memoised per role name (a pure function of the name and the
+        Unicode data): only this computation's names are kept for the next one."""
+        if scripts is not self._scripts:
+            self._scripts, self._skeletons = scripts, {}
+        last, built, compute = self._skeletons, self._skeletons_next, scripts.skeleton
+
+        def skeleton(name: str) -> str:
+            value = last.get(name)
+            if value is None:
+                value = compute(name)
+            built[name] = value
+            return value
+
+        return skeleton
 
     def user(self, ident: Identity, name: str, classified: Classified) -> DesiredUser | None:
         hit = self._users.get(id(ident))

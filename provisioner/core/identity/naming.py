@@ -108,9 +108,13 @@ class Naming:
 
 
 def assign_names(
-    identities: Iterable[Identity], policy: NamingPolicy, name_of: Callable[[Identity], str | None] | None = None
+    identities: Iterable[Identity],
+    policy: NamingPolicy,
+    name_of: Callable[[Identity], str | None] | None = None,
+    skeleton_of: Callable[[str], str] | None = None,
 ) -> Naming:
-    """``name_of``: ``role_name`` under ``policy``, possibly memoised."""
+    """``name_of``: ``role_name`` under ``policy``, possibly memoised; ``skeleton_of``:
+    ``policy.scripts.skeleton``, possibly memoised (a skeleton depends on the name only)."""
     by_name: dict[str, list[Identity]] = {}
     problems: list[str] = []
     for ident in identities:
@@ -141,7 +145,7 @@ def assign_names(
             problems.append(f"role name collision: {name!r} would belong to {who}; none of them is changed")
             continue
         names[group[0].stable_id] = name
-    _refuse_confusables(names, by_name, policy.scripts, held, problems)
+    _refuse_confusables(names, by_name, policy.scripts, held, problems, skeleton_of)
     for name in held:
         contenders.setdefault(name, tuple(by_name[name]))
     return Naming(names, tuple(problems), frozenset(held), contenders)
@@ -153,13 +157,15 @@ def _refuse_confusables(
     scripts: Scripts,
     held: set[str],
     problems: list[str],
+    skeleton_of: Callable[[str], str] | None = None,
 ) -> None:
     """Different names with one TR39 skeleton: every one of them is refused."""
     if not scripts.prototypes:
         return
+    skeleton = skeleton_of or scripts.skeleton
     by_skeleton: dict[str, list[str]] = {}
     for name in sorted(set(names.values())):
-        by_skeleton.setdefault(scripts.skeleton(name), []).append(name)
+        by_skeleton.setdefault(skeleton(name), []).append(name)
     for alike in by_skeleton.values():
         if len(alike) < 2:
             continue
