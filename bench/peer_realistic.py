@@ -12,9 +12,10 @@ a LOGIN role per active person in ``readers``, ``dept_<department>`` and
 expresses it in two rules (``grp_{group}`` templated from the groups under
 ``ou=groups``) and a role catalog; ldap2pg with the model's sync map.  Each tool
 has its own role prefix and its own database (same schemas and tables), in the
-same PostgreSQL; phases are interleaved (provisioner, then ldap2pg) on the same
-directory.  Every run is a fresh process (``provisioner apply`` as the CLI runs it, with its
-SQLite state store: incremental reads, run history, audit trail / ``ldap2pg --real``):
+same PostgreSQL; phases are interleaved (ldap2pg, then provisioner's one-shot process, then
+its warm daemon process) on the same directory.  Every one-shot run is a fresh process
+(``provisioner apply`` as the CLI runs it, with its SQLite state store: incremental
+reads, run history, audit trail / ``ldap2pg --real``):
 wall seconds and peak RSS of the whole process (``/usr/bin/time``), statements
 sent to PostgreSQL (provisioner: every statement incl. catalog reads, and the
 writes; ldap2pg: its "Generated N queries").
@@ -372,6 +373,9 @@ def bench_size(n: int, exe: str | None, one_shot: bool = True) -> dict[str, Any]
             for phase in PHASES:
                 if phase == "churn":
                     churn(server, changes)
+                # ldap2pg first: each tool's run then follows the other tenants' runs of the same
+                # phase (a no-op after their no-ops, not after ldap2pg's first sync of 10,000 roles)
+                peer = run_peer(exe, peer_cfg) if exe and peer_cfg is not None else None
                 rows[phase] = {"ours": run_ours(ours_cfg) if one_shot else {}}
                 print(f"  {n} {phase} provisioner: {json.dumps(rows[phase]['ours'])}", flush=True)
                 rows[phase]["warm"] = warm.run()
@@ -379,8 +383,8 @@ def bench_size(n: int, exe: str | None, one_shot: bool = True) -> dict[str, Any]
                 if phase == "noop":  # the daemon's next no-op: the one above follows an apply
                     rows[phase]["warm_again"] = warm.run()
                     print(f"  {n} {phase} provisioner warm again: {json.dumps(rows[phase]['warm_again'])}", flush=True)
-                if exe and peer_cfg is not None:
-                    rows[phase]["peer"] = run_peer(exe, peer_cfg)
+                if peer is not None:
+                    rows[phase]["peer"] = peer
                 print(f"  {n} {phase}: {json.dumps(rows[phase])}", flush=True)
         finally:
             if warm is not None:
