@@ -73,10 +73,10 @@ MEMBERSHIPS_NAMED_QUERY = _MEMBERSHIPS + " WHERE m.rolname = ANY(%s::text[])"
 # names of the roles it is a member of.  Only roles whose hash differs from the one the
 # last inspect kept are read in full (ROLES_NAMED_QUERY, MEMBERSHIPS_NAMED_QUERY): an
 # unchanged role is the very same object, and 10,000 unchanged roles cost one narrow query.
-_GROUPS = (
-    "string_agg(DISTINCT quote_ident(pg_catalog.pg_get_userbyid(am.roleid)), ','"
-    " ORDER BY quote_ident(pg_catalog.pg_get_userbyid(am.roleid)))"
-)
+# Group names by a join, not pg_get_userbyid: that reads the catalog cache, which may be newer
+# than this transaction's snapshot (a rename committed meanwhile would be hashed but not read).
+_GROUPS = "string_agg(DISTINCT quote_ident(g.rolname), ',' ORDER BY quote_ident(g.rolname))"
+_MEMBER_OF = "FROM pg_catalog.pg_auth_members am JOIN pg_catalog.pg_roles g ON g.oid = am.roleid"
 
 
 def _hashed_row(description: str) -> str:
@@ -91,16 +91,14 @@ SELECT r.rolname::text, {_hashed_row("d.description")}
   FROM pg_catalog.pg_roles r
   LEFT JOIN pg_catalog.pg_shdescription d
     ON d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass
-  LEFT JOIN (SELECT am.member, {_GROUPS} AS groups
-               FROM pg_catalog.pg_auth_members am GROUP BY am.member) m ON m.member = r.oid
+  LEFT JOIN (SELECT am.member, {_GROUPS} AS groups {_MEMBER_OF} GROUP BY am.member) m ON m.member = r.oid
 """
 # The same hashes for the named roles only (%s: their names), each looked up by index: a
 # join with pg_shdescription here can turn into a nested loop over every comment per role.
 ROLE_HASHES_NAMED_QUERY = f"""
 SELECT r.rolname::text, {_hashed_row("pg_catalog.shobj_description(r.oid, 'pg_authid')")}
   FROM pg_catalog.pg_roles r
-  LEFT JOIN LATERAL (SELECT {_GROUPS} AS groups
-                       FROM pg_catalog.pg_auth_members am WHERE am.member = r.oid) m ON true
+  LEFT JOIN LATERAL (SELECT {_GROUPS} AS groups {_MEMBER_OF} WHERE am.member = r.oid) m ON true
  WHERE r.rolname = ANY(%s::text[])
 """
 
