@@ -190,11 +190,9 @@ def plan_scope(changes: Iterable[Change], notices: Iterable[Notice] = ()) -> fro
     add = names.add
     for c in changes:
         add(c.role)
-        previous = None
-        for key, value in c.params:  # one pass; a repeated key counts once, like param()
-            if key in _SCOPE_KEYS and key != previous and isinstance(value, str):
+        for key, value in c.params:  # one pass (keys are unique: params come from a mapping)
+            if key in _SCOPE_KEYS and isinstance(value, str):
                 add(value)
-            previous = key
     names.update(n.role for n in notices if n.role)
     return frozenset(names)
 
