@@ -167,14 +167,12 @@ def merged_statements(batch: Sequence[Step]) -> list[sql.Composable]:
         if key is None:
             out.extend(step.statements)
             continue
-        # The membership statement merges; what follows it in the step (the member's marker
-        # with its membership ledger, issue 13) stays at the step's place, in order, so each
-        # role's last ledger written is the one the plan wrote last; it is composed only here,
-        # when sent.
-        if i not in superseded:
-            out.extend(step.own[1:])
-            if step.ledger is not None:
-                out.append(step.ledger_statement())
+        # The membership statement (a mergeable step's only own statement) merges; the member's
+        # marker with its membership ledger (issue 13) stays at the step's place, in order, so
+        # each role's last ledger written is the one the plan wrote last; it is composed only
+        # here, when sent.
+        if step.ledger is not None and i not in superseded:
+            out.append(step.ledger_statement())
         if last[key] == i:
             out.append(_statement(key, members[key][::-1]))
     return out
