@@ -66,6 +66,15 @@ def test_postgres_sessions_carry_the_timeouts(pg_target: PostgresTarget) -> None
     assert row == ("10s", "5min")  # the defaults: 10 s and 300 s
 
 
+def test_postgres_sessions_never_jit_compile(pg_target: PostgresTarget) -> None:
+    """The catalog reads are estimated dear enough to be JIT-compiled, which costs far more
+    than running them (issue 19): every session of the target turns JIT off."""
+    home = pg_target.connection()
+    other = pg_target.database_connection("postgres")
+    for conn in (home, other):
+        assert conn.execute("SELECT current_setting('jit')").fetchone() == ("off",)
+
+
 def test_mariadb_sessions_carry_the_timeouts(mysql_target: MysqlTarget) -> None:
     with mysql_target.connection().cursor() as cur:
         cur.execute(
