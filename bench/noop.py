@@ -33,23 +33,23 @@ from provisioner.config import load_config
 from provisioner.core.values.plan import Plan
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
-from provisioner.engine.gcpause import collect_garbage, paused_gc
+from provisioner.engine.gcpause import Collector, paused_gc
 from provisioner.engine.run import apply_run
 from provisioner.engine.warm import WarmState
 from provisioner.store.state import StateStore
 from tests.support import pg
 
 
-def _run(cfg_path: Path, store: StateStore, warm: WarmState | None) -> tuple[float, Plan, float]:
-    """One run as the daemon makes it (GC paused for the run, one full collection after
-    it, off the run's latency): wall seconds, the plan, and the collection's seconds."""
+def _run(cfg_path: Path, store: StateStore, warm: WarmState | None, collector: Collector) -> tuple[float, Plan, float]:
+    """One run as the daemon makes it (GC paused for the run, the daemon's collection after
+    it): wall seconds, the plan, and the collection's seconds."""
     cfg = load_config(cfg_path)
     ctx = RunContext(datetime.now(UTC), "bench", "schedule", store=store, warm=warm)
     started = time.perf_counter()
     with paused_gc(), Targets(cfg) as targets:
         plan = apply_run(cfg, ctx, targets)
     took = time.perf_counter() - started
-    return took, plan, collect_garbage()
+    return took, plan, collector.collect()
 
 
 def _digest(cfg_path: Path) -> float:
@@ -79,22 +79,23 @@ def measure(n: int) -> None:
             cfg = _setup(Path(tmp), server, prefix)
             store = StateStore(f"sqlite:///{Path(tmp) / 'state.db'}")
             daemon = WarmState()  # the daemon's, kept across its runs; None = a CLI run
-            rows = [("first run (creates every role)", *_run(cfg, store, None))]
-            rows.append(("no-op, full path (inspect + diff)", *_run(cfg, store, None)))
-            rows.append(("no-op, full path, records facts", *_run(cfg, store, daemon)))
-            rows.append(("no-op, short-circuited", *_run(cfg, store, daemon)))
-            rows.append(("no-op, short-circuited again", *_run(cfg, store, daemon)))
+            collector = Collector()  # the daemon's collection after each run
+            rows = [("first run (creates every role)", *_run(cfg, store, None, collector))]
+            rows.append(("no-op, full path (inspect + diff)", *_run(cfg, store, None, collector)))
+            rows.append(("no-op, full path, records facts", *_run(cfg, store, daemon, collector)))
+            rows.append(("no-op, short-circuited", *_run(cfg, store, daemon, collector)))
+            rows.append(("no-op, short-circuited again", *_run(cfg, store, daemon, collector)))
             _change(server, picks[:100])
-            rows.append(("100 changed (deletion scan)", *_run(cfg, store, daemon)))
-            rows.append(("no-op after it (inspects again)", *_run(cfg, store, daemon)))
-            rows.append(("no-op, short-circuited", *_run(cfg, store, daemon)))
+            rows.append(("100 changed (deletion scan)", *_run(cfg, store, daemon, collector)))
+            rows.append(("no-op after it (inspects again)", *_run(cfg, store, daemon, collector)))
+            rows.append(("no-op, short-circuited", *_run(cfg, store, daemon, collector)))
             hourly = _hourly(cfg)
-            _run(hourly, store, daemon)  # another configuration: its first full run, not shown
+            _run(hourly, store, daemon, collector)  # another configuration: its first full run, not shown
             _change(server, picks[100:200])
-            rows.append(("100 changed, deletion scan hourly", *_run(hourly, store, daemon)))
-            rows.append(("no-op after it (inspects again)", *_run(hourly, store, daemon)))
+            rows.append(("100 changed, deletion scan hourly", *_run(hourly, store, daemon, collector)))
+            rows.append(("no-op after it (inspects again)", *_run(hourly, store, daemon, collector)))
             _change(server, picks[200:])
-            rows.append(("100 more changed, scan hourly", *_run(hourly, store, daemon)))
+            rows.append(("100 more changed, scan hourly", *_run(hourly, store, daemon, collector)))
             digest = _digest(cfg)
             store.close()
     finally:

@@ -20,7 +20,7 @@ from provisioner.daemon.ha import Leadership
 from provisioner.daemon.metrics import Metrics
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
-from provisioner.engine.gcpause import collect_garbage, paused_gc
+from provisioner.engine.gcpause import Collector, paused_gc
 from provisioner.engine.record import recorded_run
 from provisioner.engine.run import PlanOutcome, apply_run, check, hold
 from provisioner.engine.warm import WarmState
@@ -101,6 +101,7 @@ class Runner:
         self._leadership = leadership
         self._stopping = stopping
         self._lock = threading.Lock()
+        self._collector = Collector()
         self._leaver_first_seen: dict[tuple[str, str], datetime] = {}
         self.set_timers: Callable[[Iterable[datetime]], int] | None = None
         """Called after every run that planned, whatever triggered it (schedule, HTTP,
@@ -143,7 +144,7 @@ class Runner:
         finally:
             self._lock.release()
             self._refresh_timers(seen, trigger)
-            collect_garbage()
+            self._collector.collect()
 
     def _refresh_timers(self, seen: list[PlanOutcome], trigger: str) -> None:
         if not seen or self.set_timers is None:
