@@ -99,7 +99,6 @@ class Checked:
         return list(self.verdict.trips) if self.verdict else []
 
 
-
 def policies(
     cfg: Config, missing: Missing | None = None, drop_failures: Mapping[str, Mapping[str, str]] | None = None
 ) -> dict[str, DiffPolicy]:
@@ -206,19 +205,20 @@ def make_plan(
 def plan_run(cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None = None) -> PlanOutcome:
     """``mappings`` already loaded (the daemon keeps the last valid ones); read from disk otherwise.
     The cyclic GC waits until the plan is made (a warm daemon's heap holds 100,000s of objects)."""
-    with paused_gc(), shortcircuit.digests_meanwhile(targets, ctx.short_circuit) as digests:
-        return _plan_run(cfg, ctx, targets, mappings, digests)
+    early = shortcircuit.digests_meanwhile(targets, ctx.short_circuit, ctx.warm, cfg.digest)
+    with paused_gc(), early as meanwhile:
+        return _plan_run(cfg, ctx, targets, mappings, meanwhile)
 
 
 def _plan_run(
-    cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None, digests: shortcircuit.Digests
+    cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None, meanwhile: shortcircuit.Meanwhile
 ) -> PlanOutcome:
     mappings = mappings if mappings is not None else load_mappings(cfg.mappings_dir)
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     gated = health.gate(cfg, ctx, snapshots)  # an override's record, if any
     try:
-        return _plan(cfg, ctx, targets, mappings, digests, snapshots, gated)
+        return _plan(cfg, ctx, targets, mappings, meanwhile, snapshots, gated)
     except BaseException:
         ctx.hold(gated)  # an operator's override is on record even when the run fails afterwards
         raise
@@ -229,13 +229,13 @@ def _plan(
     ctx: RunContext,
     targets: Targets,
     mappings: Mappings,
-    digests: shortcircuit.Digests,
+    meanwhile: shortcircuit.Meanwhile,
     snapshots: tuple[SourceSnapshot, ...],
     gated: tuple[AuditEvent, ...],
 ) -> PlanOutcome:
     excluded = review_exclusions.for_run(cfg, ctx.store, ctx.now)
     skipped, facts = (
-        shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets, digests, exclusions_digest(excluded))
+        shortcircuit.attempt(cfg, ctx, mappings, snapshots, targets, meanwhile.digests, exclusions_digest(excluded))
         if ctx.short_circuit
         else (None, None)
     )
@@ -248,9 +248,9 @@ def _plan(
     desired = compute_desired(
         cfg, mappings, snapshots, ctx.now, excluded, warm.grants if warm else None, warm.unicode() if warm else None
     )
-    facts = shortcircuit.measure(facts, digests) if facts is not None else None
+    facts = shortcircuit.measure(facts, meanwhile.digests) if facts is not None else None
     if facts is not None and ctx.warm is not None:
-        actual, reused = shortcircuit.inspect(cfg, ctx.warm, facts, targets)
+        actual, reused = shortcircuit.inspect(cfg, ctx.warm, facts, targets, meanwhile.inspected())
     else:
         actual, reused = targets.inspect_all(), {}
     missing = health.missing_runs(ctx, snapshots, actual)

@@ -16,6 +16,7 @@ State lives in the daemon's :class:`~provisioner.engine.warm.WarmState`; a CLI r
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -65,18 +66,66 @@ def catalog_digests(targets: Targets) -> dict[str, str | None]:
 Digests = Callable[[], dict[str, str | None]]
 """Each target's catalog digest (None: the target has none), taken once per run."""
 
+Inspected = Mapping[str, "ActualState | Exception"]
+"""Targets inspected early, beside the source read (a failure kept to be raised where the
+run would have inspected)."""
+
+
+def _stale(last: LastRun | None, name: str, digest: str | None) -> bool:
+    """Whether target ``name`` must be inspected afresh: no last full run of it, or its catalog
+    digest moved since the one taken before that run inspected it."""
+    if last is None or last.actual.get(name) is None:
+        return True
+    return digest is None or digest != last.verified.facts.catalog_digests.get(name)
+
+
+class Meanwhile:
+    """What the background thread of :func:`digests_meanwhile` finds: the digests, then the
+    inspects they call for."""
+
+    def __init__(self, result: Callable[[], tuple[dict[str, str | None], Inspected]]) -> None:
+        self._result = result
+
+    def digests(self) -> dict[str, str | None]:
+        return self._result()[0]
+
+    def inspected(self) -> Inspected:
+        return self._result()[1]
+
+
+def _digest_then_inspect(
+    targets: Targets, warm: WarmState | None, config_digest: str
+) -> tuple[dict[str, str | None], Inspected]:
+    digests = catalog_digests(targets)
+    inspected: dict[str, ActualState | Exception] = {}
+    last = warm.last_of(config_digest) if warm is not None else None
+    for name in targets.names if warm is not None else ():
+        assert warm is not None
+        if _stale(last, name, digests.get(name)):  # the run inspects it, whatever the sources say
+            try:
+                inspected[name] = targets.get(name).inspect(reuse=warm.rows_of(name))
+            except Exception as exc:  # raised where the run inspects (a fault in one target stays there)
+                inspected[name] = exc
+    return digests, inspected
+
 
 @contextmanager
-def digests_meanwhile(targets: Targets, enabled: bool) -> Iterator[Digests]:
+def digests_meanwhile(
+    targets: Targets, enabled: bool, warm: WarmState | None = None, config_digest: str = ""
+) -> Iterator[Meanwhile]:
     """The daemon's catalog digests, queried in a background thread from the start of the
     run, while the sources are read and the desired state computed (the server does the
     work and psycopg releases the GIL while it waits): before any inspect, as required.
-    Leaving the block waits for the thread, so no connection is ever shared."""
+    With ``warm``, the same thread then inspects each target whose digest moved since the last
+    full run (such a run cannot be short-circuited and inspects it anyway), so the inspect too
+    runs beside the source read.  Leaving the block waits for the thread, and the run's own
+    thread touches no target until the thread's work is done: no connection is ever shared."""
     if not enabled:
-        yield lambda: catalog_digests(targets)
+        yield Meanwhile(lambda: (catalog_digests(targets), {}))
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-digest") as pool:
-        yield pool.submit(catalog_digests, targets).result
+        work = contextvars.copy_context().run  # the run's log context in the thread too
+        yield Meanwhile(pool.submit(work, _digest_then_inspect, targets, warm, config_digest).result)
 
 
 def attempt(
@@ -133,23 +182,26 @@ def measure(facts: RunFacts, digests: Digests) -> RunFacts:
 
 
 def inspect(
-    cfg: Config, warm: WarmState, facts: RunFacts, targets: Targets
+    cfg: Config, warm: WarmState, facts: RunFacts, targets: Targets, early: Inspected | None = None
 ) -> tuple[dict[str, ActualState], dict[str, Any]]:
     """Each target's actual state: the last full run's, when its catalog digest (taken
     before that run inspected; with managed privileges it covers them too) equals this
     run's -- with the open sessions read afresh, so a leaver's new session is still ended -- else a
-    fresh inspect.  Also what was reused, for the audit record."""
+    fresh inspect (the one :func:`digests_meanwhile` made in ``early``, if it did).  Also what
+    was reused, for the audit record."""
     last = warm.last_of(cfg.digest)
     actual: dict[str, ActualState] = {}
     reused: dict[str, Any] = {}
     for name in targets.names:
-        before = last.actual.get(name) if last is not None else None
         digest = facts.catalog_digests.get(name)
-        same = last is not None and digest is not None and digest == last.verified.facts.catalog_digests.get(name)
-        if before is None or not same:
-            actual[name] = targets.get(name).inspect(reuse=warm.rows_of(name))
+        if _stale(last, name, digest):
+            got = (early or {}).get(name)
+            if isinstance(got, Exception):
+                raise got
+            actual[name] = got if got is not None else targets.get(name).inspect(reuse=warm.rows_of(name))
             continue
         assert last is not None
+        before = last.actual[name]
         fresh = targets.get(name).inspect(frozenset())  # sessions only
         actual[name] = replace(before, sessions=fresh.sessions)
         reused[name] = {"catalog_digest": digest, "inspected_run_id": last.plan.meta.get("run_id")}

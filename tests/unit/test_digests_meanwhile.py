@@ -1,16 +1,23 @@
 """shortcircuit.digests_meanwhile: the catalog digests run beside the source read in
-one background thread; a failure surfaces where the digest is used, and leaving the
+one background thread, then (in a warm process) the inspects of the targets whose digest
+moved; a failure surfaces where the digest or the inspect is used, and leaving the
 block always waits for the thread (no connection is shared across threads)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from provisioner.core.reconcile.shortcircuit import RunFacts, Verified
+from provisioner.core.values.model import ActualState, DesiredState
+from provisioner.core.values.plan import Plan
 from provisioner.engine import shortcircuit
+from provisioner.engine.warm import LastRun, WarmState
 from provisioner.errors import TargetUnavailable
 
 
@@ -42,9 +49,11 @@ class _Targets:
 
 def test_digests_run_in_the_background_and_are_taken_once() -> None:
     target = _Target()
-    with shortcircuit.digests_meanwhile(_Targets(target), True) as digests:  # type: ignore[arg-type]
+    with shortcircuit.digests_meanwhile(_Targets(target), True) as meanwhile:  # type: ignore[arg-type]
         assert not target.finished  # entering the block did not wait for the query
+        digests = meanwhile.digests
         assert digests() == {"pg": "d1", "mysql": None} and digests() == {"pg": "d1", "mysql": None}
+        assert meanwhile.inspected() == {}  # no warm state: nothing inspected early
     assert len(target.threads) == 1 and target.threads[0].startswith("catalog-digest")
 
 
@@ -55,12 +64,88 @@ def test_a_failure_surfaces_where_used_and_the_block_waits_for_the_thread() -> N
         raise RuntimeError("source read failed")
     assert target.finished  # waited: the connection is free when the run's error is handled
     meanwhile = shortcircuit.digests_meanwhile(_Targets(_Target(fail=True)), True)  # type: ignore[arg-type]
-    with meanwhile as digests, pytest.raises(TargetUnavailable, match="catalog digest failed"):
-        digests()
+    with meanwhile as found, pytest.raises(TargetUnavailable, match="catalog digest failed"):
+        found.digests()
 
 
 def test_without_the_short_circuit_nothing_runs_until_asked() -> None:
     target = _Target()
-    with shortcircuit.digests_meanwhile(_Targets(target), False) as digests:  # type: ignore[arg-type]
+    with shortcircuit.digests_meanwhile(_Targets(target), False) as meanwhile:  # type: ignore[arg-type]
         assert target.threads == []
-        assert digests()["pg"] == "d1" and target.threads == [threading.current_thread().name]
+        assert meanwhile.digests()["pg"] == "d1" and target.threads == [threading.current_thread().name]
+        assert meanwhile.inspected() == {}
+
+
+class _Inspected:
+    """A target whose inspect is recorded (thread and ``reuse`` mapping) and may fail."""
+
+    def __init__(self, name: str, digest: str, fail: bool = False) -> None:
+        self.name, self.digest, self.fail = name, digest, fail
+        self.inspects: list[tuple[str, Any]] = []
+
+    def catalog_digest(self) -> str:
+        return self.digest
+
+    def inspect(self, only: frozenset[str] | None = None, reuse: Any = None) -> ActualState:
+        self.inspects.append((threading.current_thread().name, only))
+        if self.fail:
+            raise TargetUnavailable(f"target {self.name}: inspect failed: gone")
+        return ActualState(target=self.name, roles={}, session_role="prov")
+
+
+class _Both:
+    def __init__(self, *targets: _Inspected) -> None:
+        self.by_name = {t.name: t for t in targets}
+        self.names = list(self.by_name)
+
+    def get(self, name: str) -> Any:
+        return self.by_name[name]
+
+
+def _warm_after_a_run(digests: dict[str, str | None]) -> WarmState:
+    """A warm state whose last full run (configuration "cfg") took ``digests`` before inspecting."""
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    facts = RunFacts(now, True, "m", "cfg", digests)
+    actual = {n: ActualState(target=n, roles={}, session_role="prov") for n in digests}
+    plan = Plan(created_at=now, config_digest="cfg", targets=(), identities_seen=0)
+    warm = WarmState()
+    warm.last = LastRun(
+        "cfg", Verified(facts, (), frozenset(digests)), (), DesiredState({}, {}, frozenset()), actual, plan
+    )
+    return warm
+
+
+def test_a_warm_run_inspects_each_moved_target_beside_the_source_read() -> None:
+    moved, still = _Inspected("pg", "d2"), _Inspected("pg2", "e1")
+    warm = _warm_after_a_run({"pg": "d1", "pg2": "e1"})
+    early = shortcircuit.digests_meanwhile(_Both(moved, still), True, warm, "cfg")  # type: ignore[arg-type]
+    with early as meanwhile:
+        got = meanwhile.inspected()
+        assert set(got) == {"pg"}, "only the target whose digest moved is inspected early"
+        assert moved.inspects[0][0].startswith("catalog-digest") and still.inspects == []
+        facts = RunFacts(datetime(2026, 12, 7, tzinfo=UTC), False, "m", "cfg", meanwhile.digests())
+        cfg: Any = SimpleNamespace(digest="cfg")
+        actual, reused = shortcircuit.inspect(cfg, warm, facts, _Both(moved, still), got)  # type: ignore[arg-type]
+    assert actual["pg"] is got["pg"] and len(moved.inspects) == 1, "the early inspect is the run's"
+    assert still.inspects == [(threading.current_thread().name, frozenset())], "reused: its sessions only"
+    assert set(reused) == {"pg2"}
+
+
+def test_another_configuration_inspects_everything_early() -> None:
+    a, b = _Inspected("pg", "d1"), _Inspected("pg2", "e1")
+    warm = _warm_after_a_run({"pg": "d1", "pg2": "e1"})
+    with shortcircuit.digests_meanwhile(_Both(a, b), True, warm, "reloaded") as meanwhile:  # type: ignore[arg-type]
+        assert set(meanwhile.inspected()) == {"pg", "pg2"}
+
+
+def test_an_early_inspect_failure_is_raised_where_the_run_inspects() -> None:
+    broken, fine = _Inspected("pg", "d2", fail=True), _Inspected("pg2", "e2")
+    warm = _warm_after_a_run({"pg": "d1", "pg2": "e1"})
+    with shortcircuit.digests_meanwhile(_Both(broken, fine), True, warm, "cfg") as meanwhile:  # type: ignore[arg-type]
+        assert meanwhile.digests() == {"pg": "d2", "pg2": "e2"}, "the digests do not fail with it"
+        got = meanwhile.inspected()
+        assert isinstance(got["pg"], TargetUnavailable) and isinstance(got["pg2"], ActualState)
+        facts = RunFacts(datetime(2026, 12, 7, tzinfo=UTC), False, "m", "cfg", meanwhile.digests())
+        cfg: Any = SimpleNamespace(digest="cfg")
+        with pytest.raises(TargetUnavailable, match="inspect failed"):
+            shortcircuit.inspect(cfg, warm, facts, _Both(broken, fine), got)  # type: ignore[arg-type]
