@@ -15,8 +15,9 @@ from provisioner.core.values.model import ActualRole
 
 BOOTSTRAP_SUPERUSER_OID = 10
 
-Query = Callable[[str, Any], list[Any]]
-"""Run one catalog query (text, parameters) in the inspect's snapshot; its rows."""
+Query = Callable[[str, Any], Iterable[Any]]
+"""Run one catalog query (text, parameters) in the inspect's snapshot; its rows, which may be
+produced one at a time while they are read (a whole catalog's rows are never a list at once)."""
 
 SESSION_QUERY = "SELECT current_user::text, current_setting('server_version')"
 
@@ -136,9 +137,12 @@ def to_utc(value: datetime | None) -> datetime | None:
 
 
 def group_memberships(rows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
+    """Per member, the roles it is a member of; each group's name is one string object,
+    however many members it has (100,000s of memberships name a few thousand groups)."""
     out: dict[str, set[str]] = {}
+    names: dict[str, str] = {}
     for member, group in rows:
-        out.setdefault(member, set()).add(group)
+        out.setdefault(member, set()).add(names.setdefault(group, group))
     return {member: frozenset(groups) for member, groups in out.items()}
 
 

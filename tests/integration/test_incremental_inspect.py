@@ -4,6 +4,7 @@ the result always equals a full inspect, and an unchanged role is the very same 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -29,14 +30,14 @@ def _mine(state: ActualState, p: str) -> dict[str, Any]:
 def _named_reads(target: PostgresTarget, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The role names each ROLES_NAMED_QUERY of ``target`` asked for."""
     asked: list[list[str]] = []
-    original = PostgresTarget._query
+    original = PostgresTarget._rows
 
-    def spy(self: PostgresTarget, conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[Any]:
+    def spy(self: PostgresTarget, conn: psycopg.Connection[Any], query: str, params: Any = None) -> Iterator[Any]:
         if query == pg_inspect.ROLES_NAMED_QUERY:
             asked.append(list(params[0]))
         return original(self, conn, query, params)
 
-    monkeypatch.setattr(PostgresTarget, "_query", spy)
+    monkeypatch.setattr(PostgresTarget, "_rows", spy)
     return asked
 
 

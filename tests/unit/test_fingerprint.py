@@ -84,3 +84,25 @@ def test_readback_scope_names_every_touched_role_or_the_whole_catalog_for_privil
     privilege = make_change(ChangeKind.GRANT_PRIVILEGE, "traders", why, privilege="SELECT", object="t")
     assert readback_scope([*roles, privilege]) is None
     assert readback_scope(roles, most=3) is None  # a large plan reads the whole catalog back
+
+
+def test_the_fingerprint_hashes_the_rows_as_one_json_array() -> None:
+    """The rows are fed to the hash one at a time, but the digest is that of the whole array's
+    JSON, as before: a plan saved by an earlier version is not made stale by the change."""
+    import hashlib
+    import json
+
+    state = _state()
+
+    def whole(names: list[str]) -> bytes:
+        rows = [state.roles[n].digest_row() for n in sorted(names)]
+        return json.dumps(rows, separators=(",", ":")).encode()
+
+    head = json.dumps({"v": 3, "target": "pg", "scope": None}, sort_keys=True, separators=(",", ":")).encode()
+    assert state.fingerprint() == "sha256:" + hashlib.sha256(head + whole(list(state.roles))).hexdigest()
+
+    base_names = ["ann", "bob", "traders"]  # the source's managed login roles and their groups
+    head = json.dumps({"v": 3, "target": "pg", "scope": ["hand"]}, sort_keys=True, separators=(",", ":")).encode()
+    base = hashlib.sha256(whole(base_names)).digest()
+    expected = hashlib.sha256(head + base + whole(["hand"])).hexdigest()
+    assert state.fingerprint(SCOPE, SOURCES) == "sha256:" + expected
