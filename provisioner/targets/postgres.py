@@ -365,13 +365,17 @@ class PostgresTarget:
     def _terminate_again(self, changes: Sequence[Change]) -> None:
         """pg_terminate_backend acts at once, before COMMIT makes the NOLOGIN
         visible: a session reconnecting in between is ended here, after COMMIT
-        (best effort; verify reports any session still open)."""
+        (best effort; verify reports any session still open).  All of them in one pipeline:
+        one round trip, not one per leaver."""
         steps = [compose(c) for c in changes if c.kind is ChangeKind.TERMINATE_SESSIONS]
+        if not steps:
+            return
         try:
-            for step in steps:
-                for statement in step.statements:
-                    conn = self.connection()
-                    conn.execute(statement.as_bytes(conn))
+            conn = self.connection()
+            with conn.pipeline():
+                for step in steps:
+                    for statement in step.statements:
+                        conn.execute(statement.as_bytes(conn))
         except (psycopg.Error, TargetUnavailable):
             self._discard()
 

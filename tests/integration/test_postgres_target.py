@@ -431,3 +431,40 @@ def test_embedded_pgserver_starts_and_inspects(tmp_path: Path) -> None:
     finally:
         target.close()
         get_server(data_dir).cleanup()
+
+
+def test_every_leavers_session_is_ended_and_the_pass_after_commit_is_one_round_trip(
+    pg_target: PostgresTarget, pg_admin: Conn, role_prefix: str
+) -> None:
+    """Leavers' sessions are ended in the apply's transaction and once more after COMMIT (a
+    session that reconnected in between); that second pass sends every leaver's termination
+    in one pipeline, so 500 leavers cost one round trip, not 500 (issue 19)."""
+    leavers = [f"{role_prefix}ann", f"{role_prefix}bob", f"{role_prefix}cy"]
+    pg_target.apply([create(name) for name in leavers])
+    sessions = [psycopg.connect(pg.admin_dsn(), user=name, autocommit=True) for name in leavers]
+    try:
+        sent: list[psycopg.pq.PipelineStatus] = []  # the connection's pipeline mode at each send
+        conn = pg_target.connection()
+        original = conn.execute
+
+        def spy(query: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(query, bytes) and b"pg_terminate_backend" in query:
+                sent.append(conn.pgconn.pipeline_status)
+            return original(query, *args, **kwargs)
+
+        conn.execute = spy  # type: ignore[method-assign]
+        try:
+            pg_target._terminate_again([change(ChangeKind.TERMINATE_SESSIONS, name) for name in leavers])
+        finally:
+            del conn.execute
+        assert sent == [psycopg.pq.PipelineStatus.ON] * 3, "queued in one pipeline, sent at its one sync"
+        open_now = pg_admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY(%s)", (leavers,)
+        ).fetchone()
+        assert open_now == (0,)
+        for session in sessions:
+            with pytest.raises(psycopg.OperationalError):
+                session.execute("SELECT 1")
+    finally:
+        for session in sessions:
+            session.close()
