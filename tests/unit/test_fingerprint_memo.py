@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from pathlib import Path
+from typing import Any
 
 from provisioner.core.values.model import ActualRole, ActualState, FingerprintMemo, Marker, RoleKind
 from provisioner.engine.warm import WarmState
@@ -62,3 +63,32 @@ def test_no_core_value_carries_a_cache() -> None:
             if isinstance(obj, type) and frozen and obj.__module__ == module.__name__:
                 found += [f"{name}.{f.name}" for f in dataclasses.fields(obj) if f.name.startswith("_")]
     assert found == []
+
+
+def test_a_new_mapping_of_the_same_roles_encodes_only_the_roles_that_changed(monkeypatch: Any) -> None:
+    """An incremental inspect returns a new roles mapping whose unchanged roles are the very
+    same objects: the memo encodes only the changed roles' rows, and the digest is the one
+    computed without it."""
+    from provisioner.core.values import model
+
+    memo = FingerprintMemo()
+    first = _state()
+    scope = frozenset({"dba_made"})
+    first.fingerprint(scope, None, memo)
+
+    encoded: list[str] = []
+    original = model.row_text
+
+    def counting(role: ActualRole) -> bytes:
+        encoded.append(role.name)
+        return original(role)
+
+    monkeypatch.setattr(model, "row_text", counting)
+    moved = dataclasses.replace(first.roles["alice"], login=False)
+    second = ActualState("pg", {**first.roles, "alice": moved}, "provisioner")
+    assert second.roles is not first.roles
+    with_memo = second.fingerprint(scope, None, memo)
+    assert encoded.count("alice") == 1 and "bob" not in encoded and "traders" not in encoded
+    encoded.clear()
+    assert with_memo == second.fingerprint(scope, None)
+    assert with_memo != first.fingerprint(scope, None)

@@ -290,16 +290,18 @@ class ActualState:
             self._hash_rows(h, self._with_groups({n for n in scope if n in self.roles}) - base)
         return "sha256:" + h.hexdigest()
 
-    def _hash_rows(self, h: Any, names: Iterable[str]) -> None:
+    def _hash_rows(self, h: Any, names: Iterable[str], rows: RowTexts | None = None) -> None:
         """Feed ``h`` the JSON array of the named roles' digest rows, sorted by name, one row at a
         time: the same bytes as one ``json.dumps`` of the whole list, without holding that list
-        and its text (50,000 roles: tens of MB at the plan's memory peak)."""
+        and its text (50,000 roles: tens of MB at the plan's memory peak).  ``rows``: the
+        daemon's texts of the rows of roles it has seen (:class:`RowTexts`)."""
         roles = self.roles
+        text = rows.text if rows is not None else row_text
         h.update(b"[")
         for i, name in enumerate(sorted(names)):
             if i:
                 h.update(b",")
-            h.update(json.dumps(roles[name].digest_row(), separators=(",", ":")).encode())
+            h.update(text(roles[name]))
         h.update(b"]")
 
     def _with_groups(self, names: set[str]) -> set[str]:
@@ -324,11 +326,38 @@ class ActualState:
             }
         )
         rows = hashlib.sha256()
-        self._hash_rows(rows, names)
+        self._hash_rows(rows, names, memo.rows(self.target) if memo is not None else None)
         base = (frozenset(names), rows.digest())
         if memo is not None:
             memo.put(self, sources, base)
         return base
+
+
+def row_text(role: ActualRole) -> bytes:
+    """A role's digest row as the fingerprint hashes it (compact JSON)."""
+    return json.dumps(role.digest_row(), separators=(",", ":")).encode()
+
+
+class RowTexts:
+    """One target's role row texts (:func:`row_text`), each kept while its role is the very same
+    object: an incremental inspect keeps every unchanged role, so a warm run encodes only the
+    roles that changed.  Holds only the roles of the last computation (``rotate``)."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[ActualRole, bytes]] = {}
+        self._now: dict[int, tuple[ActualRole, bytes]] = {}
+
+    def text(self, role: ActualRole) -> bytes:
+        key = id(role)
+        hit = self._last.get(key) or self._now.get(key)
+        if hit is None or hit[0] is not role:  # another object at a reused address
+            hit = (role, row_text(role))
+        self._now[key] = hit
+        return hit[1]
+
+    def rotate(self) -> None:
+        """Keep what the last computation used, forget the rest."""
+        self._last, self._now = self._now, {}
 
 
 class FingerprintMemo:
@@ -339,6 +368,12 @@ class FingerprintMemo:
 
     def __init__(self) -> None:
         self._by: dict[tuple[str, frozenset[str] | None], tuple[Mapping[str, ActualRole], frozenset[str], bytes]] = {}
+        self._rows: dict[str, RowTexts] = {}
+
+    def rows(self, target: str) -> RowTexts:
+        """The target's row texts, kept from the last computation of its base (a fresh inspect
+        returns a new roles mapping, but its unchanged roles are the same objects)."""
+        return self._rows.setdefault(target, RowTexts())
 
     def get(self, state: ActualState, sources: frozenset[str] | None) -> tuple[frozenset[str], bytes] | None:
         hit = self._by.get((state.target, sources))
@@ -346,3 +381,4 @@ class FingerprintMemo:
 
     def put(self, state: ActualState, sources: frozenset[str] | None, base: tuple[frozenset[str], bytes]) -> None:
         self._by[(state.target, sources)] = (state.roles, *base)
+        self.rows(state.target).rotate()
