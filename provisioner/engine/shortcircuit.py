@@ -98,9 +98,10 @@ def _digest_then_inspect(
 ) -> tuple[dict[str, str | None], Inspected]:
     digests = catalog_digests(targets)
     inspected: dict[str, ActualState | Exception] = {}
-    last = warm.last_of(config_digest) if warm is not None else None
-    for name in targets.names if warm is not None else ():
-        assert warm is not None
+    if warm is None:
+        return digests, inspected
+    last = warm.last_of(config_digest)
+    for name in targets.names:
         if _stale(last, name, digests.get(name)):  # the run inspects it, whatever the sources say
             try:
                 inspected[name] = targets.get(name).inspect(reuse=warm.rows_of(name))

@@ -29,7 +29,7 @@ FIRST_VERSION_WITH_GRANTOR_ROWS = 160000
 """From PostgreSQL 16 a membership is recorded once per grantor."""
 
 
-SESSION_TIMEOUTS = (
+SESSION_SETTINGS = (
     "SELECT pg_catalog.set_config('lock_timeout', %s, false), pg_catalog.set_config('statement_timeout', %s, false),"
     " pg_catalog.set_config('jit', 'off', false)"
 )

@@ -41,7 +41,7 @@ from provisioner.targets.pg_session import (
     FIRST_VERSION_WITH_CREATEROLE_LIMITS,
     FIRST_VERSION_WITH_GRANTOR_ROWS,
     KEEPALIVES,
-    SESSION_TIMEOUTS,
+    SESSION_SETTINGS,
     describe_endpoint,
     embedded_dsn,
     session_timeouts,
@@ -90,7 +90,7 @@ class PostgresTarget:
             kwargs["dbname"] = dbname
         try:
             conn = psycopg.connect(dsn, **kwargs)
-            conn.execute(SESSION_TIMEOUTS, session_timeouts(self.config.lock_timeout, self.config.statement_timeout))
+            conn.execute(SESSION_SETTINGS, session_timeouts(self.config.lock_timeout, self.config.statement_timeout))
         except psycopg.OperationalError as exc:
             raise TargetUnavailable(
                 f"target {self.name}: cannot connect to PostgreSQL at {describe_endpoint(dsn)}: "
@@ -175,10 +175,7 @@ class PostgresTarget:
     # ----------------------------------------------------------------- inspect
 
     def _query(self, conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[Any]:
-        self.statements_executed += 1
-        self.round_trips += 1
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description is not None else []
+        return list(self._rows(conn, query, params))
 
     def _rows(self, conn: psycopg.Connection[Any], query: str, params: Any = None) -> Iterator[Any]:
         """The rows of ``query``, each made into a Python tuple only when it is consumed: the

@@ -349,8 +349,8 @@ class RowTexts:
 
     def text(self, role: ActualRole) -> bytes:
         key = id(role)
-        hit = self._last.get(key) or self._now.get(key)
-        if hit is None or hit[0] is not role:  # another object at a reused address
+        hit = self._last.get(key)  # the kept role stays alive: its address names no other object
+        if hit is None or hit[0] is not role:
             hit = (role, row_text(role))
         self._now[key] = hit
         return hit[1]
