@@ -43,7 +43,6 @@ def test_survivors_are_frozen_and_later_collections_skip_them() -> None:
     before = gc.get_freeze_count()
     collector.collect()
     assert gc.get_freeze_count() >= before + len(young)
-    assert len(keep) == 1000
 
 
 def test_acyclic_garbage_is_freed_while_frozen() -> None:
@@ -77,4 +76,4 @@ def test_a_growing_frozen_heap_brings_the_full_collection_forward() -> None:
     collector.collect()  # partial (growth seen only now), freezes the bulk
     collector.collect()  # the frozen heap has grown by more than 25%: full
     assert alive() is None
-    assert len(bulk) > 0
+    del bulk  # alive until here: its growth is what brought the full collection forward
