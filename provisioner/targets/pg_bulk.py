@@ -119,7 +119,7 @@ def _cost(step: Step, keys: set[tuple[str, str]], ledgered: set[str]) -> int:
     """Statements ``step`` adds to a round trip holding ``keys`` and ``ledgered``."""
     if step.merge is None:
         return step.size
-    ledger = step.size - 1  # the member's marker with its ledger (issue 13), or none
+    ledger = 0 if step.ledger is None else 1  # the member's marker with its ledger (issue 13)
     return (0 if step.merge in keys else 1) + (0 if ledger and step.change.role in ledgered else ledger)
 
 
