@@ -80,20 +80,42 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _row(seq: int, content: dict[str, Any], prev: str, digest: str, text: str, at: datetime | None) -> dict[str, Any]:
-    """``text``: the record's canonical JSON, as the chain hashed it; ``at``: its time, parsed."""
-    return {
-        "seq": seq,
-        "run_id": content["run_id"],
-        "at": at if at is not None else _parse_at(content["at"]),
-        "kind": content["kind"],
-        "actor": content["actor"],
-        "target": content["target"],
-        "role": content["role"],
-        "content": text,
-        "prev_hash": prev,
-        "hash": digest,
-    }
+def _row(seq: int, content: dict[str, Any], prev: str, digest: str, text: str, at: datetime | None) -> tuple[Any, ...]:
+    """The row's values in the table's column order (:func:`_insert`).  ``text``: the record's
+    canonical JSON, as the chain hashed it; ``at``: its time, parsed."""
+    at = at if at is not None else _parse_at(content["at"])
+    return (
+        seq, content["run_id"], at, content["kind"], content["actor"], content["target"], content["role"], text, prev,
+        digest,
+    )
+
+
+def _insert(conn: Connection, rows: list[tuple[Any, ...]], chunk: int) -> None:
+    """Insert audit rows (:func:`_row`) by the driver's executemany of the statement compiled
+    once, without SQLAlchemy's per-row parameter handling: each value is bound as the
+    column's type binds it on this dialect (on SQLite, ``at`` becomes SQLAlchemy's DATETIME text)."""
+    dialect = conn.dialect
+    compiled = insert(audit).compile(dialect=dialect)
+    names = [c.name for c in audit.c]
+    binds = [
+        (i, bind) for i, c in enumerate(audit.c) if (bind := c.type.dialect_impl(dialect).bind_processor(dialect))
+    ]
+    if binds:
+        rows = [_bound(row, binds) for row in rows]
+    if dialect.positional:
+        assert compiled.positiontup == names, compiled.positiontup
+        params: list[Any] = rows
+    else:
+        params = [dict(zip(names, row, strict=True)) for row in rows]
+    for i in range(0, len(params), chunk):
+        conn.exec_driver_sql(compiled.string, params[i : i + chunk])
+
+
+def _bound(row: tuple[Any, ...], binds: Sequence[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+    values = list(row)
+    for i, bind in binds:
+        values[i] = bind(values[i])
+    return tuple(values)
 
 
 def _mismatch(r: Any, content: dict[str, Any]) -> str | None:
@@ -140,7 +162,7 @@ class AuditLog:
                 start_seq, start_hash = seq, prev
                 last_at = self._head_time(conn, seq)
                 rows: list[AuditRow] = []
-                values: list[dict[str, Any]] = []
+                values: list[tuple[Any, ...]] = []
                 for content in contents:
                     seq += 1
                     at = record_time(content)
@@ -156,8 +178,7 @@ class AuditLog:
                     rows.append(AuditRow(seq, content, prev, digest))
                     values.append(_row(seq, content, prev, digest, text, at))
                     prev = digest
-                for i in range(0, len(values), chunk):
-                    conn.execute(insert(audit), values[i : i + chunk])
+                _insert(conn, values, chunk)
                 stored = self._sign(conn, last, start_seq, start_hash, seq, prev) if self.signer else None
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"cannot append to the audit trail: {exc}") from exc
@@ -275,14 +296,13 @@ class AuditLog:
 
     @staticmethod
     def _head_time(conn: Connection, seq: int) -> datetime | None:
+        """The head record's time, from its ``at`` column: the same instant as its content's
+        ``at`` (``audit verify`` checks that the two agree), without parsing the content -- an
+        apply intent's is megabytes, and one is the head before each transaction's next record."""
         if not seq:
             return None
-        text = conn.execute(select(audit.c.content).where(audit.c.seq == seq)).scalar()
-        try:
-            content = json.loads(text) if text else None
-        except ValueError:
-            return None
-        return record_time(content) if isinstance(content, dict) else None
+        at = conn.execute(select(audit.c.at).where(audit.c.seq == seq)).scalar()
+        return _utc(at) if isinstance(at, datetime) else None
 
     @staticmethod
     def _lock_head(conn: Connection) -> tuple[int, str]:
