@@ -94,10 +94,10 @@ def renamed_ownership(desired: DesiredState, actual: ActualState, instance: str 
         return []
     moved_from: dict[str, list[str]] = {}
     renamed: dict[tuple[str, str], list[str]] = {}
-    for role in actual.roles.values():
-        m = role.marker
-        user = desired.users.get(role.name)
-        if m is None or user is None or m.kind is not RoleKind.USER or m.stable_id != user.stable_id:
+    for name, user in desired.users.items():  # the roles named like a person (on a shared cluster, a few of all)
+        role = actual.roles.get(name)
+        m = role.marker if role is not None else None
+        if role is None or m is None or m.kind is not RoleKind.USER or m.stable_id != user.stable_id:
             continue
         old_source = m.source is not None and m.source != user.source and m.source not in desired.sources
         if m.source != user.source and not old_source:

@@ -391,11 +391,12 @@ def _plan_vanished(
     moved = set(renamed.values())
     present = {(u.source, u.stable_id) for u in desired.users.values()}
     present.update((u.source, u.stable_id) for group in desired.contenders.values() for u in group)
-    for name in sorted(actual.roles):
-        role = actual.roles[name]
-        m = mine(role, policy.instance)
-        if m is None or m.kind is not RoleKind.USER or m.source not in desired.sources:
-            continue
+    user_roles = [  # this installation's login roles, then in name order (a shared cluster holds many others)
+        (name, role, m)
+        for name, role in actual.roles.items()
+        if (m := mine(role, policy.instance)) is not None and m.kind is RoleKind.USER and m.source in desired.sources
+    ]
+    for name, role, m in sorted(user_roles, key=lambda item: item[0]):
         if m.source in desired.partial:  # unknown, not gone: an error notice says why
             continue
         if (m.source, m.stable_id) in present or name in moved:

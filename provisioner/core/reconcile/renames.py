@@ -25,7 +25,7 @@ def plan_renames(
     new name is taken by another role, new name -> old name to plan them under (``stuck``)."""
     by_id = owners(actual, instance)
     wanted: dict[str, ActualRole] = {}
-    for name, user in sorted(desired.users.items()):
+    for name, user in desired.users.items():  # in any order: ``wanted`` is read in name order below
         old = by_id.get((user.source, user.stable_id))
         if old is None or old.name == name or name in desired.held:
             continue
