@@ -67,7 +67,7 @@ def test_a_frozen_cycle_waits_for_the_periodic_full_collection() -> None:
 
 
 def test_a_growing_frozen_heap_brings_the_full_collection_forward() -> None:
-    collector = Collector(full_every=1000, growth=0.25)
+    collector = Collector(full_every=1000, growth=0.25, check_every=1)
     collector.collect()
     held, alive = cycle()
     collector.collect()  # partial: the cycle is frozen
@@ -77,3 +77,18 @@ def test_a_growing_frozen_heap_brings_the_full_collection_forward() -> None:
     collector.collect()  # the frozen heap has grown by more than 25%: full
     assert alive() is None
     del bulk  # alive until here: its growth is what brought the full collection forward
+
+
+def test_the_growth_is_looked_at_every_check_every_collections() -> None:
+    collector = Collector(full_every=1000, growth=0.25, check_every=4)
+    collector.collect()  # full: the baseline
+    held, alive = cycle()
+    collector.collect()  # 1st partial: the cycle is frozen
+    del held
+    bulk = [Node() for _ in range(gc.get_freeze_count())]  # the frozen heap about doubles
+    collector.collect()  # 2nd partial: freezes the bulk
+    collector.collect()  # 3rd partial: the growth is not looked at
+    assert alive() is not None, "the growth was counted before its turn"
+    collector.collect()  # 4th: looked at, more than 25% grown: full
+    assert alive() is None
+    del bulk
