@@ -72,7 +72,7 @@ def one(server: Any, n_tmp: Path, tree: Path, profile: str | None, stages: bool 
         make_database(db, f"{p}app_owner")
         cfg = ours_config(work, server, p, db)
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        worker = ["bench.first_sync", "--stage-worker"] if stages else ["bench.peer_realistic", "--ours-worker"]
+        worker = ["bench.first_sync", "--stage-worker"] if stages else ["bench.peer_warm", "--once"]
         if profile:  # CPU time, not wall: on a shared machine wall time is mostly waiting for a core
             worker = ["bench.first_sync", "--profile-worker", profile]
         cmd = [sys.executable, "-m", *worker, str(cfg)]
