@@ -64,7 +64,9 @@ def changes(n: int) -> list[Change]:
 
 
 class Applies:
-    """A target that commits every change at once (nothing is executed)."""
+    """A target that commits every change at once (nothing is executed).  Not the in-package
+    ``MemoryTarget``: that one applies for real, and its catalog work (6.4-6.6 s CPU in all at
+    60,000 changes, against 2.6-2.9 s here) would hide the audit's cost this bench measures."""
 
     def apply(
         self,

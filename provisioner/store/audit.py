@@ -103,7 +103,8 @@ def _insert(conn: Connection, rows: list[tuple[Any, ...]], chunk: int) -> None:
     if binds:
         rows = [_bound(row, binds) for row in rows]
     if dialect.positional:
-        assert compiled.positiontup == names, compiled.positiontup
+        if compiled.positiontup != names:  # a tuple's values go to the columns in table order
+            raise PermanentError(f"audit insert binds {compiled.positiontup}, not the table's columns {names}")
         params: list[Any] = rows
     else:
         params = [dict(zip(names, row, strict=True)) for row in rows]

@@ -9,7 +9,7 @@ import json
 import random
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -63,15 +63,12 @@ def change_json(rng: random.Random) -> dict[str, Any]:
             "before": obj(rng), "after": obj(rng), "summary": rng.choice(STRINGS)}
 
 
-def events(rng: random.Random, n: int, offsets: bool = False) -> list[AuditEvent]:
-    """Records as an apply writes them (an intent, then one record per change, then another).
-    ``offsets``: times in other zones than UTC too (a store's ``at`` column keeps UTC only)."""
+def events(rng: random.Random, n: int) -> list[AuditEvent]:
+    """Records as an apply writes them (an intent, then one record per change, then another)."""
     columns = [s for s in STRINGS if "\x00" not in s]  # PostgreSQL text holds no NUL
     out: list[AuditEvent] = []
     for i in range(n):
         at = T0 + timedelta(seconds=i, microseconds=rng.choice([0, 1, 999999]))
-        if offsets and rng.random() < 0.3:
-            at = at.astimezone(timezone(timedelta(hours=rng.choice([-11, 0, 5]), minutes=rng.choice([0, 30]))))
         changes = [change_json(rng) for _ in range(rng.randint(0, 4))]
         common: dict[str, Any] = {"target": rng.choice([None, *columns]), "role": rng.choice([None, *columns]),
                                   "reason": rng.choice(STRINGS)}

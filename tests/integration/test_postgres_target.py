@@ -386,6 +386,7 @@ def test_pg16_revoke_removes_the_membership_from_every_grantor(pg16_dsn: str) ->
         target = PostgresTarget(pg.target_config(dsn=pg16_dsn))
         try:
             assert target.inspect().roles[u].member_of == frozenset({g})
+            assert target.inspect(frozenset({u})).roles[u].member_of == frozenset({g})  # the read-back's query
             target.apply([change(ChangeKind.REVOKE_MEMBERSHIP, u, group=g)])
             assert groups_of(admin, u) == set()
             assert target.inspect().roles[u].member_of == frozenset()
