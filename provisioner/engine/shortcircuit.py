@@ -5,10 +5,10 @@ A run may skip inspecting and diffing the targets when every source returned the
 very snapshot object of the last full run (the incremental LDAP reader reuses it
 on a no-op), the mappings files and configuration are unchanged, the UTC date is
 the same with no lifecycle instant passed, and each target's role catalog --
-digested server-side in one query taken *before* the last full run inspected it
--- is unchanged while that run's plan for it was empty.  Otherwise the run plans in
-full, but a target whose digest still equals the one taken before the last full
-run inspected it is not inspected again: that run's actual state stands, with the
+digested in the snapshot the last full run inspected (PostgreSQL), or before it --
+is unchanged while that run's plan for it was empty.  Otherwise the run plans in
+full, but a target whose digest still equals the one the last full run inspected
+with is not inspected again: that run's actual state stands, with the
 open sessions read afresh (:func:`inspect`).  The digests are queried once per
 run, in a background thread beside the source read (:func:`digests_meanwhile`).
 State lives in the daemon's :class:`~provisioner.engine.warm.WarmState`; a CLI run has none and never skips.
@@ -96,17 +96,23 @@ class Meanwhile:
 def _digest_then_inspect(
     targets: Targets, warm: WarmState | None, config_digest: str
 ) -> tuple[dict[str, str | None], Inspected]:
-    digests = catalog_digests(targets)
-    inspected: dict[str, ActualState | Exception] = {}
     if warm is None:
-        return digests, inspected
+        return catalog_digests(targets), {}
+    digests: dict[str, str | None] = {}
+    inspected: dict[str, ActualState | Exception] = {}
     last = warm.last_of(config_digest)
     for name in targets.names:
-        if _stale(last, name, digests.get(name)):  # the run inspects it, whatever the sources say
-            try:
-                inspected[name] = targets.get(name).inspect(reuse=warm.rows_of(name))
-            except Exception as exc:  # raised where the run inspects (a fault in one target stays there)
-                inspected[name] = exc
+        # the digest the last full run's actual state was read with (None: none to reuse)
+        before = None
+        if last is not None and last.actual.get(name) is not None:
+            before = last.verified.facts.catalog_digests.get(name)
+        try:
+            digests[name], state = targets.get(name).inspect_if_moved(before, warm.rows_of(name))
+        except Exception as exc:  # raised where the run inspects (a fault in one target stays there)
+            digests[name], inspected[name] = None, exc  # no digest: stale, never short-circuited
+            continue
+        if state is not None:  # the digest moved: the run inspects it, whatever the sources say
+            inspected[name] = state
     return digests, inspected
 
 
@@ -117,9 +123,10 @@ def digests_meanwhile(
     """The daemon's catalog digests, queried in a background thread from the start of the
     run, while the sources are read and the desired state computed (the server does the
     work and psycopg releases the GIL while it waits): before any inspect, as required.
-    With ``warm``, the same thread then inspects each target whose digest moved since the last
-    full run (such a run cannot be short-circuited and inspects it anyway), so the inspect too
-    runs beside the source read.  Leaving the block waits for the thread, and the run's own
+    With ``warm``, each target's digest comes with the inspect when it moved since the last
+    full run (such a run cannot be short-circuited and inspects it anyway): one read of the
+    target (:meth:`~provisioner.targets.base.Target.inspect_if_moved`), beside the source read.
+    Leaving the block waits for the thread, and the run's own
     thread touches no target until the thread's work is done: no connection is ever shared."""
     if not enabled:
         yield Meanwhile(lambda: (catalog_digests(targets), {}))
@@ -177,8 +184,8 @@ def attempt(
 
 
 def measure(facts: RunFacts, digests: Digests) -> RunFacts:
-    """The full path's catalog digests, taken before it inspects (a change in between
-    then shows as a different digest at the next run, never as a missed one)."""
+    """The full path's catalog digests, taken with its inspect's snapshot or before it (a change
+    in between then shows as a different digest at the next run, never as a missed one)."""
     return replace(facts, catalog_digests=digests())
 
 

@@ -81,10 +81,11 @@ def lock_key(purpose: LockPurpose, target_name: str) -> int:
 
 
 RoleRows = dict[str, tuple[bytes, ActualRole]]
-"""Role name -> (the server's hash of its catalog row and memberships, the role built from
-them): what the last inspect built, so that the next one reads only the roles whose hash
-changed and an unchanged role is the very same object (the daemon's WarmState keeps one
-per target; the diff memo then reuses per person)."""
+"""Role name -> (the server's key of its catalog row and memberships -- on PostgreSQL its oid
+and a SHA-256, see targets/pg_inspect.py --, the role built from them): what the last inspect
+built, so that the next one reads only the roles whose key changed and an unchanged role is
+the very same object (the daemon's WarmState keeps one per target; the diff memo then reuses
+per person)."""
 
 
 class Target(Protocol):
@@ -149,8 +150,17 @@ class Target(Protocol):
         ...
 
     def catalog_digest(self) -> str | None:
-        """A cheap, order-independent digest of the whole role catalog, or None where the
-        target has none (``capabilities.catalog_digest``); the daemon's short-circuit compares it."""
+        """A digest of the whole role catalog, or None where the target has none
+        (``capabilities.catalog_digest``); the daemon's short-circuit compares it."""
+        ...
+
+    def inspect_if_moved(
+        self, digest: str | None, reuse: RoleRows | None = None
+    ) -> tuple[str | None, ActualState | None]:
+        """The warm daemon's read: :meth:`catalog_digest` and, unless it equals ``digest`` (the
+        digest the last full run's inspect was taken with; None: always), :meth:`inspect` with
+        ``reuse`` -- taken in this order, or both from one snapshot (PostgreSQL: the digest is
+        made of the hashes its incremental inspect reads)."""
         ...
 
     def committed(self, transaction: str) -> bool | None:

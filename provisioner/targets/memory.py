@@ -182,6 +182,14 @@ class MemoryTarget:
         rows = [state.roles[n].digest_row() for n in sorted(state.roles)]
         return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
+    def inspect_if_moved(
+        self, digest: str | None, reuse: RoleRows | None = None
+    ) -> tuple[str | None, ActualState | None]:
+        now = self.catalog_digest()
+        if now is not None and now == digest:
+            return now, None
+        return now, self.inspect(reuse=reuse)
+
     def committed(self, transaction: str) -> bool | None:
         return self._committed.get(transaction)
 

@@ -146,6 +146,12 @@ class MysqlTarget:
         """MariaDB / MySQL have no cheap catalog digest: the short-circuit never applies."""
         return None
 
+    def inspect_if_moved(
+        self, digest: str | None, reuse: RoleRows | None = None
+    ) -> tuple[str | None, ActualState | None]:
+        """No digest: always the whole inspect."""
+        return None, self.inspect(reuse=reuse)
+
     def close(self) -> None:
         self._discard()
 

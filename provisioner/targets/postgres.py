@@ -192,6 +192,20 @@ class PostgresTarget:
         """``only``: read just these roles and their memberships (no privileges): what
         verify needs after an apply; ``reuse``: see :class:`~provisioner.targets.base.Target`
         (with ``only``: the named roles' entries are refreshed from this read)."""
+        _, state = self._inspect(only, reuse, None)
+        assert state is not None  # no digest to compare: always read
+        return state
+
+    def inspect_if_moved(
+        self, digest: str | None, reuse: RoleRows | None = None
+    ) -> tuple[str | None, ActualState | None]:
+        """One snapshot: the catalog digest (:meth:`catalog_digest`'s) and, unless it is ``digest``,
+        the incremental inspect -- which then reads exactly the catalog the digest describes."""
+        return self._inspect(None, reuse, digest, digesting=True)
+
+    def _inspect(
+        self, only: frozenset[str] | None, reuse: RoleRows | None, digest: str | None, digesting: bool = False
+    ) -> tuple[str | None, ActualState | None]:
         conn = self.connection()
         try:
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
@@ -199,7 +213,14 @@ class PostgresTarget:
             with conn.transaction():
                 ((session_role, version),) = self._query(conn, pg_inspect.SESSION_QUERY)
                 query = lambda q, p: self._query(conn, q, p)  # noqa: E731
-                roles = pg_inspect.read_roles(lambda q, p: self._rows(conn, q, p), only, reuse)
+                rows = lambda q, p: self._rows(conn, q, p)  # noqa: E731
+                now = None
+                if digesting:
+                    ((roles_digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY)
+                    now = self._with_privileges(conn, str(roles_digest))
+                    if now == digest:
+                        return now, None
+                roles = pg_inspect.read_roles(rows, only, reuse)
                 session_rows = self._query(conn, pg_inspect.SESSIONS_QUERY)
                 privileges = None
                 if self.config.manage_privileges and only is None:
@@ -216,7 +237,7 @@ class PostgresTarget:
         finally:
             self._reset_characteristics()
             self._end_others()
-        return ActualState(
+        return now, ActualState(
             target=self.name,
             roles=roles,
             privileges=privileges,
@@ -224,6 +245,14 @@ class PostgresTarget:
             server_version=str(version),
             sessions={str(name): int(n) for name, n in session_rows},
         )
+
+    def _with_privileges(self, conn: psycopg.Connection[Any], roles_digest: str) -> str:
+        """The role catalog's digest, and with managed privileges each database's too."""
+        if not self.config.manage_privileges:
+            return roles_digest
+        query = lambda q, p: self._query(conn, q, p)  # noqa: E731
+        home = str(conn.info.dbname)
+        return roles_digest + "/" + pg_privileges.privileges_digest(home, self.config.databases, query, self._query_in)
 
     def object_access(self, text: str, database: str | None = None) -> list[ObjectAcl]:
         """The complete ACL of the object ``text`` names (``provisioner access``), read
@@ -241,22 +270,20 @@ class PostgresTarget:
             ) from exc
 
     def catalog_digest(self) -> str:
-        """One server-side digest of the cluster's role catalog and, when privileges are
-        managed, of each database's privileges and objects (the daemon's short-circuit)."""
+        """One server-side digest of the cluster's role catalog (``pg_inspect.CATALOG_DIGEST_QUERY``)
+        and, when privileges are managed, of each database's privileges and objects (the daemon's
+        short-circuit)."""
         conn = self.connection()
         try:
             with conn.transaction():
                 ((digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY)
-                if self.config.manage_privileges:
-                    home = str(conn.info.dbname)
-                    query = lambda q, p: self._query(conn, q, p)  # noqa: E731
-                    digest += "/" + pg_privileges.privileges_digest(home, self.config.databases, query, self._query_in)
+                digest = self._with_privileges(conn, str(digest))
         except psycopg.OperationalError as exc:
             self._discard()
             raise TargetUnavailable(f"target {self.name}: catalog digest failed: {pg_message(exc)}") from exc
         finally:
             self._end_others()
-        return str(digest)
+        return digest
 
     def _reset_characteristics(self) -> None:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:

@@ -148,6 +148,11 @@ class Interfering:
     def catalog_digest(self) -> str | None:
         return self.target.catalog_digest()
 
+    def inspect_if_moved(
+        self, digest: str | None, reuse: RoleRows | None = None
+    ) -> tuple[str | None, ActualState | None]:
+        return self.target.inspect_if_moved(digest, reuse)
+
     def committed(self, transaction: str) -> bool | None:
         return self.target.committed(transaction)
 

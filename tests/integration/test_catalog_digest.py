@@ -1,6 +1,7 @@
-"""The short-circuit's server-side catalog digest (pg_inspect.CATALOG_DIGEST_QUERY)
-against a real PostgreSQL: stable while nothing changes, different after every kind
-of role-catalog change a plan could depend on."""
+"""The short-circuit's catalog digest against a real PostgreSQL: stable while nothing changes,
+different after every kind of role-catalog change a plan could depend on -- computed by the
+server (pg_inspect.CATALOG_DIGEST_QUERY, ``catalog_digest``) or by the client from the per-role
+rows the warm daemon's incremental inspect reads (``inspect_if_moved``), alike."""
 
 from __future__ import annotations
 
@@ -49,3 +50,23 @@ def test_digest_is_stable_and_sees_every_kind_of_change(
     CHANGES[kind](pg_admin, role_prefix)
     pg_admin.commit()
     assert pg_target.catalog_digest() != before
+
+
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_the_warm_read_digests_like_the_server_and_reads_only_when_it_moved(
+    kind: str, pg_target: PostgresTarget, pg_admin: Conn, role_prefix: str
+) -> None:
+    for name in ("u", "g", "m"):
+        _run(pg_admin, "CREATE ROLE {} NOLOGIN", role_prefix + name)
+    _run(pg_admin, "GRANT {} TO {}", role_prefix + "g", role_prefix + "m")
+    pg_admin.commit()
+    kept: dict[str, Any] = {}
+    before, state = pg_target.inspect_if_moved(None, kept)
+    assert state is not None and role_prefix + "m" in state.roles, "no digest to compare: read"
+    assert before == pg_target.catalog_digest(), "the client's digest of the hashes is the server's"
+    assert pg_target.inspect_if_moved(before, kept) == (before, None), "unchanged: not read again"
+    CHANGES[kind](pg_admin, role_prefix)
+    pg_admin.commit()
+    after, state = pg_target.inspect_if_moved(before, kept)
+    assert after != before and after == pg_target.catalog_digest()
+    assert state is not None and state.roles == pg_target.inspect().roles, "moved: read, as a full inspect reads"

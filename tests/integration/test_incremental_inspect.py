@@ -103,9 +103,9 @@ def test_a_read_back_of_named_roles_refreshes_what_is_kept(
 
 
 def test_the_whole_catalog_and_the_by_name_hashes_agree(pg_target: PostgresTarget, role_prefix: str) -> None:
-    """The two hash queries aggregate group names differently (one sorted subquery over the
-    catalog, one aggregate per named role); they must hash every role alike, or a read-back
-    would make the next inspect read its roles again."""
+    """The two key queries aggregate memberships differently (one aggregate over the catalog,
+    one per named role); they must key every role alike, or a read-back would make the next
+    inspect read its roles again."""
     p = role_prefix
     groups = [f"{p}Grp b", f'{p}grp,"a"', f"{p}grp_c", f"{p}ZZ"]
     people = [f"{p}ann", f"{p}Bob Smith", f"{p}carl"]
@@ -117,8 +117,50 @@ def test_the_whole_catalog_and_the_by_name_hashes_agree(pg_target: PostgresTarge
         for group in reversed(held):
             _run("GRANT {} TO {}", group, person)
     _run("COMMENT ON ROLE {} IS 'a note, with | and ''quotes'''", people[0])
+    _run("GRANT {} TO {} WITH ADMIN OPTION", groups[3], people[2])
     names = sorted([*groups, *people])
     with pg.admin_connect() as conn:
-        whole = {n: bytes(h) for n, h in conn.execute(pg_inspect.ROLE_HASHES_QUERY) if n in names}
+        whole = dict(r for r in pg_inspect.role_keys(lambda q, p: conn.execute(q, p)) if r[0] in names)
         named = {n: bytes(h) for n, h in conn.execute(pg_inspect.ROLE_HASHES_NAMED_QUERY, (names,))}
     assert set(whole) == set(names) and whole == named
+
+
+def test_members_of_a_renamed_or_replaced_group_are_read_again(
+    pg_target: PostgresTarget, role_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memberships are keyed by the group's oid: renaming a group, or giving its name to another
+    role, leaves the members' own keys unchanged while the names of their groups changed."""
+    p = role_prefix
+    g1, g2, g3, m1, m2, m3, bystander = (f"{p}{k}" for k in ("g1", "g2", "g3", "m1", "m2", "m3", "by"))
+    for name in (g1, g2, g3):
+        _run("CREATE ROLE {} NOLOGIN", name)
+    for member, group in ((m1, g1), (m2, g2), (m3, g3)):
+        _run("CREATE ROLE {} LOGIN", member)
+        _run("GRANT {} TO {}", group, member)
+    _run("CREATE ROLE {} LOGIN", bystander)
+    kept: RoleRows = {}
+    first = pg_target.inspect(reuse=kept)
+
+    asked = _named_reads(pg_target, monkeypatch)
+    _run("ALTER ROLE {} RENAME TO {}", g1, f"{p}g1new")  # renamed
+    _run("ALTER ROLE {} RENAME TO {}", g2, f"{p}g2old")  # renamed, and its name given to a new role
+    _run("CREATE ROLE {} NOLOGIN", g2)
+    _run("ALTER ROLE {} RENAME TO {}", g3, f"{p}tmp")  # g3 and the bystander swap names
+    _run("ALTER ROLE {} RENAME TO {}", bystander, g3)
+    _run("ALTER ROLE {} RENAME TO {}", f"{p}tmp", bystander)
+    second = pg_target.inspect(reuse=kept)
+
+    assert _mine(second, p) == _mine(pg_target.inspect(), p)
+    assert second.roles[m1].member_of == {f"{p}g1new"} and second.roles[m2].member_of == {f"{p}g2old"}
+    assert second.roles[m3].member_of == {bystander}
+    (read,) = [r for r in asked if r]
+    assert {m1, m2, m3} <= set(read), "the members were read again although their own rows did not change"
+    assert first.roles[m1] is not second.roles[m1]
+
+    # verify's read-back of a renamed group (an apply's own rename) drops its members from what is
+    # kept, so the next inspect reads them again
+    _run("ALTER ROLE {} RENAME TO {}", f"{p}g1new", f"{p}g1last")
+    pg_target.inspect(frozenset({f"{p}g1new", f"{p}g1last"}), kept)
+    assert m1 not in kept
+    third = pg_target.inspect(reuse=kept)
+    assert third.roles[m1].member_of == {f"{p}g1last"} and _mine(third, p) == _mine(pg_target.inspect(), p)

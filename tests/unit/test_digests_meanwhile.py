@@ -82,6 +82,7 @@ class _Inspected:
     def __init__(self, name: str, digest: str, fail: bool = False) -> None:
         self.name, self.digest, self.fail = name, digest, fail
         self.inspects: list[tuple[str, Any]] = []
+        self.asked: list[str | None] = []
 
     def catalog_digest(self) -> str:
         return self.digest
@@ -91,6 +92,10 @@ class _Inspected:
         if self.fail:
             raise TargetUnavailable(f"target {self.name}: inspect failed: gone")
         return ActualState(target=self.name, roles={}, session_role="prov")
+
+    def inspect_if_moved(self, digest: str | None, reuse: Any = None) -> tuple[str, ActualState | None]:
+        self.asked.append(digest)
+        return self.digest, None if digest == self.digest else self.inspect(reuse=reuse)
 
 
 class _Both:
@@ -129,6 +134,14 @@ def test_a_warm_run_inspects_each_moved_target_beside_the_source_read() -> None:
     assert actual["pg"] is got["pg"] and len(moved.inspects) == 1, "the early inspect is the run's"
     assert still.inspects == [(threading.current_thread().name, frozenset())], "reused: its sessions only"
     assert set(reused) == {"pg2"}
+    assert moved.asked == ["d1"] and still.asked == ["e1"], "each read compares with its last run's digest"
+
+
+def test_a_target_the_last_run_has_no_state_of_is_always_read() -> None:
+    fresh = _Inspected("pg3", "f1")
+    warm = _warm_after_a_run({"pg": "d1"})
+    with shortcircuit.digests_meanwhile(_Both(fresh), True, warm, "cfg") as meanwhile:  # type: ignore[arg-type]
+        assert set(meanwhile.inspected()) == {"pg3"} and fresh.asked == [None]
 
 
 def test_another_configuration_inspects_everything_early() -> None:
@@ -142,7 +155,7 @@ def test_an_early_inspect_failure_is_raised_where_the_run_inspects() -> None:
     broken, fine = _Inspected("pg", "d2", fail=True), _Inspected("pg2", "e2")
     warm = _warm_after_a_run({"pg": "d1", "pg2": "e1"})
     with shortcircuit.digests_meanwhile(_Both(broken, fine), True, warm, "cfg") as meanwhile:  # type: ignore[arg-type]
-        assert meanwhile.digests() == {"pg": "d2", "pg2": "e2"}, "the digests do not fail with it"
+        assert meanwhile.digests() == {"pg": None, "pg2": "e2"}, "a failed read has no digest; the other has"
         got = meanwhile.inspected()
         assert isinstance(got["pg"], TargetUnavailable) and isinstance(got["pg2"], ActualState)
         facts = RunFacts(datetime(2026, 12, 7, tzinfo=UTC), False, "m", "cfg", meanwhile.digests())
