@@ -26,7 +26,9 @@ from provisioner.core.values.model import Marker
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.targets.base import ChangeFailed, FailedChange, required
 from provisioner.targets.pg_bulk import bulk_batches, by_group, merged_statements
+from provisioner.targets.pg_inspect import GRANTORS_QUERY
 from provisioner.targets.pg_privileges import privilege_statements
+from provisioner.targets.pg_session import FIRST_VERSION_WITH_GRANTOR_ROWS
 from provisioner.targets.pg_step import Names, Statement, comment, render
 from provisioner.targets.pg_step import Step as Step
 
@@ -301,3 +303,54 @@ def lost_connection(batch: Sequence[Step], exc: BaseException) -> ChangeFailed:
         f"change {first}; the server rolled the transaction back: {pg_message(exc)}",
         batch[0].change if len(batch) == 1 else None,
     )
+
+
+def compose_all(changes: Sequence[Change]) -> tuple[list[Step], list[FailedChange]]:
+    """Statements per change; a change that cannot be expressed is refused alone."""
+    steps: list[Step] = []
+    failed: list[FailedChange] = []
+    for change in changes:
+        try:
+            steps.append(compose(change))
+        except ChangeFailed as exc:
+            failed.append(FailedChange(change, str(exc)))
+    return steps, failed
+
+
+def transaction_id(conn: psycopg.Connection[Any], runner: BatchRunner) -> str:
+    row = conn.execute("SELECT pg_catalog.pg_current_xact_id()::text").fetchone()
+    runner.statements += 1
+    runner.round_trips += 1
+    return str(row[0]) if row else ""
+
+
+def with_grantors(
+    conn: psycopg.Connection[Any], runner: BatchRunner, steps: list[Step]
+) -> list[Step]:
+    """``steps`` with each REVOKE re-composed for every grantor seen."""
+    grantors = _grantors(conn, runner, [step.change for step in steps])
+    if not grantors:
+        return steps
+    return [
+        compose(step.change, grantors) if step.change.kind is ChangeKind.REVOKE_MEMBERSHIP else step
+        for step in steps
+    ]
+
+
+def _grantors(
+    conn: psycopg.Connection[Any], runner: BatchRunner, changes: Sequence[Change]
+) -> Grantors | None:
+    """On PostgreSQL 16+, every grantor of each membership to revoke, so
+    that each recorded grant is revoked (a plain REVOKE only removes the
+    one granted by the current user)."""
+    pairs = revoke_pairs(changes)
+    if not pairs or conn.info.server_version < FIRST_VERSION_WITH_GRANTOR_ROWS:
+        return None
+    members, groups = [m for m, _ in pairs], [g for _, g in pairs]
+    rows = conn.execute(GRANTORS_QUERY, (members, groups)).fetchall()
+    runner.statements += 1
+    runner.round_trips += 1
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
+    for member, group, grantor in rows:
+        out[(member, group)] = (*out.get((member, group), ()), grantor)
+    return out

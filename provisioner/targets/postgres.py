@@ -30,16 +30,16 @@ from provisioner.targets.base import ApplyResult, ChangeFailed, FailedChange, Ro
 from provisioner.targets.pg_apply import (
     DEFAULT_BATCH_SIZE,
     BatchRunner,
-    Grantors,
     Step,
     compose,
+    compose_all,
     pg_message,
-    revoke_pairs,
+    transaction_id,
+    with_grantors,
 )
 from provisioner.targets.pg_session import (
     APPLICATION_NAME,
     FIRST_VERSION_WITH_CREATEROLE_LIMITS,
-    FIRST_VERSION_WITH_GRANTOR_ROWS,
     KEEPALIVES,
     SESSION_SETTINGS,
     describe_endpoint,
@@ -301,7 +301,7 @@ class PostgresTarget:
         if not changes:
             return ApplyResult((), 0)
         drops = [c for c in changes if c.kind is ChangeKind.DROP_ROLE]
-        steps, failed = self._compose_all([c for c in changes if c.kind is not ChangeKind.DROP_ROLE])
+        steps, failed = compose_all([c for c in changes if c.kind is not ChangeKind.DROP_ROLE])
         conn = self.connection()
         here = str(conn.info.dbname)
         elsewhere = [s for s in steps if pg_privileges.database_of(s.change, here)]
@@ -313,8 +313,8 @@ class PostgresTarget:
             with conn.transaction():
                 self._lock(conn, runner)
                 if on_begin is not None:
-                    on_begin(self._transaction_id(conn, runner))
-                failed += runner.run(self._with_grantors(conn, runner, steps))
+                    on_begin(transaction_id(conn, runner))
+                failed += runner.run(with_grantors(conn, runner, steps))
                 for change in drops:
                     runner.statements += pg_drop.hand_over(conn, change.role, change.param("reassign_to"), drop=True)
         except ChangeFailed:
@@ -334,18 +334,6 @@ class PostgresTarget:
         self._terminate_again([c for c in changes if id(c) not in refused])
         more, more_failed, statements = self._apply_elsewhere(elsewhere, here, on_change)
         return ApplyResult((*applied, *more), runner.statements + statements, (*failed, *more_failed))
-
-    @staticmethod
-    def _compose_all(changes: Sequence[Change]) -> tuple[list[Step], list[FailedChange]]:
-        """Statements per change; a change that cannot be expressed is refused alone."""
-        steps: list[Step] = []
-        failed: list[FailedChange] = []
-        for change in changes:
-            try:
-                steps.append(compose(change))
-            except ChangeFailed as exc:
-                failed.append(FailedChange(change, str(exc)))
-        return steps, failed
 
     def _apply_elsewhere(
         self, steps: Sequence[Step], here: str, on_change: Callable[[Change], None] | None
@@ -403,13 +391,6 @@ class PostgresTarget:
         except (psycopg.Error, TargetUnavailable):
             self._discard()
 
-    @staticmethod
-    def _transaction_id(conn: psycopg.Connection[Any], runner: BatchRunner) -> str:
-        row = conn.execute("SELECT pg_catalog.pg_current_xact_id()::text").fetchone()
-        runner.statements += 1
-        runner.round_trips += 1
-        return str(row[0]) if row else ""
-
     def committed(self, transaction: str) -> bool | None:
         """``pg_xact_status``: True committed, False aborted (or never finished: a
         killed session's transaction), None when too old for the server to tell."""
@@ -433,36 +414,6 @@ class PostgresTarget:
         conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (lock_key("apply", self.name),))
         runner.statements += 1
         runner.round_trips += 1
-
-    def _with_grantors(
-        self, conn: psycopg.Connection[Any], runner: BatchRunner, steps: list[Step]
-    ) -> list[Step]:
-        """``steps`` with each REVOKE re-composed for every grantor seen."""
-        grantors = self._grantors(conn, runner, [step.change for step in steps])
-        if not grantors:
-            return steps
-        return [
-            compose(step.change, grantors) if step.change.kind is ChangeKind.REVOKE_MEMBERSHIP else step
-            for step in steps
-        ]
-
-    def _grantors(
-        self, conn: psycopg.Connection[Any], runner: BatchRunner, changes: Sequence[Change]
-    ) -> Grantors | None:
-        """On PostgreSQL 16+, every grantor of each membership to revoke, so
-        that each recorded grant is revoked (a plain REVOKE only removes the
-        one granted by the current user)."""
-        pairs = revoke_pairs(changes)
-        if not pairs or conn.info.server_version < FIRST_VERSION_WITH_GRANTOR_ROWS:
-            return None
-        members, groups = [m for m, _ in pairs], [g for _, g in pairs]
-        rows = conn.execute(pg_inspect.GRANTORS_QUERY, (members, groups)).fetchall()
-        runner.statements += 1
-        runner.round_trips += 1
-        out: dict[tuple[str, str], tuple[str, ...]] = {}
-        for member, group, grantor in rows:
-            out[(member, group)] = (*out.get((member, group), ()), grantor)
-        return out
 
     def _after_failure(self, runner: BatchRunner) -> None:
         self._count(runner)
