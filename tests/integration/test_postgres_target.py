@@ -17,7 +17,7 @@ from provisioner.core.values import marker as marker_codec
 from provisioner.core.values.model import Marker, Reason, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind, make_change
 from provisioner.errors import ApplyFailed, TargetUnavailable
-from provisioner.targets.base import lock_key
+from provisioner.targets.base import RoleRows, lock_key
 from provisioner.targets.factory import build_target
 from provisioner.targets.postgres import PostgresTarget
 from tests.support import pg
@@ -387,9 +387,17 @@ def test_pg16_revoke_removes_the_membership_from_every_grantor(pg16_dsn: str) ->
         try:
             assert target.inspect().roles[u].member_of == frozenset({g})
             assert target.inspect(frozenset({u})).roles[u].member_of == frozenset({g})  # the read-back's query
+            kept: RoleRows = {}  # the warm daemon's read: the digest and the keys with two grantor rows
+            digest, state = target.inspect_if_moved(None, kept)
+            assert state is not None and state.roles[u].member_of == frozenset({g})
+            assert digest == target.catalog_digest() and target.inspect_if_moved(digest, kept) == (digest, None)
+            target.inspect(frozenset({u}), kept)  # the read-back keys the role as the whole read does
+            assert target.inspect(reuse=kept).roles[u] is kept[u][1]
             target.apply([change(ChangeKind.REVOKE_MEMBERSHIP, u, group=g)])
             assert groups_of(admin, u) == set()
             assert target.inspect().roles[u].member_of == frozenset()
+            moved, state = target.inspect_if_moved(digest, kept)
+            assert moved != digest and state is not None and state.roles[u].member_of == frozenset()
         finally:
             target.close()
 
