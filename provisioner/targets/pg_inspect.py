@@ -6,7 +6,8 @@ their comments, memberships), whatever the number of roles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -273,9 +274,33 @@ def merge_roles(
     return dict(sorted(out.items()))
 
 
+@contextmanager
+def hash_joins(query: Query) -> Iterator[None]:
+    """The whole-catalog digest and keys planned without nested loops, in the caller's transaction.
+    Statistics a concurrent ANALYZE took while a large first sync was still open count the roles
+    created so far as absent (pg_authid: 14 rows on 1,980 pages holding 52,000 roles): the planner
+    then joined every role with every comment in a nested loop, 64-66 s for either query where hash
+    joins take 0.17-0.34 s (docs/performance.md, session 8).  The setting is restored afterwards:
+    the reads of named roles use nested loops over indexes."""
+    ((before,),) = list(query("SELECT pg_catalog.current_setting('enable_nestloop')", None))
+    list(query("SELECT pg_catalog.set_config('enable_nestloop', 'off', true)", None))
+    try:
+        yield
+    finally:
+        list(query("SELECT pg_catalog.set_config('enable_nestloop', %s, true)", (str(before),)))
+
+
+def catalog_digest(query: Query) -> str:
+    """:data:`CATALOG_DIGEST_QUERY`, planned with :func:`hash_joins`."""
+    with hash_joins(query):
+        ((digest,),) = list(query(CATALOG_DIGEST_QUERY, None))
+    return str(digest)
+
+
 def role_keys(query: Query) -> list[tuple[str, bytes]]:
-    """Every role's name and key (:data:`ROLE_HASHES_QUERY`)."""
-    return [(str(name), bytes(key)) for name, key in query(ROLE_HASHES_QUERY, None)]
+    """Every role's name and key (:data:`ROLE_HASHES_QUERY`), planned with :func:`hash_joins`."""
+    with hash_joins(query):
+        return [(str(name), bytes(key)) for name, key in query(ROLE_HASHES_QUERY, None)]
 
 
 def _oid(key: bytes) -> bytes:

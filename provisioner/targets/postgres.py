@@ -216,8 +216,7 @@ class PostgresTarget:
                 rows = lambda q, p: self._rows(conn, q, p)  # noqa: E731
                 now = None
                 if digesting:
-                    ((roles_digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY)
-                    now = self._with_privileges(conn, str(roles_digest))
+                    now = self._with_privileges(conn, pg_inspect.catalog_digest(rows))
                     if now == digest:
                         return now, None
                 roles = pg_inspect.read_roles(rows, only, reuse)
@@ -276,8 +275,7 @@ class PostgresTarget:
         conn = self.connection()
         try:
             with conn.transaction():
-                ((digest,),) = self._query(conn, pg_inspect.CATALOG_DIGEST_QUERY)
-                digest = self._with_privileges(conn, str(digest))
+                digest = self._with_privileges(conn, pg_inspect.catalog_digest(lambda q, p: self._rows(conn, q, p)))
         except psycopg.OperationalError as exc:
             self._discard()
             raise TargetUnavailable(f"target {self.name}: catalog digest failed: {pg_message(exc)}") from exc

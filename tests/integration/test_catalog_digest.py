@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from provisioner.targets import pg_inspect
 from provisioner.targets.postgres import PostgresTarget
 
 Conn = psycopg.Connection[Any]
@@ -62,3 +63,22 @@ def test_the_digest_and_the_warm_read_see_every_kind_of_change(
     taken, state = pg_target.inspect_if_moved(before, kept)
     assert taken == after
     assert state is not None and state.roles == pg_target.inspect().roles, "moved: read, as a full inspect reads"
+
+
+def test_the_whole_catalog_reads_are_planned_without_nested_loops(pg_admin: Conn) -> None:
+    """Statistics taken while a large first sync was open can make the planner join every role
+    with every comment in a nested loop (65 s at 50,000 roles): the digest and the keys are read
+    with hash joins, and the setting is restored for the reads of named roles."""
+    query = lambda text, params: pg_admin.execute(text, params)  # noqa: E731
+    setting = "SELECT current_setting('enable_nestloop')"
+    with pg_admin.transaction():
+        with pg_inspect.hash_joins(query):
+            assert pg_admin.execute(setting).fetchone() == ("off",)
+            for text in (pg_inspect.CATALOG_DIGEST_QUERY, pg_inspect.ROLE_HASHES_QUERY):
+                plan = "\n".join(row[0] for row in pg_admin.execute("EXPLAIN " + text))
+                # the joins of roles, comments and memberships are hashed; a nested loop is left only
+                # where each role meets its own projection (a Result node, one row)
+                assert "Hash Cond" in plan and "Join Filter" not in plan and "Materialize" not in plan, plan
+        assert pg_admin.execute(setting).fetchone() == ("on",)
+        assert pg_inspect.catalog_digest(query) and pg_inspect.role_keys(query)
+        assert pg_admin.execute(setting).fetchone() == ("on",)
