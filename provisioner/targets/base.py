@@ -81,8 +81,9 @@ def lock_key(purpose: LockPurpose, target_name: str) -> int:
 
 
 RoleRows = dict[str, tuple[bytes, ActualRole]]
-"""Role name -> (the server's key of its catalog row and memberships -- on PostgreSQL its oid
-and a SHA-256, see targets/pg_inspect.py --, the role built from them): what the last inspect
+"""Role name -> (the server's key of its catalog row and memberships -- on PostgreSQL its oid,
+hashes of its fixed fields, its comment's row version and its memberships' sums, see
+targets/pg_inspect.py --, the role built from them): what the last inspect
 built, so that the next one reads only the roles whose key changed and an unchanged role is
 the very same object (the daemon's WarmState keeps one per target; the diff memo then reuses
 per person)."""
@@ -159,8 +160,8 @@ class Target(Protocol):
     ) -> tuple[str | None, ActualState | None]:
         """The warm daemon's read: :meth:`catalog_digest` and, unless it equals ``digest`` (the
         digest the last full run's inspect was taken with; None: always), :meth:`inspect` with
-        ``reuse`` -- taken in this order, or both from one snapshot (PostgreSQL: the digest is
-        made of the hashes its incremental inspect reads)."""
+        ``reuse`` -- taken in this order, or both in one snapshot (PostgreSQL), so that the
+        inspect reads the very catalog the digest describes."""
         ...
 
     def committed(self, transaction: str) -> bool | None:

@@ -94,7 +94,7 @@ SELECT am.member::bigint, g.rolname::text
 # A role's key is its oid, those two hashes, its comment's xmin and its memberships' count and
 # sums (bytes).  The catalog digest is the role count and two sums of the roles' hashes (each
 # combined with its comment's xmin), then the membership count and its two sums
-# (CATALOG_DIGEST_QUERY: one pass, ~0.3 s at 150,000 roles and 730,000 memberships, where hashing
+# (CATALOG_DIGEST_QUERY: one pass, ~0.45 s at 150,000 roles and 730,000 memberships, where hashing
 # every role's whole row, comment included, took 0.6-1.1 s).  Any role created, dropped, renamed,
 # altered or commented and any GRANT or REVOKE of a role changes it, on roles no plan touches
 # too (a needless full run, never a missed one).
