@@ -1,7 +1,7 @@
 """The short-circuit's catalog digest against a real PostgreSQL: stable while nothing changes,
-different after every kind of role-catalog change a plan could depend on -- computed by the
-server (pg_inspect.CATALOG_DIGEST_QUERY, ``catalog_digest``) or by the client from the per-role
-rows the warm daemon's incremental inspect reads (``inspect_if_moved``), alike."""
+different after every kind of role-catalog change a plan could depend on -- alike whether the
+short-circuit takes it alone (``catalog_digest``) or the warm read takes it in the snapshot it
+then inspects (``inspect_if_moved``)."""
 
 from __future__ import annotations
 
