@@ -27,6 +27,7 @@ from typing import Any
 from provisioner.config import Config
 from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.core.reconcile.verify import verify
+from provisioner.core.values.intent import intent_changes, intent_json
 from provisioner.core.values.plan import Change, Plan, readback_scope
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
@@ -56,13 +57,9 @@ def planned_event(ctx: RunContext, plan: Plan, *, saved: bool = False) -> AuditE
 def intent_event(
     ctx: RunContext, target: str, changes: Sequence[Change], as_json: Sequence[Mapping[str, Any]] | None = None
 ) -> AuditEvent:
-    """``as_json``: ``[c.to_json() for c in changes]`` when the caller has it already."""
-    return ctx.event(
-        EventKind.APPLY_INTENT,
-        target=target,
-        reason=ctx.reason,
-        after={"changes": list(as_json) if as_json is not None else [c.to_json() for c in changes]},
-    )
+    """``as_json``: ``[c.to_json() for c in changes]`` when the caller has it already.
+    The changes are listed compactly (:mod:`provisioner.core.values.intent`)."""
+    return ctx.event(EventKind.APPLY_INTENT, target=target, reason=ctx.reason, after=intent_json(changes, as_json))
 
 
 def begun_event(ctx: RunContext, target: str, transaction: str | None) -> AuditEvent:
@@ -106,7 +103,7 @@ def recover_interrupted(cfg: Config, ctx: RunContext, targets: Targets) -> int:
 
 def _recover(ctx: RunContext, targets: Targets, seq: int, intent: dict[str, Any]) -> None:
     target = str(intent["target"])
-    changes = [Change.from_json(c) for c in (intent.get("after") or {}).get("changes", [])]
+    changes = intent_changes(intent.get("after") or {}, f"apply_intent seq {seq}")
     events: list[AuditEvent] = []
     status = "recovered"
     if target not in targets.names:
