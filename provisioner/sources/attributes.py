@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 from provisioner.config import AttributeTransform
 from provisioner.core.identity.needs import SourceNeeds
@@ -285,8 +286,10 @@ def _decode(canonical: str, attr: str, values: Sequence[bytes]) -> tuple[str, ..
 _SPECIAL = frozenset({"objectguid", "useraccountcontrol", "accountexpires"})
 
 
-def map_entry(dn: str, raw: RawAttributes, amap: AttributeMap) -> MappedEntry:
-    """Decode every mapped attribute of one entry (``raw`` keys lower-cased)."""
+def map_entry(dn: str, raw: RawAttributes, amap: AttributeMap, shared: dict[Any, Any] | None = None) -> MappedEntry:
+    """Decode every mapped attribute of one entry (``raw`` keys lower-cased).  ``shared``: a
+    table the caller keeps while it reads many entries: equal values (a department, a status)
+    become one object (a warm daemon keeps every person's attributes between runs)."""
     entry = MappedEntry(dn=dn, attributes={})
     transforms = amap.transforms
     for canonical, key, attr in amap.plan:
@@ -299,7 +302,7 @@ def map_entry(dn: str, raw: RawAttributes, amap: AttributeMap) -> MappedEntry:
             except UnicodeDecodeError:
                 texts = tuple(t for t in (decode_text(v) for v in values) if t)
             if texts:
-                entry.attributes[canonical] = texts
+                entry.attributes[canonical] = texts if shared is None else shared.setdefault(texts, texts)
             continue
         try:
             decoded = _decode(canonical, attr, values)
@@ -318,7 +321,7 @@ def map_entry(dn: str, raw: RawAttributes, amap: AttributeMap) -> MappedEntry:
                     f"{dn}: {canonical} ({attr}) = {text!r} is not a date; the person is treated as a leaver"
                 )
         if decoded:
-            entry.attributes[canonical] = decoded
+            entry.attributes[canonical] = decoded if shared is None else shared.setdefault(decoded, decoded)
     uac = raw.get("useraccountcontrol")
     if uac:
         try:

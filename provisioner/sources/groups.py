@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from provisioner.core.values.model import Identity, SourceSnapshot
 from provisioner.sources.attributes import AttributeMap, RawAttributes, decode_text, map_entry
@@ -191,8 +191,9 @@ class UserRecord:
     problems: tuple[str, ...] = ()
 
 
-def user_record(dn: str, raw: RawAttributes, amap: AttributeMap) -> UserRecord:
-    entry = map_entry(dn, raw, amap)
+def user_record(dn: str, raw: RawAttributes, amap: AttributeMap, shared: dict[Any, Any] | None = None) -> UserRecord:
+    """``shared``: see :func:`map_entry`."""
+    entry = map_entry(dn, raw, amap, shared)
     attrs = entry.attributes
     sid, name = attrs.get("stable_id", ()), attrs.get("username", ())
     return UserRecord(
@@ -220,7 +221,8 @@ def build_snapshot(
     """Map user entries to identities with resolved groups; entries without a
     username or stable id are skipped and counted in ``warnings``.  ``norm``: the
     reader's DN memo (:class:`DnNames`), else one for this call."""
-    records = [user_record(dn, raw, amap) for dn, raw in users]
+    shared: dict[Any, Any] = {}
+    records = [user_record(dn, raw, amap, shared) for dn, raw in users]
     return assemble(source, records, GroupGraph(groups, norm), amap, warnings)
 
 

@@ -206,9 +206,10 @@ class IncrementalReader:
                 csn_readable[0] = False
 
         users: dict[str, UserRecord] = {}
+        shared: dict[Any, Any] = {}  # equal attribute values: one object
         for dn, raw in src.search(conn, cfg.user_base, cfg.user_filter, src.user_attrs() + extra):
             seen(raw)
-            users[self.norm(dn)] = user_record(dn, raw, src.amap)
+            users[self.norm(dn)] = user_record(dn, raw, src.amap, shared)
         groups = {self.norm(g.dn): g for g in src.read_groups(conn, extra_attrs=extra, seen=seen)}
         mark = _mark(self.ad, server, newest[0], scanned=True, entry_csn=csn_readable[0] and bool(users))
         self.saved.save(users, groups, mark, now.isoformat(), now.isoformat(), full=True)
@@ -243,10 +244,11 @@ class IncrementalReader:
         changed_groups = []
         if not quiet:  # a quiet directory has no changed entry to ask for
             user_filter = f"(&{cfg.user_filter}{changed})"
+            shared: dict[Any, Any] = {}
             for dn, raw in src.search(conn, cfg.user_base, user_filter, src.user_attrs() + extra):
                 seen(raw)
                 n_read += 1
-                key, rec = self.norm(dn), user_record(dn, raw, src.amap)
+                key, rec = self.norm(dn), user_record(dn, raw, src.amap, shared)
                 if users.get(key) != rec:
                     users[key] = rec
                     n_users += 1

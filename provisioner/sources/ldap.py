@@ -124,7 +124,8 @@ class LdapSource:
             return build_snapshot(self.name, users, groups, self.amap, self.warnings(), self.memory.dns)
         from provisioner.sources.groups import assemble, user_record
 
-        records = [user_record(dn, raw, self.amap) for dn, raw in users]
+        shared: dict[Any, Any] = {}
+        records = [user_record(dn, raw, self.amap, shared) for dn, raw in users]
         return assemble(self.name, records, membership, self.amap, self.warnings())
 
     def warnings(self) -> list[str]:

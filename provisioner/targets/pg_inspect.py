@@ -180,17 +180,21 @@ def to_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def group_memberships(rows: Iterable[tuple[int, str]]) -> dict[int, frozenset[str]]:
-    """Per member (by oid), the roles it is a member of; each group's name is one string object,
-    however many members it has (100,000s of memberships name a few thousand groups)."""
+def group_memberships(rows: Iterable[tuple[int, str]], shared: dict[Any, Any]) -> dict[int, frozenset[str]]:
+    """Per member (by oid), the roles it is a member of. Each group's name is one string object
+    however many members it has (100,000s of memberships name a few thousand groups), and equal
+    sets are one object (``shared``: the inspect's table, see :meth:`Marker.from_json`)."""
     out: dict[int, set[str]] = {}
-    names: dict[str, str] = {}
     for member, group in rows:
-        out.setdefault(member, set()).add(names.setdefault(group, group))
-    return {member: frozenset(groups) for member, groups in out.items()}
+        out.setdefault(member, set()).add(shared.setdefault(group, group))
+    result = {}
+    for member, groups in out.items():
+        frozen = frozenset(groups)
+        result[member] = shared.setdefault(frozen, frozen)
+    return result
 
 
-def build_role(row: tuple[Any, ...], member_of: frozenset[str]) -> ActualRole:
+def build_role(row: tuple[Any, ...], member_of: frozenset[str], shared: dict[Any, Any] | None = None) -> ActualRole:
     oid, name, login, superuser, replication, bypassrls, createrole, createdb, until, comment = row
     return ActualRole(
         name=name,
@@ -201,7 +205,7 @@ def build_role(row: tuple[Any, ...], member_of: frozenset[str]) -> ActualRole:
         createrole=bool(createrole),
         createdb=bool(createdb),
         valid_until=to_utc(until),
-        marker=marker_codec.parse(comment),
+        marker=marker_codec.parse(comment, shared),
         member_of=member_of,
         system=is_system_role(int(oid), name),
     )
@@ -210,10 +214,13 @@ def build_role(row: tuple[Any, ...], member_of: frozenset[str]) -> ActualRole:
 def build_roles(
     role_rows: Iterable[tuple[Any, ...]], membership_rows: Iterable[tuple[int, str]]
 ) -> dict[str, ActualRole]:
-    """Roles from their rows (oid first) and the membership rows (member oid, group name)."""
-    memberships = group_memberships(membership_rows)
+    """Roles from their rows (oid first) and the membership rows (member oid, group name).
+    Equal names, membership sets and ledgers read here are one object each: a warm daemon
+    keeps every role of the cluster between runs."""
+    shared: dict[Any, Any] = {}
+    memberships = group_memberships(membership_rows, shared)
     empty: frozenset[str] = frozenset()
-    roles = (build_role(row, memberships.get(row[0], empty)) for row in role_rows)
+    roles = (build_role(row, memberships.get(row[0], empty), shared) for row in role_rows)
     return {role.name: role for role in roles}
 
 

@@ -159,3 +159,27 @@ def _drop_member(ou: LdapOu, group: str, users: dict[int, str], groups: dict[int
     keep = [m for m in members if m in alive or not m]
     if keep != members:
         ou.modify(group, member=keep or [""])
+
+
+def test_equal_attribute_values_are_one_object_in_full_and_incremental_reads(ldap_ou: LdapOu) -> None:
+    """A warm daemon keeps every person's attributes between runs: a department that 10,000
+    people share is one value, not 10,000 (bench: 50k warm peak 706 -> 592 MiB with the
+    inspect's shared sets)."""
+    ldap_ou.add_user("alice", departmentNumber="Trading")
+    ldap_ou.add_user("bob", departmentNumber="Trading")
+    ldap_ou.add_user("carol", departmentNumber="Risk")
+    store = JsonStore()
+    cfg = ldap_ou.config()
+    snap, stats = _read(cfg, store)
+    assert stats["mode"] == "full"
+    by_name = {i.username: i for i in snap.identities}
+    alice, bob = by_name["alice"].attributes["department"], by_name["bob"].attributes["department"]
+    assert alice == bob == ("Trading",) and alice is bob
+    assert by_name["carol"].attributes["department"] == ("Risk",)
+    ldap_ou.add_user("dave", departmentNumber="Ops")
+    ldap_ou.add_user("erin", departmentNumber="Ops")
+    snap, stats = _read(cfg, store)
+    assert stats["mode"] == "incremental" and stats["users_changed"] == 2
+    by_name = {i.username: i for i in snap.identities}
+    assert by_name["dave"].attributes["department"] == ("Ops",)
+    assert by_name["dave"].attributes["department"] is by_name["erin"].attributes["department"]

@@ -107,6 +107,33 @@ def test_inspect_reads_options_markers_and_memberships(
     assert state.server_version[:2].isdigit()
 
 
+def test_inspect_shares_equal_membership_sets_and_ledgers(
+    pg_target: PostgresTarget, pg_admin: Conn, role_prefix: str
+) -> None:
+    """A warm daemon keeps every role of the cluster: people with the same groups hold one set,
+    and a ledger equal to it is that set (docs/performance.md, session 9)."""
+    desk, readers = f"{role_prefix}desk", f"{role_prefix}readers"
+    people = [f"{role_prefix}u{i}" for i in range(3)]
+    for group in (desk, readers):
+        run(pg_admin, "CREATE ROLE {} NOLOGIN", group)
+    for i, person in enumerate(people):
+        run(pg_admin, "CREATE ROLE {} LOGIN", person)
+        run(pg_admin, "GRANT {} TO {}", desk, person)
+        run(pg_admin, "GRANT {} TO {}", readers, person)
+        marker = Marker(RoleKind.USER, f"uuid-{i}", "ldap", "inst-a", frozenset({desk, readers}))
+        pg_admin.execute(
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(ident(person), sql.Literal(marker_codec.encode(marker)))
+        )
+
+    for state in (pg_target.inspect(), pg_target.inspect(frozenset(people))):
+        roles = [state.roles[p] for p in people]
+        assert roles[0].member_of == frozenset({desk, readers})
+        assert all(r.member_of is roles[0].member_of for r in roles)
+        assert all(r.marker is not None and r.marker.granted is roles[0].member_of for r in roles)
+        sources = {id(r.marker.source) for r in roles if r.marker is not None}
+        assert len(sources) == 1 and roles[0].marker is not None and roles[0].marker.stable_id == "uuid-0"
+
+
 def _create_roles(conn: Conn, names: list[str]) -> None:
     statements = [sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(n)) for n in names]
     conn.execute(sql.SQL("; ").join(statements))

@@ -8,6 +8,7 @@ membership ledger of a login role -- absent in markers of older versions).  A ro
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from provisioner.core.values.model import Marker
 
@@ -20,7 +21,8 @@ def encode(marker: Marker) -> str:
     return PREFIX + json.dumps(marker.to_json(), sort_keys=True, separators=(",", ":"))
 
 
-def parse(comment: str | None) -> Marker | None:
+def parse(comment: str | None, shared: dict[Any, Any] | None = None) -> Marker | None:
+    """``shared``: see :meth:`Marker.from_json`."""
     if not comment or not comment.startswith(PREFIX):
         return None
     # read once per role per inspect: one decoder, kinds by value; accepts exactly
@@ -32,6 +34,6 @@ def parse(comment: str | None) -> Marker | None:
         data, end = _DECODER.raw_decode(comment, start)
         if comment[end:].strip(_JSON_SPACE) or not isinstance(data, dict):
             return None
-        return Marker.from_json(data)
+        return Marker.from_json(data, shared)
     except (ValueError, KeyError, TypeError):
         return None

@@ -171,19 +171,28 @@ class Marker:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Marker:
-        """The inverse of :meth:`to_json`; ValueError/KeyError/TypeError on a malformed object."""
+    def from_json(cls, data: Mapping[str, Any], shared: dict[Any, Any] | None = None) -> Marker:
+        """The inverse of :meth:`to_json`; ValueError/KeyError/TypeError on a malformed object.
+
+        ``shared``: a table the caller keeps while it reads many roles (an inspect): equal
+        source and installation names and equal ledgers become one object each, and so do
+        ledgers equal to a membership set the caller put in it (a login role's ledger is
+        usually its set of groups)."""
         kind = RoleKind(data["kind"])
         sid, src, inst, granted = data.get("id"), data.get("source"), data.get("instance"), data.get("granted")
         if granted is not None and (not isinstance(granted, list) or not all(isinstance(g, str) for g in granted)):
             raise ValueError("marker 'granted' must be a list of role names")
-        return cls(
-            kind,
-            str(sid) if sid is not None else None,
-            str(src) if src is not None else None,
-            str(inst) if inst is not None else None,
-            frozenset(granted) if granted is not None else None,
-        )
+        src = str(src) if src is not None else None
+        inst = str(inst) if inst is not None else None
+        ledger = frozenset(granted) if granted is not None else None
+        if shared is not None:
+            src, inst = shared.setdefault(src, src), shared.setdefault(inst, inst)
+            if ledger is not None:
+                known = shared.get(ledger)
+                if known is None:
+                    known = shared.setdefault(ledger, frozenset(shared.setdefault(g, g) for g in ledger))
+                ledger = known
+        return cls(kind, str(sid) if sid is not None else None, src, inst, ledger)
 
 
 @dataclass(frozen=True, slots=True)
