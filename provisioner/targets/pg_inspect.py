@@ -144,12 +144,18 @@ SELECT {_KEYED}
   LEFT JOIN (SELECT e.member, {_EDGE_SUMS} FROM pg_catalog.pg_auth_members e GROUP BY e.member) e
     ON e.member = r.oid
 """
-# The same for the named roles only (%s: their names), each looked up by index.
+# The same for the named roles only (%s: their names), each looked up by index -- its comment
+# too, by the role's oid (a lateral lookup, OFFSET 0: not flattened into a join, so evaluated per
+# role whatever the estimates): joined to pg_shdescription instead, statistics taken
+# before a first sync's comments existed (one row estimated for all role comments) made the
+# planner scan every role comment once per named role, 3.9 s for 1,300 names among 100,000 roles
+# (the warm daemon's read-back after a 50k churn run, docs/performance.md session 9).
 ROLE_HASHES_NAMED_QUERY = f"""
 SELECT {_KEYED}
   FROM unnest(%s::text[]) AS want(name)
   JOIN pg_catalog.pg_roles r ON r.rolname = want.name
-  LEFT JOIN {_COMMENT}
+  LEFT JOIN LATERAL (SELECT d.xmin AS xmin FROM pg_catalog.pg_shdescription d
+                      WHERE d.objoid = r.oid AND d.classoid = 'pg_catalog.pg_authid'::regclass OFFSET 0) d ON true
   CROSS JOIN LATERAL {_ROLE_TEXT}
   CROSS JOIN LATERAL (SELECT {_EDGE_SUMS} FROM pg_catalog.pg_auth_members e WHERE e.member = r.oid) e
 """

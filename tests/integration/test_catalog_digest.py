@@ -82,3 +82,21 @@ def test_the_whole_catalog_reads_are_planned_without_nested_loops(pg_admin: Conn
         assert pg_admin.execute(setting).fetchone() == ("on",)
         assert pg_inspect.catalog_digest(query) and pg_inspect.role_keys(query)
         assert pg_admin.execute(setting).fetchone() == ("on",)
+
+
+def test_the_named_keys_look_each_comment_up_by_its_role(pg_admin: Conn) -> None:
+    """The read-back's keys of named roles find each role's comment by the role's oid, whatever
+    the planner estimates: joined instead, statistics taken before a first sync's comments
+    existed made PostgreSQL scan every role comment once per named role (3.9 s for 1,300 names
+    among 100,000 roles in the warm 50k churn run). With nested loops discouraged -- one way the
+    planner is pushed off the index -- the lookup stays per role."""
+    names = ["postgres", "pg_monitor", "pg_read_all_data"]
+    with pg_admin.transaction():
+        pg_admin.execute("SELECT set_config('enable_nestloop', 'off', true)")
+        plan = "\n".join(row[0] for row in pg_admin.execute("EXPLAIN " + pg_inspect.ROLE_HASHES_NAMED_QUERY, (names,)))
+        scans = [line for line in plan.splitlines() if "pg_shdescription" in line]
+        assert scans and all("Index" in line for line in scans), plan
+        assert "objoid = pg_authid.oid" in plan or "objoid = r.oid" in plan, plan
+    keys = dict(pg_admin.execute(pg_inspect.ROLE_HASHES_NAMED_QUERY, (names,)).fetchall())
+    every = dict(pg_admin.execute(pg_inspect.ROLE_HASHES_QUERY).fetchall())
+    assert set(keys) == set(names) and all(keys[n] == every[n] for n in names)
