@@ -449,8 +449,7 @@ def compact_catalogs() -> None:
     """``--compact``: VACUUM FULL ANALYZE the shared role catalogs before each size.  For a
     server running without autovacuum (this machine's): every size creates and drops 100,000s
     of roles, and the next size's catalog reads would scan the dead rows too."""
-    with pg.admin_connect() as conn:
-        conn.autocommit = True
+    with pg.admin_connect() as conn:  # autocommit: VACUUM runs outside a transaction
         for table in ("pg_authid", "pg_auth_members", "pg_shdescription"):
             conn.execute(sql.SQL("VACUUM FULL ANALYZE pg_catalog.{}").format(sql.Identifier(table)))
 

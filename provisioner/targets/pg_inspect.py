@@ -200,7 +200,7 @@ def group_memberships(rows: Iterable[tuple[int, str]], shared: dict[Any, Any]) -
     return result
 
 
-def build_role(row: tuple[Any, ...], member_of: frozenset[str], shared: dict[Any, Any] | None = None) -> ActualRole:
+def build_role(row: tuple[Any, ...], member_of: frozenset[str], shared: dict[Any, Any]) -> ActualRole:
     oid, name, login, superuser, replication, bypassrls, createrole, createdb, until, comment = row
     return ActualRole(
         name=name,

@@ -184,14 +184,12 @@ class Marker:
             raise ValueError("marker 'granted' must be a list of role names")
         src = str(src) if src is not None else None
         inst = str(inst) if inst is not None else None
-        ledger = frozenset(granted) if granted is not None else None
+        ledger = None
+        if granted is not None:
+            ledger = frozenset(granted if shared is None else (shared.setdefault(g, g) for g in granted))
         if shared is not None:
             src, inst = shared.setdefault(src, src), shared.setdefault(inst, inst)
-            if ledger is not None:
-                known = shared.get(ledger)
-                if known is None:
-                    known = shared.setdefault(ledger, frozenset(shared.setdefault(g, g) for g in ledger))
-                ledger = known
+            ledger = shared.setdefault(ledger, ledger) if ledger is not None else None
         return cls(kind, str(sid) if sid is not None else None, src, inst, ledger)
 
 
