@@ -29,9 +29,8 @@ def test_roles_are_built_from_one_pass_iterators_and_share_group_names() -> None
 
 
 def _marker(stable_id: str, granted: list[str]) -> str:
-    data = {"granted": granted, "id": stable_id, "instance": "".join(["inst", "-1"]), "kind": "user",
-            "source": "".join(["h", "r"])}  # built strings: equal, not the same objects
-    return "provisioner:managed " + json.dumps(data)
+    data = {"granted": granted, "id": stable_id, "instance": "inst-1", "kind": "user", "source": "hr"}
+    return "provisioner:managed " + json.dumps(data)  # each role's comment decodes to strings of its own
 
 
 def test_equal_sets_ledgers_and_marker_names_are_one_object() -> None:
