@@ -143,6 +143,7 @@ SELECT {_KEYED}
   CROSS JOIN LATERAL {_ROLE_TEXT}
   LEFT JOIN (SELECT e.member, {_EDGE_SUMS} FROM pg_catalog.pg_auth_members e GROUP BY e.member) e
     ON e.member = r.oid
+ ORDER BY r.rolname
 """
 # The same for the named roles only (%s: their names), each looked up by index -- its comment
 # too, by the role's oid (a lateral lookup, OFFSET 0: not flattened into a join, so evaluated per
@@ -272,8 +273,9 @@ def merge_roles(
     fresh: Mapping[str, ActualRole],
     kept: dict[str, tuple[bytes, ActualRole]],
 ) -> dict[str, ActualRole]:
-    """Every role of ``hashes``: the one just read (``fresh``) or else the one ``kept``, the
-    same object; ``kept`` becomes this inspect's (roles gone from the catalog are dropped)."""
+    """Every role of ``hashes``, in their order (:func:`role_keys`': by name, as a full read's): the
+    one just read (``fresh``) or else the one ``kept``, the same object; ``kept`` becomes this
+    inspect's (roles gone from the catalog are dropped)."""
     out: dict[str, ActualRole] = {}
     now: dict[str, tuple[bytes, ActualRole]] = {}
     for name, digest in hashes:
@@ -284,7 +286,7 @@ def merge_roles(
         now[name] = (digest, role)
     kept.clear()
     kept.update(now)
-    return dict(sorted(out.items()))
+    return out
 
 
 @contextmanager
@@ -311,9 +313,10 @@ def catalog_digest(query: Query) -> str:
 
 
 def role_keys(query: Query) -> list[tuple[str, bytes]]:
-    """Every role's name and key (:data:`ROLE_HASHES_QUERY`), planned with :func:`hash_joins`."""
+    """Every role's name and key (:data:`ROLE_HASHES_QUERY`: ``text`` and ``bytea``, by name),
+    planned with :func:`hash_joins`."""
     with hash_joins(query):
-        return [(str(name), bytes(key)) for name, key in query(ROLE_HASHES_QUERY, None)]
+        return list(query(ROLE_HASHES_QUERY, None))
 
 
 def _oid(key: bytes) -> bytes:
