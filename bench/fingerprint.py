@@ -1,7 +1,7 @@
 """A warm run's plan fingerprint with and without the daemon's memo (issue 19).
 
 An incremental inspect returns a new roles mapping whose unchanged roles are the very same
-objects; the daemon's ``FingerprintMemo`` keeps each role's row text while the role is the same
+objects; the daemon's ``FingerprintMemo`` keeps each role's row digest while the role is the same
 object, so only changed roles are encoded again.  Prints milliseconds per fingerprint, five
 times each, for N managed login roles (default 10,000) and N/20 groups:
 

@@ -86,23 +86,24 @@ def test_readback_scope_names_every_touched_role_or_the_whole_catalog_for_privil
     assert readback_scope(roles, most=3) is None  # a large plan reads the whole catalog back
 
 
-def test_the_fingerprint_hashes_the_rows_as_one_json_array() -> None:
-    """The rows are fed to the hash one at a time, but the digest is that of the whole array's
-    JSON, as before: a plan saved by an earlier version is not made stale by the change."""
+def test_the_fingerprint_hashes_each_rows_digest_in_name_order() -> None:
+    """Fingerprint v4: the head, then per role (sorted by name) the SHA-256 of its digest row's
+    compact JSON; a scoped one puts the digest of the managed roles' part first.  Anyone can
+    recompute it from the rows, and the daemon keeps 32 bytes per role instead of the row's text."""
     import hashlib
     import json
 
     state = _state()
 
-    def whole(names: list[str]) -> bytes:
-        rows = [state.roles[n].digest_row() for n in sorted(names)]
-        return json.dumps(rows, separators=(",", ":")).encode()
+    def rows(names: list[str]) -> bytes:
+        texts = [json.dumps(state.roles[n].digest_row(), separators=(",", ":")).encode() for n in sorted(names)]
+        return b"".join(hashlib.sha256(t).digest() for t in texts)
 
-    head = json.dumps({"v": 3, "target": "pg", "scope": None}, sort_keys=True, separators=(",", ":")).encode()
-    assert state.fingerprint() == "sha256:" + hashlib.sha256(head + whole(list(state.roles))).hexdigest()
+    head = json.dumps({"v": 4, "target": "pg", "scope": None}, sort_keys=True, separators=(",", ":")).encode()
+    assert state.fingerprint() == "sha256:" + hashlib.sha256(head + rows(list(state.roles))).hexdigest()
 
     base_names = ["ann", "bob", "traders"]  # the source's managed login roles and their groups
-    head = json.dumps({"v": 3, "target": "pg", "scope": ["hand"]}, sort_keys=True, separators=(",", ":")).encode()
-    base = hashlib.sha256(whole(base_names)).digest()
-    expected = hashlib.sha256(head + base + whole(["hand"])).hexdigest()
+    head = json.dumps({"v": 4, "target": "pg", "scope": ["hand"]}, sort_keys=True, separators=(",", ":")).encode()
+    base = hashlib.sha256(rows(base_names)).digest()
+    expected = hashlib.sha256(head + base + rows(["hand"])).hexdigest()
     assert state.fingerprint(SCOPE, SOURCES) == "sha256:" + expected

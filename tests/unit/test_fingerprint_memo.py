@@ -77,13 +77,13 @@ def test_a_new_mapping_of_the_same_roles_encodes_only_the_roles_that_changed(mon
     first.fingerprint(scope, None, memo)
 
     encoded: list[str] = []
-    original = model.row_text
+    original = model.row_digest
 
     def counting(role: ActualRole) -> bytes:
         encoded.append(role.name)
         return original(role)
 
-    monkeypatch.setattr(model, "row_text", counting)
+    monkeypatch.setattr(model, "row_digest", counting)
     moved = dataclasses.replace(first.roles["alice"], login=False)
     second = ActualState("pg", {**first.roles, "alice": moved}, "provisioner")
     assert second.roles is not first.roles

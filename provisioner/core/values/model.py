@@ -285,7 +285,7 @@ class ActualState:
         the plan -- created by hand or by another provisioner on a shared
         cluster -- do not make a saved plan stale; ``scope=None`` covers all.  ``memo``: the
         daemon's (engine/warm.py), which keeps the scope-independent part between runs."""
-        head: dict[str, Any] = {"v": 3, "target": self.target, "scope": sorted(scope) if scope is not None else None}
+        head: dict[str, Any] = {"v": 4, "target": self.target, "scope": sorted(scope) if scope is not None else None}
         if self.privileges is not None:
             head["privileges"] = self.privileges.payload()
         h = hashlib.sha256(json.dumps(head, sort_keys=True, separators=(",", ":")).encode())
@@ -297,19 +297,13 @@ class ActualState:
             self._hash_rows(h, self._with_groups({n for n in scope if n in self.roles}) - base)
         return "sha256:" + h.hexdigest()
 
-    def _hash_rows(self, h: Any, names: Iterable[str], rows: RowTexts | None = None) -> None:
-        """Feed ``h`` the JSON array of the named roles' digest rows, sorted by name, one row at a
-        time: the same bytes as one ``json.dumps`` of the whole list, without holding that list
-        and its text (50,000 roles: tens of MB at the plan's memory peak).  ``rows``: the
-        daemon's texts of the rows of roles it has seen (:class:`RowTexts`)."""
+    def _hash_rows(self, h: Any, names: Iterable[str], rows: RowDigests | None = None) -> None:
+        """Feed ``h`` the named roles' row digests (:func:`row_digest`), sorted by name.  ``rows``:
+        the daemon's digests of the rows of roles it has seen (:class:`RowDigests`)."""
         roles = self.roles
-        text = rows.text if rows is not None else row_text
-        h.update(b"[")
-        for i, name in enumerate(sorted(names)):
-            if i:
-                h.update(b",")
-            h.update(text(roles[name]))
-        h.update(b"]")
+        digest = rows.digest if rows is not None else row_digest
+        for name in sorted(names):
+            h.update(digest(roles[name]))
 
     def _with_groups(self, names: set[str]) -> set[str]:
         roles = self.roles
@@ -340,25 +334,27 @@ class ActualState:
         return base
 
 
-def row_text(role: ActualRole) -> bytes:
-    """A role's digest row as the fingerprint hashes it (compact JSON)."""
-    return json.dumps(role.digest_row(), separators=(",", ":")).encode()
+def row_digest(role: ActualRole) -> bytes:
+    """The SHA-256 of a role's digest row (compact JSON): what the fingerprint hashes per role
+    (fingerprint v4; v3 hashed the rows' text, which the daemon then kept for every managed
+    role: 22 MiB at 50,000 people, 32 bytes a role now)."""
+    return hashlib.sha256(json.dumps(role.digest_row(), separators=(",", ":")).encode()).digest()
 
 
-class RowTexts:
-    """One target's role row texts (:func:`row_text`), each kept while its role is the very same
-    object: an incremental inspect keeps every unchanged role, so a warm run encodes only the
-    roles that changed.  Holds only the roles of the last computation (``rotate``)."""
+class RowDigests:
+    """One target's role row digests (:func:`row_digest`), each kept while its role is the very
+    same object: an incremental inspect keeps every unchanged role, so a warm run encodes only
+    the roles that changed.  Holds only the roles of the last computation (``rotate``)."""
 
     def __init__(self) -> None:
         self._last: dict[int, tuple[ActualRole, bytes]] = {}
         self._now: dict[int, tuple[ActualRole, bytes]] = {}
 
-    def text(self, role: ActualRole) -> bytes:
+    def digest(self, role: ActualRole) -> bytes:
         key = id(role)
         hit = self._last.get(key)  # the kept role stays alive: its address names no other object
         if hit is None or hit[0] is not role:
-            hit = (role, row_text(role))
+            hit = (role, row_digest(role))
         self._now[key] = hit
         return hit[1]
 
@@ -375,12 +371,12 @@ class FingerprintMemo:
 
     def __init__(self) -> None:
         self._by: dict[tuple[str, frozenset[str] | None], tuple[Mapping[str, ActualRole], frozenset[str], bytes]] = {}
-        self._rows: dict[str, RowTexts] = {}
+        self._rows: dict[str, RowDigests] = {}
 
-    def rows(self, target: str) -> RowTexts:
-        """The target's row texts, kept from the last computation of its base (a fresh inspect
+    def rows(self, target: str) -> RowDigests:
+        """The target's row digests, kept from the last computation of its base (a fresh inspect
         returns a new roles mapping, but its unchanged roles are the same objects)."""
-        return self._rows.setdefault(target, RowTexts())
+        return self._rows.setdefault(target, RowDigests())
 
     def get(self, state: ActualState, sources: frozenset[str] | None) -> tuple[frozenset[str], bytes] | None:
         hit = self._by.get((state.target, sources))
