@@ -113,3 +113,16 @@ def test_rule_inputs_name_what_rules_read() -> None:
     assert inputs.all_groups is False
     assert inputs.username is True
     assert rule_inputs(_rules(SHARED)).username is False
+
+
+def test_people_given_a_role_by_one_rule_share_one_reasons_tuple() -> None:
+    """Memory (issue 19): the daemon keeps every person's memberships; a membership one rule
+    gives is one tuple for everyone it gives it to, and a role two rules give lists both."""
+    twice = SHARED + '\n[[rule]]\nid = "also"\ndescription = "IT too"\ngrant = ["trade"]\nwhen = { attr = "title", equals = "Analyst" }\n'
+    people = [Identity(f"id{i}", f"u{i}", "src", {"department": ("Trading",), "title": (t,)})
+              for i, t in enumerate(["Head", "Head", "Analyst"])]
+    desired = _desired(people, _rules(twice), datetime(2026, 11, 26, tzinfo=UTC), GrantMemo())
+    a, b, c = (desired.users[f"u{i}"].memberships for i in range(3))
+    assert a["trade"] is b["trade"] and a["dept_trading"] is b["dept_trading"] is c["dept_trading"]
+    assert [r.rule for r in a["trade"]] == ["traders"]
+    assert [r.rule for r in c["trade"]] == ["traders", "also"]

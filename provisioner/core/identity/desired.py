@@ -180,7 +180,8 @@ def _desired_user(
     if state is Lifecycle.ACTIVE:
         for grant in memo.grants(rules, ident, today):
             if grant.role != name:
-                memberships[grant.role] = (*memberships.get(grant.role, ()), grant.reason)
+                held = memberships.get(grant.role)
+                memberships[grant.role] = memo.single(grant.reason) if held is None else (*held, grant.reason)
     return DesiredUser(
         name=name,
         stable_id=ident.stable_id,
