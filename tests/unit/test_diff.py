@@ -267,3 +267,17 @@ def test_apply_converges_and_never_touches_what_it_does_not_own(
         before, now = start.roles[name], after.roles[name]
         if before.marker is not None:
             assert now.member_of <= before.member_of and not (now.login and not before.login)
+
+
+def test_grants_into_one_group_share_their_parameters() -> None:
+    """Memory (issue 19): a first sync plans 100,000s of grants into a few thousand groups; every
+    grant into one group holds the same parameters object, for joiners and existing people alike."""
+    existing = managed("carol", "uuid-carol")
+    changes, _ = plan_for([person("alice", "Trading"), person("bob", "Trading"), person("carol", "Trading")],
+                          empty_state(existing, group("trade_reader"), group("trade_executor")))
+    grants = [c for c in changes if c.kind is ChangeKind.GRANT_MEMBERSHIP and c.param("group") == "trade_reader"]
+    assert sorted(c.role for c in grants) == ["alice", "bob", "carol"]
+    joiners = [c for c in grants if c.role != "carol"]
+    assert joiners[0].params is joiners[1].params == (("group", "trade_reader"),)
+    carol = next(c for c in grants if c.role == "carol")  # an existing person's grant also writes her ledger
+    assert carol.params[0] is joiners[0].params[0] and carol.param("marker")["granted"] == ["trade_executor", "trade_reader"]

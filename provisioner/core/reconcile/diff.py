@@ -248,7 +248,9 @@ def _plan_joiner(
         )
     )
     for group in sorted(granted):
-        out.changes.append(_membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group]))
+        out.changes.append(
+            _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group], shared=out.group_params)
+        )
     _note_scheduled(user, out)
 
 
@@ -354,11 +356,10 @@ def _plan_memberships(
                 f"{user.name} is a member of {group!r} but no rule grants it and provisioner did not grant it ({why})",
                 user.name,
             )
+    grant, shared = ChangeKind.GRANT_MEMBERSHIP, out.group_params
     for group in sorted(wanted - have):
         now.add(group)
-        changes.append(
-            _membership(ChangeKind.GRANT_MEMBERSHIP, user.name, group, user.memberships[group], base, now)
-        )
+        changes.append(_membership(grant, user.name, group, user.memberships[group], base, now, shared))
     out.changes += changes
     if not changes:
         out.changes += upgrade_marker(user.name, role, tool, policy.instance)
@@ -424,12 +425,14 @@ def _membership(
     reasons: Iterable[Reason],
     marker: Marker | None = None,
     ledger_after: Iterable[str] = (),
+    shared: dict[str, tuple[tuple[str, Any], ...]] | None = None,
 ) -> Change:
     """``marker``: the member's marker, written with ``ledger_after`` beside the change.
 
     Built directly (params already in key order), its before/after the shared constant
-    pairs: a first sync of 100,000 people plans 600,000 of these."""
-    params: tuple[tuple[str, Any], ...] = (("group", group),)
+    pairs: a first sync of 100,000 people plans 600,000 of these.  ``shared``: the draft's
+    table of group parameters (:attr:`Draft.group_params`)."""
+    params = (("group", group),) if shared is None else shared.setdefault(group, (("group", group),))
     if marker is not None:
         params += (("marker", replace(marker, granted=frozenset(ledger_after)).to_json()),)
     if kind is ChangeKind.GRANT_MEMBERSHIP:

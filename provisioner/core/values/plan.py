@@ -175,6 +175,9 @@ class Draft:
 
     changes: list[Change] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    group_params: dict[str, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
+    """One ``(("group", name),)`` per group role: a first sync plans 100,000s of membership
+    grants into a few thousand groups, each with these parameters (26 MB at 50,000 people)."""
 
     def note(self, level: NoticeLevel, code: str, message: str, role: str | None = None) -> None:
         self.notices.append(Notice(level, code, message, role))
