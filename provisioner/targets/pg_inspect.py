@@ -265,7 +265,7 @@ def refresh_kept(
     for name, digest in hashes:
         role = fresh.get(name)
         if role is not None:
-            kept[name] = (digest, role)
+            kept[role.name] = (digest, role)  # the role's own name: one string per role kept
 
 
 def merge_roles(
@@ -282,6 +282,7 @@ def merge_roles(
         role = fresh.get(name)
         if role is None:
             role = kept[name][1]
+        name = role.name  # the role's own string, not the key row's: one string per role kept
         out[name] = role
         now[name] = (digest, role)
     kept.clear()

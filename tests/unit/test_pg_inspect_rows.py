@@ -54,3 +54,23 @@ def test_equal_sets_ledgers_and_marker_names_are_one_object() -> None:
     assert ann.marker.source == "hr" and ann.marker.source is dan.marker.source
     assert ann.marker.instance == "inst-1" and ann.marker.instance is dan.marker.instance
     assert ann.marker.stable_id == "id-0" and dan.marker.stable_id == "id-9"
+
+
+def test_kept_roles_are_keyed_by_their_own_name_string() -> None:
+    """Memory (issue 19): the key query returns each name again; the warm daemon keeps every role
+    of the cluster, so its tables are keyed by the role's own string (one per role, not two)."""
+    from provisioner.core.values.model import ActualRole
+
+    def fresh_text(text: str) -> str:  # an equal string that is another object, as a row gives
+        return "".join(list(text))
+
+    old, new = ActualRole(fresh_text("alice"), True), ActualRole(fresh_text("bob"), True)
+    kept: dict[str, tuple[bytes, ActualRole]] = {fresh_text("alice"): (b"k1" * 8, old)}
+    hashes = [(fresh_text("alice"), b"k1" * 8), (fresh_text("bob"), b"k2" * 8)]
+    out = pg_inspect.merge_roles(hashes, {"bob": new}, kept)
+    assert out == {"alice": old, "bob": new} and list(kept) == ["alice", "bob"]
+    assert all(key is role.name for key, role in out.items())
+    assert all(key is role.name for key, (_, role) in kept.items())
+    later = ActualRole(fresh_text("bob"), False)
+    pg_inspect.refresh_kept([(fresh_text("bob"), b"k3" * 8)], {"bob": later}, ["bob"], kept)
+    assert kept["bob"] == (b"k3" * 8, later) and next(k for k in kept if k == "bob") is later.name
