@@ -282,9 +282,9 @@ def merge_roles(
         role = fresh.get(name)
         if role is None:
             role = kept[name][1]
-        name = role.name  # the role's own string, not the key row's: one string per role kept
-        out[name] = role
-        now[name] = (digest, role)
+        key = role.name  # the role's own string, not the key row's: one string per role kept
+        out[key] = role
+        now[key] = (digest, role)
     kept.clear()
     kept.update(now)
     return out

@@ -41,7 +41,7 @@ from provisioner.core.values.plan import Change, ChangeKind
 _USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
 
 
-def _managed_acl(column: str, default: str = "") -> str:
+def _acl_grantees(column: str, default: str = "") -> str:
     """A lateral join yielding (rolname, privilege_type) of every grantee in ``column``
     (a constant of this module; PUBLIC as ``public``, a name no role can have), or one row
     of NULLs.  The caller keeps the managed roles' rows: an ACL names a few roles, and a
@@ -62,14 +62,14 @@ def _managed_acl(column: str, default: str = "") -> str:
 DATABASE_QUERY = f"""
 SELECT d.datname::text, pg_catalog.pg_get_userbyid(d.datdba)::text, g.rolname, g.privilege_type
   FROM pg_catalog.pg_database d
-  {_managed_acl("d.datacl", "'d', d.datdba")}
+  {_acl_grantees("d.datacl", "'d', d.datdba")}
  WHERE d.datname = current_database()
 """
 
 SCHEMAS_QUERY = f"""
 SELECT n.nspname::text, pg_catalog.pg_get_userbyid(n.nspowner)::text, g.rolname, g.privilege_type
   FROM pg_catalog.pg_namespace n
-  {_managed_acl("n.nspacl", "'n', n.nspowner")}
+  {_acl_grantees("n.nspacl", "'n', n.nspowner")}
  WHERE {_USER_SCHEMAS}
 """
 
@@ -79,7 +79,7 @@ RELATIONS_QUERY = f"""
 SELECT n.nspname::text, c.relname::text, c.relkind = 'S', g.rolname, g.privilege_type
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  {_managed_acl("c.relacl", _RELATION_DEFAULT)}
+  {_acl_grantees("c.relacl", _RELATION_DEFAULT)}
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {_USER_SCHEMAS}
 """
 
@@ -88,7 +88,7 @@ SELECT n.nspname::text, c.relname::text, att.attname::text, g.rolname, g.privile
   FROM pg_catalog.pg_attribute att
   JOIN pg_catalog.pg_class c ON c.oid = att.attrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  {_managed_acl("att.attacl")}
+  {_acl_grantees("att.attacl")}
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND att.attnum > 0 AND NOT att.attisdropped
    AND {_USER_SCHEMAS}
  ORDER BY att.attrelid, att.attnum
@@ -99,7 +99,7 @@ SELECT n.nspname::text, p.proname::text, pg_catalog.oidvectortypes(p.proargtypes
        g.privilege_type
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-  {_managed_acl("p.proacl", "'f', p.proowner")}
+  {_acl_grantees("p.proacl", "'f', p.proowner")}
  WHERE p.prokind IN ('f', 'p') AND {_USER_SCHEMAS}
 """
 

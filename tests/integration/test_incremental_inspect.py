@@ -68,6 +68,7 @@ def test_only_changed_roles_are_read_again_and_the_result_equals_a_full_inspect(
 
     full = pg_target.inspect()
     assert _mine(second, p) == _mine(full, p)
+    assert list(second.roles) == list(full.roles), "every role, in a full read's order (by name)"
     assert second.roles[names["a"]].member_of == {names["grp"], f"{p}grp3"}
     assert second.roles[names["b"]].marker is None and second.roles[names["c"]].valid_until is not None
     assert names["e"] not in second.roles and names["d"] not in second.roles

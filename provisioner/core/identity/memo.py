@@ -136,10 +136,10 @@ class GrantMemo:
     def single(self, reason: Reason) -> tuple[Reason]:
         """``(reason,)``, one tuple per reason: a membership one rule gives is the usual case,
         and each person's memberships, kept by the daemon, would hold a tuple of their own
-        (235,000 of them at 50,000 people, 11 MB).  The tuple keeps its reason alive, so the
-        address names no other object."""
+        (235,000 of them at 50,000 people, 11 MB).  The tuple keeps its reason alive, so while
+        it is in the table its address names no other object."""
         hit = self._singles.get(id(reason))
-        if hit is None or hit[0] is not reason:
+        if hit is None:
             hit = self._singles[id(reason)] = (reason,)
         return hit
 
