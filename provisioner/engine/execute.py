@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 from provisioner.config import Config
 from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.governance.encode import Canonical, ChangeTexts
 from provisioner.core.reconcile.phases import apply_phases
 from provisioner.core.reconcile.verify import verify
 from provisioner.core.values.model import ActualState
@@ -120,16 +120,16 @@ def _apply_transaction(
     name: str, changes: tuple[Change, ...], target: Target, ctx: RunContext, done: list[int], total: int
 ) -> ApplyResult:
     applied: list[Change] = []
-    # each change's JSON once, for its line in the intent record and for its own record
-    as_json = [c.to_json() for c in changes]
-    json_of = {id(c): data for c, data in zip(changes, as_json, strict=True)}
+    # each change's parts encoded once, for its line in the intent and for its own record
+    texts = ChangeTexts()
+    described: dict[int, tuple[object, str]] = {}
 
     def on_change(change: Change) -> None:
         applied.append(change)
         done[0] += 1
         ctx.progress("changes applied", done[0], total)
 
-    ctx.audit([intent_event(ctx, name, changes, as_json)])
+    ctx.audit([intent_event(ctx, name, changes, texts)])
     error: BaseException | None = None
     failed: tuple[FailedChange, ...] = ()
     def on_begin(transaction: str | None) -> None:
@@ -143,7 +143,7 @@ def _apply_transaction(
         raise
     finally:
         ctx.audit(
-            [_applied_event(ctx, name, c, json_of.get(id(c))) for c in applied]
+            [_applied_event(ctx, name, c, texts, described) for c in applied]
             + [_failed_event(ctx, name, f) for f in failed]
             + [completion_event(ctx, name, len(changes), len(applied), error, len(failed))]
         )
@@ -174,18 +174,28 @@ def _failed_event(ctx: RunContext, target: str, failure: FailedChange) -> AuditE
 
 
 def _applied_event(
-    ctx: RunContext, target: str, change: Change, as_json: Mapping[str, Any] | None = None
+    ctx: RunContext,
+    target: str,
+    change: Change,
+    texts: ChangeTexts | None = None,
+    described: dict[int, tuple[object, str]] | None = None,
 ) -> AuditEvent:
-    """``as_json``: ``change.to_json()`` when the caller has it already."""
-    reason = "; ".join(r.describe() for r in change.reasons)
-    if ctx.reason:
-        reason = f"{reason} | operator: {ctx.reason}" if reason else f"operator: {ctx.reason}"
+    """``texts``: the transaction's change texts (its intent's); ``described``: the reason
+    line of each reasons tuple met so far (by identity: one rule's memberships share theirs)."""
+    texts = texts if texts is not None else ChangeTexts()
+    described = described if described is not None else {}
+    hit = described.get(id(change.reasons))
+    if hit is None:
+        reason = "; ".join(r.describe() for r in change.reasons)
+        if ctx.reason:
+            reason = f"{reason} | operator: {ctx.reason}" if reason else f"operator: {ctx.reason}"
+        hit = described[id(change.reasons)] = (change.reasons, reason)
     return ctx.event(
         EventKind.CHANGE_APPLIED,
         target=target,
         role=change.role,
-        change=as_json if as_json is not None else change.to_json(),
-        reason=reason,
-        before=dict(change.before),
-        after=dict(change.after),
+        change=texts.change(change),
+        reason=hit[1],
+        before=Canonical(texts.pairs(change.before)),
+        after=Canonical(texts.pairs(change.after)),
     )

@@ -19,15 +19,16 @@ the same changes (the catalog alone would credit them to the dead run).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from provisioner.config import Config
 from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.governance.encode import ChangeTexts
 from provisioner.core.reconcile.verify import verify
-from provisioner.core.values.intent import intent_changes, intent_json
+from provisioner.core.values.intent import intent_changes
 from provisioner.core.values.plan import Change, Plan, readback_scope
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
@@ -55,11 +56,12 @@ def planned_event(ctx: RunContext, plan: Plan, *, saved: bool = False) -> AuditE
 
 
 def intent_event(
-    ctx: RunContext, target: str, changes: Sequence[Change], as_json: Sequence[Mapping[str, Any]] | None = None
+    ctx: RunContext, target: str, changes: Sequence[Change], texts: ChangeTexts | None = None
 ) -> AuditEvent:
-    """``as_json``: ``[c.to_json() for c in changes]`` when the caller has it already.
+    """``texts``: the transaction's change texts, which its change records reuse.
     The changes are listed compactly (:mod:`provisioner.core.values.intent`)."""
-    return ctx.event(EventKind.APPLY_INTENT, target=target, reason=ctx.reason, after=intent_json(changes, as_json))
+    after = (texts if texts is not None else ChangeTexts()).intent(changes)
+    return ctx.event(EventKind.APPLY_INTENT, target=target, reason=ctx.reason, after=after)
 
 
 def begun_event(ctx: RunContext, target: str, transaction: str | None) -> AuditEvent:
@@ -141,7 +143,7 @@ def _recover(ctx: RunContext, targets: Targets, seq: int, intent: dict[str, Any]
     )
     # the completion carries the interrupted run's id, so it resolves that run's intent
     last = events[-1]
-    events[-1] = replace(last, run_id=str(intent["run_id"]), after={**last.after, "recovered_by_run": ctx.run_id})
+    events[-1] = replace(last.with_after(recovered_by_run=ctx.run_id), run_id=str(intent["run_id"]))
     ctx.audit(events)
     log.warning(
         "apply_intent_recovered",
@@ -194,4 +196,4 @@ def _committed(
 
 
 def _with_origin(event: AuditEvent, intent: dict[str, Any], seq: int) -> AuditEvent:
-    return replace(event, after={**event.after, "intent_seq": seq, "interrupted_run": intent["run_id"]})
+    return event.with_after(intent_seq=seq, interrupted_run=intent["run_id"])

@@ -27,17 +27,17 @@ from provisioner.core.governance.audit import (
     AuditEvent,
     Checkpoint,
     EventKind,
-    canonical_text,
     chain_hash,
     chain_hash_text,
     record_time,
 )
+from provisioner.core.governance.encode import RecordText, split_at, text_of
 from provisioner.errors import PermanentError, TemporaryError
 from provisioner.store.audit_schema import audit, checkpoints
 from provisioner.store.auditfilter import AuditFilter, matches, where
 from provisioner.store.signer import Signer
 
-__all__ = ["AuditFilter", "AuditLog", "AuditRow", "AuditTampered", "AuditUnavailable", "StoredCheckpoint"]
+__all__ = ["Appended", "AuditFilter", "AuditLog", "AuditRow", "AuditTampered", "AuditUnavailable", "StoredCheckpoint"]
 
 
 class AuditUnavailable(TemporaryError):
@@ -55,6 +55,15 @@ class AuditRow:
     prev_hash: str
     hash: str
     column_mismatch: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """A record just appended: its place in the chain and the ``at`` it was stamped with."""
+
+    seq: int
+    hash: str
+    at: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +89,9 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _row(seq: int, content: dict[str, Any], prev: str, digest: str, text: str, at: datetime | None) -> tuple[Any, ...]:
-    """The row's values in the table's column order (:func:`_insert`).  ``text``: the record's
-    canonical JSON, as the chain hashed it; ``at``: its time, parsed."""
-    at = at if at is not None else _parse_at(content["at"])
-    return (
-        seq, content["run_id"], at, content["kind"], content["actor"], content["target"], content["role"], text, prev,
-        digest,
-    )
+_Item = tuple[Any, Any, Any, Any, Any, Any, str, str]
+"""A record to append: its run_id, kind, actor, target and role (the searchable columns), its
+``at`` as written, and its canonical text before and after that ``at``."""
 
 
 def _insert(conn: Connection, rows: list[tuple[Any, ...]], chunk: int) -> None:
@@ -148,13 +152,22 @@ class AuditLog:
         self.on_checkpoint = on_checkpoint
 
     # ------------------------------------------------------------ writing
-    def append(self, events: Sequence[AuditEvent]) -> list[AuditRow]:
+    def append(self, events: Sequence[AuditEvent]) -> list[Appended]:
         """Chain and insert ``events`` atomically after the current head."""
-        return self.append_contents([e.content() for e in events])
+        texts = RecordText()  # the header strings every record of the batch repeats, encoded once
+        return self._append(
+            [(e.run_id, e.kind.value, e.actor, e.target, e.role, e.at.isoformat(), *e.around_at(texts)) for e in events]
+        )
 
-    def append_contents(self, contents: Iterable[dict[str, Any]], chunk: int = 5000) -> list[AuditRow]:
-        contents = list(contents)
-        if not contents:
+    def append_contents(self, contents: Iterable[dict[str, Any]], chunk: int = 5000) -> list[Appended]:
+        """Chain and insert records given as content dicts (each with ``at``)."""
+        return self._append(
+            [(c["run_id"], c["kind"], c["actor"], c["target"], c["role"], c["at"], *split_at(c)) for c in contents],
+            chunk,
+        )
+
+    def _append(self, items: list[_Item], chunk: int = 5000) -> list[Appended]:
+        if not items:
             return []
         try:
             with self.engine.begin() as conn:
@@ -162,22 +175,22 @@ class AuditLog:
                 last = self._check_signed_head(conn, seq, prev) if self.signer else None
                 start_seq, start_hash = seq, prev
                 last_at = self._head_time(conn, seq)
-                rows: list[AuditRow] = []
+                out: list[Appended] = []
                 values: list[tuple[Any, ...]] = []
-                for content in contents:
+                for run_id, kind, actor, target, role, stamp, head, tail in items:
                     seq += 1
-                    at = record_time(content)
+                    at = record_time({"at": stamp})
                     if at is not None and last_at is not None and at < last_at:
                         # monotonic per record: a run that read the clock before a concurrent
                         # run appended is stamped with the head's time, never earlier
-                        content = {**content, "at": last_at.isoformat()}
-                        at = last_at
+                        stamp, at = last_at.isoformat(), last_at
                     else:
                         last_at = at or last_at
-                    text = canonical_text(content)  # encoded once: what is hashed is what is stored
+                    text = head + text_of(stamp) + tail  # what is hashed is what is stored
                     digest = chain_hash_text(seq, prev, text)
-                    rows.append(AuditRow(seq, content, prev, digest))
-                    values.append(_row(seq, content, prev, digest, text, at))
+                    out.append(Appended(seq, digest, stamp))
+                    at = at if at is not None else _parse_at(str(stamp))
+                    values.append((seq, run_id, at, kind, actor, target, role, text, prev, digest))
                     prev = digest
                 _insert(conn, values, chunk)
                 stored = self._sign(conn, last, start_seq, start_hash, seq, prev) if self.signer else None
@@ -185,7 +198,7 @@ class AuditLog:
             raise AuditUnavailable(f"cannot append to the audit trail: {exc}") from exc
         if stored is not None:
             self._ship(stored)
-        return rows
+        return out
 
     def sign_head(self, adopt: bool = False) -> StoredCheckpoint:
         """A signed checkpoint of the current head (the newest one when it already covers the head).

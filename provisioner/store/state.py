@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.errors import TemporaryError
-from provisioner.store.audit import AuditLog, AuditRow, CheckpointSink
+from provisioner.store.audit import Appended, AuditLog, AuditRow, CheckpointSink
 from provisioner.store.audit_schema import audit, install_schema
 from provisioner.store.outbox import Outbox, outbox_metadata
 from provisioner.store.signer import Signer
@@ -213,7 +213,7 @@ class StateStore:
             return dict(row) if row else None
 
     # ---------------------------------------------------------------- audit
-    def append(self, events: Sequence[AuditEvent]) -> list[AuditRow]:
+    def append(self, events: Sequence[AuditEvent]) -> list[Appended]:
         """Chain and insert ``events`` atomically after the current head (see store/audit.py)."""
         return self.audit.append(events)
 

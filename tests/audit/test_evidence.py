@@ -303,7 +303,7 @@ def test_time_only_moves_forward(tmp_path: Path) -> None:
         store.append([AuditEvent("a", late, "svc", "schedule", EventKind.RUN_PLANNED)])
         # a concurrent run read the clock before this head was written: stamped with the head's time
         rows = store.append([AuditEvent("b", late - timedelta(seconds=3), "svc", "http", EventKind.RUN_PLANNED)])
-        assert rows[0].content["at"] == late.isoformat()
+        assert rows[0].at == late.isoformat()
     finally:
         store.close()
     c, _, head = _row(db, 2)

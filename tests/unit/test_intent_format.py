@@ -47,14 +47,6 @@ def test_smaller_than_the_inline_form() -> None:
     assert compact < inline * 0.6, (compact, inline)
 
 
-def test_the_callers_json_is_used_as_given() -> None:
-    changes = _changes()
-    as_json = [c.to_json() for c in changes]
-    after = intent_json(changes, as_json)
-    assert after["changes"][0]["params"] is as_json[0]["params"]
-    assert intent_changes(json.loads(canonical_text(after))) == changes
-
-
 def test_intents_in_the_inline_form_read_back() -> None:
     changes = _changes()
     assert intent_changes({"changes": [c.to_json() for c in changes]}) == changes

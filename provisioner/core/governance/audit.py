@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from provisioner.core.governance.encode import Canonical as Canonical
+from provisioner.core.governance.encode import RecordText
+from provisioner.core.governance.encode import canonical_text as canonical_text
 
 GENESIS = "sha256:" + "0" * 64
 
@@ -59,10 +62,12 @@ class AuditEvent:
     kind: EventKind
     target: str | None = None
     role: str | None = None
-    change: Mapping[str, Any] | None = None
+    change: Mapping[str, Any] | Canonical | None = None
     reason: str = ""
-    before: Mapping[str, Any] = field(default_factory=dict)
-    after: Mapping[str, Any] = field(default_factory=dict)
+    before: Mapping[str, Any] | Canonical = field(default_factory=dict)
+    after: Mapping[str, Any] | Canonical = field(default_factory=dict)
+    """``change``, ``before``, ``after``: mappings, or their canonical text where the
+    engine composed it (a transaction's change records, core/governance/encode.py)."""
 
     def content(self) -> dict[str, Any]:
         return {
@@ -73,20 +78,26 @@ class AuditEvent:
             "kind": self.kind.value,
             "target": self.target,
             "role": self.role,
-            "change": dict(self.change) if self.change is not None else None,
+            "change": _plain(self.change) if self.change is not None else None,
             "reason": self.reason,
-            "before": dict(self.before),
-            "after": dict(self.after),
+            "before": _plain(self.before),
+            "after": _plain(self.after),
         }
 
+    def with_after(self, **extra: Any) -> AuditEvent:
+        """This record with more keys in ``after``."""
+        return replace(self, after={**_plain(self.after), **extra})
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-"""``json.dumps`` with these options makes this very encoder (stateless) for every call."""
+    def around_at(self, texts: RecordText) -> tuple[str, str]:
+        """:func:`canonical_text` of :meth:`content` before and after the ``at`` value."""
+        return texts.around_at(
+            self.actor, self.after, self.before, self.change, self.kind.value, self.reason, self.role,
+            self.run_id, self.target, self.trigger,
+        )
 
 
-def canonical_text(content: Mapping[str, Any]) -> str:
-    """The record as the chain hashes it (and as the store keeps it): sorted keys, no spaces."""
-    return _CANONICAL.encode(content)
+def _plain(value: Mapping[str, Any] | Canonical) -> dict[str, Any]:
+    return value.value() if isinstance(value, Canonical) else dict(value)
 
 
 def canonical(content: Mapping[str, Any]) -> bytes:

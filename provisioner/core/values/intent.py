@@ -21,13 +21,13 @@ from provisioner.core.values.model import Reason
 from provisioner.core.values.plan import Change
 
 
-def intent_json(changes: Sequence[Change], as_json: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """``after`` of an intent record. ``as_json``: ``[c.to_json() for c in changes]`` when the
-    caller has it already (its parameter and state mappings are shared, not copied)."""
+def intent_json(changes: Sequence[Change]) -> dict[str, Any]:
+    """``after`` of an intent record.  The engine writes its canonical text composed part by
+    part (``ChangeTexts.intent`` in core/governance/encode.py), equal to this one's."""
     table: dict[Reason, int] = {}
     listed = []
-    for i, change in enumerate(changes):
-        data = as_json[i] if as_json is not None else change.to_json()
+    for change in changes:
+        data = change.to_json()
         listed.append({
             "kind": data["kind"],
             "role": data["role"],

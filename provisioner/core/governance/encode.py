@@ -1,0 +1,173 @@
+"""The canonical text of audit records, composed from the canonical text of their parts.
+
+A record is hashed and stored as its canonical JSON: sorted keys, no spaces
+(:func:`canonical_text`).  The canonical text of a mapping is ``{"k":<text of v>,...}`` in
+sorted key order, and the encoder gives a value inside a record the same text as it gives
+that value alone.  So a record can be written part by part, and a part that many records
+share encoded once: the run's actor and trigger in every record, and, in a first sync's
+hundreds of thousands of ``change_applied`` records, a rule's reasons, a group's
+parameters and the ``before``/``after`` of every membership grant.
+
+:class:`Canonical` is such a part: a JSON value held as its canonical text, written into a
+record as it is.  :class:`ChangeTexts` makes the parts of a transaction's changes (each
+change's JSON for its record, the intent that lists them); :func:`record_text` composes a
+whole record around its time.  What is composed equals :func:`canonical_text` of the
+record's content exactly -- ``audit verify`` re-encodes every stored record and compares
+hashes -- and ``tests/audit/test_record_text.py`` checks that for every kind of part.
+
+Pure: no I/O.  A :class:`ChangeTexts` memoises by identity and keeps each object it
+memoises alive, so an address cannot be reused while its entry exists; it lives for one
+transaction's records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.core.values.model import Reason
+from provisioner.core.values.plan import Change
+
+_ENCODE: Callable[[Any], str] = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+).encode
+"""``json.dumps`` with these options makes this very encoder (stateless) for every call."""
+
+
+def canonical_text(content: Mapping[str, Any]) -> str:
+    """The record as the chain hashes it (and as the store keeps it): sorted keys, no spaces."""
+    return _ENCODE(content)
+
+
+@dataclass(frozen=True, slots=True)
+class Canonical:
+    """A JSON value held as its canonical text (a record's ``change``, ``before`` or ``after``)."""
+
+    text: str
+
+    def value(self) -> Any:
+        return json.loads(self.text)
+
+
+def text_of(value: Any) -> str:
+    """The canonical text of a record's part: a :class:`Canonical` as it is, a mapping as a dict."""
+    if isinstance(value, Canonical):
+        return value.text
+    if isinstance(value, Mapping) and type(value) is not dict:
+        value = dict(value)
+    return _ENCODE(value)
+
+
+def split_at(content: Mapping[str, Any]) -> tuple[str, str]:
+    """The canonical text of ``content`` before and after its ``at`` value (which it must have):
+    ``head + text_of(at) + tail`` is :func:`canonical_text` of ``content``."""
+    keys = sorted(content)
+    i = keys.index("at")
+    head = "{" + "".join(f"{_ENCODE(k)}:{text_of(content[k])}," for k in keys[:i]) + '"at":'
+    tail = "".join(f",{_ENCODE(k)}:{text_of(content[k])}" for k in keys[i + 1 :]) + "}"
+    return head, tail
+
+
+class RecordText:
+    """Composes the text of a batch of records (one append), each header string encoded once."""
+
+    __slots__ = ("_strings",)
+
+    def __init__(self) -> None:
+        self._strings: dict[str, str] = {}
+
+    def string(self, value: str | None) -> str:
+        if value is None:
+            return "null"
+        text = self._strings.get(value)
+        if text is None:
+            text = self._strings[value] = _ENCODE(value)
+        return text
+
+    def around_at(
+        self,
+        actor: str,
+        after: Any,
+        before: Any,
+        change: Any,
+        kind: str,
+        reason: str,
+        role: str | None,
+        run_id: str,
+        target: str | None,
+        trigger: str,
+    ) -> tuple[str, str]:
+        """The text of an ``AuditEvent.content()`` (its keys, sorted) before and after ``at``."""
+        s = self.string
+        head = f'{{"actor":{s(actor)},"after":{text_of(after)},"at":'
+        tail = (
+            f',"before":{text_of(before)},"change":{"null" if change is None else text_of(change)}'
+            f',"kind":{s(kind)},"reason":{s(reason)},"role":{"null" if role is None else _ENCODE(role)}'
+            f',"run_id":{s(run_id)},"target":{s(target)},"trigger":{s(trigger)}}}'
+        )
+        return head, tail
+
+
+class ChangeTexts:
+    """The canonical text of one transaction's changes, for their audit records.
+
+    :meth:`change` is ``Change.to_json()``'s text, :meth:`pairs` that of a change's ``before``
+    or ``after`` as a dict, :meth:`intent` that of the intent record's ``after``
+    (:func:`provisioner.core.values.intent.intent_json`).  Parameters, states and reasons
+    are mostly shared objects (one ``(("group", g),)`` per group, one reasons tuple per
+    rule), so each is encoded once per object."""
+
+    __slots__ = ("_pairs", "_parts", "_reasons")
+
+    def __init__(self) -> None:
+        # one table per kind of part: the empty tuple is both a change's empty params and its empty reasons
+        self._pairs: dict[int, tuple[object, str]] = {}
+        self._reasons: dict[int, tuple[object, str]] = {}
+        self._parts: dict[int, tuple[Change, str, str, str, str, str]] = {}
+
+    def pairs(self, pairs: tuple[tuple[str, Any], ...]) -> str:
+        hit = self._pairs.get(id(pairs))
+        if hit is None:
+            hit = self._pairs[id(pairs)] = (pairs, _ENCODE(dict(pairs)))
+        return hit[1]
+
+    def reasons(self, reasons: tuple[Reason, ...]) -> str:
+        hit = self._reasons.get(id(reasons))
+        if hit is None:
+            hit = self._reasons[id(reasons)] = (reasons, _ENCODE([r.to_json() for r in reasons]))
+        return hit[1]
+
+    def _of(self, change: Change) -> tuple[Change, str, str, str, str, str]:
+        """(change, role, kind, params, before, after) texts; the head of its JSON's keys."""
+        parts = self._parts.get(id(change))
+        if parts is None:
+            parts = self._parts[id(change)] = (
+                change,
+                _ENCODE(change.role),
+                _ENCODE(change.kind.value),
+                self.pairs(change.params),
+                self.pairs(change.before),
+                self.pairs(change.after),
+            )
+        return parts
+
+    def change(self, change: Change) -> Canonical:
+        _, role, kind, params, before, after = self._of(change)
+        return Canonical(
+            f'{{"after":{after},"before":{before},"kind":{kind},"params":{params}'
+            f',"reasons":{self.reasons(change.reasons)},"role":{role},"summary":{_ENCODE(change.describe())}}}'
+        )
+
+    def intent(self, changes: Sequence[Change]) -> Canonical:
+        table: dict[Reason, int] = {}
+        lines = []
+        for change in changes:
+            _, role, kind, params, before, after = self._of(change)
+            refs = ",".join(str(table.setdefault(r, len(table))) for r in change.reasons)
+            lines.append(
+                f'{{"after":{after},"before":{before},"kind":{kind},"params":{params},"reasons":[{refs}],"role":{role}}}'
+            )
+        reasons = _ENCODE([r.to_json() for r in table])
+        return Canonical(f'{{"changes":[{",".join(lines)}],"reasons":{reasons}}}')
