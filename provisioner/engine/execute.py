@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from provisioner.config import Config
 from provisioner.core.governance.audit import AuditEvent, EventKind
@@ -142,19 +143,17 @@ def _apply_transaction(
         error = exc
         raise
     finally:
+        now = datetime.now(UTC)  # the records of what committed, written together at one time
         ctx.audit(
-            [_applied_event(ctx, name, c, texts, described) for c in applied]
+            [_applied_event(ctx, name, c, texts, described, now) for c in applied]
             + [_failed_event(ctx, name, f) for f in failed]
             + [completion_event(ctx, name, len(changes), len(applied), error, len(failed))]
         )
-        for change in applied if log.is_enabled_for(logging.INFO) else ():  # one line per change: only when kept
-            log.info(
-                "change_applied",
-                target=name,
-                change=change.describe(),
-                reasons=[r.describe() for r in change.reasons],
-                run_id=ctx.run_id,
-            )
+        # one line per change, only when kept; bound once (each call through the proxy binds anew)
+        if applied and log.is_enabled_for(logging.INFO):
+            bound = log.bind(target=name, run_id=ctx.run_id)
+            for c in applied:
+                bound.info("change_applied", change=c.describe(), reasons=[r.describe() for r in c.reasons])
         for f in failed:
             log.error("change_failed", target=name, change=f.change.describe(), error=f.error, run_id=ctx.run_id)
     return result
@@ -179,6 +178,7 @@ def _applied_event(
     change: Change,
     texts: ChangeTexts | None = None,
     described: dict[int, tuple[object, str]] | None = None,
+    at: datetime | None = None,
 ) -> AuditEvent:
     """``texts``: the transaction's change texts (its intent's); ``described``: the reason
     line of each reasons tuple met so far (by identity: one rule's memberships share theirs)."""
@@ -192,6 +192,7 @@ def _applied_event(
         hit = described[id(change.reasons)] = (change.reasons, reason)
     return ctx.event(
         EventKind.CHANGE_APPLIED,
+        at,
         target=target,
         role=change.role,
         change=texts.change(change),

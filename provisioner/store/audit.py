@@ -33,7 +33,7 @@ from provisioner.core.governance.audit import (
 )
 from provisioner.core.governance.encode import RecordText, split_at, text_of
 from provisioner.errors import PermanentError, TemporaryError
-from provisioner.store.audit_schema import audit, checkpoints
+from provisioner.store.audit_schema import audit, checkpoints, insert_rows
 from provisioner.store.auditfilter import AuditFilter, matches, where
 from provisioner.store.signer import Signer
 
@@ -94,35 +94,6 @@ _Item = tuple[Any, Any, Any, Any, Any, Any, str, str]
 ``at`` as written, and its canonical text before and after that ``at``."""
 
 
-def _insert(conn: Connection, rows: list[tuple[Any, ...]], chunk: int) -> None:
-    """Insert audit rows (:func:`_row`) by the driver's executemany of the statement compiled
-    once, without SQLAlchemy's per-row parameter handling: each value is bound as the
-    column's type binds it on this dialect (on SQLite, ``at`` becomes SQLAlchemy's DATETIME text)."""
-    dialect = conn.dialect
-    compiled = insert(audit).compile(dialect=dialect)
-    names = [c.name for c in audit.c]
-    binds = [
-        (i, bind) for i, c in enumerate(audit.c) if (bind := c.type.dialect_impl(dialect).bind_processor(dialect))
-    ]
-    if binds:
-        rows = [_bound(row, binds) for row in rows]
-    if dialect.positional:
-        if compiled.positiontup != names:  # a tuple's values go to the columns in table order
-            raise PermanentError(f"audit insert binds {compiled.positiontup}, not the table's columns {names}")
-        params: list[Any] = rows
-    else:
-        params = [dict(zip(names, row, strict=True)) for row in rows]
-    for i in range(0, len(params), chunk):
-        conn.exec_driver_sql(compiled.string, params[i : i + chunk])
-
-
-def _bound(row: tuple[Any, ...], binds: Sequence[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
-    values = list(row)
-    for i, bind in binds:
-        values[i] = bind(values[i])
-    return tuple(values)
-
-
 def _mismatch(r: Any, content: dict[str, Any]) -> str | None:
     for col in ("run_id", "kind", "actor", "target", "role"):
         if r[col] != content.get(col):
@@ -155,9 +126,13 @@ class AuditLog:
     def append(self, events: Sequence[AuditEvent]) -> list[Appended]:
         """Chain and insert ``events`` atomically after the current head."""
         texts = RecordText()  # the header strings every record of the batch repeats, encoded once
-        return self._append(
-            [(e.run_id, e.kind.value, e.actor, e.target, e.role, e.at.isoformat(), *e.around_at(texts)) for e in events]
-        )
+        items: list[_Item] = []
+        when: tuple[datetime | None, str] = (None, "")  # records of a batch mostly share one time
+        for e in events:
+            if when[0] is not e.at:
+                when = (e.at, e.at.isoformat())
+            items.append((e.run_id, e.kind.value, e.actor, e.target, e.role, when[1], *e.around_at(texts)))
+        return self._append(items)
 
     def append_contents(self, contents: Iterable[dict[str, Any]], chunk: int = 5000) -> list[Appended]:
         """Chain and insert records given as content dicts (each with ``at``)."""
@@ -177,9 +152,12 @@ class AuditLog:
                 last_at = self._head_time(conn, seq)
                 out: list[Appended] = []
                 values: list[tuple[Any, ...]] = []
+                parsed: tuple[Any, datetime | None] = (None, None)
                 for run_id, kind, actor, target, role, stamp, head, tail in items:
                     seq += 1
-                    at = record_time({"at": stamp})
+                    if parsed[0] is not stamp:
+                        parsed = (stamp, record_time({"at": stamp}))
+                    at = parsed[1]
                     if at is not None and last_at is not None and at < last_at:
                         # monotonic per record: a run that read the clock before a concurrent
                         # run appended is stamped with the head's time, never earlier
@@ -192,7 +170,7 @@ class AuditLog:
                     at = at if at is not None else _parse_at(str(stamp))
                     values.append((seq, run_id, at, kind, actor, target, role, text, prev, digest))
                     prev = digest
-                _insert(conn, values, chunk)
+                insert_rows(conn, values, chunk)
                 stored = self._sign(conn, last, start_seq, start_hash, seq, prev) if self.signer else None
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"cannot append to the audit trail: {exc}") from exc

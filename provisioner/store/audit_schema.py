@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
-from sqlalchemy.engine import Engine
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, insert
+from sqlalchemy.engine import Connection, Engine
+
+from provisioner.errors import PermanentError
 
 audit_metadata = MetaData()
 
@@ -71,3 +76,42 @@ def install_schema(engine: Engine) -> None:
                     f"CREATE TRIGGER {name} {when.format(t=table)} EXECUTE FUNCTION provisioner_audit_refuse()"
                 )
                 conn.exec_driver_sql(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}")
+
+
+def insert_rows(conn: Connection, rows: list[tuple[Any, ...]], chunk: int) -> None:
+    """Insert audit rows (:func:`_row`) by the driver's executemany of the statement compiled
+    once, without SQLAlchemy's per-row parameter handling: each value is bound as the
+    column's type binds it on this dialect (on SQLite, ``at`` becomes SQLAlchemy's DATETIME text)."""
+    dialect = conn.dialect
+    compiled = insert(audit).compile(dialect=dialect)
+    names = [c.name for c in audit.c]
+    binds = [
+        (i, bind) for i, c in enumerate(audit.c) if (bind := c.type.dialect_impl(dialect).bind_processor(dialect))
+    ]
+    if binds:
+        rows = _bound(rows, binds)
+    if dialect.positional:
+        if compiled.positiontup != names:  # a tuple's values go to the columns in table order
+            raise PermanentError(f"audit insert binds {compiled.positiontup}, not the table's columns {names}")
+        params: list[Any] = rows
+    else:
+        params = [dict(zip(names, row, strict=True)) for row in rows]
+    for i in range(0, len(params), chunk):
+        conn.exec_driver_sql(compiled.string, params[i : i + chunk])
+
+
+def _bound(rows: list[tuple[Any, ...]], binds: Sequence[tuple[int, Callable[[Any], Any]]]) -> list[tuple[Any, ...]]:
+    """``rows`` with each value bound; a value that is the previous row's own object (a batch's
+    records share their time) is bound once."""
+    out = []
+    last: dict[int, tuple[Any, Any]] = {}
+    for row in rows:
+        values = list(row)
+        for i, bind in binds:
+            value = values[i]
+            hit = last.get(i)
+            if hit is None or hit[0] is not value:
+                hit = last[i] = (value, bind(value))
+            values[i] = hit[1]
+        out.append(tuple(values))
+    return out

@@ -1,4 +1,4 @@
-"""The audit store inserts its rows by the driver's executemany (store/audit.py ``_insert``) and
+"""The audit store inserts its rows by the driver's executemany (store/audit_schema.py ``insert_rows``) and
 reads the head's time from its ``at`` column: the rows are byte for byte those SQLAlchemy Core's
 insert wrote, records stamped before the head take the head's time (read back from a head another
 log wrote), and ``audit verify`` accepts the trail, on SQLite and on PostgreSQL."""
