@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import getpass
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from provisioner.config import Config
-from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind, Record
 from provisioner.engine.warm import WarmState
 from provisioner.store.state import StateStore
 
@@ -74,8 +74,8 @@ class RunContext:
         """Append the records held so far now (an apply, before it executes anything)."""
         self.audit([])
 
-    def audit(self, events: list[AuditEvent]) -> None:
-        """Append ``events`` now, after every record held so far (one append)."""
+    def audit(self, events: Sequence[AuditEvent | Record]) -> None:
+        """Append ``events`` (or records already encoded) now, after every record held so far (one append)."""
         held, self.held = self.held, []
         if self.store is not None and (held or events):
             self.store.append([*held, *events])

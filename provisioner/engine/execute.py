@@ -4,12 +4,12 @@ reading back, every step recorded (intent, begun, applied or failed, completion)
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from provisioner.config import Config
-from provisioner.core.governance.audit import AuditEvent, EventKind
-from provisioner.core.governance.encode import Canonical, ChangeTexts
+from provisioner.core.governance.audit import AuditEvent, EventKind, Record
+from provisioner.core.governance.encode import ChangeTexts
 from provisioner.core.reconcile.phases import apply_phases
 from provisioner.core.reconcile.verify import verify
 from provisioner.core.values.model import ActualState
@@ -123,7 +123,6 @@ def _apply_transaction(
     applied: list[Change] = []
     # each change's parts encoded once, for its line in the intent and for its own record
     texts = ChangeTexts()
-    described: dict[int, tuple[object, str]] = {}
 
     def on_change(change: Change) -> None:
         applied.append(change)
@@ -144,11 +143,10 @@ def _apply_transaction(
         raise
     finally:
         now = datetime.now(UTC)  # the records of what committed, written together at one time
-        ctx.audit(
-            [_applied_event(ctx, name, c, texts, described, now) for c in applied]
-            + [_failed_event(ctx, name, f) for f in failed]
-            + [completion_event(ctx, name, len(changes), len(applied), error, len(failed))]
-        )
+        records: list[AuditEvent | Record] = [*_applied_records(ctx, name, applied, texts, now)]
+        records += [_failed_event(ctx, name, f) for f in failed]
+        records.append(completion_event(ctx, name, len(changes), len(applied), error, len(failed)))
+        ctx.audit(records)
         # one line per change, only when kept; bound once (each call through the proxy binds anew)
         if applied and log.is_enabled_for(logging.INFO):
             bound = log.bind(target=name, run_id=ctx.run_id)
@@ -172,31 +170,22 @@ def _failed_event(ctx: RunContext, target: str, failure: FailedChange) -> AuditE
     )
 
 
-def _applied_event(
-    ctx: RunContext,
-    target: str,
-    change: Change,
-    texts: ChangeTexts | None = None,
-    described: dict[int, tuple[object, str]] | None = None,
-    at: datetime | None = None,
-) -> AuditEvent:
-    """``texts``: the transaction's change texts (its intent's); ``described``: the reason
-    line of each reasons tuple met so far (by identity: one rule's memberships share theirs)."""
-    texts = texts if texts is not None else ChangeTexts()
-    described = described if described is not None else {}
-    hit = described.get(id(change.reasons))
-    if hit is None:
-        reason = "; ".join(r.describe() for r in change.reasons)
-        if ctx.reason:
-            reason = f"{reason} | operator: {ctx.reason}" if reason else f"operator: {ctx.reason}"
-        hit = described[id(change.reasons)] = (change.reasons, reason)
-    return ctx.event(
-        EventKind.CHANGE_APPLIED,
-        at,
-        target=target,
-        role=change.role,
-        change=texts.change(change),
-        reason=hit[1],
-        before=Canonical(texts.pairs(change.before)),
-        after=Canonical(texts.pairs(change.after)),
+def _applied_records(
+    ctx: RunContext, target: str, applied: Sequence[Change], texts: ChangeTexts, at: datetime
+) -> list[Record]:
+    """The ``change_applied`` record of each change (its rules and their attribute values as
+    the reason), encoded with ``texts``, the transaction's (its intent's parts are reused)."""
+    described: dict[int, tuple[object, str]] = {}  # one rule's memberships share their reasons tuple
+
+    def reason(change: Change) -> str:
+        hit = described.get(id(change.reasons))
+        if hit is None:
+            text = "; ".join(r.describe() for r in change.reasons)
+            if ctx.reason:
+                text = f"{text} | operator: {ctx.reason}" if text else f"operator: {ctx.reason}"
+            hit = described[id(change.reasons)] = (change.reasons, text)
+        return hit[1]
+
+    return texts.records(
+        EventKind.CHANGE_APPLIED.value, applied, reason, at.isoformat(), ctx.run_id, ctx.actor, ctx.trigger, target
     )

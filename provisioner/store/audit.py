@@ -31,7 +31,7 @@ from provisioner.core.governance.audit import (
     chain_hash_text,
     record_time,
 )
-from provisioner.core.governance.encode import RecordText, split_at, text_of
+from provisioner.core.governance.encode import Record, RecordText, split_at, text_of
 from provisioner.errors import PermanentError, TemporaryError
 from provisioner.store.audit_schema import audit, checkpoints, insert_rows
 from provisioner.store.auditfilter import AuditFilter, matches, where
@@ -89,11 +89,6 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-_Item = tuple[Any, Any, Any, Any, Any, Any, str, str]
-"""A record to append: its run_id, kind, actor, target and role (the searchable columns), its
-``at`` as written, and its canonical text before and after that ``at``."""
-
-
 def _mismatch(r: Any, content: dict[str, Any]) -> str | None:
     for col in ("run_id", "kind", "actor", "target", "role"):
         if r[col] != content.get(col):
@@ -123,15 +118,18 @@ class AuditLog:
         self.on_checkpoint = on_checkpoint
 
     # ------------------------------------------------------------ writing
-    def append(self, events: Sequence[AuditEvent]) -> list[Appended]:
-        """Chain and insert ``events`` atomically after the current head."""
+    def append(self, events: Sequence[AuditEvent | Record]) -> list[Appended]:
+        """Chain and insert ``events`` (or records already encoded) atomically after the current head."""
         texts = RecordText()  # the header strings every record of the batch repeats, encoded once
-        items: list[_Item] = []
+        items: list[Record] = []
         when: tuple[datetime | None, str] = (None, "")  # records of a batch mostly share one time
         for e in events:
+            if not isinstance(e, AuditEvent):
+                items.append(e)
+                continue
             if when[0] is not e.at:
                 when = (e.at, e.at.isoformat())
-            items.append((e.run_id, e.kind.value, e.actor, e.target, e.role, when[1], *e.around_at(texts)))
+            items.append(e.record(texts, when[1]))
         return self._append(items)
 
     def append_contents(self, contents: Iterable[dict[str, Any]], chunk: int = 5000) -> list[Appended]:
@@ -141,7 +139,7 @@ class AuditLog:
             chunk,
         )
 
-    def _append(self, items: list[_Item], chunk: int = 5000) -> list[Appended]:
+    def _append(self, items: list[Record], chunk: int = 5000) -> list[Appended]:
         if not items:
             return []
         try:

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from provisioner.core.governance.audit import AuditEvent, EventKind
+from provisioner.core.governance.audit import AuditEvent, EventKind, Record
 from provisioner.errors import TemporaryError
 from provisioner.store.audit import Appended, AuditLog, AuditRow, CheckpointSink
 from provisioner.store.audit_schema import audit, install_schema
@@ -213,7 +213,7 @@ class StateStore:
             return dict(row) if row else None
 
     # ---------------------------------------------------------------- audit
-    def append(self, events: Sequence[AuditEvent]) -> list[Appended]:
+    def append(self, events: Sequence[AuditEvent | Record]) -> list[Appended]:
         """Chain and insert ``events`` atomically after the current head (see store/audit.py)."""
         return self.audit.append(events)
 

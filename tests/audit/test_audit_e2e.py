@@ -165,16 +165,16 @@ def test_interrupted_apply_is_recovered_next_run(
     setup = make_setup(tmp_path, ldap_ou.config(), p)
     from provisioner.engine import execute as runtime
 
-    real = runtime._applied_event
+    real = runtime._applied_records
 
     def crash(*args: object, **kw: object) -> object:
         raise Crash
 
-    monkeypatch.setattr(runtime, "_applied_event", crash)
+    monkeypatch.setattr(runtime, "_applied_records", crash)
     t0 = datetime.now(UTC)
     with pytest.raises(Crash):
         setup.apply(now=t0)
-    monkeypatch.setattr(runtime, "_applied_event", real)
+    monkeypatch.setattr(runtime, "_applied_records", real)
     assert memberships(p)[f"{p}cat"] == {f"{p}trade_executor", f"{p}trade_reader"}  # committed, unrecorded
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")

@@ -56,6 +56,12 @@ def test_an_event_with_composed_parts_is_its_content(c: Change, actor: str, targ
     content = event.content()
     assert head + text_of(content["at"]) + tail == canonical_text(content)
     assert content["change"] == c.to_json()
+    # the engine writes a transaction's change records without making the events
+    (record,) = ChangeTexts().records(
+        "change_applied", [c], lambda x: event.reason, at.isoformat(), "run-1", actor, "schedule", target or ""
+    )
+    if target is not None:
+        assert record == event.record(RecordText())
 
 
 @settings(max_examples=200, deadline=None)
@@ -94,12 +100,16 @@ def test_composed_records_verify_in_the_store(tmp_path: Path) -> None:
         AuditEvent("r1", now - timedelta(seconds=i % 2), "svc", "schedule", EventKind.CHANGE_APPLIED, target="pg",
                    role=c.role, change=texts.change(c), reason="desk: member of 'desk'",
                    before=Canonical(texts.pairs(c.before)), after=Canonical(texts.pairs(c.after)))
-        for i, c in enumerate(changes)
+        for i, c in enumerate(changes[:25])
     ]
+    # the rest as the engine writes them: records without events, stamped a second early
+    late = (now - timedelta(seconds=1)).isoformat()
+    records = texts.records("change_applied", changes[25:], lambda c: "desk: member of 'desk'", late, "r1", "svc",
+                            "schedule", "pg")
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         store.append([intent])
-        written = store.append(applied)
+        written = store.append([*applied, *records])
         assert all(w.at == now.isoformat() for w in written), "never earlier than the head"
         report = verify_chain(store.audit, [], None)
         assert report.ok, report
@@ -107,6 +117,8 @@ def test_composed_records_verify_in_the_store(tmp_path: Path) -> None:
         assert [r.content["role"] for r in rows[1:]] == [c.role for c in changes]
         assert rows[1].content["change"] == changes[0].to_json()
         assert rows[1].content["after"] == {"member": True}
+        assert rows[-1].content["change"] == changes[-1].to_json()
+        assert rows[-1].content["reason"] == "desk: member of 'desk'" and rows[-1].content["at"] == now.isoformat()
         assert intent_changes(rows[0].content["after"]) == changes
         assert json.loads(canonical_text(rows[2].content)) == rows[2].content
     finally:

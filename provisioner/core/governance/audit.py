@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from provisioner.core.governance.encode import Canonical as Canonical
+from provisioner.core.governance.encode import Record as Record
 from provisioner.core.governance.encode import RecordText
 from provisioner.core.governance.encode import canonical_text as canonical_text
 
@@ -87,6 +88,13 @@ class AuditEvent:
     def with_after(self, **extra: Any) -> AuditEvent:
         """This record with more keys in ``after``."""
         return replace(self, after={**_plain(self.after), **extra})
+
+    def record(self, texts: RecordText, at: str | None = None) -> Record:
+        """This record ready for the chain; ``at``: ``self.at.isoformat()`` when the caller has it."""
+        return (
+            self.run_id, self.kind.value, self.actor, self.target, self.role, at or self.at.isoformat(),
+            *self.around_at(texts),
+        )
 
     def around_at(self, texts: RecordText) -> tuple[str, str]:
         """:func:`canonical_text` of :meth:`content` before and after the ``at`` value."""
