@@ -11,9 +11,10 @@ parameters and the ``before``/``after`` of every membership grant.
 :class:`Canonical` is such a part: a JSON value held as its canonical text, written into a
 record as it is.  :class:`ChangeTexts` makes the parts of a transaction's changes (the intent
 that lists them) and their ``change_applied`` records; :class:`RecordText` composes any event's
-record around its time (``AuditEvent.record``), :func:`split_at` a content dict's.  What is composed equals :func:`canonical_text` of the
-record's content exactly -- ``audit verify`` re-encodes every stored record and compares
-hashes -- and ``tests/audit/test_record_text.py`` checks that for every kind of part.
+record around its time (``AuditEvent.record``), :func:`split_at` a content dict's.  What is
+composed equals :func:`canonical_text` of the record's content exactly -- ``audit verify``
+re-encodes every stored record and compares hashes -- and ``tests/audit/test_record_text.py``
+checks that for every kind of part.
 
 Pure: no I/O.  A :class:`ChangeTexts` memoises by identity and keeps each object it
 memoises alive, so an address cannot be reused while its entry exists; it lives for one
