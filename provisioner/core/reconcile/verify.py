@@ -7,11 +7,10 @@ catalog shows afterwards.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from provisioner.core.values import marker as markers
 from provisioner.core.values.model import ActualState, Marker
 from provisioner.core.values.plan import Change, ChangeKind
 
@@ -45,7 +44,7 @@ def _check_ledger(expected: object, actual: Marker | None, decided: set[str] | N
     that one change of a plan verifies on its own (recovery of an interrupted apply)."""
     if not isinstance(expected, dict) or actual is None:
         return None  # reported by the change's own check
-    want = markers.parse(markers.PREFIX + json.dumps(expected))
+    want = _expected(expected)
     if want is None:
         return "unreadable expected marker"
     if want.instance != actual.instance:
@@ -104,9 +103,19 @@ def _check_marker(expected: object, actual: Marker | None) -> str | None:
         return None if actual is None else "marker still present"
     if not isinstance(expected, dict):
         return "unreadable expected marker"
-    want = markers.parse(markers.PREFIX + json.dumps(expected))
+    want = _expected(expected)
     if want is None or actual is None:
         return "marker missing after apply"
     if (want.kind, want.stable_id, want.source) != (actual.kind, actual.stable_id, actual.source):
         return f"marker is {actual}, expected {want}"
     return None
+
+
+def _expected(data: dict[str, Any]) -> Marker | None:
+    """The marker a change's ``marker`` parameter (``Marker.to_json()``) describes, as the
+    comment it wrote would read back; None when malformed.  Read from the mapping itself: a
+    first sync verifies 100,000s of these, and a JSON round trip each cost 0.4 s at 50,000 people."""
+    try:
+        return Marker.from_json(data)
+    except (ValueError, KeyError, TypeError):
+        return None
