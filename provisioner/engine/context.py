@@ -80,6 +80,5 @@ class RunContext:
         if self.store is not None and (held or events):
             self.store.append([*held, *events])
 
-    def event(self, kind: EventKind, at: datetime | None = None, **kw: Any) -> AuditEvent:
-        """A record of this run, at ``at`` (records written together share one time) or now."""
-        return AuditEvent(self.run_id, at or datetime.now(UTC), self.actor, self.trigger, kind, **kw)
+    def event(self, kind: EventKind, **kw: Any) -> AuditEvent:
+        return AuditEvent(self.run_id, datetime.now(UTC), self.actor, self.trigger, kind, **kw)

@@ -79,9 +79,10 @@ def install_schema(engine: Engine) -> None:
 
 
 def insert_rows(conn: Connection, rows: list[tuple[Any, ...]], chunk: int) -> None:
-    """Insert audit rows (:func:`_row`) by the driver's executemany of the statement compiled
-    once, without SQLAlchemy's per-row parameter handling: each value is bound as the
-    column's type binds it on this dialect (on SQLite, ``at`` becomes SQLAlchemy's DATETIME text)."""
+    """Insert audit rows (each a tuple of the table's columns in order) by the driver's
+    executemany of the statement compiled once, without SQLAlchemy's per-row parameter handling:
+    each value is bound as the column's type binds it on this dialect (on SQLite, ``at`` becomes
+    SQLAlchemy's DATETIME text)."""
     dialect = conn.dialect
     compiled = insert(audit).compile(dialect=dialect)
     names = [c.name for c in audit.c]

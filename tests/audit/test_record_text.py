@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 from provisioner.core.governance.audit import AuditEvent, EventKind, canonical_text
 from provisioner.core.governance.encode import Canonical, ChangeTexts, RecordText, split_at, text_of
-from provisioner.core.values.intent import intent_changes, intent_json
+from provisioner.core.values.intent import intent_changes
 from provisioner.core.values.model import Reason
 from provisioner.core.values.plan import Change, ChangeKind
 from provisioner.store.signing import verify_chain
 from provisioner.store.state import StateStore
+from tests.support.intent import intent_json
 
 # names and values a directory and a catalog can hold: quotes, backslashes, controls, non-ASCII
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
@@ -36,7 +37,7 @@ change = st.builds(
 def test_changes_and_intents_are_their_canonical_text(changes: list[Change]) -> None:
     texts = ChangeTexts()
     for c in changes:
-        assert texts.change(c).text == canonical_text(c.to_json())
+        assert texts.change(c) == canonical_text(c.to_json())
         assert texts.pairs(c.before) == canonical_text(dict(c.before))
     intent = texts.intent(changes)
     assert intent.text == canonical_text(intent_json(changes))
@@ -49,7 +50,7 @@ def test_an_event_with_composed_parts_is_its_content(c: Change, actor: str, targ
     texts = ChangeTexts()
     event = AuditEvent(
         "run-1", at, actor, "schedule", EventKind.CHANGE_APPLIED, target=target, role=c.role,
-        change=texts.change(c), reason="; ".join(r.describe() for r in c.reasons),
+        change=Canonical(texts.change(c)), reason="; ".join(r.describe() for r in c.reasons),
         before=Canonical(texts.pairs(c.before)), after=Canonical(texts.pairs(c.after)),
     )
     head, tail = event.around_at(RecordText())
@@ -81,7 +82,7 @@ def test_equal_values_of_different_types_are_not_confused() -> None:
     assert [texts.pairs(x.params) for x in (a, b, c)] == ['{"login":true}', '{"login":1}', '{"login":1.0}']
     assert texts.intent([a, b, c]).text == canonical_text(intent_json([a, b, c]))
     # empty reasons and empty states are the same tuple object: "[]" for the one, "{}" for the other
-    assert all(texts.change(x).text == canonical_text(x.to_json()) for x in (a, b, c))
+    assert all(texts.change(x) == canonical_text(x.to_json()) for x in (a, b, c))
 
 
 def test_composed_records_verify_in_the_store(tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_composed_records_verify_in_the_store(tmp_path: Path) -> None:
     intent = AuditEvent("r1", now, "svc", "schedule", EventKind.APPLY_INTENT, target="pg", after=texts.intent(changes))
     applied = [
         AuditEvent("r1", now - timedelta(seconds=i % 2), "svc", "schedule", EventKind.CHANGE_APPLIED, target="pg",
-                   role=c.role, change=texts.change(c), reason="desk: member of 'desk'",
+                   role=c.role, change=Canonical(texts.change(c)), reason="desk: member of 'desk'",
                    before=Canonical(texts.pairs(c.before)), after=Canonical(texts.pairs(c.after)))
         for i, c in enumerate(changes[:25])
     ]

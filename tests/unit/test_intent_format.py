@@ -8,9 +8,10 @@ import json
 import pytest
 
 from provisioner.core.governance.audit import canonical_text
-from provisioner.core.values.intent import intent_changes, intent_json
+from provisioner.core.values.intent import intent_changes
 from provisioner.core.values.model import Reason
 from provisioner.core.values.plan import ChangeKind, make_change
+from tests.support.intent import intent_json
 
 TRADING = Reason("people", "department='trading'", (("department", "trading"),))
 DESK = Reason("ldap-groups", "from_group='cn=desk,ou=groups'", (("from_group", "cn=desk,ou=groups"),))

@@ -108,21 +108,32 @@ class RecordText:
     ) -> tuple[str, str]:
         """The text of an ``AuditEvent.content()`` (its keys, sorted) before and after ``at``."""
         s = self.string
-        head = f'{{"actor":{s(actor)},"after":{text_of(after)},"at":'
-        tail = (
-            f',"before":{text_of(before)},"change":{"null" if change is None else text_of(change)}'
-            f',"kind":{s(kind)},"reason":{s(reason)},"role":{"null" if role is None else _ENCODE(role)}'
-            f',"run_id":{s(run_id)},"target":{s(target)},"trigger":{s(trigger)}}}'
+        return _around_at(
+            s(actor), text_of(after), text_of(before), "null" if change is None else text_of(change), s(kind),
+            s(reason), "null" if role is None else _ENCODE(role), s(run_id), s(target), s(trigger),
         )
-        return head, tail
+
+
+def _around_at(
+    actor: str, after: str, before: str, change: str, kind: str, reason: str, role: str, run_id: str, target: str,
+    trigger: str,
+) -> tuple[str, str]:
+    """A record's canonical text before and after its ``at`` value, from the canonical texts of its
+    other values: the one place that knows a record's keys and their sorted order."""
+    head = f'{{"actor":{actor},"after":{after},"at":'
+    tail = (
+        f',"before":{before},"change":{change},"kind":{kind},"reason":{reason},"role":{role}'
+        f',"run_id":{run_id},"target":{target},"trigger":{trigger}}}'
+    )
+    return head, tail
 
 
 class ChangeTexts:
     """The canonical text of one transaction's changes, for their audit records.
 
     :meth:`change` is ``Change.to_json()``'s text, :meth:`pairs` that of a change's ``before``
-    or ``after`` as a dict, :meth:`intent` that of the intent record's ``after``
-    (:func:`provisioner.core.values.intent.intent_json`).  Parameters, states and reasons
+    or ``after`` as a dict, :meth:`intent` that of the intent record's ``after`` (the compact
+    form :mod:`provisioner.core.values.intent` reads back).  Parameters, states and reasons
     are mostly shared objects (one ``(("group", g),)`` per group, one reasons tuple per
     rule), so each is encoded once per object."""
 
@@ -160,10 +171,8 @@ class ChangeTexts:
             )
         return parts
 
-    def change(self, change: Change) -> Canonical:
-        return Canonical(self._change(change))
-
-    def _change(self, change: Change) -> str:
+    def change(self, change: Change) -> str:
+        """The canonical text of ``change.to_json()``."""
         _, role, kind, params, before, after = self._of(change)
         return (
             f'{{"after":{after},"before":{before},"kind":{kind},"params":{params}'
@@ -185,9 +194,8 @@ class ChangeTexts:
         target, change.role, change=change.to_json(), reason=reason(change), before=dict(change.before),
         after=dict(change.after)).record()`` writes it, without the event: a first sync writes
         hundreds of thousands.  ``reason``'s strings are encoded once each."""
-        head = f'{{"actor":{_ENCODE(actor)},"after":'
-        middle = f',"kind":{_ENCODE(kind)},"reason":'
-        end = f',"run_id":{_ENCODE(run_id)},"target":{_ENCODE(target)},"trigger":{_ENCODE(trigger)}}}'
+        header = [_ENCODE(v) for v in (actor, kind, run_id, target, trigger)]
+        actor_text, kind_text, run_text, target_text, trigger_text = header
         reasons: dict[str, str] = {}
         out: list[Record] = []
         for change in changes:
@@ -196,8 +204,11 @@ class ChangeTexts:
             why_text = reasons.get(why)
             if why_text is None:
                 why_text = reasons[why] = _ENCODE(why)
-            tail = f',"before":{before},"change":{self._change(change)}{middle}{why_text},"role":{role}{end}'
-            out.append((run_id, kind, actor, target, change.role, at, f'{head}{after},"at":', tail))
+            head, tail = _around_at(
+                actor_text, after, before, self.change(change), kind_text, why_text, role, run_text, target_text,
+                trigger_text,
+            )
+            out.append((run_id, kind, actor, target, change.role, at, head, tail))
         return out
 
     def intent(self, changes: Sequence[Change]) -> Canonical:

@@ -9,34 +9,18 @@ memberships share a few dozen reasons, so the intent keeps each distinct reason 
 which the change's kind, role and parameters determine, is left out.  At 10,000 users this
 makes the intents of a first sync 25.5 -> 16.5 MB of the audit store (59,295 changes).
 
+The engine writes an intent's ``after`` as canonical text composed part by part
+(``ChangeTexts.intent`` in core/governance/encode.py): ``{"changes": [{"after", "before", "kind",
+"params", "reasons": [positions], "role"}, ...], "reasons": [each distinct reason's JSON]}``.
 Intents written before (each change with its reasons inline and a summary) read back the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from provisioner.core.values.model import Reason
 from provisioner.core.values.plan import Change
-
-
-def intent_json(changes: Sequence[Change]) -> dict[str, Any]:
-    """``after`` of an intent record.  The engine writes its canonical text composed part by
-    part (``ChangeTexts.intent`` in core/governance/encode.py), equal to this one's."""
-    table: dict[Reason, int] = {}
-    listed = []
-    for change in changes:
-        data = change.to_json()
-        listed.append({
-            "kind": data["kind"],
-            "role": data["role"],
-            "params": data["params"],
-            "before": data["before"],
-            "after": data["after"],
-            "reasons": [table.setdefault(r, len(table)) for r in change.reasons],
-        })
-    return {"changes": listed, "reasons": [r.to_json() for r in table]}
 
 
 def intent_changes(after: Mapping[str, Any], where: str = "intent") -> list[Change]:
