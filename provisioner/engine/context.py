@@ -81,4 +81,5 @@ class RunContext:
             self.store.append([*held, *events])
 
     def event(self, kind: EventKind, **kw: Any) -> AuditEvent:
+        """A record of this run, made now."""
         return AuditEvent(self.run_id, datetime.now(UTC), self.actor, self.trigger, kind, **kw)

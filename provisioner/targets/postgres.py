@@ -186,10 +186,10 @@ class PostgresTarget:
         time as they are consumed.  With libpq 17+ the server's rows also arrive a chunk at a
         time (chunked rows mode): a result of 100,000s of role or membership rows is never held
         whole, in libpq's buffer or as one list beside the roles built from them (issue 19, peak
-        memory).  Such a query is
-        sent when its rows are first asked for; the inspect consumes each result before the next
-        one, as a connection requires.  Without chunked mode the result is buffered by libpq and
-        converted a chunk at a time (row by row cost 1.3 us a row)."""
+        memory).  Such a query is sent when its rows are first asked for; the inspect consumes
+        each result before the next one, as a connection requires.  Without chunked mode the
+        result is buffered by libpq and converted a chunk at a time (row by row cost 1.3 us a
+        row)."""
         self.statements_executed += 1
         self.round_trips += 1
         if psycopg.capabilities.has_stream_chunked():

@@ -194,8 +194,9 @@ class ChangeTexts:
         target, change.role, change=change.to_json(), reason=reason(change), before=dict(change.before),
         after=dict(change.after)).record()`` writes it, without the event: a first sync writes
         hundreds of thousands.  ``reason``'s strings are encoded once each."""
-        header = [_ENCODE(v) for v in (actor, kind, run_id, target, trigger)]
-        actor_text, kind_text, run_text, target_text, trigger_text = header
+        actor_text, kind_text, run_text, target_text, trigger_text = (
+            _ENCODE(v) for v in (actor, kind, run_id, target, trigger)
+        )
         reasons: dict[str, str] = {}
         out: list[Record] = []
         for change in changes:
