@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.peer_realistic import drop_database, generate, load, make_database, ours_config
+from bench.peer_realistic import drop_database, loaded_directory, make_database, ours_config
 from tests.support import pg
 
 
@@ -100,17 +100,11 @@ def main(argv: list[str]) -> None:
     trees = [Path(argv[i + 1]).resolve() for i, a in enumerate(argv) if a == "--tree"] or [Path.cwd()]
     rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 1
     profile = argv[argv.index("--profile") + 1] if "--profile" in argv else None
-    with tempfile.TemporaryDirectory(prefix="first-sync-") as tmp_name:
-        tmp = Path(tmp_name)
-        body, _changes, _stats = generate(tmp, n)
-        server = load(body)
-        try:
-            for r in range(rounds):
-                for tree in trees:
-                    result = one(server, tmp, tree, profile, "--stages" in argv)
-                    print(json.dumps({"round": r, **result}), flush=True)
-        finally:
-            server.cleanup()
+    with loaded_directory(n, "first-sync-") as (tmp, server, _changes, _stats):
+        for r in range(rounds):
+            for tree in trees:
+                result = one(server, tmp, tree, profile, "--stages" in argv)
+                print(json.dumps({"round": r, **result}), flush=True)
 
 
 def profile_worker(out: str, cfg: str) -> None:

@@ -30,7 +30,6 @@ import pickle
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,8 @@ from bench.peer_realistic import (
     PEOPLE,
     db_dsn,
     drop_database,
-    generate,
-    load,
+    loaded_directory,
+    login_role,
     make_database,
     ours_config,
     peer_config,
@@ -147,34 +146,24 @@ def audit_floor(state_db: Path, tmp: Path, chunk: int = 5000) -> tuple[float, in
     return taken[0], len(records), taken[1]
 
 
-def setup(p: str) -> None:
-    """The database and login of a provisioner run with role prefix ``p`` (as ``ours_config`` makes it)."""
-    make_database(f"{p}db", f"{p}app_owner")
-
-
 def recreate(p: str) -> None:
-    """Back to before the first sync: the run's roles and database gone, the database and login again."""
+    """Back to before the first sync: the run's roles and database dropped, the database and the
+    login made again (as ``ours_config`` makes them)."""
     drop_database(f"{p}db")
     pg.drop_roles_with_prefix(p)
-    setup(p)
-    login = sql.Identifier(f"{p}svc")
-    with pg.admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(login))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"{p}app_owner"), login))
+    make_database(f"{p}db", f"{p}app_owner")
+    login_role(p)
 
 
 def floor(n: int, exe: str | None) -> dict[str, Any]:
     p, q = pg.new_prefix(), pg.new_prefix()
     out: dict[str, Any] = {"n": n}
-    with tempfile.TemporaryDirectory(prefix="first-sync-floor-") as tmp_name:
-        tmp = Path(tmp_name)
-        body, _changes, _stats = generate(tmp, n)
-        server = load(body)
+    with loaded_directory(n, "first-sync-floor-") as (tmp, server, _changes, _stats):
         try:
             if exe:
                 make_database(f"{q}db", f"{q}app_owner")
                 out["ldap2pg"] = run_peer(exe, peer_config(tmp, server, q, f"{q}db"))["wall"]
-            setup(p)
+            make_database(f"{p}db", f"{p}app_owner")
             (tmp / "ours").mkdir()
             cfg = ours_config(tmp / "ours", server, p, f"{p}db")
             captured = tmp / "sent.pickle"
@@ -191,7 +180,6 @@ def floor(n: int, exe: str | None) -> dict[str, Any]:
             recreate(p)
             out["server"], out["round_trips"] = server_floor(transactions, f"{p}svc")
         finally:
-            server.cleanup()
             drop_database(f"{p}db")
             drop_database(f"{q}db")
             pg.drop_roles_with_prefix(p)

@@ -39,6 +39,8 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,20 @@ def load(body: Path) -> MemberOfSlapd:
     return server
 
 
+@contextmanager
+def loaded_directory(n: int, prefix: str) -> Iterator[tuple[Path, MemberOfSlapd, Path, dict[str, Any]]]:
+    """The directory of ``n`` people generated into a temporary directory and loaded into a
+    private slapd: (the temporary directory, the server, the churn LDIF, the generator's figures)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp_name:
+        tmp = Path(tmp_name)
+        body, changes, stats = generate(tmp, n)
+        server = load(body)
+        try:
+            yield tmp, server, changes, stats
+        finally:
+            server.cleanup()
+
+
 def churn(server: Slapd, changes: Path) -> None:
     pw = server.dir / "admin.pw"
     pw.write_text(ADMIN_PASSWORD)
@@ -146,12 +162,18 @@ def drop_database(db: str) -> None:
 # --------------------------------------------------------------------------- provisioner
 
 
-def ours_config(tmp: Path, server: Slapd, p: str, db: str, daemon: bool = False) -> Path:
-    """``daemon``: with a ``[daemon]`` section that applies (the warm process's)."""
+def login_role(p: str) -> str:
+    """provisioner's login for role prefix ``p``: CREATEROLE, member of the database owner ``<p>app_owner``."""
     login = f"{p}svc"
     with pg.admin_connect() as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(login)))
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"{p}app_owner"), sql.Identifier(login)))
+    return login
+
+
+def ours_config(tmp: Path, server: Slapd, p: str, db: str, daemon: bool = False) -> Path:
+    """``daemon``: with a ``[daemon]`` section that applies (the warm process's)."""
+    login = login_role(p)
     (tmp / "mappings" / "rules").mkdir(parents=True)
     (tmp / "mappings" / "roles").mkdir()
     (tmp / "mappings" / "rules" / "bench.toml").write_text(
@@ -355,10 +377,7 @@ def bench_size(n: int, exe: str | None, one_shot: bool = True) -> dict[str, Any]
     ours_db, peer_db, warm_db = f"{p}db", f"{q}db", f"{w}db"
     warm: Warm | None = None
     rows: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="peer-realistic-") as tmp_name:
-        tmp = Path(tmp_name)
-        body, changes, stats = generate(tmp, n)
-        server = load(body)
+    with loaded_directory(n, "peer-realistic-") as (tmp, server, changes, stats):
         try:
             if one_shot:
                 make_database(ours_db, f"{p}app_owner")
@@ -390,7 +409,6 @@ def bench_size(n: int, exe: str | None, one_shot: bool = True) -> dict[str, Any]
         finally:
             if warm is not None:
                 warm.close()
-            server.cleanup()
             drop_database(ours_db)
             drop_database(warm_db)
             pg.drop_roles_with_prefix(w)
