@@ -10,8 +10,9 @@ planning around it, and sets their sum beside ldap2pg's first sync:
    structlog, psycopg; the product card fixes the first three);
 2. **directory**: the directory's people and groups read over the wire and decoded
    (provisioner's own reader, no identities built);
-3. **server**: PostgreSQL executing the statements provisioner's first sync sent (captured
-   from that run, replayed raw over one connection: same round trips, same transactions);
+3. **server**: PostgreSQL executing the statements provisioner's first sync sent (every round
+   trip of its batches, captured from that run and replayed raw as the same login in the same
+   transactions; the lock and transaction-id queries, two per transaction, left out);
 4. **audit**: the run's audit records chained (SHA-256 per record) and inserted into a fresh
    SQLite state store, 5,000 per transaction (what a transaction of the default
    ``max_changes_per_transaction`` writes; one transaction of 300,000 records is slower).
