@@ -133,7 +133,11 @@ def audit_floor(state_db: Path, tmp: Path, chunk: int = 5000) -> tuple[float, in
     with sqlite3.connect(state_db) as source:
         rows = source.execute("SELECT content FROM provisioner_audit ORDER BY seq")
         contents = [json.loads(text) for (text,) in rows]
-    records = [(c["run_id"], c["kind"], c["actor"], c["target"], c["role"], c["at"], *split_at(c)) for c in contents]
+    stamps: dict[str, str] = {}  # one object per time, as the run's records of one append share theirs
+    records = [
+        (c["run_id"], c["kind"], c["actor"], c["target"], c["role"], stamps.setdefault(c["at"], c["at"]), *split_at(c))
+        for c in contents
+    ]
     taken = []
     for name, kept in (("all", records), ("no_intents", [r for r in records if r[1] != "apply_intent"])):
         store = StateStore(f"sqlite:///{tmp / f'floor-{name}.db'}")
