@@ -9,6 +9,7 @@ nothing but JSON objects.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -16,13 +17,16 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = ("password", "secret", "token", "private_key")
+_SECRET_KEY = re.compile("|".join(_SECRET_KEYS), re.IGNORECASE)
+"""A key naming a secret, in any case: one search per key (a first sync logs a line per change)."""
 QUIET_LIBRARIES = {"apscheduler": logging.WARNING}
 """Libraries whose info lines are noise at info level (APScheduler announces every job run)."""
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    secret = _SECRET_KEY.search
     for key in list(event):
-        if any(s in key.lower() for s in _SECRET_KEYS):
+        if secret(key):
             event[key] = "[redacted]"
     return event
 
