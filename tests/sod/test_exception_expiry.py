@@ -7,13 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from psycopg import sql
+
 from provisioner.core.governance.alerts import Alert, AlertPolicy, History, Severity, evaluate
 from provisioner.core.privileges.catalog import Catalog
 from provisioner.core.values.plan import Plan
 from provisioner.engine.context import RunContext
 from provisioner.engine.recovery import planned_event
 from tests.sod.test_sod_e2e import notices, run_cli, setup_with_sod
-from tests.support.e2e import Setup, memberships, person
+from tests.support import pg
+from tests.support.e2e import Setup, memberships, person, role_options
 from tests.support.fixtures import LdapOu
 
 POLICY = """
@@ -110,3 +113,39 @@ def test_on_expiry_report_revokes_nothing_and_max_length_is_enforced(
     (tmp_path / "mappings" / "exceptions" / "x.toml").write_text(EXCEPTION.replace("approved = {approved}\n", ""))
     done = run_cli("validate", "-c", str(setup.path))
     assert done.returncode == 1 and "'approved' (the approval date) is required" in done.stderr
+
+
+def test_expired_exception_of_a_break_glass_login_holds_back_nothing(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    """E2E finding: the DBAs' break-glass login holds both sides of a policy under an
+    exception that has expired, and the policy says ``on_expiry = "revoke"``.  A
+    break-glass role is never changed (docs/lifecycle.md), so the expiry is an error
+    notice for a human; the plan must not plan a revoke that the safety checks then
+    refuse together with everything else -- the leaver of the same run above all."""
+    p = role_prefix
+    glass = f"{p}breakglass"
+    with pg.admin_connect() as conn:
+        for role in ("trade_approver", "trade_executor"):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(p + role)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(glass)))
+        for role in ("trade_approver", "trade_executor"):
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(p + role), sql.Identifier(glass)))
+    ann = ldap_ou.add_user("ann", **person("Trading", "Equity Trader"))
+    exception = EXCEPTION.replace('identity = "carol"', f'identity = "{glass}"').format(approved="2026-12-01")
+    setup = setup_with_sod(tmp_path, ldap_ou, p, exception)
+    (tmp_path / "mappings" / "sod" / "trading.toml").write_text(POLICY.format(p=p, on_expiry="revoke"))
+    with setup.path.open("a") as fh:
+        fh.write(f'\n[lifecycle]\nbreak_glass = ["{glass}"]\n')
+    setup.apply(now=DURING)
+    assert memberships(p)[f"{p}ann"] == {f"{p}trade_executor", f"{p}trade_reader"}
+
+    ldap_ou.modify(ann, hrStatus="terminated")
+    plan = setup.plan(now=AFTER)
+    assert not [c for c in plan.changes if c.role == glass], "a revoke planned on a break-glass role"
+    (expired,) = notices(plan, "sod_exception_expired")
+    assert glass in expired and "EXPIRED on 2026-12-31" in expired
+    setup.apply(now=AFTER)
+    assert role_options(f"{p}ann") == (False, AFTER), "the leaver of the same run is disabled"
+    assert f"{p}ann" not in memberships(p)
+    assert memberships(p)[glass] == {f"{p}trade_approver", f"{p}trade_executor"}, "break-glass untouched"
