@@ -13,6 +13,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from provisioner.core.values.plan import digest
 from provisioner.store.state import StateStore
 from tests.support import pg
 from tests.support.e2e import Setup, make_setup, memberships, person
@@ -165,3 +166,43 @@ def test_hand_made_grant_is_reported(tmp_path: Path, ldap_ou: LdapOu, role_prefi
     assert text.returncode == 2 and "erin" in text.stdout and "out-of-band" in text.stdout
     csv_out = run_cli("sod", "report", "-c", str(setup.path), "--format", "csv")
     assert csv_out.returncode == 0 and f"{p}erin" in csv_out.stdout.splitlines()[1]
+
+
+def test_saved_plan_without_the_movers_revoke_is_refused(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    """E2E finding: an (unsigned) saved plan edited down to a subset -- a mover's new
+    approver grant kept, the revoke of her executor role it was planned on top of taken
+    out -- was applied: she held both sides of the policy SoD had checked the plan
+    against, and the grant's ledger no longer listed the executor role, so no later run
+    revoked it (it became drift)."""
+    p = role_prefix
+    alice = ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
+    setup = setup_with_sod(tmp_path, ldap_ou, p)
+    setup.apply()
+    assert memberships(p)[f"{p}alice"] == {f"{p}trade_executor", f"{p}trade_reader"}
+    ldap_ou.modify(alice, departmentNumber="Legal", title="Counsel")  # a mover: execution out, approval in
+    ldap_ou.add_group("approvers", [alice])
+    ldap_ou.add_user("bob", **person("Trading", "Equity Trader"))  # a joiner of the same plan
+    saved, edited = tmp_path / "plan.json", tmp_path / "edited.json"
+    done = run_cli("plan", "-c", str(setup.path), "--format", "json", "--out", str(saved))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(saved.read_text())
+    changes = data["targets"][0]["changes"]
+
+    def executor_revoke(c: dict[str, object]) -> bool:
+        params = c["params"]
+        assert isinstance(params, dict)
+        return c["kind"] == "revoke_membership" and c["role"] == f"{p}alice" and params["group"] == f"{p}trade_executor"
+
+    assert any(executor_revoke(c) for c in changes), changes
+    data["targets"][0]["changes"] = [c for c in changes if not executor_revoke(c)]
+    data.pop("plan_digest")
+    data["plan_digest"] = digest(data)
+    edited.write_text(json.dumps(data))
+
+    done = run_cli("apply", "-c", str(setup.path), "--plan", str(edited), "--reason", "CHG-7")
+    assert done.returncode != 0, f"applied: {memberships(p).get(f'{p}alice')}"
+    assert f"revoke {p}trade_executor from {p}alice" in done.stderr, done.stderr
+    assert memberships(p)[f"{p}alice"] == {f"{p}trade_executor", f"{p}trade_reader"}, "nothing applied"
+    done = run_cli("apply", "-c", str(setup.path), "--plan", str(saved), "--reason", "CHG-7")  # the reviewed plan
+    assert done.returncode == 0, done.stderr
+    assert memberships(p)[f"{p}alice"] == {f"{p}trade_approver", f"{p}desk_heads"}
