@@ -16,6 +16,7 @@ from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.core.governance.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
 from provisioner.core.governance.sodexpiry import expired_actions, expiring_notices
 from provisioner.core.governance.sodrefs import missing_tables
+from provisioner.core.ownership.policy import DiffPolicy
 from provisioner.core.privileges.spec import PrivilegeCatalog, effective_privileges
 from provisioner.core.values.model import ActualState, DesiredState
 from provisioner.core.values.plan import Plan, TargetPlan, execution_order, plan_scope
@@ -62,14 +63,19 @@ def enforce(
     desired: DesiredState,
     actual: Mapping[str, ActualState],
     ctx: RunContext,
+    policies: Mapping[str, DiffPolicy] | None = None,
 ) -> tuple[Plan, tuple[Conflict, ...]]:
     """The plan without conflicting grants, and every violation (a finding: the caller
-    records it, :func:`violation_events`)."""
+    records it, :func:`violation_events`).  ``policies``: each target's diff policy, so an
+    expired exception never revokes from a role provisioner does not change."""
     before = {tp.target: plan_scope(tp.changes, tp.notices) for tp in plan.targets}  # what was fingerprinted
     plan, violations = enforce_sod(
         plan, desired, actual, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now
     )
-    targets = tuple(_expiry_and_references(mappings, tp, desired, actual, ctx) for tp in plan.targets)
+    targets = tuple(
+        _expiry_and_references(mappings, tp, desired, actual, ctx, (policies or {}).get(tp.target))
+        for tp in plan.targets
+    )
     plan = replace(plan, targets=tuple(_refingerprint(tp, before.get(tp.target), desired, actual) for tp in targets))
     return plan, violations
 
@@ -88,7 +94,12 @@ def _refingerprint(
 
 
 def _expiry_and_references(
-    mappings: Mappings, tp: TargetPlan, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext
+    mappings: Mappings,
+    tp: TargetPlan,
+    desired: DesiredState,
+    actual: Mapping[str, ActualState],
+    ctx: RunContext,
+    policy: DiffPolicy | None = None,
 ) -> TargetPlan:
     """Exceptions expiring or expired (revokes under on_expiry = revoke) and policy
     sides naming tables the target does not have."""
@@ -96,7 +107,7 @@ def _expiry_and_references(
     if state is None or not mappings.sod:
         return tp
     present = detect(desired, state, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now)
-    changes, notices = expired_actions(tp, present)
+    changes, notices = expired_actions(tp, present, state, policy)
     notices += expiring_notices(mappings.sod, mappings.exceptions, desired, ctx.now)
     notices += missing_tables(mappings.sod, state)
     return replace(tp, changes=execution_order((*tp.changes, *changes)), notices=(*tp.notices, *notices))

@@ -17,7 +17,9 @@ from datetime import datetime
 
 from provisioner.core.governance.sod import Policy, SodException
 from provisioner.core.governance.sodeval import Conflict
-from provisioner.core.values.model import DesiredState, Reason
+from provisioner.core.ownership.ledger import mine
+from provisioner.core.ownership.policy import DiffPolicy, is_protected
+from provisioner.core.values.model import ActualState, DesiredState, Reason, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, TargetPlan, make_change
 
 EXPIRING_CODE = "sod_exception_expiring"
@@ -51,9 +53,30 @@ def expiring_notices(
     return out
 
 
-def expired_actions(tp: TargetPlan, present: Sequence[Conflict]) -> tuple[list[Change], list[Notice]]:
+def not_revocable(user: str, state: ActualState | None, policy: DiffPolicy | None) -> str | None:
+    """Why ``user``'s memberships are not provisioner's to revoke, or None: only this
+    installation's managed login roles that are not protected (nor break-glass) are changed."""
+    if state is None or policy is None:
+        return None
+    role = state.roles.get(user)
+    if role is None:
+        return "not a role on this target"
+    if is_protected(role, state, policy):
+        return "a protected or break-glass role, never changed"
+    m = mine(role, policy.instance)
+    if m is None or m.kind is not RoleKind.USER:
+        owner = "another installation's" if role.marker is not None and m is None else "not a managed login"
+        return f"{owner} role, never changed by this installation"
+    return None
+
+
+def expired_actions(
+    tp: TargetPlan, present: Sequence[Conflict], state: ActualState | None = None, policy: DiffPolicy | None = None
+) -> tuple[list[Change], list[Notice]]:
     """Error notices (and, under ``on_expiry = "revoke"``, revokes) for conflicts
-    whose exception has expired; ``present`` are the target's detected conflicts."""
+    whose exception has expired; ``present`` are the target's detected conflicts.
+    With ``state`` and ``policy``, a role provisioner never changes (protected,
+    break-glass, unmanaged or another installation's) gets the notice only."""
     out = Draft()
     planned = {(c.role, str(c.param("group"))) for c in tp.changes if c.kind is ChangeKind.REVOKE_MEMBERSHIP}
     for c in present:
@@ -70,6 +93,16 @@ def expired_actions(tp: TargetPlan, present: Sequence[Conflict]) -> tuple[list[C
         keep = c.policy.sides[0]
         groups = sorted({h.path[0] for h in c.holdings if h.side != keep and h.path})
         direct = [h for h in c.holdings if h.side != keep and not h.path]
+        why_not = not_revocable(c.user, state, policy)
+        if why_not is not None:
+            held = ", ".join([*groups, *(h.describe() for h in direct)]) or "nothing"
+            out.note(
+                NoticeLevel.ERROR,
+                EXPIRED_CODE,
+                f"{head}; on_expiry = revoke, but {c.user!r} is {why_not}: nothing revoked, left for a human: {held}",
+                c.user,
+            )
+            continue
         for group in groups:
             if (c.user, group) in planned:
                 continue
