@@ -286,8 +286,8 @@ def check(
 def _contained(cfg: Config, saved: Plan, outcome: PlanOutcome) -> tuple[Plan, ProvisionerError | None]:
     plan, refused = contained(saved, outcome.plan)
     listing = (
-        f"{len(refused)} saved change(s) the current sources, rules and catalog do not make (edited, or "
-        "made from other data); nothing applied:\n  " + "\n  ".join(refused)
+        f"{len(refused)} saved change(s) the current sources, rules and catalog do not make, or revocation(s) "
+        "the saved plan leaves out (edited, or made from other data); nothing applied:\n  " + "\n  ".join(refused)
     )
     try:
         refuse_stale(saved, outcome.actual, cfg)

@@ -28,9 +28,23 @@ def change_key(target: str, change: Change) -> str:
 
 def contained(saved: Plan, current: Plan) -> tuple[Plan, list[str]]:
     """The saved plan with each change replaced by the current plan's equal change, and
-    one line per saved change the current plan does not contain (empty: applicable)."""
+    one line per saved change the current plan does not contain (empty: applicable).
+
+    A role's changes are planned on top of each other: a mover's grant was checked for
+    segregation of duties, and its ledger written, as if the revokes before it happened.
+    So a saved plan that changes a role but leaves out a revocation the current plan makes
+    for that role (a file edited down to the grants) is refused too, naming the revocation."""
     now = {change_key(tp.target, c): c for tp in current.targets for c in tp.changes}
-    refused: list[str] = []
+    kept = {change_key(tp.target, c) for tp in saved.targets for c in tp.changes}
+    changed = {(tp.target, c.role) for tp in saved.targets for c in tp.changes}
+    refused: list[str] = [
+        f"[{tp.target}] {c.describe()} is left out, but the saved plan changes {c.role} on top of it"
+        for tp in current.targets
+        for c in tp.changes
+        if c.kind in (ChangeKind.REVOKE_MEMBERSHIP, ChangeKind.REVOKE_PRIVILEGE)
+        and (tp.target, c.role) in changed
+        and change_key(tp.target, c) not in kept
+    ]
     targets = []
     for tp in saved.targets:
         changes = []
