@@ -174,3 +174,26 @@ def test_referral_is_a_partial_read_error_and_disables_nobody(
     assert any("partial read" in m and "ldap://hr.example.test/ou=contractors" in m for m in errors(plan))
     assert access(p)[f"{p}bob"] == (True, frozenset({f"{p}ops_settlement", f"{p}trade_reader"}))
     assert access(p)[f"{p}anna"] == (False, frozenset())
+
+
+def test_every_leave_date_of_a_multi_valued_attribute_counts(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    """E2E finding: ``leave_date`` read out of the multi-valued ``description`` (the
+    transform docs/rules.md shows) with two matching values.  Only the first value the
+    server returned decided: a leave date that has passed, or one that is not a date,
+    beside a later good one was silently ignored -- while the source's own warning said
+    "the person is treated as a leaver" -- and the person kept a working login."""
+    p = role_prefix
+    business_roles(p)
+    ldap_ou.add_user("carl", **person("Operations", description=["leave-date:2031-12-31", "leave-date:2031-13-45"]))
+    ldap_ou.add_user("dana", **person("Operations", description=["leave-date:2031-12-31", "leave-date:2031-03-31"]))
+    ldap_ou.add_user("olga", **person("Operations", description=["leave-date:2031-12-31"]))  # one date: as before
+    s = hr_setup(tmp_path, ldap_ou, p, attributes=LEAVE_IN_DESCRIPTION)
+
+    plan = s.apply(now=datetime(2031, 6, 1, 9, tzinfo=UTC))
+    now = access(p)
+    assert now.get(f"{p}olga", (False,))[0] is True
+    assert now.get(f"{p}carl", (False,))[0] is False, f"a leave date that is not a date was ignored: {now}"
+    assert any("'carl'" in m and "'2031-13-45'" in m for m in errors(plan)), errors(plan)
+    assert now.get(f"{p}dana", (False,))[0] is False, f"a leave date that has passed was ignored: {now}"
