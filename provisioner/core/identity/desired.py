@@ -47,8 +47,9 @@ def desired_state(
         name = names.names.get(ident.stable_id)
         if name is None or name in users:
             continue
-        # classify reads exactly these; ``now`` is fixed within the call
-        key = (ident.enabled, ident.first("status"), ident.first("leave_date"), ident.first("hire_date"))
+        # classify reads exactly these (every value); ``now`` is fixed within the call
+        attrs = ident.attributes
+        key = (ident.enabled, attrs.get("status", ()), attrs.get("leave_date", ()), attrs.get("hire_date", ()))
         state = states.get(key)
         if (ident.source, ident.stable_id) in shared:
             state, problem = _shared_id(ident, shared[(ident.source, ident.stable_id)])

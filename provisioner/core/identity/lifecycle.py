@@ -74,13 +74,22 @@ def parse_instant(
 
 
 def unusable_values(ident: Identity, policy: LifecyclePolicy) -> tuple[tuple[str, str], ...]:
-    """(attribute, raw value) of every lifecycle value that is not a date."""
+    """(attribute, raw value) of every lifecycle value that is not a date (every value of a
+    multi-valued attribute: one bad value beside a good one is never dropped)."""
     return tuple(
         (name, raw)
         for name in LIFECYCLE_ATTRIBUTES
-        for raw in ident.attributes.get(name, ())[:1]
+        for raw in ident.attributes.get(name, ())
         if parse_instant(raw, policy.zone, policy.leave_at, leave=name == "leave_date") is None
     )
+
+
+def _instants(ident: Identity, name: str, policy: LifecyclePolicy) -> list[tuple[datetime, str]]:
+    """(instant, raw value) of every value of a hire or leave date, soonest first."""
+    leave = name == "leave_date"
+    values = ident.attributes.get(name, ())
+    found = ((parse_instant(raw, policy.zone, policy.leave_at, leave=leave), raw) for raw in values)
+    return sorted((moment, raw) for moment, raw in found if moment is not None)
 
 
 def invalid_problem(ident: Identity, role: str, why: Reason) -> str:
@@ -100,15 +109,17 @@ def classify(ident: Identity, now: datetime, policy: LifecyclePolicy) -> tuple[L
     directory is fixed; the caller reports it as an error."""
     if not ident.enabled:
         return Lifecycle.LEAVER, Reason("lifecycle:leaver", "account disabled in the directory"), None
-    status = ident.first("status")
-    if status and status.casefold() in policy.terminated_statuses:
+    # every value counts (a multi-valued attribute read with a pattern): any terminated
+    # status, any unusable date, the earliest leave date and the latest hire date decide
+    status = next((v for v in ident.attributes.get("status", ()) if v.casefold() in policy.terminated_statuses), None)
+    if status:
         return Lifecycle.LEAVER, Reason("lifecycle:leaver", f"status={status!r}", (("status", status),)), None
     bad = unusable_values(ident, policy)
     if bad:
         what = ", ".join(f"{name}={raw!r}" for name, raw in bad)
         return Lifecycle.LEAVER, Reason(INVALID, f"{what} is not a date; treated as left now", bad), None
-    leave_raw = ident.first("leave_date")
-    leave = parse_instant(leave_raw, policy.zone, policy.leave_at, leave=True) if leave_raw else None
+    leaves, hires = _instants(ident, "leave_date", policy), _instants(ident, "hire_date", policy)
+    leave, leave_raw = leaves[0] if leaves else (None, None)
     if leave_raw and leave is not None and leave <= now:
         return (
             Lifecycle.LEAVER,
@@ -119,8 +130,7 @@ def classify(ident: Identity, now: datetime, policy: LifecyclePolicy) -> tuple[L
             ),
             None,
         )
-    hire_raw = ident.first("hire_date")
-    hire = parse_instant(hire_raw, policy.zone) if hire_raw else None
+    hire, hire_raw = hires[-1] if hires else (None, None)
     if hire_raw and hire is not None and hire > now:
         return (
             Lifecycle.FUTURE_HIRE,
