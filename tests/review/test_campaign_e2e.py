@@ -209,3 +209,36 @@ def test_full_campaign(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
     res = run("review", "evidence", "-c", cfg, "--campaign", "2026-Q4", "--out", str(tmp_path / "ev2"))
     assert res.returncode != 0 and "disagree with the audit chain; no evidence written" in res.stderr
     assert not (tmp_path / "ev2" / "evidence-2026-Q4.html").exists()
+
+
+def test_formula_like_directory_values_are_defused_in_every_csv(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    """E2E finding: a directory username that a spreadsheet runs as a formula (the classic
+    ``-2+3+cmd|' /C calc'!A0``) reached the reviewer's worksheet as it was -- the defusing
+    skipped a cell whose second character is a digit -- and ``sod report --format csv``
+    defused nothing at all."""
+    p = role_prefix
+    evil = "-2+3+cmd|' /C calc'!A0"
+    ldap_ou.add_user(evil, **person("Trading", "Equity Trader"))
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p, rules=RULES)
+    maps = tmp_path / "mappings"
+    for folder, text in (("roles", CATALOG), ("sod", SOD)):
+        (maps / folder).mkdir()
+        (maps / folder / "x.toml").write_text(text.format(p=p))
+    setup.apply()
+    login = next(r for r in memberships(p) if r.endswith("cmd_c_calc_a0"))
+    with pg.admin_connect() as conn:  # out of band: a conflict for the SoD report too
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(f"{p}trade_approver")))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"{p}trade_approver"), sql.Identifier(login)))
+    cfg = str(setup.path)
+
+    assert run("review", "start", "-c", cfg, "--campaign", "2026-Q4", "--reviewer", "owner").returncode == 0
+    out = tmp_path / "sheets"
+    done = run("review", "export", "-c", cfg, "--campaign", "2026-Q4", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    cells = [r["identity"] for sheet in sorted(out.glob("*.csv")) for r in read(sheet)]
+    assert cells and all(c == "'" + evil for c in cells), cells
+
+    done = run("sod", "report", "-c", cfg, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert [r["identity"] for r in rows] == ["'" + evil], rows
