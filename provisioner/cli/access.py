@@ -18,6 +18,7 @@ from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import load
 from provisioner.errors import ConfigError, ProvisionerError
+from provisioner.review.worksheets import cell
 from provisioner.targets.mysql import MysqlTarget
 from provisioner.targets.postgres import PostgresTarget
 
@@ -58,12 +59,13 @@ def render_csv(found: Sequence[Access]) -> str:
     for a in found:
         obj = a.obj.describe()
         for priv in a.public:
-            w.writerow([a.target, obj, priv, "", "PUBLIC", "", "", "false", "granted to PUBLIC", "public"])
+            row = (a.target, obj, priv, "", "PUBLIC", "", "", "false", "granted to PUBLIC", "public")
+            w.writerow([cell(v) for v in row])
         for p in a.paths:
-            w.writerow([
+            w.writerow([cell(v) for v in (
                 a.target, obj, p.privilege, " ".join(p.columns), p.role, str(p.login).lower(), p.person or "",
                 str(p.hand).lower(), p.describe(), " ".join(p.kinds),
-            ])
+            )])
     return buf.getvalue()
 
 

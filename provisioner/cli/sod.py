@@ -15,6 +15,7 @@ from provisioner.core.governance.sodeval import Conflict
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.engine.installation import load
+from provisioner.review.worksheets import cell
 
 
 def _status(c: Conflict) -> str:
@@ -33,11 +34,11 @@ def _csv(found: list[Conflict]) -> str:
     w.writerow(cols)
     for c in found:
         exc = c.exception or (c.expired[0] if c.expired else None)
-        w.writerow([
+        w.writerow([cell(v) for v in (
             c.target, c.username, c.user, c.policy.id, c.policy.severity, _status(c),
             " x ".join(s.describe() for s in c.sides), " | ".join(h.describe() for h in c.holdings),
             exc.approver if exc else "", exc.reason if exc else "", exc.expires.isoformat() if exc else "",
-        ])
+        )])
     return buf.getvalue()
 
 

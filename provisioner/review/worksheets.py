@@ -46,9 +46,16 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, str]]) -> None:
             writer.writerow({k: cell(str(row.get(k, ""))) for k in COLUMNS})
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
 def cell(value: str) -> str:
-    """Spreadsheets run cells starting with = + - @ as formulas: defuse them (never part of a signed value)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") and not value[1:2].isdigit() else value
+    """Spreadsheets run cells starting with = + - @ (or a tab or carriage return) as formulas:
+    defuse them, plain numbers excepted (never part of a signed value)."""
+    if value[:1] in FORMULA_STARTS and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def e(value: object) -> str:
@@ -134,4 +141,4 @@ def read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], str]:
 
 
 def _undefuse(value: str) -> str:
-    return value[1:] if value[:1] == "'" and value[1:2] in ("=", "+", "-", "@") else value
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
