@@ -174,3 +174,23 @@ def test_leaver_dropped_after_retention(env: MysqlSetup, mysql_login: M.Login) -
     assert [(c.kind, c.role) for c in dropped.changes] == [(ChangeKind.DROP_ROLE, f"{p}bob")]
     assert M.locked(f"{p}bob") is None and _meta(mysql_login, f"{p}bob") is None
     assert env.setup.plan(now=later).changes == ()
+
+
+def test_a_person_named_like_a_group_role_gets_no_account_beside_it(env: MysqlSetup) -> None:
+    """E2E finding: uid ``reader`` maps to the name of the group role the rules grant
+    (``{p}reader``).  The plan created both -- the role for alice and an account for
+    the person -- and MariaDB, where a role and an account may share a name, made both.
+    provisioner then saw the account only as ``reader@%``: every later statement on it
+    failed (``ALTER USER ... 'reader@%'@'%'``), so when the person left, the account
+    stayed unlocked with its roles.  Such an identity is refused at plan time, as on
+    PostgreSQL a name an existing group role holds is."""
+    p = env.prefix
+    env.people(Person("alice", "Trading"), Person("reader", "Operations"))
+    plan = env.setup.plan()
+    creates = [c for c in plan.changes if c.kind is ChangeKind.CREATE_ROLE and c.role == f"{p}reader"]
+    assert [c.param("role_kind") for c in creates] == ["group"], [c.describe() for c in creates]
+    errors = [n.message for t in plan.targets for n in t.notices if n.role == f"{p}reader" and n.level.value == "error"]
+    assert any("'reader'" in m and "group role" in m for m in errors), errors
+    env.setup.apply()
+    assert M.locked(f"{p}reader") is None, "an account was made beside the group role"
+    assert M.role_grants(p)[f"{p}alice"] == {f"{p}trader", f"{p}reader"}
