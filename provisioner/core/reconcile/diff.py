@@ -25,7 +25,7 @@ from provisioner.core.ownership.policy import is_protected
 from provisioner.core.reconcile.defaultrole import default_role_changes
 from provisioner.core.reconcile.diffmemo import DiffMemo, Read, still_read
 from provisioner.core.reconcile.renames import plan_renames
-from provisioner.core.reconcile.unowned import not_ours
+from provisioner.core.reconcile.unowned import group_named, not_ours
 from provisioner.core.values.model import (
     ActualRole,
     ActualState,
@@ -74,6 +74,9 @@ def diff(
         if name in desired.held:
             continue
         desired_user = desired.users[name]
+        if name in desired.groups and _current(name, actual, renamed) is None:  # MariaDB would make both
+            out.notices += group_named(desired_user)
+            continue
         hit = last.get(name)
         if hit is not None and hit[0] is desired_user and still_read(hit[3], actual.roles):
             out.changes += hit[1]
@@ -86,9 +89,8 @@ def diff(
         if name in stuck:  # renamed in the source, but the new name is taken: kept under the old name
             user = replace(user, name=stuck[name])
         _plan_user(user, actual, policy, refused, renamed, now, out, desired.frozen)
-        # Kept only when nothing is to change: a leaver's plan depends on the clock and sessions,
-        # and a person with changes has them applied (the roles read are then other objects),
-        # so keeping them would only hold a first sync's 300,000 changes in a warm process.
+        # Kept only when nothing is to change: a leaver's plan depends on the clock and sessions, and a person with
+        # changes has them applied (the roles read are then other objects): keeping those would only hold memory.
         if user.lifecycle is not Lifecycle.LEAVER and len(out.changes) == changes:
             read = _roles_read(user, actual, renamed)
             kept[name] = (desired_user, tuple(out.changes[changes:]), tuple(out.notices[notices:]), read)

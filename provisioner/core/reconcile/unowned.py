@@ -37,7 +37,13 @@ def not_ours(user: DesiredUser, role: ActualRole, actual: ActualState, policy: D
     if is_foreign(m, policy.instance):
         message = f"role {role.name!r} belongs to provisioner installation {m.instance!r}; {who} not provisioned here"
         return Notice(NoticeLevel.ERROR, "foreign", message, role.name)
-    if m.kind is not RoleKind.USER or m.stable_id != user.stable_id or (m.source and m.source != user.source):
+    if m.kind is not RoleKind.USER:
+        message = (
+            f"role name {role.name!r} is a group role provisioner manages; identity {who} ({user.source}) "
+            "not provisioned (rename one of them in the source, or change [naming])"
+        )
+        return Notice(NoticeLevel.ERROR, "conflict", message, role.name)
+    if m.stable_id != user.stable_id or (m.source and m.source != user.source):
         message = (
             f"role name {role.name!r} belongs to identity {m.stable_id} of source {m.source}; newcomer "
             f"{user.username!r} ({user.stable_id}, {user.source}) rejected: a role never passes to another "
@@ -45,3 +51,15 @@ def not_ours(user: DesiredUser, role: ActualRole, actual: ActualState, policy: D
         )
         return Notice(NoticeLevel.ERROR, "conflict", message, role.name)
     return None
+
+
+def group_named(user: DesiredUser) -> list[Notice]:
+    """An active identity whose role name the rules grant as a group role (created in its
+    place): refused, never a login beside the group (MariaDB would make both)."""
+    if user.lifecycle is not Lifecycle.ACTIVE:
+        return []
+    message = (
+        f"identity {user.username!r} ({user.stable_id}, {user.source}) maps to role name {user.name!r}, which the "
+        "rules grant as a group role; not provisioned (rename one of them in the source, or change [naming])"
+    )
+    return [Notice(NoticeLevel.ERROR, "conflict", message, user.name)]
