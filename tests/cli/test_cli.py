@@ -126,3 +126,25 @@ def test_rules_test_command_passes_on_shipped_mappings_and_fails_on_wrong_case(t
     res = run("rules", "test", "--mappings", str(m))
     assert res.returncode == 1
     assert "case 'wrong': missing ['h'], unexpected ['g']" in res.stdout
+
+
+def test_explain_shows_only_this_identitys_notices_in_plain_words(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    """E2E finding: ``explain eve`` listed another person's error notice under "Planned
+    changes for this identity" (its message says "everything revoked": "eve" matched
+    inside a word), and a hand membership read "by hand (...), which): its privileges"."""
+    p = role_prefix
+    ldap_ou.add_user("eve", **person("Trading", "Equity Trader"))
+    ldap_ou.add_user("mae", **person("Operations", hrHireDate="2026-13-45"))  # an error notice about mae
+    setup = make_setup(tmp_path, ldap_ou.config(), p)
+    setup.apply()
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(f"{p}dba_desk")))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"{p}dba_desk"), sql.Identifier(f"{p}eve")))
+    res = run("explain", "-c", str(setup.path), "eve")
+    assert res.returncode == 0, res.stderr
+    planned = res.stdout[res.stdout.index("Planned changes for this identity:"):]
+    assert "'mae'" not in planned, planned
+    assert "which)" not in res.stdout, res.stdout
+    assert f"eve is a member of {p}dba_desk ({p}eve is a member of {p}dba_desk by hand" in res.stdout, res.stdout
