@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -181,7 +182,7 @@ def explain_cmd(config_path: str, user: str) -> None:
                 why = "; ".join(r.describe() for r in c.reasons)
                 click.echo(escape_text(f"  [{tp.target}] {c.describe(tp.dialect)}  <- {why}"))
         for n in tp.notices:
-            if n.role in names or (n.role is None and any(i.username in n.message for i in found)):
+            if n.role in names or (n.role is None and any(_names(i.username, n.message) for i in found)):
                 click.echo(escape_text(f"  [{tp.target}] {n.level.value} {n.code}: {n.message}"))
     if not any_change:
         errors = sum(
@@ -205,6 +206,11 @@ def explain_cmd(config_path: str, user: str) -> None:
             for login in logins:
                 click.echo(render_access(ident.username, login, plans.get(target), state, outcome.desired,
                                          mappings.privileges, held_back))
+
+
+def _names(username: str, message: str) -> bool:
+    """``message`` names ``username`` as a word of its own (never "eve" inside "everything")."""
+    return re.search(rf"(?<![\w.-]){re.escape(username)}(?![\w.-])", message) is not None
 
 
 @cli.command()

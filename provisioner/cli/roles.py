@@ -139,11 +139,13 @@ def _effective_lines(
             continue
         if snap is None:  # never "nothing" for privileges that were never looked at
             lines.append(
-                f"  {user} is a member of {group} ({how.removesuffix(' gives')}): its privileges were not read"
+                f"  {user} is a member of {group} ({how.removesuffix(', which gives').removesuffix(' gives')}): "
+                "its privileges were not read"
                 " (manage_privileges = false; `provisioner access OBJECT` reads them)"
             )
         elif not snap.of(group):
-            lines.append(f"  {user} is a member of {group} ({how.removesuffix(' gives')}): no privileges of its own")
+            what = how.removesuffix(", which gives").removesuffix(" gives")
+            lines.append(f"  {user} is a member of {group} ({what}): no privileges of its own")
     for g in sorted(snap.of(login)) if snap is not None else ():
         if g.obj.kind != DEFAULT:
             lines.append(f"  {user} can {g.privilege} {short(g.obj, many)} by a hand grant to {login}  [HAND GRANT]")
