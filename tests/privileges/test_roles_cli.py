@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from provisioner.cli import cli
+from provisioner.core.values import marker as markers
 from tests.privileges.support import RULES, Env, environment, run
 from tests.privileges.test_privilege_drift import DEPT_RULE
 
@@ -73,3 +75,16 @@ def test_rule_role_outside_the_catalog_and_roles_list(env: Env) -> None:
     assert t["managed"] and t["members"] >= 5  # four traders and the DBA's hand-made member
     listing = invoke("roles", "list", "-c", str(env.path))
     assert f"{p}dept_trading" in listing and "(not in catalog)" in listing
+
+
+def test_roles_list_never_calls_another_installations_group_role_managed(env: Env) -> None:
+    """E2E finding: on a server two installations share, ``roles list`` listed the other
+    installation's group role as this one's ``managed`` role (any marker counted)."""
+    p = env.prefix
+    marker = markers.PREFIX + json.dumps({"kind": "group", "instance": "risk-team"})
+    with env.admin() as conn:
+        run(conn, "CREATE ROLE {} NOLOGIN", f"{p}risk_analyst")
+        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(f"{p}risk_analyst"), sql.Literal(marker)))
+    rows = {r["role"]: r for r in json.loads(invoke("roles", "list", "-c", str(env.path), "--format", "json"))}
+    assert f"{p}dept_trading" in rows, "this installation's own group role is listed"
+    assert f"{p}risk_analyst" not in rows, rows.get(f"{p}risk_analyst")
