@@ -13,6 +13,7 @@ import click
 from provisioner.cli.common import config_option
 from provisioner.cli.group import cli
 from provisioner.core.governance.sodeval import Conflict
+from provisioner.core.ownership.ledger import mine
 from provisioner.core.privileges.access import StepKind, membership_step
 from provisioner.core.privileges.catalog import Catalog
 from provisioner.core.privileges.dialect import for_target
@@ -161,10 +162,11 @@ def roles() -> None:
     """Work with the role catalog (mappings/roles) and the managed roles on the targets."""
 
 
-def _managed_groups(actual: Mapping[str, ActualState]) -> set[str]:
+def _managed_groups(actual: Mapping[str, ActualState], instance: str | None) -> set[str]:
+    """This installation's group roles (another installation's on a shared server are not)."""
     return {
         n for state in actual.values() for n, r in state.roles.items()
-        if r.marker is not None and r.marker.kind is RoleKind.GROUP
+        if (m := mine(r, instance)) is not None and m.kind is RoleKind.GROUP
     }
 
 
@@ -266,9 +268,9 @@ def show(config_path: str, only: tuple[str, ...], fmt: str, role: str) -> None:
     with Targets(cfg, set(only) if only else None) as targets:
         inp = read_inputs(cfg, ctx, targets)
     mappings, actual = inp.mappings, inp.actual
-    managed = {n for state in actual.values() for n, r in state.roles.items() if r.marker is not None}
+    managed = {n for state in actual.values() for n, r in state.roles.items() if mine(r, cfg.instance) is not None}
     if role not in mappings.catalog.roles and role not in mappings.privileges.roles and role not in managed:
-        known = ", ".join(sorted(set(mappings.catalog.roles) | _managed_groups(actual))) or "none"
+        known = ", ".join(sorted(set(mappings.catalog.roles) | _managed_groups(actual, cfg.instance))) or "none"
         raise ConfigError(f"{role!r} is not a catalog role or a managed role on any target (known: {known})")
     facts = role_facts(role, mappings.catalog, mappings.privileges, actual, inp.desired)
     if fmt == "json":
@@ -289,14 +291,14 @@ def list_roles(config_path: str, fmt: str) -> None:
     mappings = load_mappings(cfg.mappings_dir)
     with Targets(cfg) as targets:
         actual = targets.inspect_all()
-    names = sorted(set(mappings.catalog.roles) | _managed_groups(actual))
+    names = sorted(set(mappings.catalog.roles) | _managed_groups(actual, cfg.instance))
     rows: list[dict[str, Any]] = []
     for name in names:
         entry = mappings.catalog.roles.get(name)
         per_target = {
             t: {
                 "exists": name in state.roles,
-                "managed": bool(name in state.roles and state.roles[name].marker),
+                "managed": name in state.roles and mine(state.roles[name], cfg.instance) is not None,
                 # not the provisioner's own account (MariaDB: it holds the roles it created WITH ADMIN OPTION)
                 "members": sum(1 for n, r in state.roles.items() if name in r.member_of and n != state.session_role),
             }
