@@ -171,3 +171,27 @@ def test_evidence_pack(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
     assert again.returncode != 0 and "not empty" in again.stderr
     wrong = run("report", "evidence", "-c", cfg, "--quarter", "2026-Q5", "--out", str(tmp_path / "x"))
     assert wrong.returncode != 0 and "not a quarter" in wrong.stderr
+
+
+def test_leaver_latency_starts_at_the_leave_instant(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    """E2E finding: a date-only leave date takes effect at the end of that (last working)
+    day in ``[lifecycle] timezone`` (docs/rules.md), but the evidence pack's "exact"
+    leaver latency started at 00:00 UTC of that day: a New York leaver disabled one
+    minute after her leave instant was reported 28 hours late."""
+    from provisioner.core.governance.evidence import leaver_latencies
+
+    p = role_prefix
+    ldap_ou.add_user("ann", **person("Trading", "Equity Trader", hrLeaveDate="2031-03-31"))
+    extra = RELAXED_SAFETY + '\n[lifecycle]\ntimezone = "America/New_York"\n'
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p, extra=extra)
+    setup.apply(now=datetime(2031, 3, 1, 12, tzinfo=UTC))
+    leave_instant = datetime(2031, 4, 1, 4, tzinfo=UTC)  # 2031-04-01 00:00 in New York (EDT)
+    setup.apply(now=leave_instant + timedelta(minutes=1))  # (records carry the real clock's time)
+    conf = setup.config()
+    store = StateStore(conf.state.url, base_dir=conf.base_dir)
+    try:
+        (lat,) = leaver_latencies((r.seq, r.content) for r in store.iter_audit())
+    finally:
+        store.close()
+    assert lat.basis == "leave_date" and lat.role == f"{p}ann"
+    assert lat.directory_change == leave_instant, lat
