@@ -139,7 +139,8 @@ def test_evidence_pack(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> Non
     assert lat["summary"]["count"] == 2 and lat["summary"]["exact"] == 1 and lat["summary"]["upper_bound"] == 1
     by_role = {x["role"]: x for x in lat["leavers"]}
     erin_lat = by_role[f"{p}erin"]
-    assert erin_lat["basis"] == "leave_date" and erin_lat["directory_change"].startswith(yesterday.isoformat())
+    leave_instant = f"{(yesterday + timedelta(days=1)).isoformat()}T00:00:00+00:00"  # the end of her last day (UTC)
+    assert erin_lat["basis"] == "leave_date" and erin_lat["directory_change"] == leave_instant, erin_lat
     assert 0 < erin_lat["seconds"] <= 2 * 86400
     assert by_role[f"{p}bob"]["basis"] == "previous run" and by_role[f"{p}bob"]["seconds"] > 0
     secs = sorted(x["seconds"] for x in lat["leavers"])  # nearest rank over two values

@@ -97,8 +97,10 @@ def leaver_latencies(records: Iterable[tuple[int, Mapping[str, Any]]]) -> list[L
         reasons = [r for r in change.get("reasons") or [] if str(r.get("rule", "")) == "lifecycle:leaver"]
         if not reasons or at is None:
             continue
-        leave = next((str(r.get("attributes", {}).get("leave_date")) for r in reasons
-                      if (r.get("attributes") or {}).get("leave_date")), None)
+        # the instant the leave took effect (``leave_at``: the end of a date-only last working
+        # day in [lifecycle] timezone); records without it name the date alone
+        leave = next((str(attrs.get("leave_at") or attrs.get("leave_date")) for r in reasons
+                      if (attrs := r.get("attributes") or {}).get("leave_date")), None)
         start = _instant(leave) if leave else None
         basis = "leave_date"
         if start is None:
