@@ -242,3 +242,47 @@ def test_formula_like_directory_values_are_defused_in_every_csv(tmp_path: Path, 
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(done.stdout.splitlines()))
     assert [r["identity"] for r in rows] == ["'" + evil], rows
+
+
+EXECUTOR_RULE = """
+[[rule]]
+id = "desk-traders"
+description = "traders execute"
+grant = ["{p}trade_executor"]
+when = {{ attr = "department", equals = "Trading" }}
+"""
+
+
+def test_hand_grant_of_a_dba_made_login_is_reviewed_as_out_of_band(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    """E2E finding: a login the DBAs made before provisioner, named like a directory user
+    (unmanaged: provisioner never changes it), held a hand grant the rules would give
+    that user.  The worksheet called it "rule: desk-traders" with the user's attributes,
+    although no rule ever granted it; the review's evidence misstated its provenance."""
+    p = role_prefix
+    ldap_ou.add_user("carol", **person("Risk", "Head"))
+    ldap_ou.add_user("dee", **person("Trading", "Equity Trader"))
+    with pg.admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(f"{p}trade_executor")))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"{p}dee")))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(f"{p}trade_executor"), sql.Identifier(f"{p}dee")))
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p, rules=EXECUTOR_RULE)
+    (tmp_path / "mappings" / "roles").mkdir()
+    (tmp_path / "mappings" / "roles" / "x.toml").write_text(
+        f'[role."{p}trade_executor"]\ndescription = "Enter orders."\nowner = "carol"\nsensitivity = "high"\n'
+    )
+    setup.apply()
+    cfg = str(setup.path)
+    assert run("review", "start", "-c", cfg, "--campaign", "2026-Q4", "--reviewer", "owner").returncode == 0
+    out = tmp_path / "sheets"
+    assert run("review", "export", "-c", cfg, "--campaign", "2026-Q4", "--out", str(out)).returncode == 0
+    (row,) = [r for r in read(out / "2026-Q4-carol.csv") if r["role"] == f"{p}dee"]
+    assert (row["provenance"], row["rules"]) == ("out-of-band", ""), row
+
+    row.update(decision="revoke", comment="hand grant, not needed")
+    write(tmp_path / "d.csv", [row])
+    assert run("review", "import", "-c", cfg, str(tmp_path / "d.csv"), "--reviewer", "carol").returncode == 0
+    done = run("review", "apply", "-c", cfg, "--campaign", "2026-Q4")
+    assert done.returncode == 0, done.stderr
+    assert f"{p}dee" not in memberships(p), "the hand grant is revoked directly"
