@@ -182,6 +182,8 @@ def build_items(
             person = people.get(name)
             if marker is not None and wanted is not None and wanted.stable_id != marker.stable_id:
                 wanted = person = None  # the name is someone else's now: the role's owner has left
+            elif marker is None:
+                wanted = None  # a hand-made login: no rule ever gave it anything (the person still reviews)
             for access in sorted(accesses):
                 reasons: tuple[Reason, ...] = wanted.memberships.get(access, ()) if wanted else ()
                 k = (target, name, access)
@@ -361,6 +363,8 @@ def revocations(
             gone.append(item.item_id)
             continue
         wanted = desired.users.get(item.role)
+        if role.marker is None or (wanted is not None and role.marker.stable_id != wanted.stable_id):
+            wanted = None  # not this identity's managed role: no rule gives it anything
         reasons = wanted.memberships.get(item.access, ()) if wanted else ()
         if reasons:
             rules = ", ".join(dict.fromkeys(r.rule for r in reasons))
