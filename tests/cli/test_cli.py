@@ -148,3 +148,17 @@ def test_explain_shows_only_this_identitys_notices_in_plain_words(
     assert "'mae'" not in planned, planned
     assert "which)" not in res.stdout, res.stdout
     assert f"eve is a member of {p}dba_desk ({p}eve is a member of {p}dba_desk by hand" in res.stdout, res.stdout
+
+
+def test_explain_agrees_with_the_plan_on_a_shared_stable_id(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    """E2E finding: two entries share the stable id (``employeeNumber`` as the stable id, HR
+    typed an id twice); the plan treats the identity as having left (docs/lifecycle.md), but
+    ``explain`` said "lifecycle: active" and listed the roles the rules would give."""
+    p = role_prefix
+    ldap_ou.add_user("bob", **person("Trading", "Equity Trader", employeeNumber="E2"))
+    ldap_ou.add_user("kim", **person("Trading", "Equity Trader", employeeNumber="E2"))
+    setup = make_setup(tmp_path, ldap_ou.config(stable_id_attribute="employeeNumber"), p)
+    res = run("explain", "-c", str(setup.path), "bob")
+    assert res.returncode == 0, res.stderr
+    assert "lifecycle: leaver" in res.stdout and "share stable id 'E2'" in res.stdout, res.stdout
+    assert "Roles from rules: none" in res.stdout, res.stdout
