@@ -169,8 +169,14 @@ def explain_cmd(config_path: str, user: str) -> None:
     if not found:
         raise ProvisionerError(f"no identity with username, id or DN {user!r} in {', '.join(s.source for s in snaps)}")
     lifecycle = lifecycle_policy(cfg)
+    # the run's own verdict on each identity (shared stable ids, login_for = "granted" ...), as planned
+    verdicts = {(u.source, u.stable_id): u for u in outcome.desired.users.values()}
     for ident in found:
-        click.echo(render_explanation(explain(ident, mappings.rules, lifecycle, ctx.now)))
+        exp = explain(ident, mappings.rules, lifecycle, ctx.now)
+        planned = verdicts.get((ident.source, ident.stable_id))
+        if planned is not None:
+            exp = replace(exp, lifecycle=planned.lifecycle, lifecycle_reason=planned.lifecycle_reason)
+        click.echo(render_explanation(exp))
     ids = {i.stable_id for i in found}
     names = {u.name for u in outcome.desired.users.values() if u.stable_id in ids}
     click.echo("\nPlanned changes for this identity:")
