@@ -60,3 +60,13 @@ def test_naming_transliterates_and_refuses_lookalikes() -> None:
     assert naming.names == {"c": "bob"}
     assert naming.held == {"alice", "\u0430lice"}
     assert any("confusable role names" in p for p in naming.problems)
+
+
+def test_lookalike_notice_spells_out_what_differs() -> None:
+    """Two confusable names print the same: the notice names each non-ASCII character
+    (code point and Unicode name), so an operator can tell which person is which."""
+    uni = NamingPolicy(charset="unicode", scripts=scripts())
+    naming = assign_names([_ident("alice", "a"), _ident("\u0430lice", "b")], uni)
+    (problem,) = [p for p in naming.problems if "confusable role names" in p]
+    assert "U+0430 CYRILLIC SMALL LETTER A" in problem, problem
+    assert "'alice' ('alice', src:a)" in problem, "an ASCII name is shown as it is"

@@ -169,7 +169,7 @@ def _refuse_confusables(
     for alike in by_skeleton.values():
         if len(alike) < 2:
             continue
-        who = ", ".join(f"{n!r} ({_who(by_name[n][0])})" for n in alike)
+        who = ", ".join(f"{n!r} ({_who(by_name[n][0])}){_spelled(n)}" for n in alike)
         problems.append(f"confusable role names: {who} look alike (Unicode TR39); none of them is changed")
         for n in alike:
             held.add(n)
@@ -179,3 +179,11 @@ def _refuse_confusables(
 
 def _who(ident: Identity) -> str:
     return f"{ident.username!r}, {ident.source}:{ident.stable_id}"
+
+
+def _spelled(name: str) -> str:
+    """Look-alikes print alike: each non-ASCII character of ``name`` by code point and name."""
+    odd = dict.fromkeys(c for c in name if not c.isascii())
+    if not odd:
+        return ""
+    return " [" + ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'UNNAMED')}" for c in odd) + "]"
