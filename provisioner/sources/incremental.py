@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import ldap3
 import structlog
+from ldap3.utils.conv import escape_filter_chars
 
 from provisioner.config import LdapSourceConfig
 from provisioner.core.values.model import SourceSnapshot
@@ -72,6 +73,9 @@ class LdapReader(Protocol):
     def warnings(self) -> list[str]: ...
 
 OVERLAP = timedelta(seconds=5)
+NO_SUCH_OBJECT = 32
+RELIST_CHUNK = 100
+"""Groups per ``(|(distinguishedName=...)...)`` search when AD groups are read again."""
 _GT = "%Y%m%d%H%M%SZ"
 
 
@@ -241,7 +245,9 @@ class IncrementalReader:
 
         quiet = self._quiet(old, server, "usn" if self.ad else "csn")
         n_users = n_read = 0  # re-read entries that differ from the stored copy (the overlap re-reads a few)
-        changed_groups = []
+        changed_groups: list[GroupRecord] = []
+        fresh: set[str] = set()  # users read this run
+        relinked: set[str] = set()  # DNs that now name another entry: new, or another stable id
         if not quiet:  # a quiet directory has no changed entry to ask for
             user_filter = f"(&{cfg.user_filter}{changed})"
             shared: dict[Any, Any] = {}
@@ -249,7 +255,11 @@ class IncrementalReader:
                 seen(raw)
                 n_read += 1
                 key, rec = self.norm(dn), user_record(dn, raw, src.amap, shared)
-                if users.get(key) != rec:
+                fresh.add(key)
+                prev = users.get(key)
+                if prev != rec:
+                    if prev is None or prev.stable_id != rec.stable_id:
+                        relinked.add(key)
                     users[key] = rec
                     n_users += 1
             for g in src.read_groups(conn, changed, extra, seen):
@@ -257,6 +267,9 @@ class IncrementalReader:
                 if groups.get(key) != g:
                     groups[key] = g
                     changed_groups.append(g)
+            moved = self._moved(conn, users, relinked, fresh)
+            n_users += len(moved)
+            relinked |= moved
         every = cfg.deletion_scan_every
         due = every <= 0 or now - datetime.fromisoformat(state.scan_at) >= timedelta(seconds=every)
         scan = due and not self._quiet(old, server, "scan")  # nothing written since the last scan: none gone
@@ -264,7 +277,11 @@ class IncrementalReader:
         if scan:
             gone_users = _gone(users, self._present(conn, cfg.user_base, cfg.user_filter))
             if cfg.group_base:
-                gone_groups = _gone(groups, self._present(conn, cfg.group_base, cfg.group_filter))
+                present = self._present(conn, cfg.group_base, cfg.group_filter)
+                relinked.update(k for k in groups if k not in present)  # their parents list them
+                gone_groups = _gone(groups, present)
+        if self.ad and relinked:
+            self._relist(conn, groups, relinked, changed_groups)
         scan_at = now.isoformat() if scan else state.scan_at
         self.stats.update(
             changed_filter=changed,
@@ -289,6 +306,48 @@ class IncrementalReader:
 
     def _present(self, conn: ldap3.Connection, base: str, flt: str) -> set[str]:
         return {self.norm(dn) for dn, _ in self.source.search(conn, base, flt, [])}
+
+    def _moved(
+        self, conn: ldap3.Connection, users: dict[str, UserRecord], relinked: set[str], fresh: set[str]
+    ) -> set[str]:
+        """Stored users whose stable id was read this run at another DN and whose own DN no
+        longer holds a user (one base search each): the entry moved or was renamed, so the
+        old record goes now -- not at the next deletion scan, meanwhile counting the person
+        twice (two entries with one stable id: a leaver).  Returns their keys."""
+        ids = {users[k].stable_id for k in relinked if k in users and users[k].stable_id}
+        if not ids:
+            return set()
+        stale = [k for k, rec in users.items() if rec.stable_id in ids and k not in fresh]
+        gone = {k for k in stale if not self._holds_user(conn, users[k].dn)}
+        for key in gone:
+            del users[key]
+        return gone
+
+    def _holds_user(self, conn: ldap3.Connection, dn: str) -> bool:
+        conn.search(dn, self.source.config.user_filter, ldap3.BASE, attributes=ldap3.NO_ATTRIBUTES)
+        if (conn.result or {}).get("result") == NO_SUCH_OBJECT:
+            return False
+        self.source.check(conn.result, dn)
+        return any(item.get("type") == "searchResEntry" for item in conn.response or ())
+
+    def _relist(
+        self, conn: ldap3.Connection, groups: dict[str, GroupRecord], dns: set[str], changed: list[GroupRecord]
+    ) -> None:
+        """AD: read again every stored group whose member list names one of ``dns`` (moved,
+        renamed, deleted, or now another entry's).  ``member`` is a linked attribute: the DC
+        rewrites or drops the value without giving the group a new ``uSNChanged``, so the
+        changed-entries search never returns it, and the stored list would keep the old DN --
+        the mover losing the group, a new hire with a departed person's DN inheriting it."""
+        done = {self.norm(g.dn) for g in changed}
+        stale = [g.dn for k, g in groups.items() if k not in done and any(self.norm(m) in dns for m in g.members)]
+        for i in range(0, len(stale), RELIST_CHUNK):
+            chunk = stale[i : i + RELIST_CHUNK]
+            flt = "(|" + "".join(f"(distinguishedName={escape_filter_chars(dn)})" for dn in chunk) + ")"
+            for g in self.source.read_groups(conn, flt):
+                key = self.norm(g.dn)
+                if groups.get(key) != g:
+                    groups[key] = g
+                    changed.append(g)
 
     def _assemble(
         self,
