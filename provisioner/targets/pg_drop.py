@@ -66,6 +66,21 @@ def hand_over(conn: psycopg.Connection[Any], role: str, heir: str | None, *, dro
     return count
 
 
+DETAIL_LIMIT = 600
+"""Characters of PostgreSQL's DETAIL kept in a failed drop's message (it lists up to 100 objects)."""
+
+
+def drop_error(role: str, database: str, exc: psycopg.Error) -> str:
+    """A failed drop's message: the database, the server's message and its DETAIL -- for
+    ``role ... cannot be dropped because some objects depend on it`` the DETAIL is the only
+    place that says which objects, and in which database (``1 object in database scratch``)."""
+    diag = getattr(exc, "diag", None)
+    detail = " ".join(str(getattr(diag, "message_detail", None) or "").split())
+    if len(detail) > DETAIL_LIMIT:
+        detail = detail[:DETAIL_LIMIT] + " ..."
+    return f"drop role {role}: database {database}: {pg_message(exc)}" + (f" ({detail})" if detail else "")
+
+
 def databases(conn: psycopg.Connection[Any], configured: Sequence[str]) -> list[str]:
     if configured:
         return list(configured)
@@ -98,7 +113,7 @@ def hand_over_elsewhere(
             with other.transaction():
                 count += hand_over(other, role, heir, drop=False)
         except psycopg.Error as exc:
-            raise ChangeFailed(f"drop role {role}: database {db}: {pg_message(exc)}", change) from exc
+            raise ChangeFailed(drop_error(role, db, exc), change) from exc
         finally:
             other.close()
     return count

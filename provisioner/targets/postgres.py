@@ -325,7 +325,13 @@ class PostgresTarget:
                     on_begin(transaction_id(conn, runner))
                 failed += runner.run(with_grantors(conn, runner, steps))
                 for change in drops:
-                    runner.statements += pg_drop.hand_over(conn, change.role, change.param("reassign_to"), drop=True)
+                    heir = change.param("reassign_to")
+                    try:
+                        runner.statements += pg_drop.hand_over(conn, change.role, heir, drop=True)
+                    except psycopg.Error as exc:
+                        if conn.broken or conn.closed:
+                            raise
+                        raise ChangeFailed(pg_drop.drop_error(change.role, here, exc), change) from exc
         except ChangeFailed:
             self._after_failure(runner)
             raise
