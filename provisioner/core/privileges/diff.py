@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from provisioner.core.ownership.ledger import is_foreign
 from provisioner.core.ownership.policy import DiffPolicy, is_protected
 from provisioner.core.privileges.spec import PrivilegeCatalog, RoleModel, expand
-from provisioner.core.values.grants import Grant, Obj, PrivilegeSnapshot, sort_privileges
+from provisioner.core.values.grants import COLUMN, TABLE, Grant, Obj, PrivilegeSnapshot, sort_privileges
 from provisioner.core.values.model import ActualRole, ActualState, Marker, Reason, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
 
@@ -202,7 +202,6 @@ def _privileges(
             model.name,
         )
     grants = _grantable([g for g in want if g not in have], model, snapshot, out)
-    out.changes += _grouped(ChangeKind.GRANT_PRIVILEGE, grants, lambda g: want[g])
     extras = sorted(have - set(want))
     if model.extras == "revoke":
         reason = Reason(
@@ -210,7 +209,12 @@ def _privileges(
             f"catalog role {model.name} does not grant it (extras = revoke, {model.file})",
         )
         out.changes += _grouped(ChangeKind.REVOKE_PRIVILEGE, extras, lambda g: [reason])
+        again = _columns_cleared(extras, want, have, snapshot)
+        note = Reason(f"catalog:{model.name}", "granted again: the table-level REVOKE of this run revokes it too")
+        why = {**want, **{g: [*want[g], note] for g in again}}
+        out.changes += _grouped(ChangeKind.GRANT_PRIVILEGE, grants + again, lambda g: why[g])
         return
+    out.changes += _grouped(ChangeKind.GRANT_PRIVILEGE, grants, lambda g: want[g])
     by_obj: dict[Obj, list[str]] = {}
     for g in extras:
         by_obj.setdefault(g.obj, []).append(g.privilege)
@@ -222,6 +226,26 @@ def _privileges(
             "which the catalog does not grant (extras = report)",
             model.name,
         )
+
+
+def _columns_cleared(
+    revoked: list[Grant], want: dict[Grant, list[Reason]], have: set[Grant], snapshot: PrivilegeSnapshot
+) -> list[Grant]:
+    """Held column grants the catalog wants that a table-level revoke of the same privilege
+    takes with it (PostgreSQL: "revoking a table-level privilege also revokes column
+    privileges of the same kind on all columns of the table"; MariaDB keeps them apart)."""
+    tables = {
+        (g.obj.database, g.obj.schema, g.obj.name, g.privilege)
+        for g in revoked
+        if g.obj.kind == TABLE and not getattr(snapshot.databases.get(g.obj.database), "database_level", True)
+    }
+    if not tables:
+        return []
+    return sorted(
+        g
+        for g in want
+        if g.obj.kind == COLUMN and g in have and (g.obj.database, g.obj.schema, g.obj.name, g.privilege) in tables
+    )
 
 
 def _grantable(grants: list[Grant], model: RoleModel, snapshot: PrivilegeSnapshot, out: Draft) -> list[Grant]:
