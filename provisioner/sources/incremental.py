@@ -148,6 +148,8 @@ class IncrementalReader:
                 return "highestCommittedUSN went back"
         elif not mark.get("ts"):
             return "no high-water mark"
+        elif not mark.get("entrycsn") and str(mark["ts"]) > now.strftime(_GT):
+            return "high-water mark in the future"  # stored before it was capped (_capped)
         return ""
 
     # ---- server marks
@@ -215,7 +217,7 @@ class IncrementalReader:
             seen(raw)
             users[self.norm(dn)] = user_record(dn, raw, src.amap, shared)
         groups = {self.norm(g.dn): g for g in src.read_groups(conn, extra_attrs=extra, seen=seen)}
-        mark = _mark(self.ad, server, newest[0], scanned=True, entry_csn=csn_readable[0] and bool(users))
+        mark = _mark(self.ad, server, _capped(newest[0], now), scanned=True, entry_csn=csn_readable[0] and bool(users))
         self.saved.save(users, groups, mark, now.isoformat(), now.isoformat(), full=True)
         return self._assemble(conn, users, groups, {})
 
@@ -293,7 +295,8 @@ class IncrementalReader:
             deletion_scan=scan,
             quiet=quiet,
         )
-        mark = _mark(self.ad, server, newest[0], scanned=scan, before=old, entry_csn=bool(old.get("entrycsn")))
+        entry_csn = bool(old.get("entrycsn"))
+        mark = _mark(self.ad, server, _capped(newest[0], now), scanned=scan, before=old, entry_csn=entry_csn)
         groups_same = not changed_groups and not gone_groups
         memory = self.saved.memory()
         derived = memory.derived if memory is not None and memory.gen == state.gen else {}
@@ -397,6 +400,15 @@ def _mark(
     counter = server.get("usn") if ad else server.get("csn")
     scan = counter if scanned else (before or {}).get("scan")
     return {**mark, "scan": scan} if scan else mark
+
+
+def _capped(newest: str, now: datetime) -> str:
+    """The newest ``modifyTimestamp`` seen, but never later than this read's start: one entry
+    stamped in the future (a server clock stepped back, a provider's clock ahead) would
+    otherwise carry the mark past every honest write to come, and the ``modifyTimestamp>=``
+    search would miss them (a leaver) until the next full read.  A client clock behind the
+    server's only widens the overlap (entries read again compare equal)."""
+    return min(newest, now.strftime(_GT)) if newest else newest
 
 
 def _csn_floor(mark: dict[str, Any]) -> str:
