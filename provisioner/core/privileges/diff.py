@@ -209,7 +209,7 @@ def _privileges(
             f"catalog role {model.name} does not grant it (extras = revoke, {model.file})",
         )
         out.changes += _grouped(ChangeKind.REVOKE_PRIVILEGE, extras, lambda g: [reason])
-        again = _columns_cleared(extras, want, have, snapshot)
+        again = _columns_cleared(extras, want, have)
         note = Reason(f"catalog:{model.name}", "granted again: the table-level REVOKE of this run revokes it too")
         why = {**want, **{g: [*want[g], note] for g in again}}
         out.changes += _grouped(ChangeKind.GRANT_PRIVILEGE, grants + again, lambda g: why[g])
@@ -228,17 +228,12 @@ def _privileges(
         )
 
 
-def _columns_cleared(
-    revoked: list[Grant], want: dict[Grant, list[Reason]], have: set[Grant], snapshot: PrivilegeSnapshot
-) -> list[Grant]:
+def _columns_cleared(revoked: list[Grant], want: dict[Grant, list[Reason]], have: set[Grant]) -> list[Grant]:
     """Held column grants the catalog wants that a table-level revoke of the same privilege
-    takes with it (PostgreSQL: "revoking a table-level privilege also revokes column
-    privileges of the same kind on all columns of the table"; MariaDB keeps them apart)."""
-    tables = {
-        (g.obj.database, g.obj.schema, g.obj.name, g.privilege)
-        for g in revoked
-        if g.obj.kind == TABLE and not getattr(snapshot.databases.get(g.obj.database), "database_level", True)
-    }
+    takes with it: PostgreSQL ("revoking a table-level privilege also revokes column
+    privileges of the same kind on all columns of the table") and MariaDB alike (a ``db.*``
+    wildcard is another object, whose revoke leaves column privileges alone)."""
+    tables = {(g.obj.database, g.obj.schema, g.obj.name, g.privilege) for g in revoked if g.obj.kind == TABLE}
     if not tables:
         return []
     return sorted(
