@@ -50,3 +50,16 @@ def test_a_person_moved_to_another_ou_keeps_login_and_access(tmp_path: Path, lda
     assert alice_changes == [], alice_changes
     assert role_options(f"{p}alice") == (True, None), "a person moved between OUs was disabled as a leaver"
     assert memberships(p)[f"{p}alice"] == before
+
+
+def test_a_group_moved_inside_the_group_base_is_one_group_between_deletion_scans(ldap_ou: LdapOu) -> None:
+    desk = f"ou=desk,{ldap_ou.groups}"
+    ldap_ou.add([(desk, {"objectClass": "organizationalUnit", "ou": "desk"})])
+    alice = ldap_ou.add_user("alice", departmentNumber="Trading")
+    approvers = ldap_ou.add_group("approvers", [alice])
+    store, cfg = JsonStore(), ldap_ou.config(deletion_scan_every="1h")
+    LdapSource(cfg, store=store, memory=store.memory).read()
+    _move(ldap_ou, approvers, "cn=approvers", desk)
+    snap = LdapSource(cfg, store=store, memory=store.memory).read()
+    assert dict(snap.ambiguous_groups) == {}, "a moved group is two groups of one name: rules naming it match nobody"
+    assert content(snap) == content(LdapSource(cfg).read())
