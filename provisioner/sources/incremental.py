@@ -264,14 +264,16 @@ class IncrementalReader:
                         relinked.add(key)
                     users[key] = rec
                     n_users += 1
+            new_groups = []
             for g in src.read_groups(conn, changed, extra, seen):
                 key = self.norm(g.dn)
                 if groups.get(key) != g:
+                    new_groups += [] if key in groups else [g]
                     groups[key] = g
                     changed_groups.append(g)
             moved = self._moved(conn, users, relinked, fresh)
             n_users += len(moved)
-            relinked |= moved
+            relinked |= moved | self._moved_groups(conn, groups, new_groups)
         every = cfg.deletion_scan_every
         due = every <= 0 or now - datetime.fromisoformat(state.scan_at) >= timedelta(seconds=every)
         scan = due and not self._quiet(old, server, "scan")  # nothing written since the last scan: none gone
@@ -321,13 +323,24 @@ class IncrementalReader:
         if not ids:
             return set()
         stale = [k for k, rec in users.items() if rec.stable_id in ids and k not in fresh]
-        gone = {k for k in stale if not self._holds_user(conn, users[k].dn)}
+        gone = {k for k in stale if not self._holds(conn, users[k].dn, self.source.config.user_filter)}
         for key in gone:
             del users[key]
         return gone
 
-    def _holds_user(self, conn: ldap3.Connection, dn: str) -> bool:
-        conn.search(dn, self.source.config.user_filter, ldap3.BASE, attributes=ldap3.NO_ATTRIBUTES)
+    def _moved_groups(self, conn: ldap3.Connection, groups: dict[str, GroupRecord], new: list[GroupRecord]) -> set[str]:
+        """Stored groups with a name of a group read this run at a new DN whose own DN no longer
+        holds a group: moved (else two groups of one name until the next scan: ambiguous)."""
+        names = {n.lower() for g in new for n in g.names if n}
+        read = {self.norm(g.dn) for g in new}
+        stale = [k for k, g in groups.items() if k not in read and any(n.lower() in names for n in g.names)]
+        gone = {k for k in stale if not self._holds(conn, groups[k].dn, self.source.config.group_filter)}
+        for key in gone:
+            del groups[key]
+        return gone
+
+    def _holds(self, conn: ldap3.Connection, dn: str, flt: str) -> bool:
+        conn.search(dn, flt, ldap3.BASE, attributes=ldap3.NO_ATTRIBUTES)
         if (conn.result or {}).get("result") == NO_SUCH_OBJECT:
             return False
         self.source.check(conn.result, dn)
