@@ -33,10 +33,10 @@ from typing import Any, Protocol
 
 import ldap3
 import structlog
-from ldap3.utils.conv import escape_filter_chars
 
 from provisioner.config import LdapSourceConfig
 from provisioner.core.values.model import SourceSnapshot
+from provisioner.sources import incremental_moves as moves
 from provisioner.sources.attributes import AttributeMap
 from provisioner.sources.groups import GroupGraph, GroupRecord, Membership, UserRecord, assemble, norm_dn, user_record
 from provisioner.sources.incremental_state import STATE_VERSION, SnapshotStore, Stored
@@ -73,9 +73,6 @@ class LdapReader(Protocol):
     def warnings(self) -> list[str]: ...
 
 OVERLAP = timedelta(seconds=5)
-NO_SUCH_OBJECT = 32
-RELIST_CHUNK = 100
-"""Groups per ``(|(distinguishedName=...)...)`` search when AD groups are read again."""
 _GT = "%Y%m%d%H%M%SZ"
 
 
@@ -250,6 +247,7 @@ class IncrementalReader:
         changed_groups: list[GroupRecord] = []
         fresh: set[str] = set()  # users read this run
         relinked: set[str] = set()  # DNs that now name another entry: new, or another stable id
+        new_groups: list[GroupRecord] = []  # groups read at a DN not stored before
         if not quiet:  # a quiet directory has no changed entry to ask for
             user_filter = f"(&{cfg.user_filter}{changed})"
             shared: dict[Any, Any] = {}
@@ -264,28 +262,33 @@ class IncrementalReader:
                         relinked.add(key)
                     users[key] = rec
                     n_users += 1
-            new_groups = []
             for g in src.read_groups(conn, changed, extra, seen):
                 key = self.norm(g.dn)
                 if groups.get(key) != g:
                     new_groups += [] if key in groups else [g]
                     groups[key] = g
                     changed_groups.append(g)
-            moved = self._moved(conn, users, relinked, fresh)
-            n_users += len(moved)
-            relinked |= moved | self._moved_groups(conn, groups, new_groups)
+        stale_u = moves.stale_users(users, relinked, fresh)
+        stale_g = moves.stale_groups(groups, new_groups, self.norm)
         every = cfg.deletion_scan_every
         due = every <= 0 or now - datetime.fromisoformat(state.scan_at) >= timedelta(seconds=every)
         scan = due and not self._quiet(old, server, "scan")  # nothing written since the last scan: none gone
+        scan = scan or len(stale_u) + len(stale_g) > moves.LOOKUPS  # a reorganisation: one scan settles it
         gone_users = gone_groups = 0
+        if not scan and (stale_u or stale_g):  # moved entries (incremental_moves.py): a base search each
+            gone = moves.drop_moved(conn, src.check, users, stale_u, cfg.user_filter)
+            n_users += len(gone)
+            relinked |= gone | moves.drop_moved(conn, src.check, groups, stale_g, cfg.group_filter)
         if scan:
-            gone_users = _gone(users, self._present(conn, cfg.user_base, cfg.user_filter))
+            present = self._present(conn, cfg.user_base, cfg.user_filter)
+            relinked.update(k for k in users if k not in present)  # the groups listing them: see relist
+            gone_users = _gone(users, present)
             if cfg.group_base:
                 present = self._present(conn, cfg.group_base, cfg.group_filter)
-                relinked.update(k for k in groups if k not in present)  # their parents list them
+                relinked.update(k for k in groups if k not in present)
                 gone_groups = _gone(groups, present)
         if self.ad and relinked:
-            self._relist(conn, groups, relinked, changed_groups)
+            moves.relist(conn, src.read_groups, self.norm, groups, relinked, changed_groups)
         scan_at = now.isoformat() if scan else state.scan_at
         self.stats.update(
             changed_filter=changed,
@@ -311,59 +314,6 @@ class IncrementalReader:
 
     def _present(self, conn: ldap3.Connection, base: str, flt: str) -> set[str]:
         return {self.norm(dn) for dn, _ in self.source.search(conn, base, flt, [])}
-
-    def _moved(
-        self, conn: ldap3.Connection, users: dict[str, UserRecord], relinked: set[str], fresh: set[str]
-    ) -> set[str]:
-        """Stored users whose stable id was read this run at another DN and whose own DN no
-        longer holds a user (one base search each): the entry moved or was renamed, so the
-        old record goes now -- not at the next deletion scan, meanwhile counting the person
-        twice (two entries with one stable id: a leaver).  Returns their keys."""
-        ids = {users[k].stable_id for k in relinked if k in users and users[k].stable_id}
-        if not ids:
-            return set()
-        stale = [k for k, rec in users.items() if rec.stable_id in ids and k not in fresh]
-        gone = {k for k in stale if not self._holds(conn, users[k].dn, self.source.config.user_filter)}
-        for key in gone:
-            del users[key]
-        return gone
-
-    def _moved_groups(self, conn: ldap3.Connection, groups: dict[str, GroupRecord], new: list[GroupRecord]) -> set[str]:
-        """Stored groups with a name of a group read this run at a new DN whose own DN no longer
-        holds a group: moved (else two groups of one name until the next scan: ambiguous)."""
-        names = {n.lower() for g in new for n in g.names if n}
-        read = {self.norm(g.dn) for g in new}
-        stale = [k for k, g in groups.items() if k not in read and any(n.lower() in names for n in g.names)]
-        gone = {k for k in stale if not self._holds(conn, groups[k].dn, self.source.config.group_filter)}
-        for key in gone:
-            del groups[key]
-        return gone
-
-    def _holds(self, conn: ldap3.Connection, dn: str, flt: str) -> bool:
-        conn.search(dn, flt, ldap3.BASE, attributes=ldap3.NO_ATTRIBUTES)
-        if (conn.result or {}).get("result") == NO_SUCH_OBJECT:
-            return False
-        self.source.check(conn.result, dn)
-        return any(item.get("type") == "searchResEntry" for item in conn.response or ())
-
-    def _relist(
-        self, conn: ldap3.Connection, groups: dict[str, GroupRecord], dns: set[str], changed: list[GroupRecord]
-    ) -> None:
-        """AD: read again every stored group whose member list names one of ``dns`` (moved,
-        renamed, deleted, or now another entry's).  ``member`` is a linked attribute: the DC
-        rewrites or drops the value without giving the group a new ``uSNChanged``, so the
-        changed-entries search never returns it, and the stored list would keep the old DN --
-        the mover losing the group, a new hire with a departed person's DN inheriting it."""
-        done = {self.norm(g.dn) for g in changed}
-        stale = [g.dn for k, g in groups.items() if k not in done and any(self.norm(m) in dns for m in g.members)]
-        for i in range(0, len(stale), RELIST_CHUNK):
-            chunk = stale[i : i + RELIST_CHUNK]
-            flt = "(|" + "".join(f"(distinguishedName={escape_filter_chars(dn)})" for dn in chunk) + ")"
-            for g in self.source.read_groups(conn, flt):
-                key = self.norm(g.dn)
-                if groups.get(key) != g:
-                    groups[key] = g
-                    changed.append(g)
 
     def _assemble(
         self,

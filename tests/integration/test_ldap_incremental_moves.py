@@ -63,3 +63,18 @@ def test_a_group_moved_inside_the_group_base_is_one_group_between_deletion_scans
     snap = LdapSource(cfg, store=store, memory=store.memory).read()
     assert dict(snap.ambiguous_groups) == {}, "a moved group is two groups of one name: rules naming it match nobody"
     assert content(snap) == content(LdapSource(cfg).read())
+
+
+def test_a_reorganisation_moving_many_people_runs_the_deletion_scan_instead(ldap_ou: LdapOu) -> None:
+    desk = f"ou=desk,{ldap_ou.people}"
+    ldap_ou.add([(desk, {"objectClass": "organizationalUnit", "ou": "desk"})])
+    dns = [ldap_ou.add_user(f"u{i:03d}", departmentNumber="Trading") for i in range(60)]
+    store, cfg = JsonStore(), ldap_ou.config(deletion_scan_every="1h")
+    LdapSource(cfg, store=store, memory=store.memory).read()
+    for i, dn in enumerate(dns):
+        _move(ldap_ou, dn, f"uid=u{i:03d}", desk)
+    source = LdapSource(cfg, store=store, memory=store.memory)
+    snap = source.read()
+    assert source.last_stats["deletion_scan"] is True, "60 moved people: one scan, not 60 base searches"
+    assert snap.shared_ids == {} and source.last_stats["users_gone"] == 60
+    assert content(snap) == content(LdapSource(cfg).read())
