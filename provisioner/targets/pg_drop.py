@@ -74,8 +74,7 @@ def drop_error(role: str, database: str, exc: psycopg.Error) -> str:
     """A failed drop's message: the database, the server's message and its DETAIL -- for
     ``role ... cannot be dropped because some objects depend on it`` the DETAIL is the only
     place that says which objects, and in which database (``1 object in database scratch``)."""
-    diag = getattr(exc, "diag", None)
-    detail = " ".join(str(getattr(diag, "message_detail", None) or "").split())
+    detail = " ".join((exc.diag.message_detail or "").split())
     if len(detail) > DETAIL_LIMIT:
         detail = detail[:DETAIL_LIMIT] + " ..."
     return f"drop role {role}: database {database}: {pg_message(exc)}" + (f" ({detail})" if detail else "")
