@@ -95,3 +95,24 @@ def test_unmapped_attributes_and_unknown_names(tmp_path: Path, role_prefix: str)
     )
     assert f"'{p}dba'" not in res.stderr, "it exists on the target"
     assert "2 warning(s)" not in res.stdout and "warning(s)" in res.stdout
+
+
+def test_catalog_owner_of_the_wrong_type_says_so_with_file_and_line(tmp_path: Path) -> None:
+    """``owner = 3`` is there, but not text: the message says the type is wrong (not that the
+    key is missing), naming file and line like every other validation error."""
+    catalog = CATALOG.replace('owner = "ops"', "owner = 3").replace('sensitivity = "extreme"', 'sensitivity = "high"')
+    catalog += '\n[role.{p}risk_viewer]\ndescription = "risk"\nowner = "  "\n\n[role.{p}audit_reader]\ndescription = "audit"\n'
+    _mappings(tmp_path / "m", "x_", catalog)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[provisioner]\nmappings = "m"\n'
+        '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n'
+        '[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\n'
+    )
+    res = run("validate", "-c", str(cfg))
+    assert res.returncode == 1, res.stdout + res.stderr
+    path = tmp_path / "m" / "roles" / "c.toml"
+    assert f"{path}:2: [role.x_ops_settlement]: 'owner' must be a string, not an integer 3" in res.stderr, res.stderr
+    assert "[role.x_ops_settlement]: 'owner' is required" not in res.stderr, res.stderr
+    assert f"{path}:11: [role.x_risk_viewer]: 'owner' must not be empty" in res.stderr, res.stderr
+    assert f"{path}:15: [role.x_audit_reader]: 'owner' is required" in res.stderr, res.stderr
