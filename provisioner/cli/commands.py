@@ -6,7 +6,8 @@ import json
 import re
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -268,16 +269,13 @@ def rules_test(config_path: str | None, mappings_dir: str | None) -> None:
     """Run the rule test cases in mappings/tests/."""
     from pathlib import Path
 
-    if mappings_dir:
-        root = Path(mappings_dir)
-    elif config_path:
-        root = load(config_path).mappings_dir
-    else:
-        root = Path("mappings")
+    cfg = load(config_path) if config_path else None
+    zone = cfg.lifecycle.timezone if cfg else "UTC"  # today as the runs see it: the date in [lifecycle] timezone
+    root = Path(mappings_dir) if mappings_dir else cfg.mappings_dir if cfg else Path("mappings")
     m = load_mappings(root)
     if not m.cases:
         raise ConfigError(f"{root / 'tests'}: no rule test cases found")
-    results = run_cases(m.rules, m.cases, datetime.now(UTC).date())
+    results = run_cases(m.rules, m.cases, datetime.now(ZoneInfo(zone)).date())
     failed = [r for r in results if not r.passed]
     for r in failed:
         click.echo(f"FAIL {r.explain()}")

@@ -88,15 +88,20 @@ def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
     """Every conflict present on every target, every request withheld, causes and exceptions."""
     from provisioner.core.governance.sodrefs import missing_tables
     from provisioner.core.values.plan import NoticeLevel
-    from provisioner.engine.segregation import conflicts, withheld
+    from provisioner.engine.run import lifecycle_policy
+    from provisioner.engine.segregation import conflicts, foreign_logins, withheld
     from provisioner.review.campaign import read_inputs
 
     cfg = load(config_path)
     ctx = RunContext.manual(cfg, None)
     with Targets(cfg) as targets:
         inp = read_inputs(cfg, ctx, targets)
-    found = conflicts(inp.mappings, inp.desired, inp.actual, ctx)
-    held_back = withheld(inp.mappings, inp.desired, inp.actual, ctx)
+    zone = lifecycle_policy(cfg).zone  # an exception is valid through its expiry date there
+    found = conflicts(inp.mappings, inp.desired, inp.actual, ctx, zone, cfg.instance)
+    held_back = withheld(inp.mappings, inp.desired, inp.actual, ctx, zone)
+    skipped = foreign_logins(inp.actual, cfg.instance)
+    note = (f"Skipped {skipped} login role(s) of other installations (this one is {cfg.instance!r}): "
+            "their own installation's report covers them.\n") if skipped else ""
     refs = [n for state in inp.actual.values() for n in missing_tables(inp.mappings.sod, state)]
     unchecked = [n.message for n in refs if n.level is NoticeLevel.ERROR]  # a broken reference
     limits = [n.message for n in refs if n.level is not NoticeLevel.ERROR]  # what a target cannot express
@@ -105,7 +110,9 @@ def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
                                "conflicts": [{**c.to_json(), "status": _status(c)} for c in found],
                                "withheld": [{**c.to_json(), "status": _status(c)} for c in held_back],
                                "reference_problems": unchecked,
-                               "target_limits": limits},
+                               "target_limits": limits,
+                               "instance": cfg.instance,
+                               "skipped_other_installations": skipped},
                               indent=2, sort_keys=True))
     elif fmt == "csv":
         click.echo(_csv([*held_back, *found]), nl=False)
@@ -114,9 +121,10 @@ def report(config_path: str, fmt: str, detailed_exitcode: bool) -> None:
             "".join(f"ERROR {m}\n" for m in unchecked)
             + "".join(f"WARNING {m}\n" for m in limits)
             + _text(found, len(inp.mappings.sod), held_back)
+            + (f"\n{note.rstrip()}" if note else "")
         )
-    if (unchecked or limits) and fmt == "csv":
+    if (unchecked or limits or note) and fmt == "csv":
         problems = "".join(f"ERROR {m}\n" for m in unchecked) + "".join(f"WARNING {m}\n" for m in limits)
-        click.echo(problems, err=True, nl=False)
+        click.echo(problems + note, err=True, nl=False)
     if detailed_exitcode and (unchecked or held_back or any(c.exception is None for c in found)):
         sys.exit(2)

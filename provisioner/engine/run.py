@@ -256,7 +256,9 @@ def _plan(
     missing = health.missing_runs(ctx, snapshots, actual)
     seen = sum(len(s.identities) for s in snapshots)
     plan = make_plan(cfg, desired, actual, ctx, seen, mappings.privileges, missing, reused, mappings.catalog)
-    plan, violations = enforce_sod(mappings, plan, desired, actual, ctx, policies(cfg))  # withheld grants
+    plan, violations = enforce_sod(  # withheld grants
+        mappings, plan, desired, actual, ctx, policies(cfg), lifecycle_policy(cfg).zone, cfg.instance
+    )
     events = (*gated, *violation_events(ctx, violations), planned_event(ctx, plan))
     if facts is not None:
         shortcircuit.remember(cfg, ctx, facts, snapshots, desired, actual, plan, missing, len(violations))

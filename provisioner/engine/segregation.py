@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, tzinfo
 
 from provisioner.core.governance.audit import AuditEvent, EventKind
 from provisioner.core.governance.sodeval import AccessModel, Conflict, PrivFact, detect, enforce_sod, withheld_requests
 from provisioner.core.governance.sodexpiry import expired_actions, expiring_notices
 from provisioner.core.governance.sodrefs import missing_tables
+from provisioner.core.ownership.ledger import is_foreign
 from provisioner.core.ownership.policy import DiffPolicy
 from provisioner.core.privileges.spec import PrivilegeCatalog, effective_privileges
-from provisioner.core.values.model import ActualState, DesiredState
+from provisioner.core.values.model import ActualState, DesiredState, RoleKind
 from provisioner.core.values.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.engine.context import RunContext
 from provisioner.logs import log
@@ -64,16 +66,21 @@ def enforce(
     actual: Mapping[str, ActualState],
     ctx: RunContext,
     policies: Mapping[str, DiffPolicy] | None = None,
+    zone: tzinfo = UTC,
+    instance: str | None = None,
 ) -> tuple[Plan, tuple[Conflict, ...]]:
     """The plan without conflicting grants, and every violation (a finding: the caller
     records it, :func:`violation_events`).  ``policies``: each target's diff policy, so an
-    expired exception never revokes from a role provisioner does not change."""
+    expired exception never revokes from a role provisioner does not change.  ``zone``:
+    ``[lifecycle] timezone``, whose date an exception's expiry date is (valid through its end);
+    ``instance``: this installation (another's roles on a shared server are not this plan's)."""
+    now = ctx.now.astimezone(zone)
     before = {tp.target: plan_scope(tp.changes, tp.notices) for tp in plan.targets}  # what was fingerprinted
     plan, violations = enforce_sod(
-        plan, desired, actual, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now
+        plan, desired, actual, mappings.sod, mappings.exceptions, access_model(mappings), now, instance
     )
     targets = tuple(
-        _expiry_and_references(mappings, tp, desired, actual, ctx, (policies or {}).get(tp.target))
+        _expiry_and_references(mappings, tp, desired, actual, now, (policies or {}).get(tp.target), instance)
         for tp in plan.targets
     )
     plan = replace(plan, targets=tuple(_refingerprint(tp, before.get(tp.target), desired, actual) for tp in targets))
@@ -98,17 +105,18 @@ def _expiry_and_references(
     tp: TargetPlan,
     desired: DesiredState,
     actual: Mapping[str, ActualState],
-    ctx: RunContext,
+    now: datetime,
     policy: DiffPolicy | None = None,
+    instance: str | None = None,
 ) -> TargetPlan:
     """Exceptions expiring or expired (revokes under on_expiry = revoke) and policy
     sides naming tables the target does not have."""
     state = actual.get(tp.target)
     if state is None or not mappings.sod:
         return tp
-    present = detect(desired, state, mappings.sod, mappings.exceptions, access_model(mappings), ctx.now)
+    present = detect(desired, state, mappings.sod, mappings.exceptions, access_model(mappings), now, instance)
     changes, notices = expired_actions(tp, present, state, policy)
-    notices += expiring_notices(mappings.sod, mappings.exceptions, desired, ctx.now)
+    notices += expiring_notices(mappings.sod, mappings.exceptions, desired, now)
     notices += missing_tables(mappings.sod, state)
     return replace(tp, changes=execution_order((*tp.changes, *changes)), notices=(*tp.notices, *notices))
 
@@ -126,22 +134,41 @@ def violation_events(ctx: RunContext, violations: Sequence[Conflict]) -> tuple[A
 
 
 def conflicts(
-    mappings: Mappings, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext
+    mappings: Mappings,
+    desired: DesiredState,
+    actual: Mapping[str, ActualState],
+    ctx: RunContext,
+    zone: tzinfo = UTC,
+    instance: str | None = None,
 ) -> list[Conflict]:
-    """Every conflict present on every target now (the report)."""
+    """Every conflict present on every target now (the report): this installation's logins
+    and hand-made ones, exceptions valid through their expiry date in ``zone``."""
     model = access_model(mappings)
     out: list[Conflict] = []
     for name in sorted(actual):
-        out += detect(desired, actual[name], mappings.sod, mappings.exceptions, model, ctx.now)
+        out += detect(
+            desired, actual[name], mappings.sod, mappings.exceptions, model, ctx.now.astimezone(zone), instance
+        )
     return out
 
 
 def withheld(
-    mappings: Mappings, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext
+    mappings: Mappings, desired: DesiredState, actual: Mapping[str, ActualState], ctx: RunContext, zone: tzinfo = UTC
 ) -> list[Conflict]:
     """Every request the rules make that SoD withholds on every target now (the report)."""
     model = access_model(mappings)
     out: list[Conflict] = []
     for name in sorted(actual):
-        out += withheld_requests(desired, actual[name], mappings.sod, mappings.exceptions, model, ctx.now)
+        now = ctx.now.astimezone(zone)
+        out += withheld_requests(desired, actual[name], mappings.sod, mappings.exceptions, model, now)
     return out
+
+
+def foreign_logins(actual: Mapping[str, ActualState], instance: str | None) -> int:
+    """Login roles another installation manages on these targets (left out of this one's report)."""
+    return sum(
+        1
+        for state in actual.values()
+        for role in state.roles.values()
+        if role.marker is not None and role.marker.kind is RoleKind.USER and is_foreign(role.marker, instance)
+    )

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from provisioner.config import Config
 from provisioner.core.identity.lifecycle import next_lifecycle_events
@@ -152,7 +153,8 @@ def attempt(
     assert warm is not None
     last = warm.last_of(cfg.digest)
     same = last is not None and _same_snapshots(snaps, last.snapshots)
-    facts = RunFacts(ctx.now, same, mappings_digest(mappings) + exclusions, cfg.digest, {})
+    day = ctx.now.astimezone(ZoneInfo(cfg.lifecycle.timezone)).date()  # the rules' today, SoD expiry
+    facts = RunFacts(ctx.now, same, mappings_digest(mappings) + exclusions, cfg.digest, {}, day)
     names = frozenset(targets.names)
     why = precheck(last.verified if last else None, facts, names)
     if not why and last is not None:

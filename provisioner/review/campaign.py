@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from provisioner.alerts.dispatch import dispatch_alerts
 from provisioner.config import Config
@@ -99,7 +100,7 @@ def start_campaign(
     with Targets(cfg) as targets:
         inp = read_inputs(cfg, ctx, targets)
     flags: dict[tuple[str, str, str], list[str]] = {}
-    for c in conflicts(inp.mappings, inp.desired, inp.actual, ctx):
+    for c in conflicts(inp.mappings, inp.desired, inp.actual, ctx, ZoneInfo(cfg.lifecycle.timezone), cfg.instance):
         for h in c.holdings:
             if h.path:
                 flags.setdefault((c.target, c.user, h.path[0]), []).append(c.policy.id)

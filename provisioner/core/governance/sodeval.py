@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from provisioner.core.governance.sod import Policy, Side, SodException
+from provisioner.core.ownership.ledger import is_foreign
 from provisioner.core.values.model import ActualState, DesiredState, Reason, RoleKind
 from provisioner.core.values.plan import Change, ChangeKind, Notice, NoticeLevel, Plan, TargetPlan, make_change
 
@@ -129,6 +130,8 @@ class _Who:
     username: str
     stable_id: str
     rules: Mapping[str, tuple[Reason, ...]] = field(default_factory=dict)
+    by_name: bool = True
+    """Exceptions naming ``username`` apply (False: the name is someone else's now)."""
 
 
 # --------------------------------------------------------------------------- effective access
@@ -209,26 +212,33 @@ def _cause(who: _Who, group: str, planned: bool = False) -> str:
 def _exceptions(
     policy: Policy, who: _Who, exceptions: Sequence[SodException], now: datetime
 ) -> tuple[SodException | None, tuple[SodException, ...]]:
-    mine = [e for e in exceptions if e.policy == policy.id and e.applies_to(who.username, who.stable_id)]
+    name = who.username if who.by_name else ""
+    mine = [e for e in exceptions if e.policy == policy.id and e.applies_to(name, who.stable_id)]
     active = next((e for e in sorted(mine, key=lambda e: e.expires, reverse=True) if e.active(now)), None)
     expired = tuple(e for e in mine if not e.active(now)) if active is None else ()
     return active, expired
 
 
 def _who(user: str, state: ActualState, desired: DesiredState) -> _Who:
+    """Whose login ``user`` is: the identity of that name only when the role's marker names
+    that identity's stable id (a reused username is not the leaver's), as reviews attribute it."""
     d = desired.users.get(user)
-    if d is not None:
-        return _Who(user, d.username, d.stable_id, d.memberships)
     role = state.roles.get(user)
     marker = role.marker if role is not None else None
     stable = marker.stable_id if marker is not None and marker.stable_id else ""
-    return _Who(user, user, stable)
+    if d is not None and role is not None and marker is None:
+        return _Who(user, d.username, d.stable_id)  # a hand-made login: no rule gave it anything
+    if d is not None and (not stable or stable == d.stable_id):
+        return _Who(user, d.username, d.stable_id, d.memberships)
+    return _Who(user, user, stable, by_name=d is None)
 
 
-def _subjects(state: ActualState) -> list[str]:
+def _subjects(state: ActualState, instance: str | None = None) -> list[str]:
+    """This installation's managed logins and the hand-made (unmarked) ones; another
+    installation's roles on a shared server are its own report's (``instance``)."""
     out = []
     for name, role in sorted(state.roles.items()):
-        if role.system or name == state.session_role:
+        if role.system or name == state.session_role or is_foreign(role.marker, instance):
             continue  # the provisioner's own account administers roles (MariaDB: WITH ADMIN OPTION)
         user = role.marker is not None and role.marker.kind is RoleKind.USER
         if user or (role.login and role.marker is None):
@@ -246,14 +256,16 @@ def detect(
     exceptions: Sequence[SodException],
     model: AccessModel,
     now: datetime,
+    instance: str | None = None,
 ) -> list[Conflict]:
-    """Every conflict present in ``state`` now, covered by an exception or not."""
+    """Every conflict present in ``state`` now, covered by an exception or not (``instance``:
+    this installation; another's roles are left out)."""
     active = [p for p in policies if p.enabled]
     if not active:
         return []
     privs = actual_privileges(state)
     out: list[Conflict] = []
-    for user in _subjects(state):
+    for user in _subjects(state, instance):
         who = _who(user, state, desired)
         granted = {g: _cause(who, g) for g in state.roles[user].member_of}
         for policy in active:
@@ -342,10 +354,11 @@ def enforce_sod(
     exceptions: Sequence[SodException],
     model: AccessModel,
     now: datetime,
+    instance: str | None = None,
 ) -> tuple[Plan, tuple[Conflict, ...]]:
     """Withhold conflicting grants (error notice ``sod_violation`` each) and
-    report conflicts already present (``sod_conflict`` / ``sod_exception``).
-    Returns the new plan and the violations (the withheld grants)."""
+    report conflicts already present (``sod_conflict`` / ``sod_exception``) on this
+    installation's logins and hand-made ones.  Returns the new plan and the violations."""
     if not any(p.enabled for p in policies):
         return plan, ()
     violations: list[Conflict] = []
@@ -365,7 +378,7 @@ def enforce_sod(
             if not (c.kind is ChangeKind.GRANT_MEMBERSHIP and (c.role, str(c.param("group"))) in drop)
         )
         notices = [Notice(NoticeLevel.ERROR, "sod_violation", c.describe(), c.user) for c in found]
-        notices += [conflict_notice(c) for c in detect(desired, state, policies, exceptions, model, now)]
+        notices += [conflict_notice(c) for c in detect(desired, state, policies, exceptions, model, now, instance)]
         violations += found
         targets.append(replace(tp, changes=changes, notices=(*tp.notices, *notices)))
     return replace(plan, targets=tuple(targets)), tuple(violations)

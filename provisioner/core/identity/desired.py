@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, datetime
 
-from provisioner.core.identity.lifecycle import INVALID, LifecyclePolicy, classify, invalid_problem
+from provisioner.core.identity.lifecycle import INVALID, LifecyclePolicy, classify, invalid_problem, local_date
 from provisioner.core.identity.memo import GrantMemo
 from provisioner.core.identity.naming import NamingPolicy, assign_names
 from provisioner.core.identity.rules import RuleSet
@@ -35,7 +35,7 @@ def desired_state(
     memo = memo if memo is not None else GrantMemo()
     snaps = list(snapshots)
     identities = [i for s in snaps for i in s.identities]
-    today = now.date()
+    today = local_date(now, lifecycle.zone)
     memo.begin(rules, today)
     names = assign_names(identities, naming, memo.name_of(naming), memo.skeleton_of(naming.scripts))
     users: dict[str, DesiredUser] = {}
@@ -111,7 +111,7 @@ def _contender(
 ) -> DesiredUser:
     """An identity refused ``name`` this run (a collision), classified like any other:
     the diff still disables the role it owns when it is not active."""
-    user = _desired_user(ident, name, rules, classify(ident, now, lifecycle), memo, now.date())
+    user = _desired_user(ident, name, rules, classify(ident, now, lifecycle), memo, local_date(now, lifecycle.zone))
     if ident.source in granted_only and user.lifecycle is Lifecycle.ACTIVE and not user.memberships:
         why = Reason("login_for:granted", f"no rule grants {ident.username!r} anything (login_for = \"granted\")")
         user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)

@@ -14,7 +14,7 @@ from provisioner.core.identity.conditions import (
     GroupCondition,
     evaluate,
 )
-from provisioner.core.identity.lifecycle import LifecyclePolicy, classify
+from provisioner.core.identity.lifecycle import LifecyclePolicy, classify, local_date
 from provisioner.core.identity.rules import RuleSet, render
 from provisioner.core.values.model import Identity, Lifecycle, Reason
 
@@ -55,8 +55,8 @@ def explain(ident: Identity, rules: RuleSet, lifecycle: LifecyclePolicy, now: da
     state, why, _ = classify(ident, now, lifecycle)
     verdicts = []
     for rule in rules.rules:
-        ok, evidence = evaluate(rule.when, ident, now.date())
-        failed = "" if ok else first_failure(rule.when, ident, now.date())
+        ok, evidence = evaluate(rule.when, ident, local_date(now, lifecycle.zone))
+        failed = "" if ok else first_failure(rule.when, ident, local_date(now, lifecycle.zone))
         if not rule.enabled:
             ok, failed = False, "the rule is disabled (enabled = false)"
         roles = tuple(r for t in rule.grants for r in render(t, ident, rule.groups)) if ok else rule.grants

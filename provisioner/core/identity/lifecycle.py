@@ -39,6 +39,12 @@ class LifecyclePolicy:
         return cls(frozenset(s.casefold() for s in statuses), zone, leave_at)
 
 
+def local_date(now: datetime, zone: tzinfo) -> date:
+    """The calendar day at ``now`` in ``zone`` (``[lifecycle] timezone``): the rules' ``today``
+    and the day an SoD exception is checked against, like a date-only leave date's day."""
+    return now.astimezone(zone).date()
+
+
 INVALID = "lifecycle:invalid"
 LIFECYCLE_ATTRIBUTES = ("leave_date", "hire_date")
 """Attributes whose value decides access by itself: an unusable one fails safe."""

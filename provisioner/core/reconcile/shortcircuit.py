@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,8 @@ class RunFacts:
     config_digest: str
     catalog_digests: Mapping[str, str | None]
     """Per target, the server-side digest of its managed catalog (None: cannot tell)."""
+    day: date | None = None
+    """The date in ``[lifecycle] timezone``: the rules' ``today`` and SoD exception expiry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ def precheck(last: Verified | None, now: RunFacts, targets: frozenset[str]) -> s
         return "configuration changed"
     if now.at.date() != before.at.date() or now.at < before.at:
         return "the UTC date changed"
+    if now.day != before.day:
+        return "the date in [lifecycle] timezone changed"
     if any(before.at < instant <= now.at for instant in last.lifecycle_instants):
         return "a lifecycle instant passed"
     if not targets or not targets <= last.quiet_targets:
