@@ -34,8 +34,10 @@ from provisioner.errors import SourceIncomplete
 from provisioner.sources.entra_auth import TokenProvider, make_session
 from provisioner.sources.entra_graph import DeltaExpired, GraphClient
 from provisioner.sources.entra_records import (
+    Membership,
     Record,
     closure,
+    described,
     identities,
     is_guid,
     merge_group,
@@ -103,10 +105,11 @@ class EntraSource:
         before = (self.graph.stats.requests, self.graph.stats.retries)
         self.info = ReadInfo()
         if self.config.delta and self.store is not None:
-            users, groups_by_user, count, notes = self._read_delta(self.store)
+            users, (groups_by_user, missing, ambiguous, count) = self._read_delta(self.store)
         else:
             self.info.mode = "full"
-            users, groups_by_user, count, notes = self._read_full()
+            users, (groups_by_user, missing, ambiguous, count) = self._read_full()
+        notes = [f"group {name!r} referenced by the rules does not exist in Entra ID" for name in missing]
         idents = identities(self.config, users, groups_by_user, notes)
         self.info.requests = self.graph.stats.requests - before[0]
         self.info.retries = self.graph.stats.retries - before[1]
@@ -128,6 +131,7 @@ class EntraSource:
             complete=True,
             read_at=datetime.now(UTC),
             warnings=tuple(notes),
+            ambiguous_groups=ambiguous,
         )
 
     def close(self) -> None:
@@ -150,16 +154,14 @@ class EntraSource:
                 headers["ConsistencyLevel"] = "eventual"
         return self.graph.url("/users", params), headers
 
-    def _read_full(self) -> tuple[dict[str, Record], dict[str, set[str]], int, list[str]]:
+    def _read_full(self) -> tuple[dict[str, Record], Membership]:
         url, headers = self._users_url()
         users: dict[str, Record] = {}
         for page in self.graph.pages(url, headers):
             for raw in page["value"]:
                 if isinstance(raw, dict) and raw.get("id"):
                     users[str(raw["id"])] = merge_user(None, raw, self.props)
-        members, missing, count = self._transitive_members()
-        notes = [f"group {name!r} referenced by the rules does not exist in Entra ID" for name in missing]
-        return users, members, count, notes
+        return users, self._transitive_members()
 
     def _find_groups(self, name: str) -> list[dict[str, Any]]:
         escaped = name.replace("'", "''")
@@ -167,16 +169,22 @@ class EntraSource:
         url = self.graph.url("/groups", {"$filter": f"{prop} eq '{escaped}'", "$select": "id,displayName"})
         return [g for g in self.graph.collect(url) if isinstance(g, dict) and g.get("id")]
 
-    def _transitive_members(self) -> tuple[dict[str, set[str]], list[str], int]:
-        """One paged transitiveMembers call per referenced group."""
+    def _transitive_members(self) -> Membership:
+        """One paged transitiveMembers call per referenced group; a display name several
+        groups carry is ambiguous and matches no one (the rule must name the object id)."""
         out: dict[str, set[str]] = {}
         missing: list[str] = []
+        ambiguous: dict[str, tuple[str, ...]] = {}
         seen: set[str] = set()
         for name in sorted(self.referenced):
             found = [g for g in self._find_groups(name) if str(g.get("displayName", "")).lower() == name
                      or str(g["id"]).lower() == name]
             if not found:
                 missing.append(name)
+            if len(found) > 1 and not is_guid(name):
+                ambiguous[name] = described(found)
+                seen.update(str(g["id"]) for g in found)
+                continue
             for group in found:
                 gid = str(group["id"])
                 seen.add(gid)
@@ -188,7 +196,7 @@ class EntraSource:
                 for member in self.graph.collect(url):
                     if isinstance(member, dict) and member.get("id"):
                         out.setdefault(str(member["id"]), set()).update(labels)
-        return out, missing, len(seen)
+        return out, missing, ambiguous, len(seen)
 
     # ------------------------------------------------------------------ delta read
 
@@ -213,7 +221,7 @@ class EntraSource:
             return "no delta link"
         return None
 
-    def _read_delta(self, store: KeyValueStore) -> tuple[dict[str, Record], dict[str, set[str]], int, list[str]]:
+    def _read_delta(self, store: KeyValueStore) -> tuple[dict[str, Record], Membership]:
         now = datetime.now(UTC)
         state = store.get(state_key(self.name))
         why = self._usable_state(state, now)
@@ -237,9 +245,7 @@ class EntraSource:
         )
         if not unchanged:  # an unchanged round keeps the previous links, which stay valid
             self._save(store, users, groups, users_link, groups_link, full_at)
-        members, missing, count = closure(groups, self.referenced)
-        notes = [f"group {name!r} referenced by the rules does not exist in Entra ID" for name in missing]
-        return users, members, count, notes
+        return users, closure(groups, self.referenced)
 
     def _save(
         self,

@@ -18,6 +18,8 @@ from provisioner.core.values.model import Identity
 from provisioner.sources.attributes import Transform, apply_transform, normalize_date
 
 Record = dict[str, Any]
+Membership = tuple[dict[str, set[str]], list[str], dict[str, tuple[str, ...]], int]
+"""user id -> group labels; referenced names no group has; ambiguous names -> their groups; groups matched."""
 
 BASE_PROPERTIES = (
     "id",
@@ -125,10 +127,16 @@ def merge_group(old: Record | None, raw: Mapping[str, Any]) -> Record:
     return record
 
 
-def closure(groups: Mapping[str, Record], wanted: Iterable[str]) -> tuple[dict[str, set[str]], list[str], int]:
+def described(groups: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """``displayName (object id)`` of each group, for the message of an ambiguous name."""
+    return tuple(sorted(f"{g.get('displayName') or g.get('n') or ''} ({g['id']})" for g in groups))
+
+
+def closure(groups: Mapping[str, Record], wanted: Iterable[str]) -> Membership:
     """user id -> labels (lower-cased name and id) of every wanted group it is in,
-    nested membership included; also the wanted names no group has, and how many
-    groups matched."""
+    nested membership included; also the wanted names no group has, the names several
+    groups carry (they match no one: display names are not unique in Entra ID), and how
+    many groups matched."""
     by_label: dict[str, list[str]] = {}
     for gid, rec in groups.items():
         by_label.setdefault(gid.lower(), []).append(gid)
@@ -136,11 +144,16 @@ def closure(groups: Mapping[str, Record], wanted: Iterable[str]) -> tuple[dict[s
             by_label.setdefault(str(rec["n"]).lower(), []).append(gid)
     out: dict[str, set[str]] = {}
     missing: list[str] = []
+    ambiguous: dict[str, tuple[str, ...]] = {}
     matched: set[str] = set()
     for name in sorted(wanted):
         roots = by_label.get(name, [])
         if not roots:
             missing.append(name)
+        if len(roots) > 1 and not is_guid(name):
+            ambiguous[name] = described({"id": r, "n": groups[r].get("n")} for r in roots)
+            matched.update(roots)
+            continue
         for root in roots:
             matched.add(root)
             labels = {root.lower(), str(groups[root].get("n", "")).lower()} - {""}
@@ -154,7 +167,7 @@ def closure(groups: Mapping[str, Record], wanted: Iterable[str]) -> tuple[dict[s
                             queue.append(member)
                     else:
                         out.setdefault(member, set()).update(labels)
-    return out, missing, len(matched)
+    return out, missing, ambiguous, len(matched)
 
 
 # --------------------------------------------------------------------------- identities

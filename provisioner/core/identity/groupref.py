@@ -36,7 +36,8 @@ def ambiguous_rules(rules: RuleSet, snapshots: Iterable[SourceSnapshot]) -> tupl
                     continue
                 problems.append(
                     f"{rule.where}: rule {rule.id!r}: group {leaf.group!r} is ambiguous in source {snap.source}: "
-                    f"{len(dns)} groups carry that name ({'; '.join(dns)}); name the group by its DN. "
+                    f"{len(dns)} groups carry that name ({'; '.join(dns)}); "
+                    "name the group by its DN (Entra ID: object id). "
                     f"Memberships of {', '.join(rule.grants)} are neither granted nor revoked until then"
                 )
                 frozen.update(g for g in rule.grants if not is_template(g))
