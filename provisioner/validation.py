@@ -68,6 +68,14 @@ def validate(path: Path, roles_on_targets: Callable[[Config], Iterable[str]] | N
     return report
 
 
+def mapping_errors(cfg: Config, mappings: Mappings) -> list[str]:
+    """The errors ``validate`` finds between a loaded configuration and its mappings (offline):
+    what a run must not start with -- the daemon checks them at start and on every reload."""
+    report = Report(config=cfg, mappings=mappings)
+    _cross_check(cfg, mappings, report, None)
+    return report.errors
+
+
 def provided_attributes(cfg: Config) -> dict[str, frozenset[str]]:
     """Per source, the canonical attributes it maps."""
     out: dict[str, frozenset[str]] = {}

@@ -27,18 +27,24 @@ from provisioner.daemon.scheduler import Schedule, check_jobs
 from provisioner.daemon.status import Status
 from provisioner.engine.installation import load, open_store
 from provisioner.engine.warm import WarmState
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ProvisionerError, RuleError
 from provisioner.logs import log
 from provisioner.mappings import load_mappings
 from provisioner.review.webserver import ReviewServer
+from provisioner.validation import mapping_errors
 
 
 def load_all(config_path: str) -> Loaded:
-    """Config and rules, both validated; raises :class:`ProvisionerError` otherwise."""
+    """Config and rules, both validated as ``provisioner validate`` does (a rule reading an
+    attribute no source maps never matches); raises :class:`ProvisionerError` otherwise."""
     cfg = load(config_path)
     check_jobs(cfg)
     check_trigger_token(cfg)
-    return Loaded(cfg, load_mappings(cfg.mappings_dir), datetime.now(UTC))
+    mappings = load_mappings(cfg.mappings_dir)
+    problems = mapping_errors(cfg, mappings)
+    if problems:
+        raise RuleError(problems)
+    return Loaded(cfg, mappings, datetime.now(UTC))
 
 
 class Daemon:
