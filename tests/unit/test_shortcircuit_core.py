@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from provisioner.core.reconcile.shortcircuit import RunFacts, Verified, decide
 
@@ -35,3 +35,11 @@ def test_each_condition_forces_the_full_path() -> None:
     assert decide(replace(LAST, quiet_targets=frozenset()), later(), PG).startswith("a target had work")
     assert decide(LAST, later(), frozenset({"pg", "other"})).startswith("a target had work")
     assert decide(LAST, later(), frozenset()).startswith("a target had work")
+
+
+def test_a_new_day_in_the_lifecycle_timezone_forces_the_full_path() -> None:
+    """SoD exception expiry and the rules' today are dates in [lifecycle] timezone: midnight in
+    New York (05:00 UTC) changes them within one UTC date, and the last empty plan may not stand."""
+    last = replace(LAST, facts=replace(FACTS, at=datetime(2031, 1, 1, 4, tzinfo=UTC), day=date(2030, 12, 31)))
+    assert decide(last, later(day=date(2030, 12, 31)), PG) == ""
+    assert decide(last, later(day=date(2031, 1, 1)), PG) == "the date in [lifecycle] timezone changed"
