@@ -54,6 +54,8 @@ class Schedule:
     def __init__(self, dispatch: Dispatch) -> None:
         self._dispatch = dispatch
         self._closed = False
+        self._specs: dict[str, JobConfig] = {}
+        """The schedule each configured job was added with: a reload that keeps it keeps the job."""
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
@@ -68,12 +70,22 @@ class Schedule:
         self.scheduler.start()
 
     def configure(self, cfg: Config, first: bool = False) -> None:
-        """(Re)schedule every configured job from ``cfg``; the reconcile job runs at once at start."""
+        """(Re)schedule every configured job from ``cfg``; the reconcile job runs at once at start.
+        A job whose schedule a reload leaves as it was keeps its next run time (re-adding it would
+        restart its interval: reloads more frequent than the interval would starve it); one paused
+        after a permanent failure is resumed."""
         for name in JOB_NAMES:
             job = getattr(cfg.daemon.jobs, name)
             if job is None or not job.enabled:
                 self._remove(name)
+                self._specs.pop(name, None)
                 continue
+            existing = None if first else self.scheduler.get_job(name)
+            if existing is not None and self._specs.get(name) == job:
+                if existing.next_run_time is None:
+                    existing.resume()
+                continue
+            self._specs[name] = job
             start = {"next_run_time": datetime.now(UTC)} if first and name == "reconcile" else {}
             self.scheduler.add_job(
                 self._dispatch,

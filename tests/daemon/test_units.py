@@ -137,6 +137,8 @@ def test_permanent_error_pauses_the_job_alerts_and_readyz_fails(
         jobs.dispatch("reconcile", "schedule")
         assert runner.calls == 1, "a failed job does not run again until a reload"
         assert jobs.resume_failed() == ["reconcile"] and status.readiness()[0]
+        schedule.configure(jobs._current().cfg)  # the reload that resumed it: the same schedule, unpaused
+        assert schedule.scheduler.get_job("reconcile").next_run_time is not None
     finally:
         schedule.scheduler.shutdown(wait=False)
 
