@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,9 +60,10 @@ def test_report_skips_other_installations_and_covers_hand_made_logins(
     res = run("sod", "report", "-c", str(setup.path), "--detailed-exitcode")
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"{p}zoe" not in res.stdout and f"{p}yan" not in res.stdout, res.stdout
-    assert "Skipped 2 login role(s) of other installations" in res.stdout, res.stdout
+    # the shared test server holds other tests' installations too: at least the risk team's two
+    assert re.search(r"Skipped \d+ login role\(s\) of other installations \(this one is 'desk-a'\)", res.stdout)
     doc = json.loads(run("sod", "report", "-c", str(setup.path), "--format", "json").stdout)
-    assert doc["conflicts"] == [] and doc["skipped_other_installations"] == 2, doc
+    assert doc["conflicts"] == [] and doc["skipped_other_installations"] >= 2, doc
     plan = setup.plan()
     assert not [m for m in notices(plan, "sod_conflict") + notices(plan, "sod_exception") if f"{p}zoe" in m]
 
@@ -109,3 +111,32 @@ def test_exception_expiry_and_today_are_days_in_the_lifecycle_timezone(
     assert [m for m in notices(plan, "sod_exception_expired") if "dave" in m], [n.message for tp in plan.targets for n in tp.notices]
     granted = {(c.role, c.param("group")) for c in plan.changes if c.kind.value == "grant_membership"}
     assert (f"{p}carol", f"{p}desk_veteran") in granted
+
+
+def test_an_exception_by_username_never_covers_the_leavers_role_of_that_name(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    """A reused username: the exception approved for today's jsmith names "jsmith"; the role
+    ``jsmith`` still belongs to the leaver (its marker's stable id), so it does not cover a
+    conflict someone made there by hand -- as a review attributes that role to nobody."""
+    p = role_prefix
+    ldap_ou.add_user("jsmith", **person("Legal", "Counsel"))
+    ldap_ou.add_group("approvers", [ldap_ou.add_user("frank", **person("Legal", "Counsel"))])
+    exceptions = (
+        '[[exception]]\nidentity = "jsmith"\npolicy = "trade-approve-execute"\napprover = "CCO"\n'
+        'reason = "the new jsmith runs the Tokyo desk alone"\nexpires = 2099-12-31\n'
+    )
+    setup = setup_with_sod(tmp_path, ldap_ou, p, exceptions)
+    setup.apply()
+    ldap_ou.delete(ldap_ou.user_dn("jsmith"))  # the first jsmith leaves; her role stays, disabled
+    setup.apply()
+    ldap_ou.add_user("jsmith", **person("Trading", "Equity Trader"))  # a new person, a new stable id
+    setup.apply()
+    with pg.admin_connect() as conn:
+        for group in (f"{p}trade_approver", f"{p}trade_executor"):
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(f"{p}jsmith")))
+
+    res = run("sod", "report", "-c", str(setup.path), "--format", "json", "--detailed-exitcode")
+    (found,) = [c for c in json.loads(res.stdout)["conflicts"] if c["user"] == f"{p}jsmith"]
+    assert found["status"] == "conflict" and found["exception"] is None, found
+    assert res.returncode == 2, res.stdout + res.stderr
