@@ -116,3 +116,35 @@ def test_catalog_owner_of_the_wrong_type_says_so_with_file_and_line(tmp_path: Pa
     assert "[role.x_ops_settlement]: 'owner' is required" not in res.stderr, res.stderr
     assert f"{path}:11: [role.x_risk_viewer]: 'owner' must not be empty" in res.stderr, res.stderr
     assert f"{path}:15: [role.x_audit_reader]: 'owner' is required" in res.stderr, res.stderr
+
+
+def test_keys_of_the_wrong_type_say_so_in_rules_policies_and_exceptions(tmp_path: Path) -> None:
+    """As for the catalog: a key that is there with the wrong type (``id = 7``, ``description
+    = 5``, ``identity = 5``, ``expires = "tomorrow"``) is named with its type, not called missing."""
+    root = tmp_path / "m"
+    for sub in ("rules", "sod", "exceptions"):
+        (root / sub).mkdir(parents=True)
+    (root / "rules" / "r.toml").write_text(
+        '[[rule]]\nid = "a"\ndescription = 5\ngrant = "x_reader"\nwhen = { attr = "department", equals = "T" }\n\n'
+        '[[rule]]\nid = 7\ndescription = "b"\ngrant = ["x_reader"]\nwhen = { attr = "department", equals = "T" }\n'
+    )
+    (root / "sod" / "s.toml").write_text(
+        '[[policy]]\nid = "p1"\ndescription = ["x"]\nconflicts = [ { role = "x_reader" }, { role = "x_reader2" } ]\n'
+    )
+    (root / "exceptions" / "x.toml").write_text(
+        '[[exception]]\nidentity = 5\npolicy = "p1"\napprover = "CCO"\nreason = "r"\nexpires = "tomorrow"\n'
+    )
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[provisioner]\nmappings = "m"\n'
+        '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n'
+        '[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\n'
+    )
+    err = run("validate", "-c", str(cfg)).stderr
+    rules, sod, exc = root / "rules" / "r.toml", root / "sod" / "s.toml", root / "exceptions" / "x.toml"
+    assert f"{rules}:1: rule 'a': 'description' must be a string, not an integer 5" in err, err
+    assert f"{rules}:7: rule: 'id' must be a string (letters, digits, '_', '.', '-'), not an integer 7" in err, err
+    assert f"{sod}:1: policy 'p1': 'description' must be a string, not an array ['x']" in err, err
+    assert f"{exc}:1: exception: 'identity' must be a string, not an integer 5" in err, err
+    assert f"{exc}:1: exception: 'expires' must be a date such as 2027-03-31, not the text 'tomorrow'" in err, err
+    assert "is required" not in err, err
