@@ -121,7 +121,7 @@ when = { group = "g" }
 """
     rs, problems = build_ruleset([("m/rules/f.toml", text)])
     joined = "\n".join(problems)
-    assert "m/rules/f.toml:9: rule 'bad op': 'id' is required" in joined
+    assert "m/rules/f.toml:9: rule 'bad op': 'id' 'bad op' may hold only letters, digits" in joined
     assert "m/rules/f.toml:9: rule 'bad op': 'description' is required" in joined
     assert "m/rules/f.toml:9" in joined and "unknown key(s) ['equal']" in joined
     assert "m/rules/f.toml:14" in joined and "invalid regular expression" in joined

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from provisioner.core.values.tomltypes import id_problem, text_problem, toml_type
+
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ON = re.compile(r"^([^.\s]+)\.([^.\s]+)$")
 POLICY_KEYS = {
@@ -144,11 +146,11 @@ def _load(text: str, filename: str, table: str) -> tuple[list[tuple[int, Any]], 
 
 
 def _text(raw: Mapping[str, Any], key: str, where: str, problems: list[str], why: str = "") -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value.strip():
-        problems.append(f"{where}: '{key}' is required{why}")
+    wrong = text_problem(raw, key, why)
+    if wrong:
+        problems.append(f"{where}: {wrong}")
         return ""
-    return value.strip()
+    return str(raw[key]).strip()
 
 
 def parse_side(raw: Any, where: str) -> tuple[Side | None, list[str]]:
@@ -183,7 +185,7 @@ def _parse_policy(raw: Any, filename: str, line: int) -> tuple[Policy | None, li
     if unknown:
         problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(POLICY_KEYS)}")
     if not isinstance(pid, str) or not _ID.match(pid):
-        problems.append(f"{where}: 'id' is required: letters, digits, '_', '.', '-'")
+        problems.append(f"{where}: {id_problem(raw)}")
     desc = _text(raw, "description", where, problems, " and must say what the policy prevents")
     severity = raw.get("severity", "high")
     if severity not in SEVERITIES:
@@ -269,7 +271,8 @@ def _parse_exception(
     reason = _text(raw, "reason", where, problems, " (the mitigating control)")
     expires = _parse_date(raw.get("expires"))
     if expires is None:
-        problems.append(f"{where}: 'expires' is required: a date such as 2027-03-31")
+        given = f", not {toml_type(raw['expires'])}" if "expires" in raw else ""
+        problems.append(f"{where}: 'expires' {'must be' if given else 'is required:'} a date such as 2027-03-31{given}")
     ticket = raw.get("ticket", "")
     if not isinstance(ticket, str):
         problems.append(f"{where}: 'ticket' must be a string")

@@ -36,6 +36,7 @@ from provisioner.core.identity.grouptemplate import (
 from provisioner.core.identity.naming import normalise
 from provisioner.core.identity.placeholders import PLACEHOLDER, is_template, placeholders
 from provisioner.core.values.model import Identity, Reason
+from provisioner.core.values.tomltypes import id_problem, text_problem
 
 _RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]\s*(#.*)?$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -294,10 +295,11 @@ def _parse_rule(raw: Mapping[str, Any], filename: str, line: int) -> tuple[Rule 
     if unknown:
         problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(RULE_KEYS)}")
     if not isinstance(rid, str) or not _ID.match(rid):
-        problems.append(f"{where}: 'id' is required: letters, digits, '_', '.', '-'")
+        problems.append(f"{where}: {id_problem(raw)}")
     desc = raw.get("description")
-    if not isinstance(desc, str) or not desc.strip():
-        problems.append(f"{where}: 'description' is required and must say why the rule exists")
+    wrong = text_problem(raw, "description", " and must say why the rule exists")
+    if wrong:
+        problems.append(f"{where}: {wrong}")
     grants = raw.get("grant")
     if isinstance(grants, str):
         grants = [grants]

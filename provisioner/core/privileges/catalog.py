@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from provisioner.core.values.tomltypes import text_problem
+
 
 class Sensitivity(IntEnum):
     LOW = 1
@@ -125,13 +127,9 @@ def _parse_role(
     if unknown:
         problems.append(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     for key in ("description", "owner"):
-        value = body.get(key)
-        if key not in body:
-            problems.append(f"{where}: '{key}' is required")
-        elif not isinstance(value, str):
-            problems.append(f"{where}: '{key}' must be a string, not {_toml_type(value)} {value!r}")
-        elif not value.strip():
-            problems.append(f"{where}: '{key}' must not be empty")
+        wrong = text_problem(body, key)
+        if wrong:
+            problems.append(f"{where}: {wrong}")
     level = body.get("sensitivity", "low")
     try:
         sens = Sensitivity.parse(str(level))
@@ -143,8 +141,3 @@ def _parse_role(
     extra = {k: v for k, v in body.items() if k not in ROLE_KEYS}
     return CatalogRole(name, body["description"].strip(), body["owner"].strip(), sens, location, extra), []
 
-
-def _toml_type(value: Any) -> str:
-    """The TOML name of a value's type, for messages (``owner = 3``: an integer)."""
-    names = {bool: "a boolean", int: "an integer", float: "a float", list: "an array", dict: "a table"}
-    return next((n for t, n in names.items() if isinstance(value, t)), "a date or time")
