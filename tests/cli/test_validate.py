@@ -11,6 +11,8 @@ from psycopg import sql
 
 from tests.cli.test_cli import run
 from tests.support import pg
+from tests.support.e2e import make_setup, memberships, person
+from tests.support.fixtures import LdapOu
 
 RULES = """
 [[rule]]
@@ -148,3 +150,22 @@ def test_keys_of_the_wrong_type_say_so_in_rules_policies_and_exceptions(tmp_path
     assert f"{exc}:1: exception: 'identity' must be a string, not an integer 5" in err, err
     assert f"{exc}:1: exception: 'expires' must be a date such as 2027-03-31, not the text 'tomorrow'" in err, err
     assert "is required" not in err, err
+
+
+def test_plan_and_apply_refuse_rules_validate_refuses(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    """A rule reading an attribute no source maps never matches: an unattended ``apply`` (cron)
+    would revoke every trader's access on a typo. ``plan`` and ``apply`` refuse what ``validate``
+    refuses, naming file, line, rule and attribute, and change nothing."""
+    p = role_prefix
+    ldap_ou.add_user("ann", **person("Trading", "Equity Trader"))
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p)
+    assert run("apply", "-c", str(setup.path), "--reason", "CHG-1").returncode == 0
+    traders = {f"{p}trade_executor", f"{p}trade_reader"}
+    assert memberships(p)[f"{p}ann"] == traders
+    rules = tmp_path / "mappings" / "rules" / "r.toml"
+    rules.write_text(rules.read_text().replace('attr = "department", equals = "Trading"', 'attr = "departmnet", equals = "Trading"'))
+    for command in ("plan", "apply"):
+        res = run(command, "-c", str(setup.path), "--reason", "CHG-2") if command == "apply" else run(command, "-c", str(setup.path))
+        assert res.returncode == 1, (command, res.stdout, res.stderr)
+        assert f"{rules}:2: rule 'desk-traders' reads attribute 'departmnet', which no source maps" in res.stderr, res.stderr
+    assert memberships(p)[f"{p}ann"] == traders
