@@ -55,9 +55,10 @@ from provisioner.engine.recovery import planned_event, recover_interrupted
 from provisioner.engine.safety import Verdict, findings, refusal, verdict
 from provisioner.engine.segregation import enforce as enforce_sod
 from provisioner.engine.segregation import violation_events
-from provisioner.errors import ApplyFailed, PlanError, ProvisionerError, StalePlan
+from provisioner.errors import ApplyFailed, PlanError, ProvisionerError, RuleError, StalePlan
 from provisioner.mappings import Mappings, load_mappings
 from provisioner.review import exclusions as review_exclusions
+from provisioner.validation import mapping_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,11 @@ def plan_run(cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings 
 def _plan_run(
     cfg: Config, ctx: RunContext, targets: Targets, mappings: Mappings | None, meanwhile: shortcircuit.Meanwhile
 ) -> PlanOutcome:
-    mappings = mappings if mappings is not None else load_mappings(cfg.mappings_dir)
+    if mappings is None:  # the daemon passes the rules it validated at start or reload
+        mappings = load_mappings(cfg.mappings_dir)
+        problems = mapping_errors(cfg, mappings)  # what validate refuses (an attribute no source maps)
+        if problems:
+            raise RuleError(problems)
     needs = source_needs(mappings.rules, cfg.naming.template)
     snapshots = read_sources(cfg, ctx, referenced_groups(mappings.rules), needs)
     gated = health.gate(cfg, ctx, snapshots)  # an override's record, if any
