@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
 
@@ -12,6 +12,7 @@ from provisioner.core.identity.needs import ALL, SourceNeeds
 from provisioner.core.values.model import ActualState, SourceSnapshot
 from provisioner.engine.context import RunContext
 from provisioner.errors import (
+    SourceUnavailable,
     SourceUnhealthy,
 )
 from provisioner.logs import log
@@ -28,17 +29,29 @@ def read_sources(
 ) -> tuple[SourceSnapshot, ...]:
     """Read every source completely; an empty source stops the run.
 
+    A source that cannot be reached (:class:`SourceUnavailable`) while another one was read
+    is an :func:`unreadable` snapshot: nobody of it is changed this run (none counts as
+    vanished), the others are planned and applied -- a leaver of one directory is never held
+    back by another one being down -- and the run then fails (:func:`raise_unread`).  When no
+    source could be read, the first error stops the run.
+
     ``referenced_groups``: group names the rules test (Entra resolves membership for
     these only); read from the mappings when not given and a source needs them.
     ``needs``: the canonical attributes the plan depends on (default: every one)."""
     if referenced_groups is None:
         referenced_groups = _rule_groups(cfg)
     snaps = []
+    unread: list[SourceUnavailable] = []
     for scfg in cfg.sources:
         memory = ctx.warm.sources if ctx.warm is not None else None  # a CLI read keeps nothing
         source = build_source(scfg, store=ctx.store, referenced_groups=referenced_groups, needs=needs, memory=memory)
         try:
             snap = source.read()
+        except SourceUnavailable as exc:
+            log.error("source_unavailable", source=scfg.name, error=str(exc))
+            unread.append(exc)
+            snaps.append(unreadable(scfg.name, exc))
+            continue
         finally:
             source.close()
         if not snap.identities:
@@ -49,7 +62,30 @@ def read_sources(
         log.info("source_read", source=scfg.name, identities=len(snap.identities), groups=snap.group_count)
         ctx.progress("identities read", len(snap.identities), None)
         snaps.append(snap)
+    if unread and len(unread) == len(snaps):
+        raise unread[0]
     return tuple(snaps)
+
+
+UNREADABLE = "could not be read"
+
+
+def unreadable(source: str, exc: SourceUnavailable) -> SourceSnapshot:
+    """The snapshot of a source that could not be reached: no identity, incomplete (nobody of
+    it counts as vanished), its error an error notice in the plan."""
+    error = (
+        f"source {source!r} {UNREADABLE} ({exc}); nobody of it is changed this run, the other sources "
+        "are planned and applied"
+    )
+    return SourceSnapshot(source, (), complete=False, errors=(error,))
+
+
+def raise_unread(snapshots: Iterable[SourceSnapshot]) -> None:
+    """After the run applied what the other sources ask for: fail it (a temporary error, so
+    the daemon retries soon) naming every source that could not be read."""
+    errors = [e for s in snapshots if s.unreadable for e in s.errors]
+    if errors:
+        raise SourceUnavailable("; ".join(errors))
 
 
 def _rule_groups(cfg: Config) -> frozenset[str]:

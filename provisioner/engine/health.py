@@ -88,6 +88,8 @@ def gate(cfg: Config, ctx: RunContext, snapshots: Iterable[SourceSnapshot]) -> t
     limit = cfg.safety.max_identity_drop
     problems = []
     for snap in snapshots:
+        if snap.unreadable:  # not read at all: nobody of it is changed (engine/connections.py)
+            continue
         last = ctx.store.get(_count_key(snap.source))
         if not isinstance(last, Mapping):
             continue
@@ -147,6 +149,8 @@ def record_success(
     items: list[tuple[str, Any]] = []
     day = at.date()
     for snap in snapshots:
+        if snap.unreadable:  # no count and no vanish counter moves for a source not read
+            continue
         count = len(snap.identities)
         last = ctx.store.get(_count_key(snap.source))
         daily = {} if ctx.allow_mass_revocation or not isinstance(last, Mapping) else _window(last, day)

@@ -46,7 +46,7 @@ from provisioner.core.reconcile.savedplan import contained
 from provisioner.core.values.model import ActualState, DesiredState, SourceSnapshot
 from provisioner.core.values.plan import Plan, TargetPlan, execution_order, plan_scope
 from provisioner.engine import health, shortcircuit
-from provisioner.engine.connections import Targets, read_sources
+from provisioner.engine.connections import Targets, raise_unread, read_sources
 from provisioner.engine.context import RunContext
 from provisioner.engine.execute import execute, refuse_stale
 from provisioner.engine.gcpause import paused_gc
@@ -365,4 +365,5 @@ def apply_run(
         health.record_success(ctx, snapshots, missing, ctx.now)
         raise
     health.record_success(ctx, snapshots, missing, ctx.now)
+    raise_unread(snapshots)  # a source that could not be read: the rest applied, the run fails
     return plan

@@ -66,6 +66,11 @@ class SourceSnapshot:
     """Partial reads (a referral not followed ...): error notices in every plan; with
     ``complete`` False nobody of this source counts as vanished."""
 
+    @property
+    def unreadable(self) -> bool:
+        """The source could not be read at all (engine/connections.py): no identity, incomplete."""
+        return not self.complete and not self.identities
+
 
 # --------------------------------------------------------------------------- reasons
 
