@@ -357,19 +357,30 @@ class MysqlTarget:
     def connection_open(self) -> bool:
         return self._conn is not None and bool(self._conn.open)
 
+    def _locks(self) -> tuple[str, str]:
+        """The target's apply lock, then the meta database's: installations sharing a meta
+        database must not sweep orphan marker rows while another writes a marker row before
+        its ``CREATE USER`` (the sweep would unmark the account being created)."""
+        return lock_name("apply", self.name), f"provisioner-meta:{self.config.meta_database}"[:64]
+
     def _lock(self, ex: Executor) -> None:
-        name = lock_name("apply", self.name)
-        ((got,),) = ex.run("SELECT GET_LOCK(%s, %s)", (name, LOCK_TIMEOUT_SECONDS))
-        if got != 1:
-            raise ChangeFailed(
-                f"target {self.name}: another apply holds the lock {name!r}; nothing changed",
-                None,
-                0,
-            )
+        held: list[str] = []
+        for name in self._locks():
+            ((got,),) = ex.run("SELECT GET_LOCK(%s, %s)", (name, LOCK_TIMEOUT_SECONDS))
+            if got != 1:
+                for taken in held:
+                    ex.run("SELECT RELEASE_LOCK(%s)", (taken,))
+                raise ChangeFailed(
+                    f"target {self.name}: another apply holds the lock {name!r}; nothing changed",
+                    None,
+                    0,
+                )
+            held.append(name)
 
     def _unlock(self, ex: Executor) -> None:
         if self.connection_open():
             try:
-                ex.run("SELECT RELEASE_LOCK(%s)", (lock_name("apply", self.name),))
+                for name in reversed(self._locks()):
+                    ex.run("SELECT RELEASE_LOCK(%s)", (name,))
             except pymysql.err.MySQLError:
                 self._discard()
