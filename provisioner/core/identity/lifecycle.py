@@ -248,6 +248,25 @@ def retention_due(role: ActualRole, now: datetime, policy: LeaverPolicy) -> bool
     )
 
 
+def other_host_logins(name: str, actual: ActualState) -> list[Notice]:
+    """MariaDB / MySQL: an account of the leaver's user name with another host part
+    (``alice@localhost``) is never changed, and its sessions end with the leaver's (the
+    processlist names no host); one that can still log in is a warning on every plan."""
+    if actual.capabilities.dialect == "postgresql":
+        return []
+    others = sorted(n for n, r in actual.roles.items() if n.startswith(f"{name}@") and r.login and not r.system)
+    return [
+        Notice(
+            NoticeLevel.WARNING,
+            "leaver_other_account",
+            f"{name} is a leaver, but the account {other} (the same user name, another host; not managed) "
+            "can still log in: lock or drop it by hand",
+            name,
+        )
+        for other in others
+    ]
+
+
 def disable_changes(
     name: str,
     role: ActualRole,
@@ -255,13 +274,14 @@ def disable_changes(
     now: datetime,
     policy: LeaverPolicy,
     sessions: int,
-    roles: Mapping[str, ActualRole],
+    actual: ActualState,
 ) -> tuple[list[Change], list[Notice]]:
     """A leaver's changes, in this order inside one transaction: NOLOGIN and
     VALID UNTIL now, open sessions terminated, every membership revoked.  The
     marker stays.  After the retention the disabled role is dropped instead."""
+    roles = actual.roles
     changes: list[Change] = []
-    notices: list[Notice] = []
+    notices: list[Notice] = other_host_logins(name, actual)
     if sessions:
         why = Reason("lifecycle:leaver", f"{sessions} open session(s) of a leaver")
         changes.append(make_change(ChangeKind.TERMINATE_SESSIONS, name, [*reasons, why]))

@@ -306,7 +306,7 @@ def _plan_disable(
     policy: DiffPolicy,
 ) -> None:
     sessions = actual.sessions.get(name, 0)
-    changes, notices = disable_changes(name, role, reasons, now, policy.leavers, sessions, actual.roles)
+    changes, notices = disable_changes(name, role, reasons, now, policy.leavers, sessions, actual)
     out.changes += ledger_revokes(changes, role, policy.instance)
     out.notices += notices
 
