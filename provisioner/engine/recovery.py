@@ -33,6 +33,7 @@ from provisioner.core.values.plan import Change, Plan, readback_scope
 from provisioner.engine.connections import Targets
 from provisioner.engine.context import RunContext
 from provisioner.logs import log
+from provisioner.store.auditfilter import AuditFilter
 
 WATERMARK = "audit:intent_watermark"
 
@@ -181,6 +182,7 @@ def _committed(
         return "recovered: the apply never started (no apply_begun record); nothing committed", []
     transaction = (begun.get("after") or {}).get("transaction")
     handle = targets.get(target)
+    proven = False  # the server says the transaction committed: everything the catalog shows is its
     if transaction:
         verdict = handle.committed(str(transaction))
         if verdict is False:
@@ -188,11 +190,35 @@ def _committed(
         if verdict is None:
             status = f"recovered: transaction {transaction} is too old to check; credited from the catalog"
         else:
-            status = f"recovered: transaction {transaction} committed"
+            status, proven = f"recovered: transaction {transaction} committed", True
     else:
         status = "recovered: statements commit one by one; credited from the catalog"
     state = handle.inspect(readback_scope(changes))
-    return status, [c for c in changes if not verify((c,), state)]
+    shown = [c for c in changes if not verify((c,), state)]
+    later = set() if proven else _made_later(ctx, seq, intent)
+    credited = [c for c in shown if _key(c.to_json()) not in later]
+    if len(credited) < len(shown):
+        status += f"; {len(shown) - len(credited)} change(s) a later run recorded are not credited"
+    return status, credited
+
+
+def _key(change: Any) -> tuple[Any, ...]:
+    """What identifies a change across runs (its marker and timestamps differ)."""
+    if not isinstance(change, dict):
+        return ()
+    params = change.get("params") or {}
+    return (change.get("kind"), change.get("role"), *(params.get(k) for k in ("group", "login", "old_name")))
+
+
+def _made_later(ctx: RunContext, seq: int, intent: dict[str, Any]) -> set[tuple[Any, ...]]:
+    """The changes another run recorded on the intent's target after it (applied or recovered):
+    the catalog shows them, but they are not the interrupted run's (MariaDB, whose statements
+    commit one by one, or a transaction too old to check)."""
+    assert ctx.store is not None
+    kinds = (EventKind.CHANGE_APPLIED.value, EventKind.CHANGE_RECOVERED.value)
+    since = datetime.fromisoformat(str(intent["at"]))
+    rows = ctx.store.audit.iter_rows(AuditFilter(target=str(intent["target"]), kinds=kinds, since=since))
+    return {_key(r.content.get("change")) for r in rows if r.seq > seq and r.content.get("run_id") != intent["run_id"]}
 
 
 def _with_origin(event: AuditEvent, intent: dict[str, Any], seq: int) -> AuditEvent:
