@@ -30,7 +30,7 @@ from provisioner.core.ownership.policy import DiffPolicy, is_protected
 from provisioner.core.privileges.catalog import Catalog, Sensitivity
 from provisioner.core.privileges.diff import desired_grants
 from provisioner.core.privileges.spec import PrivilegeCatalog
-from provisioner.core.values.grants import COLUMN, PUBLIC, TABLE, Obj, sort_privileges
+from provisioner.core.values.grants import COLUMN, DATABASE, PUBLIC, TABLE, Obj, sort_privileges
 from provisioner.core.values.model import ActualState, Reason
 from provisioner.core.values.plan import Change, ChangeKind, Draft, Notice, NoticeLevel, make_change
 
@@ -78,8 +78,48 @@ def _and_table(obj: Obj) -> tuple[Obj, ...]:
     return (obj,)
 
 
-def _rating(obj: Obj, ratings: Mapping[Obj, tuple[Sensitivity, str]]) -> tuple[Sensitivity, str]:
+PATTERN = " (pattern)"
+"""A MariaDB database-level grant named by a LIKE pattern (targets/mysql_privileges.py)."""
+OBJECT_PRIVILEGES = frozenset(
+    {"SELECT", "INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "INDEX", "REFERENCES", "TRIGGER", "EXECUTE",
+     "LOCK TABLES", "SHOW VIEW", "CREATE VIEW", "DELETE HISTORY", "ALL PRIVILEGES"}
+)
+"""Privileges that reach the objects they cover (``PROCESS`` on ``*.*`` reaches none)."""
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    out, chars = [], iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            out.append(re.escape(next(chars, "\\")))
+        else:
+            out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _covers(wide: Obj, obj: Obj, privs: Iterable[str]) -> bool:
+    """Whether a grant on ``wide`` reaches ``obj``: MariaDB's global ``*.*`` (an object
+    privilege) every object; ``all tables in schema s`` (also a pattern ``s (pattern)``) every
+    table and column of the schemas it names, and so on per kind."""
+    if wide.kind == DATABASE and not wide.database:
+        return any(p in OBJECT_PRIVILEGES for p in privs)
+    if wide.name != "*" or wide.database != obj.database or obj == wide:
+        return False
+    if obj.kind != wide.kind and not (wide.kind == TABLE and obj.kind == COLUMN):
+        return False
+    if wide.schema.endswith(PATTERN):
+        return _like(wide.schema[: -len(PATTERN)]).fullmatch(obj.schema) is not None
+    return wide.schema == obj.schema
+
+
+def _rating(
+    obj: Obj, ratings: Mapping[Obj, tuple[Sensitivity, str]], privs: Iterable[str] = ()
+) -> tuple[Sensitivity, str]:
+    """The object's own rating (a column's also its table's); a grant wider than one object
+    (``*.*``, ``db.*``) the highest of every rated object it covers."""
     found = [ratings[o] for o in _and_table(obj) if o in ratings]
+    if obj.name == "*" or obj.kind == DATABASE:
+        found += [r for o, r in ratings.items() if _covers(obj, o, privs)]
     return max(found) if found else (Sensitivity.LOW, "")
 
 
@@ -105,7 +145,7 @@ def plan_privilege_drift(
     out = Draft()
     for (holder, obj), privs in sorted(by_holder.items()):
         text = ", ".join(sort_privileges(tuple(privs)))
-        level, rated_by = _rating(obj, ratings)
+        level, rated_by = _rating(obj, ratings, privs)
         tag = f"[sensitivity {level.name.lower()}]" + (f" ({rated_by} grants on it)" if rated_by else "")
         if holder == PUBLIC:
             _public(out, obj, privs, text, tag, policy)
