@@ -86,6 +86,8 @@ class Change:
                 parts.append("LOGIN" if p["login"] else "NOLOGIN")
             if "valid_until" in p:
                 parts.append(f"VALID UNTIL {p['valid_until'] or 'infinity'}")
+            if "default_role" in p:
+                parts.append(f"DEFAULT ROLE {p['default_role'] or 'NONE'}")
             return f"alter role {self.role} {' '.join(parts)}"
         if k is ChangeKind.GRANT_MEMBERSHIP:
             return f"grant {p['group']} to {self.role}"
