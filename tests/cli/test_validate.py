@@ -169,3 +169,32 @@ def test_plan_and_apply_refuse_rules_validate_refuses(tmp_path: Path, ldap_ou: L
         assert res.returncode == 1, (command, res.stdout, res.stderr)
         assert f"{rules}:2: rule 'desk-traders' reads attribute 'departmnet', which no source maps" in res.stderr, res.stderr
     assert memberships(p)[f"{p}ann"] == traders
+
+
+def test_a_table_where_an_array_of_tables_belongs_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """E2E finding (session 14): ``[case]`` written for ``[[case]]`` in mappings/tests/ (and
+    ``role = "..."`` in a catalog file, a bare value in ``rule = [...]``) made ``validate`` -- and
+    every ``plan``, ``apply`` and ``rules test``, which load the same folders -- die with a Python
+    traceback (AttributeError) instead of naming the file, beside every other problem."""
+    root = tmp_path / "m"
+    for sub in ("rules", "roles", "tests"):
+        (root / sub).mkdir(parents=True)
+    (root / "rules" / "r.toml").write_text(
+        '[[rule]]\nid = "a"\ndescription = "d"\ngrant = ["x_reader"]\nwhen = { attr = "department", equals = "T" }\n'
+    )
+    (root / "rules" / "s.toml").write_text('rule = ["x_reader"]\n')
+    (root / "roles" / "c.toml").write_text('role = "x_reader"\n')
+    (root / "tests" / "t.toml").write_text('[case]\nname = "reader"\nattributes = { department = "T" }\nexpect = []\n')
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[provisioner]\nmappings = "m"\n'
+        '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n'
+        '[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\n'
+    )
+    for args in (("validate", "-c", str(cfg)), ("rules", "test", "--mappings", str(root))):
+        res = run(*args)
+        assert res.returncode == 1, (args, res.stdout, res.stderr)
+        assert "Traceback" not in res.stderr, (args, res.stderr)
+        assert f"{root / 'tests' / 't.toml'}: 'case' must be an array of tables ([[case]])" in res.stderr, res.stderr
+        assert f"{root / 'roles' / 'c.toml'}: 'role' must be a table of [role.NAME] tables" in res.stderr, res.stderr
+        assert f"{root / 'rules' / 's.toml'}:1: rule: [[rule]] must be a table" in res.stderr, res.stderr
