@@ -4,6 +4,7 @@ and a channel that is down."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -231,3 +232,40 @@ def test_a_failing_run_reaches_the_channels_once_not_twice(tmp_path: Path, monke
             assert keys == ["daemon_job_failed:review:TargetUnavailable", "daemon_job_failed:reconcile:RuleError"]
         finally:
             store.close()
+
+
+def test_a_webhook_url_is_never_in_an_error_a_log_or_another_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E2E finding (session 14): a webhook URL secret holding whitespace -- a Kubernetes or shell
+    secret with the usual trailing newline -- failed with http.client's ``InvalidURL: URL can't
+    contain control characters. '/hook/T0SECRET...\\n'``: the URL's path, which for Slack and Teams
+    IS the credential, went into the log, the outbox's last_error and the "Alerts cannot be
+    delivered" alert sent on the other channels. docs/alerts.md: never the URL or password."""
+    secret = "T0SECRET/B0SECRET/xoxb0secrettoken"
+    with webhook_server() as hook, webhook_server() as other:
+        extra = '[[alerts.webhooks]]\nname = "other"\nurl = "env:TEST_OTHER"\n'
+        cfg = alert_config(tmp_path, channels_toml("TEST_HOOK", None, "retry_attempts = 1\n" + extra))
+        monkeypatch.setenv("TEST_OTHER", other.url)
+        store = StateStore(cfg.state.url)
+        try:
+            with capture_logs() as logs:
+                # the usual trailing newline: delivered (a URL never ends in whitespace)
+                monkeypatch.setenv("TEST_HOOK", f"{hook.url}/{secret}\n")
+                dispatch_alerts([Alert(Severity.CRITICAL, "k1", "t1", "b")], cfg.alerts, store, now=NOW)
+                # whitespace inside: fails, naming the reference only
+                monkeypatch.setenv("TEST_HOOK", f"{hook.url}/{secret} x")
+                counts = dispatch_alerts([Alert(Severity.CRITICAL, "k2", "t2", "b")], cfg.alerts, store,
+                                         now=NOW + timedelta(minutes=1))
+            with store.engine.connect() as conn:
+                errors = [str(r[0]) for r in conn.exec_driver_sql(
+                    "SELECT last_error FROM provisioner_alert_outbox WHERE last_error IS NOT NULL")]
+        finally:
+            store.close()
+    assert [b["alert"]["key"] for b in hook.bodies] == ["k1"]
+    assert counts.down == ["webhook:sec"]
+    assert "alert_delivery_failed:webhook:sec" in [b["alert"]["key"] for b in other.bodies]
+    assert errors and all("env:TEST_HOOK" in e for e in errors), errors
+    leaked = [repr(e) for e in logs if secret in repr(e)] + [e for e in errors if secret in e]
+    leaked += [json.dumps(b) for b in other.bodies if secret in json.dumps(b)]
+    assert not leaked, leaked
