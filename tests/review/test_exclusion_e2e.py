@@ -113,3 +113,45 @@ def test_revoke_of_rule_based_access_is_honoured_by_the_rules(
     regrant = [c for tp in setup.plan().targets for c in tp.changes if c.role == f"{p}alice"]
     assert [(c.kind, c.param("group")) for c in regrant] == [
         (ChangeKind.GRANT_MEMBERSHIP, f"{p}trade_executor")]
+
+
+def test_a_revoke_the_next_ordinary_apply_made_is_evidenced_as_revoked(
+    tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
+) -> None:
+    """E2E finding (session 14): docs/reviews.md says a revoke of rule-based access is removed
+    by the next ordinary apply. When that apply did it, ``review apply`` then found the membership
+    gone and recorded the item as "already gone" (no audit seq): ``review status`` said 0 revoked and
+    the campaign evidence listed no revocation, although the audit trail holds the revoke the
+    decision caused. The item is "revoked" with the sequence number of that ``change_applied``."""
+    p = role_prefix
+    carol = ldap_ou.add_user("carol", **person("Trading", "Head of Desk"))
+    ldap_ou.add_user("alice", **person("Trading", "Equity Trader", manager=carol))
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p, rules=RULES)
+    setup.apply()
+    cfg = str(setup.path)
+    assert run("review", "start", "-c", cfg, "--campaign", "2026-Q4").returncode == 0
+    out = tmp_path / "sheets"
+    assert run("review", "export", "-c", cfg, "--campaign", "2026-Q4", "--out", str(out)).returncode == 0
+    revoke_in_sheet(out / "2026-Q4-carol.csv", "alice", f"{p}trade_executor", "moved to research")
+    assert run("review", "import", "-c", cfg, str(out / "2026-Q4-carol.csv")).returncode == 0
+    setup.apply()  # the ordinary run carries the decision out
+    assert memberships(p)[f"{p}alice"] == {f"{p}trade_reader"}
+
+    done = run("review", "apply", "-c", cfg, "--campaign", "2026-Q4")
+    assert done.returncode == 0, done.stderr
+    assert "already gone" not in done.stdout, done.stdout
+    status = run("review", "status", "-c", cfg, "--campaign", "2026-Q4")
+    assert "1 revoked" in status.stdout, status.stdout
+
+    conf = setup.config()
+    store = StateStore(conf.state.url, base_dir=conf.base_dir)
+    try:
+        (seq,) = [r.seq for r in store.iter_audit() if r.content["kind"] == "change_applied"
+                  and r.content.get("role") == f"{p}alice" and "review-exclusion:2026-Q4" in r.content["reason"]]
+    finally:
+        store.close()
+    ev = tmp_path / "evidence"
+    assert run("review", "evidence", "-c", cfg, "--campaign", "2026-Q4", "--out", str(ev)).returncode == 0
+    with (ev / "evidence-2026-Q4-items.csv").open(encoding="utf-8", newline="") as fh:
+        (row,) = [r for r in csv.DictReader(fh) if r["access"] == f"{p}trade_executor"]
+    assert (row["outcome"], row["audit_seq"]) == ("revoked", str(seq)), row
