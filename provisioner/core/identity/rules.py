@@ -280,6 +280,9 @@ def parse_rule_file(text: str, filename: str) -> tuple[list[Rule], list[str]]:
     rules: list[Rule] = []
     for i, raw in enumerate(raw_rules):
         line = lines[i] if i < len(lines) else 1
+        if not isinstance(raw, dict):
+            problems.append(f"{filename}:{line}: rule: [[rule]] must be a table")
+            continue
         rule, probs = _parse_rule(raw, filename, line)
         problems += probs
         if rule:

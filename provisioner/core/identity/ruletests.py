@@ -70,8 +70,15 @@ def parse_cases(files: Iterable[tuple[str, str]]) -> tuple[list[RuleCase], list[
         parents, probs = _parse_hierarchy(data.get("hierarchy", {}), filename, text)
         problems += probs
         lines = [i for i, ln in enumerate(text.splitlines(), 1) if ln.strip().startswith("[[case]]")]
-        for i, raw in enumerate(data.get("case", [])):
+        raw_cases = data.get("case", [])
+        if not isinstance(raw_cases, list):
+            problems.append(f"{filename}: 'case' must be an array of tables ([[case]])")
+            raw_cases = []
+        for i, raw in enumerate(raw_cases):
             where = f"{filename}:{lines[i] if i < len(lines) else 1}"
+            if not isinstance(raw, dict):
+                problems.append(f"{where}: [[case]] must be a table")
+                continue
             case, probs = _parse_case(raw, where, parents)
             problems += probs
             if case:

@@ -79,7 +79,11 @@ def build_catalog(
             mode, probs = _parse_public(data["public"], filename, public)
             problems += probs
             public = (mode, filename) if mode is not None else public
-        for name, body in (data.get("role") or {}).items():
+        tables = data.get("role") or {}
+        if not isinstance(tables, dict):
+            problems.append(f"{filename}: 'role' must be a table of [role.NAME] tables")
+            tables = {}
+        for name, body in tables.items():
             role, probs = _parse_role(name, body, f"{filename}:{lines.get(name, 1)}", allowed)
             problems += probs
             if role is None:
