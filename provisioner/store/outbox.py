@@ -98,13 +98,13 @@ class Outbox:
             )
 
     def due(self, channel: str, now: datetime) -> list[OutboxRow]:
-        q = (
-            select(outbox)
-            .where(outbox.c.channel == channel, outbox.c.state == "pending", outbox.c.next_attempt_at <= now)
-            .order_by(outbox.c.id)
-        )
+        """``channel``'s pending rows in order, oldest first, once any of them is due: a later
+        alert never overtakes an older one sitting out its backoff (the channel is tried anyway)."""
+        q = select(outbox).where(outbox.c.channel == channel, outbox.c.state == "pending").order_by(outbox.c.id)
         with self.engine.connect() as conn:
             rows = list(conn.execute(q).mappings())
+        if not any((_utc(r["next_attempt_at"]) or now) <= now for r in rows):
+            return []
         return [
             OutboxRow(int(r["id"]), r["channel"], r["key"], r["severity"], json.loads(r["alert"]), int(r["attempts"]))
             for r in rows
