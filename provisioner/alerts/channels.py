@@ -7,6 +7,7 @@ dispatcher logs it and moves on, so a dead channel never blocks a run.
 
 from __future__ import annotations
 
+import http.client
 import json
 import smtplib
 import ssl
@@ -45,23 +46,27 @@ class WebhookChannel:
 
     def send(self, alert: Alert) -> None:
         try:
-            url = self._url.resolve()
+            url = self._url.resolve().strip()  # a secret's trailing newline is no part of a URL
         except SecretError as exc:
             raise ChannelFailed(str(exc)) from exc
         if not url.startswith(("https://", "http://")):
             raise ChannelFailed(f"{self._url.ref} does not hold an http(s) URL")
         data = json.dumps(webhook_body(alert)).encode()
-        req = urllib.request.Request(  # noqa: S310 - scheme checked above
-            url, data=data, method="POST", headers={"Content-Type": "application/json"}
-        )
         try:
+            req = urllib.request.Request(  # noqa: S310 - scheme checked above
+                url, data=data, method="POST", headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:  # noqa: S310
                 resp.read(1024)
         except urllib.error.HTTPError as exc:
             raise ChannelFailed(f"HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ChannelFailed(f"{type(exc).__name__}: {reason}") from None
+        except urllib.error.URLError as exc:
+            raise ChannelFailed(f"URLError: {exc.reason}") from None
+        except (ValueError, http.client.InvalidURL) as exc:  # they quote the URL (the credential)
+            raise ChannelFailed(f"{self._url.ref} does not hold a valid URL ({type(exc).__name__}; "
+                                "the URL is not shown)") from None
+        except OSError as exc:
+            raise ChannelFailed(f"{type(exc).__name__}: {exc}") from None
 
 
 class EmailChannel:

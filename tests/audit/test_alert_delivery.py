@@ -237,11 +237,11 @@ def test_a_failing_run_reaches_the_channels_once_not_twice(tmp_path: Path, monke
 def test_a_webhook_url_is_never_in_an_error_a_log_or_another_channel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """E2E finding (session 14): a webhook URL secret holding whitespace -- a Kubernetes or shell
-    secret with the usual trailing newline -- failed with http.client's ``InvalidURL: URL can't
-    contain control characters. '/hook/T0SECRET...\\n'``: the URL's path, which for Slack and Teams
-    IS the credential, went into the log, the outbox's last_error and the "Alerts cannot be
-    delivered" alert sent on the other channels. docs/alerts.md: never the URL or password."""
+    """E2E finding (session 14): a webhook URL secret with whitespace inside it (pasted across a
+    line break) failed with http.client's ``InvalidURL: URL can't contain control characters.
+    '/hook/T0SECRET... x'``: the URL's path, which for Slack and Teams IS the credential, went into
+    the log, the outbox's last_error and the "Alerts cannot be delivered" alert sent on the other
+    channels. docs/alerts.md: never the URL or password. (A trailing newline is stripped.)"""
     secret = "T0SECRET/B0SECRET/xoxb0secrettoken"
     with webhook_server() as hook, webhook_server() as other:
         extra = '[[alerts.webhooks]]\nname = "other"\nurl = "env:TEST_OTHER"\n'
