@@ -236,6 +236,9 @@ def apply_campaign(cfg: Config, store: StateStore, campaign: str, ctx: RunContex
         execute(plan, targets, ctx, cfg.safety.max_changes_per_transaction)
     seqs = _applied_seqs(store, ctx.run_id)
     by_item = {s.item.item_id: s.item for s in states}
+    excluded = _exclusion_seqs(store, campaign)  # revokes an ordinary apply made for this campaign's exclusions
+    done_before = {iid: excluded[k] for iid in rev.gone
+                   if (k := (by_item[iid].target, by_item[iid].role, by_item[iid].access)) in excluded}
     outcomes: list[tuple[str, str, str, int | None]] = []
     revoked: dict[str, int] = {}
     for iid, item in by_item.items():
@@ -244,7 +247,11 @@ def apply_campaign(cfg: Config, store: StateStore, campaign: str, ctx: RunContex
             revoked[iid] = seq
             outcomes.append((iid, "revoked", f"audit seq {seq}", seq))
     outcomes += [(iid, "needs rule change or exception", why, None) for iid, why in rev.flagged.items()]
-    outcomes += [(iid, "already gone", "membership no longer present", None) for iid in rev.gone]
+    outcomes += [(iid, "revoked", f"audit seq {seq} (by an apply honouring the review exclusion)", seq)
+                 for iid, seq in done_before.items()]
+    revoked.update(done_before)
+    gone = tuple(iid for iid in rev.gone if iid not in done_before)
+    outcomes += [(iid, "already gone", "membership no longer present", None) for iid in gone]
     rs.record_outcomes(campaign, outcomes)
     if rev.flagged:
         ctx.audit([
@@ -253,7 +260,21 @@ def apply_campaign(cfg: Config, store: StateStore, campaign: str, ctx: RunContex
                       after={"item_id": iid, "access": by_item[iid].access})
             for iid, why in sorted(rev.flagged.items())
         ])
-    return ApplyResult(plan, rev.flagged, rev.gone, revoked)
+    return ApplyResult(plan, rev.flagged, gone, revoked)
+
+
+def _exclusion_seqs(store: StateStore, campaign: str) -> dict[tuple[str, str, str], int]:
+    """(target, login role, group) -> the latest committed revoke whose reason is this campaign's exclusion."""
+    out: dict[tuple[str, str, str], int] = {}
+    rule = f"review-exclusion:{campaign}"
+    for row in store.audit.iter_rows(AuditFilter(kinds=GRANT_KINDS)):
+        change = row.content.get("change") or {}
+        if not isinstance(change, dict) or change.get("kind") != "revoke_membership":
+            continue
+        if any(isinstance(r, dict) and r.get("rule") == rule for r in change.get("reasons") or []):
+            group = str((change.get("params") or {}).get("group"))
+            out[(str(row.content.get("target")), str(row.content.get("role")), group)] = row.seq
+    return out
 
 
 def _applied_seqs(store: StateStore, run_id: str) -> dict[tuple[str, str, str], int]:
