@@ -5,7 +5,7 @@ error notice naming the identity or object, instead of failing at apply:
 
 * a role name the database reserves or cannot hold as a login (``public``,
   ``none``, ``current_user`` ..., anything starting with ``pg_``), for a new
-  role or a rename;
+  role, a rename or a membership in it;
 * a change to a superuser role, or to a membership in one, when the
   provisioner's own role is not a superuser (PostgreSQL: "must be superuser to
   alter superusers").  A membership OF a superuser member in an ordinary group
@@ -114,17 +114,20 @@ def refuse_unworkable(
     superuser = session is not None and session.superuser
     refused_roles: dict[str, str] = {}
     for change in changes:
-        if change.kind in (ChangeKind.CREATE_ROLE, ChangeKind.RENAME_ROLE):
-            why = reserved(change.role)
-            if why is not None:
-                refused_roles.setdefault(change.role, why)
+        if change.kind in (ChangeKind.CREATE_ROLE, ChangeKind.RENAME_ROLE, ChangeKind.GRANT_MEMBERSHIP):
+            name = str(change.param("group")) if change.kind is ChangeKind.GRANT_MEMBERSHIP else change.role
+            why = reserved(name)
+            if why is not None:  # a membership in a reserved name cannot work either (``grant all to ann``)
+                refused_roles.setdefault(name, why)
     kept: list[Change] = []
     notices: list[Notice] = []
     for role, why in sorted(refused_roles.items()):
         message = f"{_who(role, desired)} maps to role name {role!r}: {why}; not provisioned"
         notices.append(Notice(NoticeLevel.ERROR, "unusable_name", message, role))
     for change in changes:
-        if change.role in refused_roles:
+        if change.role in refused_roles or (
+            change.kind is ChangeKind.GRANT_MEMBERSHIP and str(change.param("group")) in refused_roles
+        ):
             continue
         why = _superuser_guard(change, state, superuser)
         if why is not None:
