@@ -134,7 +134,7 @@ def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy,
         if group in desired.held:
             refused.add(group)  # e.g. two groups template to this name: reported in desired.problems
             continue
-        if role is None:
+        if role is None and group not in policy.protected | policy.break_glass:  # never created either
             rules = sorted(needed_by[group])
             reason = Reason(rules[0] if rules else "rules", f"group role needed by rule(s) {', '.join(rules)}")
             marker = Marker(RoleKind.GROUP, instance=policy.instance)
@@ -150,7 +150,7 @@ def _plan_groups(desired: DesiredState, actual: ActualState, policy: DiffPolicy,
                     after={"exists": True},
                 )
             )
-        elif is_protected(role, actual, policy):
+        elif role is None or is_protected(role, actual, policy):
             refused.add(group)
             out.note(NoticeLevel.ERROR, "protected", f"rules grant protected role {group!r}; refused", group)
         elif role.marker is not None and role.marker.kind is RoleKind.USER:
