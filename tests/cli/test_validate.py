@@ -198,3 +198,24 @@ def test_a_table_where_an_array_of_tables_belongs_is_named_not_a_traceback(tmp_p
         assert f"{root / 'tests' / 't.toml'}: 'case' must be an array of tables ([[case]])" in res.stderr, res.stderr
         assert f"{root / 'roles' / 'c.toml'}: 'role' must be a table of [role.NAME] tables" in res.stderr, res.stderr
         assert f"{root / 'rules' / 's.toml'}:1: rule: [[rule]] must be a table" in res.stderr, res.stderr
+
+
+def test_case_sensitive_of_the_wrong_type_is_an_error_not_true(tmp_path: Path) -> None:
+    """E2E finding (session 14): ``case_sensitive = "false"`` (a string) was read as true
+    (``bool("false")``): the condition turned case-sensitive and stopped matching HR's
+    "Trader" -- every trader's role revoked by the next apply -- while validate said OK."""
+    root = tmp_path / "m"
+    (root / "rules").mkdir(parents=True)
+    (root / "rules" / "r.toml").write_text(
+        '[[rule]]\nid = "a"\ndescription = "d"\ngrant = ["x_reader"]\n'
+        'when = { attr = "title", equals = "trader", case_sensitive = "false" }\n'
+    )
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[provisioner]\nmappings = "m"\n'
+        '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n'
+        '[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\n'
+    )
+    res = run("validate", "-c", str(cfg))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"{root / 'rules' / 'r.toml'}:1: rule 'a': when.case_sensitive: must be true or false" in res.stderr, res.stderr
