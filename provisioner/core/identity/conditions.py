@@ -127,6 +127,8 @@ def _parse_attr(data: Mapping[str, Any], where: str) -> tuple[Condition | None, 
         return None, [
             f"{where}: attribute condition on {attr!r} needs exactly one operator of {', '.join(ATTR_OPS)}"
         ]
+    if not isinstance(data.get("case_sensitive", False), bool):
+        return None, [f"{where}.case_sensitive: must be true or false"]
     op, value = ops[0], data[ops[0]]
     problem = _check_value(op, value)
     if problem:
