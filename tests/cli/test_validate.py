@@ -219,3 +219,30 @@ def test_case_sensitive_of_the_wrong_type_is_an_error_not_true(tmp_path: Path) -
     res = run("validate", "-c", str(cfg))
     assert res.returncode == 1, res.stdout + res.stderr
     assert f"{root / 'rules' / 'r.toml'}:1: rule 'a': when.case_sensitive: must be true or false" in res.stderr, res.stderr
+
+
+def test_secret_references_plan_would_refuse_are_named_by_validate(tmp_path: Path) -> None:
+    """E2E finding (session 14): a world-readable ``file:`` secret and an unset ``env:`` variable
+    passed ``validate`` ("OK") while ``plan`` refused both. validate (offline, often in CI without
+    the production secrets) now warns about each, naming the key and the reference."""
+    (tmp_path / "m" / "rules").mkdir(parents=True)
+    (tmp_path / "m" / "rules" / "r.toml").write_text(
+        '[[rule]]\nid = "a"\ndescription = "d"\ngrant = ["x_reader"]\nwhen = { attr = "department", equals = "T" }\n'
+    )
+    secret = tmp_path / "pg.pass"
+    secret.write_text("s3cr3t-e5-value\n")
+    secret.chmod(0o644)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[provisioner]\nmappings = "m"\n'
+        '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n'
+        '[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\npassword = "file:pg.pass"\n'
+        '[[alerts.webhooks]]\nname = "sec"\nurl = "env:E5_SURELY_UNSET_HOOK"\n'
+    )
+    res = run("validate", "-c", str(cfg))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"warning: {cfg}: targets[0].password: secret file:{secret}: {secret} is world-readable" in res.stderr, (
+        res.stderr)
+    assert (f"warning: {cfg}: alerts.webhooks[0].url: secret env:E5_SURELY_UNSET_HOOK: environment variable "
+            "E5_SURELY_UNSET_HOOK is not set") in res.stderr, res.stderr
+    assert "s3cr3t-e5-value" not in res.stderr
