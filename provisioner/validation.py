@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from provisioner.config import Config, EntraSourceConfig, load_config
 from provisioner.core.identity.needs import IDENTITY_ATTRIBUTES, LIFECYCLE_ATTRIBUTES, referenced_attributes
 from provisioner.core.identity.placeholders import is_template
 from provisioner.core.identity.rules import RuleSet
-from provisioner.errors import ConfigError, RuleError
+from provisioner.errors import ConfigError, RuleError, SecretError
 from provisioner.mappings import Mappings, load_mappings
+from provisioner.secrets import SecretRef
 from provisioner.sources.attributes import CANONICAL, attribute_map
 from provisioner.sources.entra_records import CANONICAL as ENTRA_CANONICAL
 
@@ -65,7 +68,30 @@ def validate(path: Path, roles_on_targets: Callable[[Config], Iterable[str]] | N
         report.errors.extend(exc.problems)
     if report.config is not None and report.mappings is not None:
         _cross_check(report.config, report.mappings, report, roles_on_targets)
+    if report.config is not None:
+        _secrets(report.config, report)
     return report
+
+
+def _secrets(cfg: Config, report: Report) -> None:
+    """A warning per secret reference a run would refuse (unset, unreadable, world-readable):
+    warnings, as validate often runs where the production secrets are not (CI)."""
+    for key, ref in _refs(cfg, ""):
+        try:
+            ref.resolve()
+        except SecretError as exc:
+            report.warnings.append(f"{cfg.path}: {key}: {exc}")
+
+
+def _refs(value: object, key: str) -> Iterator[tuple[str, SecretRef]]:
+    if isinstance(value, SecretRef):
+        yield key, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _refs(getattr(value, name), f"{key}.{name}" if key else name)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _refs(item, f"{key}[{i}]")
 
 
 def mapping_errors(cfg: Config, mappings: Mappings) -> list[str]:
