@@ -196,3 +196,29 @@ def test_leaver_latency_starts_at_the_leave_instant(tmp_path: Path, ldap_ou: Lda
         store.close()
     assert lat.basis == "leave_date" and lat.role == f"{p}ann"
     assert lat.directory_change == leave_instant, lat
+
+
+def test_a_file_added_in_a_subdirectory_of_the_pack_is_caught(tmp_path: Path, ldap_ou: LdapOu, role_prefix: str) -> None:
+    """E2E finding (session 14): ``report verify`` promises that no file was added to the pack, but it
+    looked at the pack's top level only: a forged ``annex/signed-off.html`` beside the signed files
+    verified as "evidence pack verified"."""
+    p = role_prefix
+    ldap_ou.add_user("alice", **person("Trading", "Equity Trader"))
+    key = tmp_path / "audit-key.pem"
+    gen = run("audit", "keygen", "--out", str(key))
+    assert gen.returncode == 0, gen.stderr
+    public = tmp_path / "audit-public.pem"
+    public.write_text(gen.stdout)
+    extra = RELAXED_SAFETY + f'\n[audit]\nsigning_key = "file:{key}"\n'
+    setup = make_setup(tmp_path, ldap_ou.config(name=f"{p}src"), p, rules=RULES, extra=extra)
+    setup.apply()
+    pack = tmp_path / "pack"
+    quarter = campaign_for(datetime.now(UTC))
+    done = run("report", "evidence", "-c", str(setup.path), "--quarter", quarter, "--out", str(pack))
+    assert done.returncode == 0, done.stderr
+    assert run("report", "verify", str(pack), "--public-key", str(public)).returncode == 0
+    (pack / "annex").mkdir()
+    (pack / "annex" / "signed-off.html").write_text("<p>every item certified by the CCO</p>")
+    bad = run("report", "verify", str(pack), "--public-key", str(public))
+    assert bad.returncode == 1, bad.stdout
+    assert "annex/signed-off.html: not listed in the manifest (added after signing)" in bad.stderr, bad.stderr
