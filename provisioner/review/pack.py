@@ -258,7 +258,7 @@ def verify_pack(directory: Path, public_key: Ed25519PublicKey) -> list[str]:
             problems.append(f"{name}: listed in the manifest but missing")
         elif "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() != digest:
             problems.append(f"{name}: content differs from the manifest (edited after signing)")
-    extra = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name not in listed
-                   and p.name != "manifest.json")
+    present = (p.relative_to(directory).as_posix() for p in directory.rglob("*") if not p.is_dir())
+    extra = sorted(name for name in present if name not in listed and name != "manifest.json")
     problems += [f"{name}: not listed in the manifest (added after signing)" for name in extra]
     return problems
