@@ -246,3 +246,24 @@ def test_secret_references_plan_would_refuse_are_named_by_validate(tmp_path: Pat
     assert (f"warning: {cfg}: alerts.webhooks[0].url: secret env:E5_SURELY_UNSET_HOOK: environment variable "
             "E5_SURELY_UNSET_HOOK is not set") in res.stderr, res.stderr
     assert "s3cr3t-e5-value" not in res.stderr
+
+
+def test_a_rule_test_case_key_of_the_wrong_type_says_so(tmp_path: Path) -> None:
+    """As for rules, policies and exceptions: a rule test case's ``name = 1`` is there with the
+    wrong type; validate called it missing ("'name' is required")."""
+    root = tmp_path / "m"
+    for sub in ("rules", "tests"):
+        (root / sub).mkdir(parents=True)
+    (root / "rules" / "r.toml").write_text(
+        '[[rule]]\nid = "a"\ndescription = "d"\ngrant = ["x_reader"]\nwhen = { attr = "department", equals = "T" }\n'
+    )
+    (root / "tests" / "t.toml").write_text('[[case]]\nname = 1\nexpect = []\n')
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[provisioner]\nmappings = "m"\n'
+        '[[sources]]\nname = "s"\ntype = "ldif"\npath = "d.ldif"\n'
+        '[[targets]]\nname = "t"\ntype = "postgresql"\ndsn = "host=x"\n'
+    )
+    err = run("validate", "-c", str(cfg)).stderr
+    assert f"{root / 'tests' / 't.toml'}:1: 'name' must be a string, not an integer 1" in err, err
+    assert "is required" not in err, err
