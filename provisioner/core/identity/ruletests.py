@@ -27,6 +27,7 @@ from typing import Any
 
 from provisioner.core.identity.rules import RuleSet
 from provisioner.core.values.model import Identity
+from provisioner.core.values.tomltypes import text_problem
 
 CASE_KEYS = {"name", "attributes", "groups", "expect", "today", "enabled"}
 
@@ -123,8 +124,9 @@ def _parse_case(
     attrs = raw.get("attributes", {})
     groups = raw.get("groups", [])
     expect = raw.get("expect")
-    if not isinstance(name, str):
-        problems.append(f"{where}: 'name' is required")
+    wrong = text_problem(raw, "name")
+    if wrong:
+        problems.append(f"{where}: {wrong}")
     if not isinstance(attrs, dict):
         problems.append(f"{where}: 'attributes' must be a table")
     if not isinstance(groups, list):
