@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from provisioner.core.values.plan import ChangeKind, NoticeLevel
 from tests.lifecycle.support import access, person
 from tests.support.e2e import make_setup
@@ -84,9 +82,6 @@ when = {{ attr = "title", equals = "Analyst" }}
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "session 14: a templated role name over 63 bytes is cut (values) or dropped (whole name) "
-    "silently; needs render_origins to report it into DesiredState.problems (see the report)"))
 def test_a_templated_role_name_too_long_is_reported_never_cut_into_another_desks_role(
     tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
 ) -> None:

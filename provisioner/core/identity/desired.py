@@ -9,7 +9,7 @@ from datetime import date, datetime
 from provisioner.core.identity.lifecycle import INVALID, LifecyclePolicy, classify, invalid_problem, local_date
 from provisioner.core.identity.memo import GrantMemo
 from provisioner.core.identity.naming import NamingPolicy, assign_names
-from provisioner.core.identity.rules import RuleSet
+from provisioner.core.identity.rules import RuleSet, overlong_names
 from provisioner.core.values.model import (
     DesiredState,
     DesiredUser,
@@ -67,6 +67,8 @@ def desired_state(
             user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
         users[name] = user
         groups.update(user.memberships)
+        if user.lifecycle is Lifecycle.ACTIVE:
+            problems += overlong_names(rules, ident, today)
     contenders = {
         name: tuple(_contender(i, name, rules, lifecycle, now, memo, granted_only) for i in group)
         for name, group in names.contenders.items()

@@ -231,7 +231,7 @@ def render_origins(
             pairs = group_names(ident.groups, groups, labels)
         else:
             values = (ident.username,) if keys[0] == "username" else ident.attributes.get(keys[0], ())
-            pairs = [(normalise(x), "") for x in values]
+            pairs = [(normalise(x, UNCUT), "") for x in values]  # never cut: see overlong_names
         one: dict[tuple[str, str], None] = {}
         for value, origin in pairs:
             name = head + value + tail
@@ -244,7 +244,7 @@ def render_origins(
             pairs = group_names(ident.groups, groups, labels)
         else:
             values = (ident.username,) if key == "username" else ident.attributes.get(key, ())
-            pairs = [(normalise(x), "") for x in values]
+            pairs = [(normalise(x, UNCUT), "") for x in values]  # never cut: see overlong_names
         cleaned = tuple(p for p in pairs if p[0])
         if not cleaned:
             return []
@@ -256,6 +256,26 @@ def render_origins(
         if name and len(name.encode()) <= 63:
             out[(name, next((o for _, o in combo if o), ""))] = None
     return list(out)
+
+
+UNCUT = 1 << 20
+"""A value is never cut to fit a role name: two values differing past the cut would share one role."""
+
+
+def overlong_names(rules: RuleSet, ident: Identity, today: date) -> list[str]:
+    """One problem per ``{attribute}`` value that makes a role name of a rule matching ``ident``
+    longer than 63 bytes (:func:`render_origins` grants no such name)."""
+    out: list[str] = []
+    for rule in rules.rules:
+        for template in rule.grants if rule.enabled else ():
+            fixed = len(PLACEHOLDER.sub("", template).encode())
+            long = [(k, v) for k in placeholders(template) if k != GROUP_PLACEHOLDER
+                    for v in ((ident.username,) if k == "username" else ident.attributes.get(k, ()))
+                    if fixed + len(normalise(v, UNCUT).encode()) > 63]
+            if long and evaluate(rule.when, ident, today)[0]:
+                out += [f"{ident.source}: {ident.username!r}: rule {rule.id!r} ({rule.where}) makes role name "
+                        f"{template!r} from {k}={v!r} longer than 63 bytes; not granted" for k, v in long]
+    return out
 
 
 def _header_lines(text: str) -> list[int]:
