@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from psycopg import sql
 
 from tests.audit.servers import webhook_server
@@ -33,10 +32,6 @@ url = "env:TEST_HOOK"
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "session 14: the drift alert matches the hand-granted role's own name against the catalog; "
-    "a sensitive role reached through it is not seen (needs the drift notice to carry the "
-    "catalog roles the granted role reaches, see the report)"))
 def test_a_sensitive_role_granted_by_hand_through_a_role_in_between_alerts(
     tmp_path: Path, ldap_ou: LdapOu, role_prefix: str
 ) -> None:

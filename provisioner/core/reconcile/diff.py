@@ -25,7 +25,7 @@ from provisioner.core.ownership.policy import is_protected
 from provisioner.core.reconcile.defaultrole import default_role_changes
 from provisioner.core.reconcile.diffmemo import DiffMemo, Read, still_read
 from provisioner.core.reconcile.renames import plan_renames
-from provisioner.core.reconcile.unowned import group_named, not_ours
+from provisioner.core.reconcile.unowned import group_named, not_ours, reached_through
 from provisioner.core.values.model import (
     ActualRole,
     ActualState,
@@ -352,12 +352,9 @@ def _plan_memberships(
             changes.append(_membership(ChangeKind.REVOKE_MEMBERSHIP, user.name, group, [reason], base, now))
         else:
             why = "a protected or break-glass role: never revoked" if untouchable else "drift = report"
-            out.note(
-                NoticeLevel.WARNING,
-                "drift",
-                f"{user.name} is a member of {group!r} but no rule grants it and provisioner did not grant it ({why})",
-                user.name,
-            )
+            via = "".join(f"; through it also of {r!r}" for r in reached_through(group, actual))  # alerted by name
+            out.note(NoticeLevel.WARNING, "drift", f"{user.name} is a member of {group!r} but no rule grants it and "
+                     f"provisioner did not grant it ({why}){via}", user.name)
     grant, shared = ChangeKind.GRANT_MEMBERSHIP, out.group_params
     for group in sorted(wanted - have):
         now.add(group)

@@ -63,3 +63,16 @@ def group_named(user: DesiredUser) -> list[Notice]:
         "rules grant as a group role; not provisioned (rename one of them in the source, or change [naming])"
     )
     return [Notice(NoticeLevel.ERROR, "conflict", message, user.name)]
+
+
+def reached_through(group: str, actual: ActualState) -> list[str]:
+    """Every role ``group`` is a member of, transitively (what a hand grant of ``group`` also gives)."""
+    seen: set[str] = set()
+    todo = [group]
+    while todo:
+        role = actual.roles.get(todo.pop())
+        for parent in role.member_of if role is not None else ():
+            if parent not in seen and parent != group:
+                seen.add(parent)
+                todo.append(parent)
+    return sorted(seen)
