@@ -9,7 +9,7 @@ from datetime import date, datetime
 from provisioner.core.identity.lifecycle import INVALID, LifecyclePolicy, classify, invalid_problem, local_date
 from provisioner.core.identity.memo import GrantMemo
 from provisioner.core.identity.naming import NamingPolicy, assign_names
-from provisioner.core.identity.rules import RuleSet, overlong_names
+from provisioner.core.identity.rules import RuleSet, overlong_check
 from provisioner.core.values.model import (
     DesiredState,
     DesiredUser,
@@ -43,6 +43,7 @@ def desired_state(
     states: dict[tuple[object, ...], tuple[Lifecycle, Reason, datetime | None]] = {}
     problems = [*names.problems, *(f"{s.source}: {e}" for s in snaps for e in s.errors)]
     shared = {(s.source, sid): dns for s in snaps for sid, dns in s.shared_ids.items()}
+    too_long = overlong_check(rules)
     for ident in identities:
         name = names.names.get(ident.stable_id)
         if name is None or name in users:
@@ -67,8 +68,8 @@ def desired_state(
             user = replace(user, lifecycle=Lifecycle.LEAVER, lifecycle_reason=why, valid_until=None)
         users[name] = user
         groups.update(user.memberships)
-        if user.lifecycle is Lifecycle.ACTIVE:
-            problems += overlong_names(rules, ident, today)
+        if too_long is not None and user.lifecycle is Lifecycle.ACTIVE:
+            problems += too_long(ident, today)
     contenders = {
         name: tuple(_contender(i, name, rules, lifecycle, now, memo, granted_only) for i in group)
         for name, group in names.contenders.items()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -262,20 +262,40 @@ UNCUT = 1 << 20
 """A value is never cut to fit a role name: two values differing past the cut would share one role."""
 
 
-def overlong_names(rules: RuleSet, ident: Identity, today: date) -> list[str]:
-    """One problem per ``{attribute}`` value that makes a role name of a rule matching ``ident``
-    longer than 63 bytes (:func:`render_origins` grants no such name)."""
-    out: list[str] = []
-    for rule in rules.rules:
-        for template in rule.grants if rule.enabled else ():
-            fixed = len(PLACEHOLDER.sub("", template).encode())
-            long = [(k, v) for k in placeholders(template) if k != GROUP_PLACEHOLDER
+def overlong_check(rules: RuleSet) -> Callable[[Identity, date], list[str]] | None:
+    """A check of one identity against every rule granting a role name templated from an
+    attribute: one problem per value that makes such a name longer than 63 bytes
+    (:func:`render_origins` grants no such name); None when no rule templates from an attribute.
+    Made once per desired state: each distinct value is normalised once (departments repeat)."""
+    parts = [
+        (rule, template, len(PLACEHOLDER.sub("", template).encode()), keys)
+        for rule in rules.rules
+        if rule.enabled
+        for template in rule.grants
+        if (keys := [k for k in placeholders(template) if k != GROUP_PLACEHOLDER])
+    ]
+    if not parts:
+        return None
+    sizes: dict[str, int] = {}
+
+    def size(value: str) -> int:
+        n = sizes.get(value)
+        if n is None:
+            n = sizes[value] = len(normalise(value, UNCUT).encode())
+        return n
+
+    def check(ident: Identity, today: date) -> list[str]:
+        out: list[str] = []
+        for rule, template, fixed, keys in parts:
+            long = [(k, v) for k in keys
                     for v in ((ident.username,) if k == "username" else ident.attributes.get(k, ()))
-                    if fixed + len(normalise(v, UNCUT).encode()) > 63]
+                    if fixed + size(v) > 63]
             if long and evaluate(rule.when, ident, today)[0]:
                 out += [f"{ident.source}: {ident.username!r}: rule {rule.id!r} ({rule.where}) makes role name "
                         f"{template!r} from {k}={v!r} longer than 63 bytes; not granted" for k, v in long]
-    return out
+        return out
+
+    return check
 
 
 def _header_lines(text: str) -> list[int]:
